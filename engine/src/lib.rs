@@ -1,0 +1,1 @@
+//! Generic pipeline engine.

@@ -1,0 +1,1 @@
+//! SOMA stage kinds.
