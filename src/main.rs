@@ -1,1 +1,56 @@
-fn main() {}
+//! `soma-flow`: run SOMA training pipelines as cached, parallel DAGs.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use soma_flow_engine::app::{self, StoreArgs};
+
+mod kinds;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "soma-flow",
+    version,
+    about = "Train, score and publish SOMA V1 models with cached, parallel pipelines"
+)]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    #[command(flatten)]
+    Engine(app::Command),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                app::EXIT_USAGE as u8
+            } else {
+                0
+            });
+        }
+    };
+    let env = kinds::env();
+    let code = match cli.command {
+        Command::Engine(cmd) => app::run_command(&env, cmd, &cli.store),
+    };
+    match code {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,23 @@
-//! Generic pipeline engine.
+//! Generic pipeline engine: the pipeline model and its validation, the DAG, the
+//! content-addressed store, the scheduler and run records. It knows nothing of SOMA;
+//! domain stages plug in through [`kind::StageKind`].
+
+pub mod app;
+pub mod command;
+pub mod dag;
+pub mod diag;
+pub mod exec;
+pub mod explain;
+pub mod hash;
+pub mod kind;
+pub mod params;
+pub mod pipeline;
+pub mod progress;
+pub mod record;
+pub mod schema;
+pub mod store;
+pub mod yaml;
+
+pub use kind::{
+    InputPort, Inputs, KeyContext, Outcome, Registry, RunContext, StageKind, WithError,
+};

@@ -1,0 +1,538 @@
+//! Runs a plan: stages start as soon as their dependencies are done, up to `--jobs` at a
+//! time and one per resource class; each is restored from the cache when its key is known.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::Value as Json;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::kind::{KeyContext, Outcome, RunContext};
+use crate::pipeline::{Plan, PlannedStage};
+use crate::progress::Progress;
+use crate::record::{self, RunRecord, RunStatus, StageRecord, StageStatus};
+use crate::store::{self, Artifact, CacheEntry, Check, Store};
+
+pub struct ExecOptions {
+    pub jobs: usize,
+    pub no_cache: bool,
+    /// The `--set` overrides, kept in the run record for `rerun`.
+    pub overrides: Vec<String>,
+}
+
+/// JSON with object keys sorted, so that equal values always hash equally.
+pub fn canonical_json(v: &Json) -> String {
+    fn sort(v: &Json) -> Json {
+        match v {
+            Json::Object(m) => {
+                let sorted: BTreeMap<&String, Json> = m.iter().map(|(k, v)| (k, sort(v))).collect();
+                Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Json::Array(a) => Json::Array(a.iter().map(sort).collect()),
+            _ => v.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
+/// The cache key of a stage given its input artifacts, and the kind's extra key material.
+pub fn stage_key(
+    stage: &PlannedStage,
+    plan: &Plan,
+    inputs: &BTreeMap<String, Vec<Artifact>>,
+) -> Result<(String, Json)> {
+    let extra = stage
+        .prepared
+        .key_material(&KeyContext {
+            pipeline_dir: &plan.dir,
+        })
+        .with_context(|| format!("stage `{}`: cannot compute its cache key", stage.name))?;
+    let material = serde_json::json!({
+        "kind": stage.kind.name(),
+        "version": stage.kind.version(),
+        "with": stage.with,
+        "inputs": input_hashes(inputs),
+        "backend": if stage.uses_backend { Json::String(plan.backend.clone()) } else { Json::Null },
+        "extra": extra,
+    });
+    Ok((
+        blake3::hash(canonical_json(&material).as_bytes())
+            .to_hex()
+            .to_string(),
+        extra,
+    ))
+}
+
+fn input_hashes(inputs: &BTreeMap<String, Vec<Artifact>>) -> BTreeMap<String, Vec<String>> {
+    inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|a| a.hash.clone()).collect()))
+        .collect()
+}
+
+/// The stored outputs for a key, if every one of them is present and intact.
+pub fn lookup(store: &Store, key: &str, warn: &dyn Fn(&str)) -> Option<BTreeMap<String, Artifact>> {
+    let entry = store.cache_get(key)?;
+    for (name, a) in &entry.outputs {
+        let problem = match store.check(a) {
+            Ok(Check::Ok) => continue,
+            Ok(Check::Missing) => "is missing from the store",
+            Ok(Check::Corrupt) => "was corrupt (did not match its hash) and has been discarded",
+            Err(_) => "could not be read",
+        };
+        warn(&format!(
+            "cached output `{name}` ({}) {problem}; rebuilding",
+            &a.hash[..12]
+        ));
+        store.cache_remove(key);
+        return None;
+    }
+    Some(entry.outputs)
+}
+
+struct Shared {
+    plan: Arc<Plan>,
+    store: Store,
+    progress: Progress,
+    jobs: Arc<Semaphore>,
+    resources: HashMap<String, Arc<Semaphore>>,
+    no_cache: bool,
+    run_id: String,
+    t0: Instant,
+}
+
+struct Finished {
+    status: StageStatus,
+    key: Option<String>,
+    key_material: Json,
+    inputs: BTreeMap<String, Vec<String>>,
+    outputs: BTreeMap<String, Artifact>,
+    message: Option<String>,
+    start: Duration,
+    elapsed: Duration,
+}
+
+pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<RunRecord> {
+    let lock_store = store.clone();
+    let _store_lock = tokio::task::spawn_blocking(move || lock_store.lock_store(false)).await??;
+    let n = plan.stages.len();
+    let mut resources = HashMap::new();
+    for s in plan.stages.values() {
+        if let Some(class) = &s.resource {
+            let cap = plan.resources.get(class).copied().unwrap_or(1).max(1);
+            resources
+                .entry(class.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(cap)));
+        }
+    }
+    let shared = Arc::new(Shared {
+        progress: Progress::new(n),
+        jobs: Arc::new(Semaphore::new(opts.jobs.max(1))),
+        resources,
+        no_cache: opts.no_cache,
+        run_id: record::new_run_id(),
+        t0: Instant::now(),
+        store,
+        plan: Arc::clone(&plan),
+    });
+    let started = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+
+    let index = |name: &str| plan.stages.get_index_of(name).expect("validated reference");
+    let mut waiting: Vec<usize> = plan.stages.values().map(|s| s.deps.len()).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, s) in plan.stages.values().enumerate() {
+        for d in &s.deps {
+            dependents[index(d)].push(i);
+        }
+    }
+    let mut results: Vec<Option<Finished>> = (0..n).map(|_| None).collect();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Finished)>();
+    let mut running = 0usize;
+
+    let spawn = |i: usize, results: &Vec<Option<Finished>>, running: &mut usize| {
+        let stage = &plan.stages[i];
+        let inputs: BTreeMap<String, Vec<Artifact>> = stage
+            .inputs
+            .iter()
+            .map(|(port, refs)| {
+                let arts = refs
+                    .iter()
+                    .map(|r| {
+                        results[index(&r.stage)]
+                            .as_ref()
+                            .expect("dependency finished")
+                            .outputs[&r.output]
+                            .clone()
+                    })
+                    .collect();
+                (port.clone(), arts)
+            })
+            .collect();
+        let shared = Arc::clone(&shared);
+        let tx = tx.clone();
+        *running += 1;
+        tokio::spawn(async move {
+            let f = run_stage(&shared, i, inputs).await;
+            let _ = tx.send((i, f));
+        });
+    };
+
+    for i in 0..n {
+        if waiting[i] == 0 {
+            spawn(i, &results, &mut running);
+        }
+    }
+    while running > 0 {
+        let (i, f) = rx.recv().await.expect("senders live while stages run");
+        running -= 1;
+        let ok = matches!(f.status, StageStatus::Hit | StageStatus::Ran);
+        let why = format!(
+            "`{}` {}",
+            plan.stages[i].name,
+            f.status.label().to_lowercase()
+        );
+        results[i] = Some(f);
+        if ok {
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 && results[d].is_none() {
+                    spawn(d, &results, &mut running);
+                }
+            }
+        } else {
+            skip_dependents(i, &dependents, &mut results, &why, &shared);
+        }
+    }
+
+    let mut stages = indexmap::IndexMap::new();
+    for (i, s) in plan.stages.values().enumerate() {
+        let f = results[i]
+            .take()
+            .expect("every stage finished or was skipped");
+        stages.insert(
+            s.name.clone(),
+            StageRecord {
+                kind: s.kind.name().to_string(),
+                version: s.kind.version(),
+                status: f.status,
+                key: f.key,
+                start_ms: f.start.as_millis() as u64,
+                duration_ms: f.elapsed.as_millis() as u64,
+                with: s.with.clone(),
+                params_used: s.params_used.iter().cloned().collect(),
+                inputs: f.inputs,
+                key_material: f.key_material,
+                outputs: f.outputs,
+                message: f.message,
+            },
+        );
+    }
+    let status = if stages.values().any(|s| s.status == StageStatus::Failed) {
+        RunStatus::Failed
+    } else if stages
+        .values()
+        .any(|s| matches!(s.status, StageStatus::Deferred | StageStatus::Skipped))
+    {
+        RunStatus::Deferred
+    } else {
+        RunStatus::Ok
+    };
+    let record = RunRecord {
+        id: shared.run_id.clone(),
+        started,
+        duration_ms: shared.t0.elapsed().as_millis() as u64,
+        pipeline: std::path::absolute(&plan.source.path)
+            .unwrap_or_else(|_| plan.source.path.clone()),
+        name: plan.name.clone(),
+        pipeline_hash: plan.pipeline_hash(),
+        pipeline_source: plan.source.text.clone(),
+        overrides: opts.overrides,
+        params: plan.params.clone(),
+        backend: plan.backend.clone(),
+        no_cache: opts.no_cache,
+        soma_flow_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: record::git_commit(&plan.dir),
+        status,
+        stages,
+    };
+    record::save(&shared.store, &record)?;
+    Ok(record)
+}
+
+fn skip_dependents(
+    i: usize,
+    dependents: &[Vec<usize>],
+    results: &mut [Option<Finished>],
+    why: &str,
+    shared: &Shared,
+) {
+    for &d in &dependents[i] {
+        if results[d].is_none() {
+            let name = &shared.plan.stages[d].name;
+            shared.progress.finished(
+                name,
+                StageStatus::Skipped,
+                Duration::ZERO,
+                Some(&format!("{why}")),
+            );
+            results[d] = Some(Finished {
+                status: StageStatus::Skipped,
+                key: None,
+                key_material: Json::Null,
+                inputs: BTreeMap::new(),
+                outputs: BTreeMap::new(),
+                message: Some(format!("not run: {why}")),
+                start: shared.t0.elapsed(),
+                elapsed: Duration::ZERO,
+            });
+            skip_dependents(d, dependents, results, why, shared);
+        }
+    }
+}
+
+async fn run_stage(
+    shared: &Arc<Shared>,
+    i: usize,
+    inputs: BTreeMap<String, Vec<Artifact>>,
+) -> Finished {
+    let start = shared.t0.elapsed();
+    let stage = &shared.plan.stages[i];
+    let mut f = Finished {
+        status: StageStatus::Failed,
+        key: None,
+        key_material: Json::Null,
+        inputs: input_hashes(&inputs),
+        outputs: BTreeMap::new(),
+        message: None,
+        start,
+        elapsed: Duration::ZERO,
+    };
+
+    // Key and cache lookup need no job slot: a fully cached pipeline never waits.
+    let s2 = Arc::clone(shared);
+    let inputs2 = inputs.clone();
+    let keyed = tokio::task::spawn_blocking(move || {
+        let stage = &s2.plan.stages[i];
+        let (key, extra) = stage_key(stage, &s2.plan, &inputs2)?;
+        let hit = if s2.no_cache {
+            None
+        } else {
+            lookup(&s2.store, &key, &|w| {
+                s2.progress.warn(&format!("{}: {w}", stage.name))
+            })
+        };
+        anyhow::Ok((key, extra, hit))
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r);
+    let (key, extra, hit) = match keyed {
+        Ok(k) => k,
+        Err(e) => return fail(shared, f, &stage.name, format!("{e:#}")),
+    };
+    f.key = Some(key.clone());
+    f.key_material = extra;
+    if let Some(outputs) = hit {
+        f.status = StageStatus::Hit;
+        f.outputs = outputs;
+        f.elapsed = shared.t0.elapsed() - start;
+        shared
+            .progress
+            .finished(&stage.name, StageStatus::Hit, f.elapsed, None);
+        return f;
+    }
+
+    let _job = Arc::clone(&shared.jobs)
+        .acquire_owned()
+        .await
+        .expect("semaphore never closes");
+    let _class = match stage
+        .resource
+        .as_ref()
+        .and_then(|c| shared.resources.get(c))
+    {
+        Some(sem) => Some(
+            Arc::clone(sem)
+                .acquire_owned()
+                .await
+                .expect("semaphore never closes"),
+        ),
+        None => None,
+    };
+    shared.progress.started(&stage.name, stage.kind.name());
+    let s2 = Arc::clone(shared);
+    let result = tokio::task::spawn_blocking(move || execute(&s2, i, &key, &inputs)).await;
+    f.elapsed = shared.t0.elapsed() - start;
+    match result {
+        Ok(Ok(Executed::Done(outputs, cached))) => {
+            f.status = if cached {
+                StageStatus::Hit
+            } else {
+                StageStatus::Ran
+            };
+            f.outputs = outputs;
+        }
+        Ok(Ok(Executed::Deferred(reason))) => {
+            f.status = StageStatus::Deferred;
+            f.message = Some(reason);
+        }
+        Ok(Err(e)) => return fail(shared, f, &stage.name, format!("{e:#}")),
+        Err(e) => return fail(shared, f, &stage.name, format!("stage task failed: {e}")),
+    }
+    shared
+        .progress
+        .finished(&stage.name, f.status, f.elapsed, f.message.as_deref());
+    f
+}
+
+fn fail(shared: &Shared, mut f: Finished, stage: &str, message: String) -> Finished {
+    f.status = StageStatus::Failed;
+    f.elapsed = shared.t0.elapsed() - f.start;
+    shared
+        .progress
+        .finished(stage, StageStatus::Failed, f.elapsed, Some(&message));
+    f.message = Some(message);
+    f
+}
+
+enum Executed {
+    /// Outputs, and whether another process produced them while we waited.
+    Done(BTreeMap<String, Artifact>, bool),
+    Deferred(String),
+}
+
+fn execute(
+    shared: &Shared,
+    i: usize,
+    key: &str,
+    inputs: &BTreeMap<String, Vec<Artifact>>,
+) -> Result<Executed> {
+    let stage = &shared.plan.stages[i];
+    let store = &shared.store;
+    let _lock = match store.try_lock_key(key)? {
+        Some(l) => l,
+        None => {
+            shared.progress.waiting(&stage.name);
+            store.lock_key(key)?
+        }
+    };
+    if !shared.no_cache {
+        if let Some(outputs) = lookup(store, key, &|w| {
+            shared.progress.warn(&format!("{}: {w}", stage.name))
+        }) {
+            return Ok(Executed::Done(outputs, true));
+        }
+    }
+    let tag = &key[..16];
+    store.clear_stale_tmp(tag);
+    let work = store.tmp_dir(tag)?;
+    let result = execute_in(shared, stage, key, inputs, &work);
+    let _ = store::remove_any(&work);
+    result
+}
+
+fn execute_in(
+    shared: &Shared,
+    stage: &PlannedStage,
+    key: &str,
+    inputs: &BTreeMap<String, Vec<Artifact>>,
+    work: &Path,
+) -> Result<Executed> {
+    let store = &shared.store;
+    let outputs_dir = work.join("outputs");
+    std::fs::create_dir_all(&outputs_dir)?;
+    let input_paths = link_inputs(store, work, inputs)?;
+    let scratch = store.scratch_dir(key);
+    std::fs::create_dir_all(&scratch)?;
+    let state_dir = store.state_dir(stage.kind.name());
+    let pipeline_dir = std::path::absolute(&shared.plan.dir)?;
+    let log_dir = store.logs_dir(&shared.run_id);
+    std::fs::create_dir_all(&log_dir)?;
+    let log = log_dir.join(format!("{}.log", stage.name));
+    let report = |msg: &str| shared.progress.message(&stage.name, msg);
+    let ctx = RunContext {
+        stage: &stage.name,
+        workdir: work,
+        inputs: &input_paths,
+        outputs_dir: &outputs_dir,
+        scratch: &scratch,
+        state_dir: &state_dir,
+        pipeline_dir: &pipeline_dir,
+        backend: &shared.plan.backend,
+        log: &log,
+        progress: &report,
+    };
+    let t = Instant::now();
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.prepared.run(&ctx)))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(anyhow::anyhow!("stage panicked: {msg}"))
+            })?;
+    if let Outcome::Deferred(reason) = outcome {
+        return Ok(Executed::Deferred(reason));
+    }
+    let mut outputs = BTreeMap::new();
+    for name in &stage.outputs {
+        let path = outputs_dir.join(name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            anyhow::bail!("declared output `{name}` was not written (expected outputs/{name} in the stage's working directory)");
+        }
+        outputs.insert(name.clone(), store.publish(&path)?);
+    }
+    store.cache_put(&CacheEntry {
+        key: key.to_string(),
+        kind: stage.kind.name().to_string(),
+        outputs: outputs.clone(),
+        duration_ms: t.elapsed().as_millis() as u64,
+    })?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(Executed::Done(outputs, false))
+}
+
+/// Links each input artifact at `inputs/<name>` (or `inputs/<name>/<i>` for lists).
+fn link_inputs(
+    store: &Store,
+    work: &Path,
+    inputs: &BTreeMap<String, Vec<Artifact>>,
+) -> Result<BTreeMap<String, Vec<PathBuf>>> {
+    let dir = work.join("inputs");
+    std::fs::create_dir_all(&dir)?;
+    let mut out = BTreeMap::new();
+    for (name, arts) in inputs {
+        let paths: Vec<PathBuf> = arts.iter().map(|a| store.path_of(a)).collect();
+        if paths.len() == 1 {
+            symlink(&paths[0], &dir.join(name))?;
+        } else {
+            std::fs::create_dir_all(dir.join(name))?;
+            for (i, p) in paths.iter().enumerate() {
+                symlink(p, &dir.join(name).join(i.to_string()))?;
+            }
+        }
+        out.insert(name.clone(), paths);
+    }
+    Ok(out)
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("cannot link input {}", link.display()))
+}
+
+#[cfg(not(unix))]
+fn symlink(target: &Path, link: &Path) -> Result<()> {
+    if target.is_dir() {
+        std::os::windows::fs::symlink_dir(target, link)?;
+    } else {
+        std::fs::copy(target, link)?;
+    }
+    Ok(())
+}

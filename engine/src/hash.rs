@@ -1,0 +1,101 @@
+//! BLAKE3 content hashes of files and directory trees, streamed.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+/// Files at least this big are memory-mapped and hashed on all cores.
+const PARALLEL_FROM: u64 = 4 << 20;
+
+pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
+    let size = fs::metadata(path)?.len();
+    let mut h = blake3::Hasher::new();
+    if size >= PARALLEL_FROM {
+        h.update_mmap_rayon(path)?;
+    } else {
+        h.update_reader(fs::File::open(path)?)?;
+    }
+    Ok((h.finalize().to_hex().to_string(), size))
+}
+
+/// Hash of a directory: a canonical listing of relative paths (sorted), each file's
+/// executable bit and content hash, and empty directories. Symlinks are refused so that
+/// an artifact never points outside itself.
+pub fn hash_tree(root: &Path) -> io::Result<(String, u64)> {
+    let mut listing = String::new();
+    let mut total = 0;
+    walk(root, root, &mut |rel, meta, abs| {
+        if meta.is_dir() {
+            listing.push_str(&format!("D\0{rel}\n"));
+        } else {
+            let (h, size) = hash_file(abs)?;
+            total += size;
+            listing.push_str(&format!("F\0{rel}\0{}\0{h}\n", is_executable(meta) as u8));
+        }
+        Ok(())
+    })?;
+    Ok((blake3::hash(listing.as_bytes()).to_hex().to_string(), total))
+}
+
+/// Visits every entry under `root` in sorted order; directories are visited only when empty.
+pub fn walk(
+    root: &Path,
+    dir: &Path,
+    visit: &mut dyn FnMut(&str, &fs::Metadata, &Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    if entries.is_empty() && dir != root {
+        let rel = rel_path(root, dir)?;
+        visit(&rel, &fs::metadata(dir)?, dir)?;
+    }
+    for e in entries {
+        let path = e.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is a symbolic link; outputs must contain only files and directories",
+                    path.display()
+                ),
+            ));
+        }
+        if meta.is_dir() {
+            walk(root, &path, visit)?;
+        } else {
+            visit(&rel_path(root, &path)?, &meta, &path)?;
+        }
+    }
+    Ok(())
+}
+
+fn rel_path(root: &Path, path: &Path) -> io::Result<String> {
+    let rel = path.strip_prefix(root).map_err(io::Error::other)?;
+    rel.to_str().map(|s| s.replace('\\', "/")).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not valid UTF-8", path.display()),
+        )
+    })
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &fs::Metadata) -> bool {
+    false
+}
+
+/// Hash of any path: a file's content hash or a directory's tree hash.
+pub fn hash_path(path: &Path) -> io::Result<(String, u64)> {
+    if fs::metadata(path)?.is_dir() {
+        hash_tree(path)
+    } else {
+        hash_file(path)
+    }
+}

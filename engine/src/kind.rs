@@ -1,0 +1,286 @@
+//! The trait every stage kind implements, and the registry the engine looks kinds up in.
+//!
+//! A kind declares typed `with` parameters (deserialised with defaults and checked
+//! before anything runs), its named inputs and outputs, and an implementation version
+//! that enters the cache key. The engine erases the `with` type behind [`DynKind`] so
+//! kinds from other crates plug in without the engine knowing them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::yaml::PathSeg;
+
+/// One named input a kind accepts.
+#[derive(Debug, Clone)]
+pub struct InputPort {
+    pub name: &'static str,
+    pub required: bool,
+    /// Accepts a list of references (e.g. `models: [a.model, b.model]`).
+    pub many: bool,
+}
+
+impl InputPort {
+    pub const fn required(name: &'static str) -> Self {
+        InputPort {
+            name,
+            required: true,
+            many: false,
+        }
+    }
+    pub const fn optional(name: &'static str) -> Self {
+        InputPort {
+            name,
+            required: false,
+            many: false,
+        }
+    }
+    pub const fn many(name: &'static str) -> Self {
+        InputPort {
+            name,
+            required: true,
+            many: true,
+        }
+    }
+}
+
+/// Which inputs a stage accepts.
+#[derive(Debug, Clone)]
+pub enum Inputs {
+    /// Any names, each a single reference or a list (the `command` kind).
+    Any,
+    Fixed(Vec<InputPort>),
+}
+
+/// How a stage finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Not ready yet (e.g. a reveal before the epoch turns); nothing is cached and
+    /// dependents wait for a later run.
+    Deferred(String),
+}
+
+/// A problem with a `with` value, located by its path inside `with`.
+#[derive(Debug, Clone)]
+pub struct WithError {
+    pub path: Vec<PathSeg>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl WithError {
+    pub fn at(path: &[&str], message: impl Into<String>) -> Self {
+        WithError {
+            path: path
+                .iter()
+                .map(|k| PathSeg::Key((*k).to_string()))
+                .collect(),
+            message: message.into(),
+            help: None,
+        }
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// What a stage sees while it computes its cache key.
+pub struct KeyContext<'a> {
+    /// Directory of the pipeline file: relative paths in `with` are relative to it.
+    pub pipeline_dir: &'a Path,
+}
+
+/// What a running stage sees.
+pub struct RunContext<'a> {
+    pub stage: &'a str,
+    /// Fresh, empty working directory; inputs are linked at `inputs/<name>`.
+    pub workdir: &'a Path,
+    /// Each input's artifact paths in the store (one entry unless the port takes many).
+    pub inputs: &'a BTreeMap<String, Vec<PathBuf>>,
+    /// Where the stage must write each declared output, as `outputs/<name>`.
+    pub outputs_dir: &'a Path,
+    /// Survives a killed run of the same cache key (checkpoints); removed after success.
+    pub scratch: &'a Path,
+    /// Private per-kind state in the store (ledgers, keys); created on demand.
+    pub state_dir: &'a Path,
+    pub pipeline_dir: &'a Path,
+    pub backend: &'a str,
+    /// Where the stage writes the output of tools it runs; kept after the run.
+    pub log: &'a Path,
+    /// Reports progress (step, loss, bytes) to the live view or the periodic lines.
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl RunContext<'_> {
+    pub fn input(&self, name: &str) -> Option<&Path> {
+        self.inputs
+            .get(name)
+            .and_then(|v| v.first())
+            .map(PathBuf::as_path)
+    }
+    pub fn input_list(&self, name: &str) -> &[PathBuf] {
+        self.inputs.get(name).map_or(&[], Vec::as_slice)
+    }
+    pub fn output(&self, name: &str) -> PathBuf {
+        self.outputs_dir.join(name)
+    }
+}
+
+/// A stage kind with typed parameters.
+pub trait StageKind: Send + Sync + 'static {
+    type With: DeserializeOwned + Serialize + JsonSchema + Send + Sync + 'static;
+
+    /// The name used as `kind:` in pipeline files.
+    const NAME: &'static str;
+    /// Bump when the implementation changes its outputs for the same inputs.
+    const VERSION: u32;
+    const ABOUT: &'static str;
+
+    fn inputs(&self, with: &Self::With) -> Inputs;
+    fn outputs(&self, with: &Self::With) -> Vec<String>;
+
+    /// Checks beyond what deserialisation enforces.
+    fn check(&self, _with: &Self::With) -> Result<(), WithError> {
+        Ok(())
+    }
+    /// Model stages run on a Burn backend, which then enters the cache key.
+    fn uses_backend(&self, _with: &Self::With) -> bool {
+        false
+    }
+    /// A resource class (e.g. `gpu`) whose capacity limits concurrent stages.
+    fn resource(&self, _with: &Self::With) -> Option<String> {
+        None
+    }
+    /// Extra cache-key material, e.g. hashes of files the stage reads from disk.
+    fn key_material(
+        &self,
+        _with: &Self::With,
+        _ctx: &KeyContext<'_>,
+    ) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+    fn run(&self, with: &Self::With, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
+}
+
+/// A stage whose `with` has been validated; object-safe.
+pub trait Prepared: Send + Sync {
+    fn inputs(&self) -> Inputs;
+    fn outputs(&self) -> Vec<String>;
+    fn uses_backend(&self) -> bool;
+    fn resource(&self) -> Option<String>;
+    fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value>;
+    fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
+}
+
+struct PreparedStage<K: StageKind> {
+    kind: Arc<K>,
+    with: K::With,
+}
+
+impl<K: StageKind> Prepared for PreparedStage<K> {
+    fn inputs(&self) -> Inputs {
+        self.kind.inputs(&self.with)
+    }
+    fn outputs(&self) -> Vec<String> {
+        self.kind.outputs(&self.with)
+    }
+    fn uses_backend(&self) -> bool {
+        self.kind.uses_backend(&self.with)
+    }
+    fn resource(&self) -> Option<String> {
+        self.kind.resource(&self.with)
+    }
+    fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value> {
+        self.kind.key_material(&self.with, ctx)
+    }
+    fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome> {
+        self.kind.run(&self.with, ctx)
+    }
+}
+
+/// A kind with its `with` type erased.
+pub trait DynKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn about(&self) -> &'static str;
+    /// Deserialises and checks `with`; on success also returns it with defaults filled in.
+    fn prepare(
+        &self,
+        with: serde_json::Value,
+    ) -> Result<(Box<dyn Prepared>, serde_json::Value), WithError>;
+    fn with_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+}
+
+impl<K: StageKind> DynKind for Arc<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn version(&self) -> u32 {
+        K::VERSION
+    }
+    fn about(&self) -> &'static str {
+        K::ABOUT
+    }
+    fn prepare(
+        &self,
+        with: serde_json::Value,
+    ) -> Result<(Box<dyn Prepared>, serde_json::Value), WithError> {
+        let typed: K::With = serde_path_to_error::deserialize(with).map_err(|e| WithError {
+            path: crate::yaml::path_from_serde(e.path()),
+            message: e.inner().to_string(),
+            help: None,
+        })?;
+        self.check(&typed)?;
+        let resolved = serde_json::to_value(&typed).map_err(|e| WithError {
+            path: vec![],
+            message: e.to_string(),
+            help: None,
+        })?;
+        Ok((
+            Box::new(PreparedStage {
+                kind: Arc::clone(self),
+                with: typed,
+            }),
+            resolved,
+        ))
+    }
+    fn with_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<K::With>()
+    }
+}
+
+/// The kinds a binary knows, by name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    kinds: IndexMap<&'static str, Arc<dyn DynKind>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register<K: StageKind>(&mut self, kind: K) -> &mut Self {
+        self.kinds.insert(K::NAME, Arc::new(Arc::new(kind)));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynKind>> {
+        self.kinds.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DynKind>> {
+        self.kinds.values()
+    }
+}

@@ -1,0 +1,538 @@
+//! The pipeline file: its Rust types (the JSON Schema is generated from them), and
+//! loading it into a validated [`Plan`] with every problem located at file:line:column.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::dag;
+use crate::diag::{closest, one_of, Diagnostic, Diagnostics, Source};
+use crate::kind::{DynKind, Inputs, Prepared, Registry};
+use crate::params;
+use crate::yaml::{self, Node, PathSeg, Span};
+
+/// A soma-flow pipeline: stages of a DAG, connected by the artifacts they exchange.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Shown in run records and reports.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Default Burn backend for model stages (`ndarray`, `cuda`, `tch`); `--backend` overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Default parameter values, used as `${params.NAME}` in `with`; `--set NAME=VALUE` overrides.
+    #[serde(default)]
+    pub params: IndexMap<String, Json>,
+    /// How many stages of each resource class may run at once (default 1 per class).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub resources: IndexMap<String, usize>,
+    /// The stages, by name (letters, digits, `_` and `-`).
+    pub stages: IndexMap<String, StageDecl>,
+}
+
+/// One stage of the pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageDecl {
+    /// The stage kind, e.g. `command`, `train`, `score`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Named inputs, each `<stage>.<output>` or a list of them.
+    #[serde(default)]
+    pub inputs: IndexMap<String, InputRef>,
+    /// Stages that must finish first, without passing data.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// The kind's parameters.
+    #[serde(default)]
+    pub with: Json,
+    /// Resource class (e.g. `gpu`); stages of one class never exceed its capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum InputRef {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A reference to another stage's output.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutputRef {
+    pub stage: String,
+    pub output: String,
+}
+
+impl fmt::Display for OutputRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.stage, self.output)
+    }
+}
+
+pub struct PlannedStage {
+    pub name: String,
+    pub kind: Arc<dyn DynKind>,
+    pub prepared: Box<dyn Prepared>,
+    /// `with` after interpolation, with defaults filled in: what enters the cache key.
+    pub with: Json,
+    /// Params interpolated into `with`, for explaining why a stage reruns.
+    pub params_used: BTreeSet<String>,
+    pub inputs: BTreeMap<String, Vec<OutputRef>>,
+    /// Every stage this one waits for (inputs and `needs`).
+    pub deps: BTreeSet<String>,
+    pub outputs: Vec<String>,
+    pub resource: Option<String>,
+    pub uses_backend: bool,
+}
+
+/// A validated pipeline, ready to schedule.
+pub struct Plan {
+    pub source: Source,
+    /// Paths in the pipeline are relative to this directory.
+    pub dir: PathBuf,
+    pub name: String,
+    pub backend: String,
+    pub params: IndexMap<String, Json>,
+    pub resources: IndexMap<String, usize>,
+    /// In topological order.
+    pub stages: IndexMap<String, PlannedStage>,
+}
+
+impl Plan {
+    pub fn pipeline_hash(&self) -> String {
+        blake3::hash(self.source.text.as_bytes())
+            .to_hex()
+            .to_string()
+    }
+}
+
+#[derive(Debug)]
+pub enum LoadError {
+    Io(PathBuf, std::io::Error),
+    Usage(String),
+    Invalid(Diagnostics),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Io(p, e) => write!(f, "cannot read pipeline {}: {e}", p.display()),
+            LoadError::Usage(m) => f.write_str(m),
+            LoadError::Invalid(d) => d.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// How a pipeline is loaded: overrides from the command line and the backends on offer.
+pub struct LoadOptions<'a> {
+    pub registry: &'a Registry,
+    /// `--set NAME=VALUE`, in order.
+    pub overrides: &'a [String],
+    pub backend: Option<&'a str>,
+    /// Accepts or rejects a backend name (with the reason, e.g. a missing cargo feature).
+    pub check_backend: &'a dyn Fn(&str) -> Result<(), String>,
+}
+
+pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+    load_source(Source::new(path, text), opts)
+}
+
+pub fn load_source(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
+    let root = yaml::parse(&source.text).map_err(|e| {
+        LoadError::Invalid(Diagnostics(vec![Diagnostic::new(
+            &source,
+            e.span,
+            format!("invalid YAML: {}", e.message),
+        )]))
+    })?;
+    let file: PipelineFile = serde_path_to_error::deserialize(root.to_json())
+        .map_err(|e| LoadError::Invalid(Diagnostics(vec![serde_diag(&source, &root, &[], &e)])))?;
+
+    let params = params::apply_overrides(&file.params, opts.overrides).map_err(LoadError::Usage)?;
+    let mut v = Validator {
+        source: &source,
+        diags: Vec::new(),
+    };
+
+    let backend = match (opts.backend, root.get("backend")) {
+        (Some(b), _) => b.to_string(),
+        (None, Some(node)) => match v.interpolate(node, &params, &mut BTreeSet::new()) {
+            Json::String(s) => s,
+            _ => {
+                v.error(node.span, "`backend` must be a string", None);
+                String::new()
+            }
+        },
+        (None, None) => "ndarray".to_string(),
+    };
+
+    let stages_node = root.get("stages").cloned().unwrap_or(Node {
+        span: root.span,
+        value: yaml::Value::Null,
+    });
+    if file.stages.is_empty() {
+        v.error(
+            stages_node.span,
+            "a pipeline needs at least one stage",
+            None,
+        );
+    }
+
+    // First pass: each stage on its own (kind, with).
+    #[allow(clippy::type_complexity)]
+    let mut prepared: IndexMap<
+        String,
+        (Arc<dyn DynKind>, Box<dyn Prepared>, Json, BTreeSet<String>),
+    > = IndexMap::new();
+    for (name, decl) in &file.stages {
+        let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
+        if !valid_stage_name(name) {
+            v.error(
+                key_node.span,
+                format!("invalid stage name `{name}`"),
+                Some("use letters, digits, `_` and `-` (a `.` separates stage and output in references)".into()),
+            );
+        }
+        let kind_node = stage_node.get("kind").unwrap_or(stage_node);
+        let Some(kind) = opts.registry.get(&decl.kind) else {
+            let help = match closest(&decl.kind, opts.registry.names()) {
+                Some(c) => format!(
+                    "did you mean `{c}`? known kinds: {}",
+                    one_of(opts.registry.names())
+                ),
+                None => format!("known kinds: {}", one_of(opts.registry.names())),
+            };
+            v.error(
+                kind_node.span,
+                format!("unknown stage kind `{}`", decl.kind),
+                Some(help),
+            );
+            continue;
+        };
+        let with_node = stage_node.get("with");
+        let mut used = BTreeSet::new();
+        let with = with_node.map_or(Json::Object(Default::default()), |n| match n.value {
+            yaml::Value::Null => Json::Object(Default::default()),
+            _ => v.interpolate(n, &params, &mut used),
+        });
+        match kind.prepare(with) {
+            Ok((p, resolved)) => {
+                prepared.insert(name.clone(), (Arc::clone(kind), p, resolved, used));
+            }
+            Err(e) => {
+                let span = with_node.map_or(key_node.span, |w| error_span(w, &e.path, &e.message));
+                let place: String = e.path.iter().map(ToString::to_string).collect();
+                v.error(
+                    span,
+                    format!("stage `{name}` ({}): with{place}: {}", decl.kind, e.message),
+                    e.help.clone(),
+                );
+            }
+        }
+    }
+
+    // Second pass: references between stages.
+    let outputs_of: BTreeMap<String, Vec<String>> = prepared
+        .iter()
+        .map(|(name, (_, p, _, _))| (name.clone(), p.outputs()))
+        .collect();
+    let mut stages = IndexMap::new();
+    for (name, decl) in &file.stages {
+        // A stage whose kind or `with` was rejected still has its references checked.
+        let prep = prepared.shift_remove(name);
+        let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
+        let inputs_node = stage_node.get("inputs");
+        let mut inputs = BTreeMap::new();
+        let mut deps = BTreeSet::new();
+        let ports = prep.as_ref().map_or(Inputs::Any, |(_, p, _, _)| p.inputs());
+        for (port, refs) in &decl.inputs {
+            let port_key = inputs_node.map_or(key_node.span, |n| n.locate_key(&[], port));
+            let spec = match &ports {
+                Inputs::Any => None,
+                Inputs::Fixed(list) => match list.iter().find(|p| p.name == port) {
+                    Some(p) => Some(p),
+                    None => {
+                        v.error(
+                            port_key,
+                            format!("stage `{name}` ({}) has no input `{port}`", decl.kind),
+                            Some(format!(
+                                "inputs of `{}`: {}",
+                                decl.kind,
+                                one_of(list.iter().map(|p| p.name))
+                            )),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let list = match refs {
+                InputRef::One(r) => vec![(
+                    r.clone(),
+                    inputs_node.map(|n| n.locate(&[PathSeg::Key(port.clone())]).span),
+                )],
+                InputRef::Many(rs) => {
+                    if spec.is_some_and(|s| !s.many) {
+                        v.error(port_key, format!("input `{port}` of `{}` takes a single `<stage>.<output>`, not a list", decl.kind), None);
+                        continue;
+                    }
+                    rs.iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            (
+                                r.clone(),
+                                inputs_node.map(|n| {
+                                    n.locate(&[PathSeg::Key(port.clone()), PathSeg::Index(i)])
+                                        .span
+                                }),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            let mut resolved = Vec::new();
+            for (text, span) in list {
+                let span = span.unwrap_or(port_key);
+                if let Some(r) = v.output_ref(&text, span, &file, &outputs_of) {
+                    deps.insert(r.stage.clone());
+                    resolved.push(r);
+                }
+            }
+            inputs.insert(port.clone(), resolved);
+        }
+        if let Inputs::Fixed(list) = &ports {
+            for p in list
+                .iter()
+                .filter(|p| p.required && !decl.inputs.contains_key(p.name))
+            {
+                v.error(
+                    key_node.span,
+                    format!("stage `{name}` ({}) needs input `{}`", decl.kind, p.name),
+                    Some(format!("add `inputs: {{ {}: <stage>.<output> }}`", p.name)),
+                );
+            }
+        }
+        for (i, need) in decl.needs.iter().enumerate() {
+            let span = stage_node
+                .locate(&[PathSeg::Key("needs".into()), PathSeg::Index(i)])
+                .span;
+            if file.stages.contains_key(need) {
+                deps.insert(need.clone());
+            } else {
+                v.unknown_stage(need, span, &file);
+            }
+        }
+        if deps.contains(name) {
+            v.error(
+                key_node.span,
+                format!("stage `{name}` depends on itself"),
+                None,
+            );
+        }
+        let Some((kind, prep, with, params_used)) = prep else {
+            continue;
+        };
+        let resource = decl.resource.clone().or_else(|| prep.resource());
+        stages.insert(
+            name.clone(),
+            PlannedStage {
+                name: name.clone(),
+                uses_backend: prep.uses_backend(),
+                outputs: prep.outputs(),
+                kind,
+                prepared: prep,
+                with,
+                params_used,
+                inputs,
+                deps,
+                resource,
+            },
+        );
+    }
+
+    if stages.values().any(|s| s.uses_backend) {
+        if let Err(why) = (opts.check_backend)(&backend) {
+            let span = root.get("backend").map_or(root.span, |n| n.span);
+            v.error(span, format!("backend `{backend}`: {why}"), None);
+        }
+    }
+
+    if v.diags.is_empty() {
+        match dag::topo_order(&stages) {
+            Ok(order) => {
+                let mut sorted = IndexMap::new();
+                for name in order {
+                    let s = stages
+                        .shift_remove(&name)
+                        .expect("ordered names come from the map");
+                    sorted.insert(name, s);
+                }
+                stages = sorted;
+            }
+            Err(cycle) => {
+                let span = stages_node.locate_key(&[], &cycle[0]);
+                v.error(
+                    span,
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                    Some("remove one of these dependencies".into()),
+                );
+            }
+        }
+    }
+
+    if !v.diags.is_empty() {
+        return Err(LoadError::Invalid(Diagnostics(v.diags)));
+    }
+    let dir = source
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(Plan {
+        dir,
+        name: file.name,
+        backend,
+        params,
+        resources: file.resources,
+        stages,
+        source,
+    })
+}
+
+fn valid_stage_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
+}
+
+/// Span of what an error at `path` is about: for an unknown field, the key itself.
+fn error_span(node: &Node, path: &[PathSeg], message: &str) -> Span {
+    match unknown_field(message) {
+        Some(field) => {
+            let parent = match path.last() {
+                Some(PathSeg::Key(k)) if k == field => &path[..path.len() - 1],
+                _ => path,
+            };
+            node.locate_key(parent, field)
+        }
+        None => node.locate(path).span,
+    }
+}
+
+fn serde_diag(
+    source: &Source,
+    root: &Node,
+    base: &[PathSeg],
+    e: &serde_path_to_error::Error<serde_json::Error>,
+) -> Diagnostic {
+    let mut path = base.to_vec();
+    path.extend(yaml::path_from_serde(e.path()));
+    let message = e.inner().to_string();
+    let span = error_span(root, &path, &message);
+    let place: String = path.iter().map(ToString::to_string).collect();
+    let message = message.replace(
+        "data did not match any variant of untagged enum InputRef",
+        "expected `<stage>.<output>` or a list of them",
+    );
+    let text = if place.is_empty() {
+        message
+    } else {
+        format!("{}: {message}", place.trim_start_matches('.'))
+    };
+    Diagnostic::new(source, span, text)
+}
+
+struct Validator<'a> {
+    source: &'a Source,
+    diags: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Span, message: impl Into<String>, help: Option<String>) {
+        let mut d = Diagnostic::new(self.source, span, message);
+        d.help = help;
+        self.diags.push(d);
+    }
+
+    fn interpolate(
+        &mut self,
+        node: &Node,
+        params: &IndexMap<String, Json>,
+        used: &mut BTreeSet<String>,
+    ) -> Json {
+        params::interpolate(node, params, used, &mut |span, msg, help| {
+            self.error(span, msg, help)
+        })
+    }
+
+    fn unknown_stage(&mut self, name: &str, span: Span, file: &PipelineFile) {
+        let help = closest(name, file.stages.keys().map(String::as_str))
+            .map(|c| format!("did you mean `{c}`?"))
+            .unwrap_or_else(|| {
+                format!("stages: {}", one_of(file.stages.keys().map(String::as_str)))
+            });
+        self.error(span, format!("no stage named `{name}`"), Some(help));
+    }
+
+    fn output_ref(
+        &mut self,
+        text: &str,
+        span: Span,
+        file: &PipelineFile,
+        outputs_of: &BTreeMap<String, Vec<String>>,
+    ) -> Option<OutputRef> {
+        let Some((stage, output)) = text.split_once('.') else {
+            self.error(
+                span,
+                format!("`{text}` is not a reference"),
+                Some("write `<stage>.<output>`, e.g. `train.model`".into()),
+            );
+            return None;
+        };
+        if !file.stages.contains_key(stage) {
+            self.unknown_stage(stage, span, file);
+            return None;
+        }
+        // A stage that failed to prepare has already been reported; its outputs are unknown.
+        if let Some(outs) = outputs_of.get(stage) {
+            if !outs.iter().any(|o| o == output) {
+                let help = match closest(output, outs.iter().map(String::as_str)) {
+                    Some(c) => format!("did you mean `{stage}.{c}`?"),
+                    None => format!(
+                        "outputs of `{stage}`: {}",
+                        one_of(outs.iter().map(String::as_str))
+                    ),
+                };
+                self.error(
+                    span,
+                    format!("stage `{stage}` has no output `{output}`"),
+                    Some(help),
+                );
+                return None;
+            }
+        }
+        Some(OutputRef {
+            stage: stage.to_string(),
+            output: output.to_string(),
+        })
+    }
+}

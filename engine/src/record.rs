@@ -1,0 +1,175 @@
+//! Run records: what a run did, enough to list it, explain it and repeat it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::store::{write_atomic, Artifact, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageStatus {
+    /// Restored from the cache.
+    Hit,
+    /// Executed.
+    Ran,
+    Deferred,
+    Failed,
+    /// Not started because a dependency failed or deferred.
+    Skipped,
+}
+
+impl StageStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            StageStatus::Hit => "cached",
+            StageStatus::Ran => "ran",
+            StageStatus::Deferred => "deferred",
+            StageStatus::Failed => "FAILED",
+            StageStatus::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Ok,
+    Failed,
+    Deferred,
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The process exit code documented in README.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunStatus::Ok => 0,
+            RunStatus::Failed => 1,
+            RunStatus::Deferred => 3,
+            RunStatus::Interrupted => 130,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub kind: String,
+    pub version: u32,
+    pub status: StageStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Milliseconds from the start of the run.
+    pub start_ms: u64,
+    pub duration_ms: u64,
+    /// `with` after interpolation and defaults.
+    pub with: Json,
+    pub params_used: Vec<String>,
+    /// Input artifact hashes per input name.
+    pub inputs: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Json::is_null")]
+    pub key_material: Json,
+    pub outputs: BTreeMap<String, Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub started: String,
+    pub duration_ms: u64,
+    /// Absolute path of the pipeline file.
+    pub pipeline: PathBuf,
+    pub name: String,
+    pub pipeline_hash: String,
+    /// The pipeline text as run, so that `rerun` repeats it even if the file changed.
+    pub pipeline_source: String,
+    pub overrides: Vec<String>,
+    pub params: IndexMap<String, Json>,
+    pub backend: String,
+    pub no_cache: bool,
+    pub soma_flow_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    pub status: RunStatus,
+    pub stages: IndexMap<String, StageRecord>,
+}
+
+impl RunRecord {
+    pub fn count(&self, status: StageStatus) -> usize {
+        self.stages.values().filter(|s| s.status == status).count()
+    }
+}
+
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    let compact: String = stamp.chars().filter(|c| c.is_ascii_digit()).collect();
+    let salt = blake3::hash(format!("{:?}{}", now, std::process::id()).as_bytes()).to_hex();
+    format!("{}-{}-{}", &compact[..8], &compact[8..14], &salt[..6])
+}
+
+pub fn save(store: &Store, record: &RunRecord) -> Result<()> {
+    let path = store.runs_dir().join(format!("{}.json", record.id));
+    write_atomic(&path, &serde_json::to_vec_pretty(record)?)
+}
+
+/// All records, oldest first. Unreadable records are skipped with a warning.
+pub fn list(store: &Store) -> Result<Vec<RunRecord>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(store.runs_dir())?.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            match std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice::<RunRecord>(&b)?))
+            {
+                Ok(r) => out.push(r),
+                Err(err) => {
+                    tracing::warn!("skipping unreadable run record {}: {err}", path.display())
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// A record by id, or by a unique prefix of one.
+pub fn find(store: &Store, id: &str) -> Result<RunRecord> {
+    let all = list(store)?;
+    let matches: Vec<_> = all.into_iter().filter(|r| r.id.starts_with(id)).collect();
+    match matches.len() {
+        1 => Ok(matches.into_iter().next().unwrap()),
+        0 => anyhow::bail!(
+            "no run `{id}` in store {} (see `soma-flow runs`)",
+            store.root().display()
+        ),
+        n => anyhow::bail!("`{id}` matches {n} runs; give more of the id"),
+    }
+}
+
+/// The latest record of the pipeline at `path`.
+pub fn latest_for(store: &Store, path: &Path) -> Result<Option<RunRecord>> {
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("cannot find {}", path.display()))?;
+    Ok(list(store)?.into_iter().rev().find(|r| r.pipeline == path))
+}
+
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
