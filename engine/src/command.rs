@@ -26,6 +26,10 @@ pub struct CommandWith {
     /// Extra environment variables for the command.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// An exit code meaning "not ready yet": the stage is deferred, not failed, and its
+    /// last output line is the reason (e.g. `3` for a nested `soma-flow run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defer_on_exit: Option<i32>,
 }
 
 pub struct CommandKind;
@@ -118,8 +122,15 @@ impl StageKind for CommandKind {
             pump(Box::new(stderr));
         });
         let status = child.wait()?;
+        let tail: Vec<String> = tail.into_inner().unwrap().into();
+        if with.defer_on_exit.is_some() && status.code() == with.defer_on_exit {
+            let reason = tail
+                .last()
+                .cloned()
+                .unwrap_or_else(|| format!("command exited with {status}"));
+            return Ok(Outcome::Deferred(reason));
+        }
         if !status.success() {
-            let tail: Vec<String> = tail.into_inner().unwrap().into();
             let shown = if tail.is_empty() {
                 String::new()
             } else {

@@ -180,10 +180,9 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
         });
     };
 
-    for i in 0..n {
-        if waiting[i] == 0 {
-            spawn(i, &results, &mut running);
-        }
+    let ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    for i in ready {
+        spawn(i, &results, &mut running);
     }
     while running > 0 {
         let (i, f) = rx.recv().await.expect("senders live while stages run");
@@ -272,12 +271,9 @@ fn skip_dependents(
     for &d in &dependents[i] {
         if results[d].is_none() {
             let name = &shared.plan.stages[d].name;
-            shared.progress.finished(
-                name,
-                StageStatus::Skipped,
-                Duration::ZERO,
-                Some(&format!("{why}")),
-            );
+            shared
+                .progress
+                .finished(name, StageStatus::Skipped, Duration::ZERO, Some(why));
             results[d] = Some(Finished {
                 status: StageStatus::Skipped,
                 key: None,
@@ -362,10 +358,12 @@ async fn run_stage(
         ),
         None => None,
     };
+    // The timeline shows execution, not time spent waiting for a slot.
+    f.start = shared.t0.elapsed();
     shared.progress.started(&stage.name, stage.kind.name());
     let s2 = Arc::clone(shared);
     let result = tokio::task::spawn_blocking(move || execute(&s2, i, &key, &inputs)).await;
-    f.elapsed = shared.t0.elapsed() - start;
+    f.elapsed = shared.t0.elapsed() - f.start;
     match result {
         Ok(Ok(Executed::Done(outputs, cached))) => {
             f.status = if cached {

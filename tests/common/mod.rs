@@ -1,0 +1,83 @@
+//! Helpers shared by the integration tests: run the real binary in a temporary project.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Project {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_soma-flow"));
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("SOMA_FLOW_STORE")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run(self.cmd(args).output().unwrap())
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join(".soma-flow")
+    }
+
+    /// Run records, oldest first.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["runs", "--json"]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        serde_json::from_str(&out.stdout()).unwrap()
+    }
+
+    pub fn last_record(&self) -> serde_json::Value {
+        self.records().pop().expect("a run record")
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into()
+    }
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout(), self.stderr())
+    }
+}
+
+/// Status label of each stage in a run record.
+pub fn statuses(record: &serde_json::Value) -> Vec<(String, String)> {
+    record["stages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["status"].as_str().unwrap().to_string()))
+        .collect()
+}

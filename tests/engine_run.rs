@@ -1,0 +1,413 @@
+//! The engine end to end through the real binary: caching, reruns, parallelism,
+//! crash safety, concurrent runs, deferral and the run-record commands.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{statuses, Project};
+
+/// The example from the engine issue, with a side-effect counter per stage.
+const EXAMPLE: &str = r#"
+name: example
+backend: ndarray
+params:
+  greeting: hello
+  counter: COUNTER
+stages:
+  make:
+    kind: command
+    with:
+      run: "echo make >> ${params.counter}; echo ${params.greeting} > outputs/text"
+      outs: [text]
+  shout:
+    kind: command
+    inputs: { src: make.text }
+    with:
+      run: "echo shout >> ${params.counter}; tr a-z A-Z < inputs/src > outputs/loud"
+      outs: [loud]
+  after:
+    kind: command
+    needs: [shout]
+    with: { run: "echo after >> ${params.counter}" }
+"#;
+
+fn example(p: &Project) -> std::path::PathBuf {
+    let counter = p.path().join("counter.txt");
+    p.write(
+        "example.yaml",
+        &EXAMPLE.replace("COUNTER", counter.to_str().unwrap()),
+    );
+    counter
+}
+
+fn count(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn example_runs_then_reruns_nothing_then_only_what_changed() {
+    let p = Project::new();
+    let counter = example(&p);
+
+    let first = p.run(&["run", "example.yaml"]);
+    assert_eq!(first.code(), 0, "{}", first.all());
+    assert_eq!(count(&counter), ["make", "shout", "after"]);
+    let out = p.run(&["path", "example.yaml", "shout.loud"]);
+    assert_eq!(
+        std::fs::read_to_string(out.stdout().trim()).unwrap(),
+        "HELLO\n"
+    );
+
+    let second = p.run(&["run", "example.yaml"]);
+    assert_eq!(second.code(), 0, "{}", second.all());
+    assert_eq!(
+        count(&counter).len(),
+        3,
+        "a rerun of an unchanged pipeline executes nothing"
+    );
+    assert!(statuses(&p.last_record()).iter().all(|(_, s)| s == "hit"));
+
+    let status = p.run(&["status", "example.yaml", "--set", "greeting=hi"]);
+    assert!(
+        status.stdout().contains("param `greeting` changed"),
+        "{}",
+        status.all()
+    );
+
+    let third = p.run(&["run", "example.yaml", "--set", "greeting=hi"]);
+    assert_eq!(third.code(), 0, "{}", third.all());
+    assert_eq!(
+        count(&counter)[3..],
+        ["make", "shout"],
+        "only make and shout rerun"
+    );
+    let rec = p.last_record();
+    assert_eq!(
+        statuses(&rec),
+        [
+            ("make".into(), "ran".into()),
+            ("shout".into(), "ran".into()),
+            ("after".into(), "hit".into())
+        ]
+    );
+    let out = p.run(&["path", "example.yaml", "shout.loud"]);
+    assert_eq!(
+        std::fs::read_to_string(out.stdout().trim()).unwrap(),
+        "HI\n"
+    );
+}
+
+#[test]
+fn needs_orders_without_data() {
+    let p = Project::new();
+    let counter = example(&p);
+    assert_eq!(p.run(&["run", "example.yaml", "-j", "4"]).code(), 0);
+    assert_eq!(count(&counter), ["make", "shout", "after"]);
+    let rec = p.last_record();
+    let end = |s: &str| {
+        rec["stages"][s]["start_ms"].as_u64().unwrap()
+            + rec["stages"][s]["duration_ms"].as_u64().unwrap()
+    };
+    assert!(rec["stages"]["after"]["start_ms"].as_u64().unwrap() >= end("shout"));
+}
+
+#[test]
+fn independent_stages_overlap() {
+    let p = Project::new();
+    p.write(
+        "par.yaml",
+        "name: par\nstages:\n  a:\n    kind: command\n    with: {run: 'sleep 1'}\n  b:\n    kind: command\n    with: {run: 'sleep 1'}\n  c:\n    kind: command\n    needs: [a, b]\n    with: {run: 'true'}\n",
+    );
+    let out = p.run(&["run", "par.yaml", "--jobs", "2"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let rec = p.last_record();
+    let (a, b) = (&rec["stages"]["a"], &rec["stages"]["b"]);
+    let a_end = a["start_ms"].as_u64().unwrap() + a["duration_ms"].as_u64().unwrap();
+    assert!(
+        b["start_ms"].as_u64().unwrap() < a_end,
+        "b started before a ended: {rec}"
+    );
+
+    // With one job they cannot overlap.
+    let out = p.run(&["run", "par.yaml", "--jobs", "1", "--no-cache"]);
+    assert_eq!(out.code(), 0);
+    let rec = p.last_record();
+    let (a, b) = (&rec["stages"]["a"], &rec["stages"]["b"]);
+    let a_end = a["start_ms"].as_u64().unwrap() + a["duration_ms"].as_u64().unwrap();
+    let b_end = b["start_ms"].as_u64().unwrap() + b["duration_ms"].as_u64().unwrap();
+    assert!(b["start_ms"].as_u64().unwrap() >= a_end || a["start_ms"].as_u64().unwrap() >= b_end);
+}
+
+#[test]
+fn resource_class_limits_concurrency() {
+    let p = Project::new();
+    p.write(
+        "gpu.yaml",
+        "name: gpu\nstages:\n  a:\n    kind: command\n    resource: gpu\n    with: {run: 'sleep 0.5'}\n  b:\n    kind: command\n    resource: gpu\n    with: {run: 'sleep 0.5'}\n",
+    );
+    assert_eq!(p.run(&["run", "gpu.yaml", "--jobs", "4"]).code(), 0);
+    let rec = p.last_record();
+    let span = |s: &str| {
+        let st = rec["stages"][s]["start_ms"].as_u64().unwrap();
+        (st, st + rec["stages"][s]["duration_ms"].as_u64().unwrap())
+    };
+    let ((a0, a1), (b0, b1)) = (span("a"), span("b"));
+    assert!(b0 >= a1 || a0 >= b1, "two gpu stages overlapped: {rec}");
+}
+
+#[test]
+fn corrupt_object_is_detected_and_rebuilt() {
+    let p = Project::new();
+    let counter = example(&p);
+    assert_eq!(p.run(&["run", "example.yaml"]).code(), 0);
+    let obj = p
+        .run(&["path", "example.yaml", "make.text"])
+        .stdout()
+        .trim()
+        .to_string();
+    let mut perm = std::fs::metadata(&obj).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&obj, perm).unwrap();
+    std::fs::write(&obj, "tampered\n").unwrap();
+
+    let out = p.run(&["run", "example.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(
+        out.stderr().contains("corrupt"),
+        "the corruption is reported: {}",
+        out.all()
+    );
+    assert_eq!(
+        count(&counter)[3..],
+        ["make"],
+        "make is rebuilt; shout's key is unchanged"
+    );
+    assert_eq!(std::fs::read_to_string(&obj).unwrap(), "hello\n");
+}
+
+#[test]
+fn concurrent_runs_share_the_store_and_never_run_a_key_twice() {
+    let p = Project::new();
+    let counter = p.path().join("counter.txt");
+    p.write(
+        "slow.yaml",
+        &format!(
+            "name: slow\nstages:\n  s:\n    kind: command\n    with:\n      run: 'echo s >> {}; sleep 1; echo done > outputs/o'\n      outs: [o]\n",
+            counter.display()
+        ),
+    );
+    let a = p
+        .cmd(&["run", "slow.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = p
+        .cmd(&["run", "slow.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(
+        count(&counter),
+        ["s"],
+        "the stage ran once; the other process waited and reused it"
+    );
+    let recs = p.records();
+    let mut st: Vec<String> = recs
+        .iter()
+        .map(|r| r["stages"]["s"]["status"].as_str().unwrap().to_string())
+        .collect();
+    st.sort();
+    assert_eq!(st, ["hit", "ran"]);
+}
+
+#[test]
+fn killed_run_leaves_nothing_trusted_and_reruns_cleanly() {
+    let p = Project::new();
+    let mark = p.path().join("started");
+    p.write(
+        "kill.yaml",
+        &format!(
+            "name: kill\nstages:\n  s:\n    kind: command\n    with:\n      run: 'echo partial > outputs/o; if [ ! -f {m} ]; then touch {m}; sleep 30; fi; echo complete >> outputs/o'\n      outs: [o]\n",
+            m = mark.display()
+        ),
+    );
+    let mut child = p
+        .cmd(&["run", "kill.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !mark.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no handler runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let status = p.run(&["status", "kill.yaml"]);
+    assert!(
+        status.stdout().contains("would run"),
+        "nothing from the killed run is trusted: {}",
+        status.all()
+    );
+
+    let out = p.run(&["run", "kill.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let path = p
+        .run(&["path", "kill.yaml", "s.o"])
+        .stdout()
+        .trim()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(path).unwrap(),
+        "partial\ncomplete\n"
+    );
+    let tmp: Vec<_> = std::fs::read_dir(p.store().join("tmp")).unwrap().collect();
+    assert!(
+        tmp.is_empty(),
+        "stale working directories are cleared: {tmp:?}"
+    );
+}
+
+#[test]
+fn deferred_stage_exits_3_and_blocks_dependents() {
+    let p = Project::new();
+    p.write(
+        "defer.yaml",
+        "name: defer\nstages:\n  reveal:\n    kind: command\n    with: {run: 'echo epoch has not turned yet; exit 3', defer_on_exit: 3, outs: [o]}\n  next:\n    kind: command\n    inputs: {x: reveal.o}\n    with: {run: 'true'}\n  other:\n    kind: command\n    with: {run: 'true'}\n",
+    );
+    let out = p.run(&["run", "defer.yaml"]);
+    assert_eq!(out.code(), 3, "{}", out.all());
+    assert!(
+        out.stdout().contains("epoch has not turned yet"),
+        "{}",
+        out.all()
+    );
+    let rec = p.last_record();
+    assert_eq!(
+        statuses(&rec),
+        [
+            ("reveal".into(), "deferred".into()),
+            ("next".into(), "skipped".into()),
+            ("other".into(), "ran".into())
+        ]
+    );
+    // Deferred stages are not cached: the next run tries again.
+    assert_eq!(p.run(&["run", "defer.yaml"]).code(), 3);
+    assert_eq!(statuses(&p.last_record())[0].1, "deferred");
+}
+
+#[test]
+fn failed_stage_exits_1_with_its_output() {
+    let p = Project::new();
+    p.write(
+        "fail.yaml",
+        "name: fail\nstages:\n  a:\n    kind: command\n    with: {run: 'echo something broke >&2; exit 7'}\n  b:\n    kind: command\n    needs: [a]\n    with: {run: 'true'}\n  c:\n    kind: command\n    with: {run: 'true', outs: [missing]}\n",
+    );
+    let out = p.run(&["run", "fail.yaml"]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.all().contains("something broke"), "{}", out.all());
+    assert!(
+        out.all()
+            .contains("declared output `missing` was not written"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(statuses(&p.last_record())[1].1, "skipped");
+}
+
+#[test]
+fn rerun_repeats_recorded_params_and_gc_keeps_referenced_objects() {
+    let p = Project::new();
+    let counter = example(&p);
+    assert_eq!(
+        p.run(&["run", "example.yaml", "--set", "greeting=bonjour"])
+            .code(),
+        0
+    );
+    let id = p.last_record()["id"].as_str().unwrap().to_string();
+    // The file changes afterwards; rerun uses what was recorded.
+    std::fs::write(p.path().join("example.yaml"), "name: changed\nstages: {}\n").unwrap();
+    let out = p.run(&["rerun", &id, "--no-cache"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let rec = p.last_record();
+    assert_eq!(rec["params"]["greeting"], "bonjour");
+    assert_eq!(count(&counter).len(), 6);
+
+    let run_list = p.run(&["runs"]);
+    assert!(run_list.stdout().contains(&id));
+
+    let orphan = p.store().join("objects/ff/ff00");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, "x").unwrap();
+    let gc = p.run(&["gc", "--dry-run"]);
+    assert!(
+        gc.stdout().contains("ff00") && orphan.exists(),
+        "{}",
+        gc.all()
+    );
+    let gc = p.run(&["gc"]);
+    assert_eq!(gc.code(), 0, "{}", gc.all());
+    assert!(!orphan.exists());
+    example(&p);
+    assert_eq!(
+        p.run(&["run", "example.yaml", "--set", "greeting=bonjour"])
+            .code(),
+        0
+    );
+    assert!(
+        statuses(&p.last_record()).iter().all(|(_, s)| s == "hit"),
+        "gc kept what records reference"
+    );
+}
+
+#[test]
+fn store_can_be_chosen_by_flag_or_environment() {
+    let p = Project::new();
+    example(&p);
+    let out = p.run(&["--store", "elsewhere", "run", "example.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(p.path().join("elsewhere/runs").is_dir());
+    let out = p
+        .cmd(&["run", "example.yaml"])
+        .env("SOMA_FLOW_STORE", p.path().join("env-store"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(p.path().join("env-store/runs").is_dir());
+    assert!(!p.store().exists());
+}
+
+#[test]
+fn with_deps_enter_the_cache_key() {
+    let p = Project::new();
+    p.write("script.sh", "echo v1\n");
+    p.write(
+        "deps.yaml",
+        "name: deps\nstages:\n  s:\n    kind: command\n    with: {run: 'sh $SOMA_FLOW_PIPELINE_DIR/script.sh > outputs/o', outs: [o], deps: [script.sh]}\n",
+    );
+    assert_eq!(p.run(&["run", "deps.yaml"]).code(), 0);
+    assert_eq!(p.run(&["run", "deps.yaml"]).code(), 0);
+    assert_eq!(statuses(&p.last_record())[0].1, "hit");
+    p.write("script.sh", "echo v2\n");
+    let status = p.run(&["status", "deps.yaml"]);
+    assert!(
+        status.stdout().contains("files it depends on changed"),
+        "{}",
+        status.all()
+    );
+    assert_eq!(p.run(&["run", "deps.yaml"]).code(), 0);
+    assert_eq!(statuses(&p.last_record())[0].1, "ran");
+}
