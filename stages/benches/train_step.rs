@@ -1,0 +1,50 @@
+//! Forward + backward time of one training step (batch 2 x 1024, CE + 0.02 SIGReg)
+//! on the CPU backend, for v1-tiny and v1-small.
+//!
+//! cargo bench -p soma-flow-stages --bench train_step
+
+use std::time::Instant;
+
+use burn::backend::{Autodiff, NdArray};
+use soma_flow_stages::contract::{Batches, SEQ_LEN};
+use soma_flow_stages::loss::{objective, BatchTensors};
+use soma_flow_stages::model::{Preset, SomaModel};
+use soma_flow_stages::sigreg::random_noise;
+
+type B = Autodiff<NdArray<f32>>;
+
+const BATCH: usize = 2;
+const STEPS: usize = 3;
+
+fn main() {
+    let device = Default::default();
+    let data: Vec<u8> = (0..BATCH * SEQ_LEN).map(|i| (i * 31 % 251) as u8).collect();
+    let batch = Batches::new(&data, SEQ_LEN, BATCH)
+        .next()
+        .expect("one batch");
+    let tensors = BatchTensors::<B>::new(&batch, &device);
+    for preset in [Preset::V1Tiny, Preset::V1Small] {
+        let config = preset.config();
+        let model = SomaModel::<B>::init(&config, 0, &device);
+        let step = || {
+            let start = Instant::now();
+            let terms = objective(
+                &model,
+                &tensors,
+                random_noise::<B>(config.embedding_dim, &device),
+            );
+            let grads = terms.total.backward();
+            drop(grads);
+            start.elapsed().as_secs_f64()
+        };
+        step(); // warm-up
+        let times: Vec<f64> = (0..STEPS).map(|_| step()).collect();
+        let mean = times.iter().sum::<f64>() / STEPS as f64;
+        let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+        println!(
+            "{preset}: forward+backward, batch {BATCH}x{SEQ_LEN}, ndarray CPU: mean {:.0} ms, best {:.0} ms over {STEPS} steps",
+            mean * 1e3,
+            best * 1e3
+        );
+    }
+}

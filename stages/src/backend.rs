@@ -1,0 +1,215 @@
+//! Choosing a Burn backend at run time among those compiled in.
+//!
+//! Each backend sits behind a cargo feature of this crate (`ndarray`, `cuda`,
+//! `tch`), so generic code is handed to [`run_on`] as a [`BackendTask`] and is
+//! monomorphised once per compiled-in backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum BackendChoice {
+    /// Pure-Rust CPU backend.
+    NdArray,
+    /// CubeCL CUDA backend (needs an NVIDIA driver at run time).
+    Cuda,
+    /// LibTorch on the CPU.
+    TchCpu,
+    /// LibTorch on the first CUDA device.
+    TchCuda,
+}
+
+impl BackendChoice {
+    pub const ALL: [BackendChoice; 4] = [
+        BackendChoice::NdArray,
+        BackendChoice::Cuda,
+        BackendChoice::TchCpu,
+        BackendChoice::TchCuda,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::NdArray => "ndarray",
+            BackendChoice::Cuda => "cuda",
+            BackendChoice::TchCpu => "tch-cpu",
+            BackendChoice::TchCuda => "tch",
+        }
+    }
+
+    /// The cargo feature of `soma-flow-stages` that compiles this backend in.
+    pub fn cargo_feature(self) -> &'static str {
+        match self {
+            BackendChoice::NdArray => "ndarray",
+            BackendChoice::Cuda => "cuda",
+            BackendChoice::TchCpu | BackendChoice::TchCuda => "tch",
+        }
+    }
+
+    pub fn is_compiled(self) -> bool {
+        match self {
+            BackendChoice::NdArray => cfg!(feature = "ndarray"),
+            BackendChoice::Cuda => cfg!(feature = "cuda"),
+            BackendChoice::TchCpu | BackendChoice::TchCuda => cfg!(feature = "tch"),
+        }
+    }
+
+    /// The backends this build can run.
+    pub fn compiled() -> Vec<BackendChoice> {
+        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+    }
+
+    /// The first compiled-in backend, preferring GPUs.
+    pub fn preferred() -> Option<BackendChoice> {
+        [
+            BackendChoice::Cuda,
+            BackendChoice::TchCuda,
+            BackendChoice::NdArray,
+            BackendChoice::TchCpu,
+        ]
+        .into_iter()
+        .find(|b| b.is_compiled())
+    }
+
+    fn ensure_compiled(self) -> Result<()> {
+        if self.is_compiled() {
+            return Ok(());
+        }
+        let available: Vec<_> = Self::compiled().iter().map(|b| b.name()).collect();
+        bail!(
+            "backend `{}` is not compiled into this build; rebuild with `--features {}` \
+             (compiled in: {})",
+            self.name(),
+            self.cargo_feature(),
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
+        )
+    }
+}
+
+impl FromStr for BackendChoice {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let name = s.trim().to_ascii_lowercase();
+        let name = match name.as_str() {
+            "tch-cuda" | "libtorch" => "tch",
+            other => other,
+        };
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|b| b.name()).collect();
+                anyhow::anyhow!("unknown backend `{s}` (known: {})", names.join(", "))
+            })
+    }
+}
+
+impl TryFrom<String> for BackendChoice {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<BackendChoice> for String {
+    fn from(b: BackendChoice) -> String {
+        b.name().to_string()
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Generic work to run on whichever backend is chosen at run time. It gets an
+/// autodiff backend; inference uses `B::InnerBackend` (same device type).
+pub trait BackendTask {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+#[cfg(feature = "ndarray")]
+pub type NdArrayBackend = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda<f32, i32>>;
+#[cfg(feature = "tch")]
+pub type TchBackend = burn::backend::Autodiff<burn::backend::LibTorch<f32>>;
+
+/// Runs `task` on `choice`, or explains which cargo feature is missing.
+pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Output> {
+    choice.ensure_compiled()?;
+    #[allow(unreachable_patterns)]
+    let output = match choice {
+        #[cfg(feature = "ndarray")]
+        BackendChoice::NdArray => task.run::<NdArrayBackend>(Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda => task.run::<CudaBackend>(Default::default()),
+        #[cfg(feature = "tch")]
+        BackendChoice::TchCpu => {
+            task.run::<TchBackend>(burn::backend::libtorch::LibTorchDevice::Cpu)
+        }
+        #[cfg(feature = "tch")]
+        BackendChoice::TchCuda => {
+            task.run::<TchBackend>(burn::backend::libtorch::LibTorchDevice::Cuda(0))
+        }
+        _ => unreachable!("ensure_compiled rejected {choice}"),
+    };
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_aliases() {
+        assert_eq!(
+            "ndarray".parse::<BackendChoice>().unwrap(),
+            BackendChoice::NdArray
+        );
+        assert_eq!(
+            "CUDA".parse::<BackendChoice>().unwrap(),
+            BackendChoice::Cuda
+        );
+        assert_eq!(
+            "tch-cuda".parse::<BackendChoice>().unwrap(),
+            BackendChoice::TchCuda
+        );
+        assert!("metal"
+            .parse::<BackendChoice>()
+            .unwrap_err()
+            .to_string()
+            .contains("known: ndarray"));
+        let json = serde_json::to_string(&BackendChoice::TchCpu).unwrap();
+        assert_eq!(
+            serde_json::from_str::<BackendChoice>(&json).unwrap(),
+            BackendChoice::TchCpu
+        );
+    }
+
+    #[test]
+    fn missing_backends_name_their_feature() {
+        for choice in BackendChoice::ALL.into_iter().filter(|b| !b.is_compiled()) {
+            let message = choice.ensure_compiled().unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("--features {}", choice.cargo_feature())),
+                "{message}"
+            );
+        }
+        assert!(
+            BackendChoice::compiled().contains(&BackendChoice::NdArray)
+                == cfg!(feature = "ndarray")
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The SOMA V1 model: configuration, canonical layout, Burn module and weights.
+
+pub mod config;
+pub mod layout;
+pub mod transformer;
+pub mod weights;
+
+pub use config::{ArchConfig, ArchOverrides, Preset};
+pub use layout::{canonical_layout, ParamSpec};
+pub use transformer::SomaModel;
+pub use weights::{read_header, LayoutMismatch, TensorHeader, WeightsError};
