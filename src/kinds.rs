@@ -3,10 +3,12 @@
 use soma_flow_engine::app::Env;
 use soma_flow_engine::command::CommandKind;
 use soma_flow_engine::Registry;
+use soma_flow_stages::BackendChoice;
 
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(CommandKind);
+    soma_flow_stages::kinds::register(&mut r);
     r
 }
 
@@ -18,13 +20,7 @@ pub fn env() -> Env {
 }
 
 fn check_backend(name: &str) -> Result<(), String> {
-    match name {
-        "ndarray" => Ok(()),
-        "cuda" | "tch" => Err(format!(
-            "not compiled in; rebuild soma-flow with `--features {name}`"
-        )),
-        other => Err(format!(
-            "unknown backend `{other}`; expected `ndarray`, `cuda` or `tch`"
-        )),
-    }
+    name.parse::<BackendChoice>()
+        .and_then(|b| b.ensure_compiled())
+        .map_err(|e| e.to_string())
 }

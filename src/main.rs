@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use soma_flow_engine::app::{self, StoreArgs};
 
+mod cli;
 mod kinds;
 
 #[derive(Parser, Debug)]
@@ -24,9 +25,16 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Engine(app::Command),
+    /// Loss and embedding of models on a blob exactly as the chain computes them, and the winner
+    Score(cli::score::ScoreArgs),
 }
 
 fn main() -> ExitCode {
+    // Piping into `head` must end the process quietly, as for other Unix tools.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
         .with_writer(std::io::stderr)
@@ -45,6 +53,7 @@ fn main() -> ExitCode {
     let env = kinds::env();
     let code = match cli.command {
         Command::Engine(cmd) => app::run_command(&env, cmd, &cli.store),
+        Command::Score(args) => cli::score::run(args),
     };
     match code {
         Ok(code) => ExitCode::from(code as u8),

@@ -299,6 +299,14 @@ pub fn print_summary(r: &RunRecord) {
             }
         }
     }
+    for (name, s) in r.stages.iter().filter(|(_, s)| !s.notes.is_empty()) {
+        println!("\n{name}:");
+        for note in &s.notes {
+            for line in note.lines() {
+                println!("  {line}");
+            }
+        }
+    }
     println!(
         "\nrun {} ({}): {} ran, {} cached, {} deferred, {} failed, {} skipped in {}",
         r.id,

@@ -58,12 +58,11 @@ pub fn stage_key(
         "backend": if stage.uses_backend { Json::String(plan.backend.clone()) } else { Json::Null },
         "extra": extra,
     });
-    Ok((
-        blake3::hash(canonical_json(&material).as_bytes())
-            .to_hex()
-            .to_string(),
-        extra,
-    ))
+    let key = blake3::hash(canonical_json(&material).as_bytes())
+        .to_hex()
+        .to_string();
+    tracing::debug!(stage = %stage.name, %key, "cache key");
+    Ok((key, extra))
 }
 
 fn input_hashes(inputs: &BTreeMap<String, Vec<Artifact>>) -> BTreeMap<String, Vec<String>> {
@@ -74,8 +73,11 @@ fn input_hashes(inputs: &BTreeMap<String, Vec<Artifact>>) -> BTreeMap<String, Ve
 }
 
 /// The stored outputs for a key, if every one of them is present and intact.
-pub fn lookup(store: &Store, key: &str, warn: &dyn Fn(&str)) -> Option<BTreeMap<String, Artifact>> {
-    let entry = store.cache_get(key)?;
+pub fn lookup(store: &Store, key: &str, warn: &dyn Fn(&str)) -> Option<CacheEntry> {
+    let Some(entry) = store.cache_get(key) else {
+        tracing::debug!(%key, "cache miss");
+        return None;
+    };
     for (name, a) in &entry.outputs {
         let problem = match store.check(a) {
             Ok(Check::Ok) => continue,
@@ -90,7 +92,8 @@ pub fn lookup(store: &Store, key: &str, warn: &dyn Fn(&str)) -> Option<BTreeMap<
         store.cache_remove(key);
         return None;
     }
-    Some(entry.outputs)
+    tracing::debug!(%key, "cache hit");
+    Some(entry)
 }
 
 struct Shared {
@@ -111,6 +114,7 @@ struct Finished {
     inputs: BTreeMap<String, Vec<String>>,
     outputs: BTreeMap<String, Artifact>,
     message: Option<String>,
+    notes: Vec<String>,
     start: Duration,
     elapsed: Duration,
 }
@@ -226,6 +230,7 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
                 key_material: f.key_material,
                 outputs: f.outputs,
                 message: f.message,
+                notes: f.notes,
             },
         );
     }
@@ -281,6 +286,7 @@ fn skip_dependents(
                 inputs: BTreeMap::new(),
                 outputs: BTreeMap::new(),
                 message: Some(format!("not run: {why}")),
+                notes: Vec::new(),
                 start: shared.t0.elapsed(),
                 elapsed: Duration::ZERO,
             });
@@ -303,6 +309,7 @@ async fn run_stage(
         inputs: input_hashes(&inputs),
         outputs: BTreeMap::new(),
         message: None,
+        notes: Vec::new(),
         start,
         elapsed: Duration::ZERO,
     };
@@ -331,9 +338,10 @@ async fn run_stage(
     };
     f.key = Some(key.clone());
     f.key_material = extra;
-    if let Some(outputs) = hit {
+    if let Some(entry) = hit {
         f.status = StageStatus::Hit;
-        f.outputs = outputs;
+        f.outputs = entry.outputs;
+        f.notes = entry.notes;
         f.elapsed = shared.t0.elapsed() - start;
         shared
             .progress
@@ -365,13 +373,14 @@ async fn run_stage(
     let result = tokio::task::spawn_blocking(move || execute(&s2, i, &key, &inputs)).await;
     f.elapsed = shared.t0.elapsed() - f.start;
     match result {
-        Ok(Ok(Executed::Done(outputs, cached))) => {
+        Ok(Ok(Executed::Done(entry, cached))) => {
             f.status = if cached {
                 StageStatus::Hit
             } else {
                 StageStatus::Ran
             };
-            f.outputs = outputs;
+            f.outputs = entry.outputs;
+            f.notes = entry.notes;
         }
         Ok(Ok(Executed::Deferred(reason))) => {
             f.status = StageStatus::Deferred;
@@ -398,7 +407,7 @@ fn fail(shared: &Shared, mut f: Finished, stage: &str, message: String) -> Finis
 
 enum Executed {
     /// Outputs, and whether another process produced them while we waited.
-    Done(BTreeMap<String, Artifact>, bool),
+    Done(CacheEntry, bool),
     Deferred(String),
 }
 
@@ -418,12 +427,13 @@ fn execute(
         }
     };
     if !shared.no_cache {
-        if let Some(outputs) = lookup(store, key, &|w| {
+        if let Some(entry) = lookup(store, key, &|w| {
             shared.progress.warn(&format!("{}: {w}", stage.name))
         }) {
-            return Ok(Executed::Done(outputs, true));
+            return Ok(Executed::Done(entry, true));
         }
     }
+    tracing::debug!(stage = %stage.name, %key, "running");
     let tag = &key[..16];
     store.clear_stale_tmp(tag);
     let work = store.tmp_dir(tag)?;
@@ -451,10 +461,17 @@ fn execute_in(
     std::fs::create_dir_all(&log_dir)?;
     let log = log_dir.join(format!("{}.log", stage.name));
     let report = |msg: &str| shared.progress.message(&stage.name, msg);
+    let notes = std::sync::Mutex::new(Vec::new());
+    let input_refs: BTreeMap<String, Vec<String>> = stage
+        .inputs
+        .iter()
+        .map(|(port, refs)| (port.clone(), refs.iter().map(ToString::to_string).collect()))
+        .collect();
     let ctx = RunContext {
         stage: &stage.name,
         workdir: work,
         inputs: &input_paths,
+        input_refs: &input_refs,
         outputs_dir: &outputs_dir,
         scratch: &scratch,
         state_dir: &state_dir,
@@ -462,6 +479,7 @@ fn execute_in(
         backend: &shared.plan.backend,
         log: &log,
         progress: &report,
+        notes: &notes,
     };
     let t = Instant::now();
     let outcome =
@@ -483,16 +501,20 @@ fn execute_in(
         if std::fs::symlink_metadata(&path).is_err() {
             anyhow::bail!("declared output `{name}` was not written (expected outputs/{name} in the stage's working directory)");
         }
-        outputs.insert(name.clone(), store.publish(&path)?);
+        let artifact = store.publish(&path)?;
+        tracing::debug!(stage = %stage.name, output = %name, hash = %artifact.hash, size = artifact.size, "stored");
+        outputs.insert(name.clone(), artifact);
     }
-    store.cache_put(&CacheEntry {
+    let entry = CacheEntry {
         key: key.to_string(),
         kind: stage.kind.name().to_string(),
-        outputs: outputs.clone(),
+        outputs,
         duration_ms: t.elapsed().as_millis() as u64,
-    })?;
+        notes: notes.into_inner().expect("notes lock"),
+    };
+    store.cache_put(&entry)?;
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(Executed::Done(outputs, false))
+    Ok(Executed::Done(entry, false))
 }
 
 /// Links each input artifact at `inputs/<name>` (or `inputs/<name>/<i>` for lists).

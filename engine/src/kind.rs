@@ -104,6 +104,8 @@ pub struct RunContext<'a> {
     pub workdir: &'a Path,
     /// Each input's artifact paths in the store (one entry unless the port takes many).
     pub inputs: &'a BTreeMap<String, Vec<PathBuf>>,
+    /// The `<stage>.<output>` each input came from, in the same order (for labels).
+    pub input_refs: &'a BTreeMap<String, Vec<String>>,
     /// Where the stage must write each declared output, as `outputs/<name>`.
     pub outputs_dir: &'a Path,
     /// Survives a killed run of the same cache key (checkpoints); removed after success.
@@ -116,6 +118,9 @@ pub struct RunContext<'a> {
     pub log: &'a Path,
     /// Reports progress (step, loss, bytes) to the live view or the periodic lines.
     pub progress: &'a (dyn Fn(&str) + Sync),
+    /// Lines for the run summary (a score table, a committed model id); kept with the
+    /// cache entry so a cached stage still shows them.
+    pub notes: &'a std::sync::Mutex<Vec<String>>,
 }
 
 impl RunContext<'_> {
@@ -130,6 +135,9 @@ impl RunContext<'_> {
     }
     pub fn output(&self, name: &str) -> PathBuf {
         self.outputs_dir.join(name)
+    }
+    pub fn note(&self, text: impl Into<String>) {
+        self.notes.lock().expect("notes lock").push(text.into());
     }
 }
 

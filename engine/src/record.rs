@@ -76,6 +76,9 @@ pub struct StageRecord {
     pub outputs: BTreeMap<String, Artifact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Summary lines the stage reported (score tables, committed ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

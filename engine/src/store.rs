@@ -44,6 +44,8 @@ pub struct CacheEntry {
     pub kind: String,
     pub outputs: std::collections::BTreeMap<String, Artifact>,
     pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 pub enum Check {

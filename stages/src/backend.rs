@@ -75,7 +75,7 @@ impl BackendChoice {
         .find(|b| b.is_compiled())
     }
 
-    fn ensure_compiled(self) -> Result<()> {
+    pub fn ensure_compiled(self) -> Result<()> {
         if self.is_compiled() {
             return Ok(());
         }

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod contract;
+pub mod kinds;
 pub mod loss;
 pub mod model;
 pub mod noise;

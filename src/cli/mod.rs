@@ -1,0 +1,3 @@
+//! SOMA commands of the binary, beside the engine's generic ones.
+
+pub mod score;

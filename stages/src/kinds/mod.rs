@@ -1,0 +1,20 @@
+//! SOMA stage kinds, one file each. `register` adds them all to a registry.
+
+use soma_flow_engine::Registry;
+
+pub mod score;
+
+/// Model stages share this resource class, so that two of them never compete for the
+/// accelerator (or, on CPU, for the cores); `resources: { model: N }` raises it.
+pub const MODEL_RESOURCE: &str = "model";
+
+pub fn register(registry: &mut Registry) {
+    registry.register(score::ScoreKind);
+}
+
+/// The backend a model stage runs on, from the pipeline's resolved backend name.
+pub fn backend(name: &str) -> anyhow::Result<crate::BackendChoice> {
+    let choice: crate::BackendChoice = name.parse()?;
+    choice.ensure_compiled()?;
+    Ok(choice)
+}

@@ -1,0 +1,247 @@
+//! `score`: the on-chain loss of my model and the competitors' on held-out data, and
+//! who would win.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind};
+
+use crate::score::{cosine_distance, score_models, ScoreReport};
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreWith {
+    /// Seed of the SIGReg noise stream (the chain derives it per submission).
+    #[serde(default)]
+    pub seed: u64,
+    /// Attention heads of the models (default: the preset whose shapes match the weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+}
+
+pub struct ScoreKind;
+
+/// One scored model, labelled for people.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoredModel {
+    pub name: String,
+    pub loss: f32,
+    pub embedding: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f64>,
+}
+
+/// The `scores` output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scores {
+    pub seed: u64,
+    pub models: Vec<ScoredModel>,
+    pub winner: usize,
+}
+
+impl StageKind for ScoreKind {
+    type With = ScoreWith;
+    const NAME: &'static str = "score";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "On-chain loss and embedding of models on a data blob, and the winner";
+
+    fn inputs(&self, _: &ScoreWith) -> Inputs {
+        Inputs::Fixed(vec![
+            InputPort::optional("model"),
+            InputPort {
+                name: "models",
+                required: false,
+                many: true,
+            },
+            InputPort::optional("competitors"),
+            InputPort::required("data"),
+            InputPort::optional("target"),
+        ])
+    }
+
+    fn outputs(&self, _: &ScoreWith) -> Vec<String> {
+        vec!["scores".into()]
+    }
+
+    fn uses_backend(&self, _: &ScoreWith) -> bool {
+        true
+    }
+
+    fn resource(&self, _: &ScoreWith) -> Option<String> {
+        Some(super::MODEL_RESOURCE.into())
+    }
+
+    fn run(&self, with: &ScoreWith, ctx: &RunContext<'_>) -> Result<Outcome> {
+        let mut named: Vec<(String, PathBuf)> = Vec::new();
+        for port in ["model", "models"] {
+            for (path, label) in ctx.input_list(port).iter().zip(&ctx.input_refs[port]) {
+                named.push((label.clone(), path.clone()));
+            }
+        }
+        if let Some(dir) = ctx.input("competitors") {
+            named.extend(competitor_files(dir)?);
+        }
+        anyhow::ensure!(
+            !named.is_empty(),
+            "nothing to score: give `model`, `models` or `competitors`"
+        );
+        let data_path = ctx.input("data").expect("required input");
+        let data = blob(data_path)?;
+        let target = ctx.input("target").map(read_embedding).transpose()?;
+        (ctx.progress)(&format!(
+            "scoring {} model(s) on {} bytes",
+            named.len(),
+            data.len()
+        ));
+        let (names, paths): (Vec<String>, Vec<PathBuf>) = named.into_iter().unzip();
+        let report = score_models(
+            &paths,
+            &data,
+            with.seed,
+            with.heads,
+            super::backend(ctx.backend)?,
+        )?;
+        let scores = label(report, &names, with.seed, target.as_deref())?;
+        ctx.note(table(&scores));
+        std::fs::write(ctx.output("scores"), serde_json::to_vec_pretty(&scores)?)?;
+        Ok(Outcome::Done)
+    }
+}
+
+/// Names the scored models and adds their distance to `target`.
+pub fn label(
+    report: ScoreReport,
+    names: &[String],
+    seed: u64,
+    target: Option<&[f32]>,
+) -> Result<Scores> {
+    let models = report
+        .models
+        .into_iter()
+        .zip(names)
+        .map(|(m, name)| {
+            let distance = target
+                .map(|t| cosine_distance(&m.embedding, t))
+                .transpose()?;
+            Ok(ScoredModel {
+                name: name.clone(),
+                loss: m.loss,
+                embedding: m.embedding,
+                distance,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Scores {
+        seed,
+        models,
+        winner: report.winner,
+    })
+}
+
+/// The human table printed by `soma-flow score` and in run summaries.
+pub fn table(scores: &Scores) -> String {
+    let with_distance = scores.models.iter().any(|m| m.distance.is_some());
+    let w = scores
+        .models
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut out = format!("{:<3} {:<w$} {:>12}", "#", "model", "loss");
+    if with_distance {
+        out.push_str(&format!(" {:>10}", "distance"));
+    }
+    for (i, m) in scores.models.iter().enumerate() {
+        out.push_str(&format!("\n{:<3} {:<w$} {:>12.6}", i, m.name, m.loss));
+        if let Some(d) = m.distance {
+            out.push_str(&format!(" {d:>10.6}"));
+        }
+        if i == scores.winner {
+            out.push_str("  ← winner");
+        }
+    }
+    out
+}
+
+/// The data blob to score: a file, or the documents of a dataset directory joined.
+fn blob(path: &Path) -> Result<Vec<u8>> {
+    anyhow::ensure!(path.is_file(), "{}: expected a data file", path.display());
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The safetensors listed in a fetch-competitors `models.json`, labelled by model id.
+fn competitor_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    #[derive(Deserialize)]
+    struct Listed {
+        id: String,
+        file: String,
+    }
+    let listing = dir.join("models.json");
+    let text = std::fs::read(&listing).with_context(|| format!("reading {}", listing.display()))?;
+    let models: Vec<Listed> =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", listing.display()))?;
+    Ok(models
+        .into_iter()
+        .map(|m| (m.id, dir.join(m.file)))
+        .collect())
+}
+
+/// An embedding file: a JSON array of numbers, or little-endian f32.
+pub fn read_embedding(path: &Path) -> Result<Vec<f32>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading embedding {}", path.display()))?;
+    let trimmed = bytes.trim_ascii_start();
+    if trimmed.first() == Some(&b'[') || trimmed.first() == Some(&b'{') {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Json {
+            Plain(Vec<f32>),
+            Wrapped { embedding: Vec<f32> },
+        }
+        return match serde_json::from_slice::<Json>(&bytes).with_context(|| {
+            format!(
+                "{}: expected a JSON array of numbers or {{\"embedding\": [...]}}",
+                path.display()
+            )
+        })? {
+            Json::Plain(v) | Json::Wrapped { embedding: v } => Ok(v),
+        };
+    }
+    anyhow::ensure!(
+        bytes.len() % 4 == 0 && !bytes.is_empty(),
+        "{}: expected JSON or little-endian f32 values ({} bytes is not a multiple of 4)",
+        path.display(),
+        bytes.len()
+    );
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_read_as_json_or_f32() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("e.json");
+        std::fs::write(&j, "[1.0, -2.5]").unwrap();
+        assert_eq!(read_embedding(&j).unwrap(), vec![1.0, -2.5]);
+        std::fs::write(&j, r#"{"embedding": [0.5]}"#).unwrap();
+        assert_eq!(read_embedding(&j).unwrap(), vec![0.5]);
+        let b = dir.path().join("e.f32");
+        std::fs::write(&b, [1.0f32.to_le_bytes(), 3.0f32.to_le_bytes()].concat()).unwrap();
+        assert_eq!(read_embedding(&b).unwrap(), vec![1.0, 3.0]);
+        std::fs::write(&b, [0u8; 5]).unwrap();
+        assert!(read_embedding(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of 4"));
+    }
+}
