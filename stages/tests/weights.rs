@@ -141,11 +141,17 @@ fn truncated_file_is_reported_as_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cut.safetensors");
     let bytes = std::fs::read(fixture_weights()).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let message = load_err(&path, &tiny());
-    assert!(message.contains("cut.safetensors"), "{message}");
-    assert!(message.contains("truncated"), "{message}");
-    assert!(ArchConfig::infer_from_weights(&path, TINY_HEADS).is_err());
+    for cut in [bytes.len() / 2, 100] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let message = load_err(&path, &tiny());
+        assert!(message.contains("cut.safetensors"), "{message}");
+        assert!(message.contains("truncated"), "{message}");
+        assert!(
+            message.contains(&format!("the file has {cut}")),
+            "{message}"
+        );
+        assert!(ArchConfig::infer_from_weights(&path, TINY_HEADS).is_err());
+    }
 }
 
 #[test]
