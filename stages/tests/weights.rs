@@ -160,6 +160,7 @@ fn other_files_are_not_safetensors() {
     for (name, bytes) in [
         ("text.safetensors", &b"hello, this is not a model"[..]),
         ("tiny.safetensors", &b"abc"[..]),
+        ("empty.safetensors", &b""[..]),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
