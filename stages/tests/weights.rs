@@ -211,3 +211,24 @@ fn non_f32_tensors_are_rejected_by_name() {
         "{message}"
     );
 }
+
+#[test]
+fn a_saved_v1_small_is_inferred_back_from_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.safetensors");
+    let small = Preset::V1Small.config();
+    SomaModel::<B>::init(&small, 3, &Default::default())
+        .save(&path)
+        .unwrap();
+    assert_eq!(
+        ArchConfig::infer_from_weights(&path, Some(small.num_heads)).unwrap(),
+        small
+    );
+    // Without a head count the V1 default (8) is assumed.
+    assert_eq!(
+        ArchConfig::infer_from_weights(&path, None)
+            .unwrap()
+            .num_heads,
+        8
+    );
+}
