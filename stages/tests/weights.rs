@@ -141,11 +141,17 @@ fn truncated_file_is_reported_as_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cut.safetensors");
     let bytes = std::fs::read(fixture_weights()).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let message = load_err(&path, &tiny());
-    assert!(message.contains("cut.safetensors"), "{message}");
-    assert!(message.contains("truncated"), "{message}");
-    assert!(ArchConfig::infer_from_weights(&path, TINY_HEADS).is_err());
+    for cut in [bytes.len() / 2, 100] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let message = load_err(&path, &tiny());
+        assert!(message.contains("cut.safetensors"), "{message}");
+        assert!(message.contains("truncated"), "{message}");
+        assert!(
+            message.contains(&format!("the file has {cut}")),
+            "{message}"
+        );
+        assert!(ArchConfig::infer_from_weights(&path, TINY_HEADS).is_err());
+    }
 }
 
 #[test]
@@ -154,6 +160,7 @@ fn other_files_are_not_safetensors() {
     for (name, bytes) in [
         ("text.safetensors", &b"hello, this is not a model"[..]),
         ("tiny.safetensors", &b"abc"[..]),
+        ("empty.safetensors", &b""[..]),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -202,5 +209,26 @@ fn non_f32_tensors_are_rejected_by_name() {
     assert!(
         message.contains("half.safetensors") && message.contains("`final_norm.gamma` is F16"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_saved_v1_small_is_inferred_back_from_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.safetensors");
+    let small = Preset::V1Small.config();
+    SomaModel::<B>::init(&small, 3, &Default::default())
+        .save(&path)
+        .unwrap();
+    assert_eq!(
+        ArchConfig::infer_from_weights(&path, Some(small.num_heads)).unwrap(),
+        small
+    );
+    // Without a head count the V1 default (8) is assumed.
+    assert_eq!(
+        ArchConfig::infer_from_weights(&path, None)
+            .unwrap()
+            .num_heads,
+        8
     );
 }

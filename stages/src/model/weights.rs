@@ -18,6 +18,10 @@ use super::config::ArchConfig;
 use super::layout::{canonical_layout, ParamSpec};
 use super::transformer::{ParamSource, SomaModel};
 
+/// The safetensors format's own header limit; a longer "header" means the
+/// file is something else altogether.
+const MAX_HEADER_LEN: usize = 100_000_000;
+
 /// How many offending keys of each kind an error message lists.
 const LISTED: usize = 5;
 
@@ -31,7 +35,7 @@ pub enum WeightsError {
     },
     #[error("{path}: not a safetensors file ({reason})")]
     NotSafetensors { path: PathBuf, reason: String },
-    #[error("{path}: truncated or padded file: its header describes {expected} bytes of tensor data but the file holds {actual}")]
+    #[error("{path}: truncated or padded file: its header declares {expected} bytes but the file has {actual}")]
     Truncated {
         path: PathBuf,
         expected: usize,
@@ -136,19 +140,17 @@ impl MappedWeights {
 
     fn describe(&self, error: SafeTensorError) -> WeightsError {
         let path = self.path.clone();
-        match error {
-            SafeTensorError::MetadataIncompleteBuffer => {
-                let actual = self.map.len();
-                let expected = declared_data_end(&self.map).unwrap_or(0);
-                WeightsError::Truncated {
-                    path,
-                    expected,
-                    actual: actual.saturating_sub(header_end(&self.map).unwrap_or(0)),
-                }
-            }
-            other => WeightsError::NotSafetensors {
+        let actual = self.map.len();
+        match declared_len(&self.map) {
+            // A header that parses but promises other lengths: cut short (or padded).
+            Some(expected) if expected != actual => WeightsError::Truncated {
                 path,
-                reason: other.to_string(),
+                expected,
+                actual,
+            },
+            _ => WeightsError::NotSafetensors {
+                path,
+                reason: error.to_string(),
             },
         }
     }
@@ -169,22 +171,24 @@ impl MappedWeights {
     }
 }
 
-/// Offset where tensor data starts: 8 length bytes plus the JSON header.
-fn header_end(bytes: &[u8]) -> Option<usize> {
+/// File length the header promises: 8 length bytes, the JSON header, and the
+/// largest data offset it names. `None` when not even that much can be read.
+fn declared_len(bytes: &[u8]) -> Option<usize> {
     let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    usize::try_from(n).ok()?.checked_add(8)
-}
-
-/// Largest data offset the JSON header claims, for truncation messages.
-fn declared_data_end(bytes: &[u8]) -> Option<usize> {
-    let end = header_end(bytes)?;
-    let json: serde_json::Value = serde_json::from_slice(bytes.get(8..end)?).ok()?;
-    json.as_object()?
+    let header_end = usize::try_from(n).ok()?.checked_add(8)?;
+    let Some(header) = bytes.get(8..header_end) else {
+        // Cut inside the header: at least the header was promised.
+        return (header_end <= MAX_HEADER_LEN).then_some(header_end);
+    };
+    let json: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let data_end = json
+        .as_object()?
         .iter()
         .filter(|(k, _)| k.as_str() != "__metadata__")
         .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
         .max()
-        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    header_end.checked_add(usize::try_from(data_end).ok()?)
 }
 
 /// The header of a safetensors file (keys, dtypes, shapes); no tensor data is read.

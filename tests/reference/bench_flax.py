@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Forward + backward time of one training step with soma-models (Flax/JAX) on
+the CPU: batch 2 x 1024, loss = cross-entropy (Burn 0.19 normalisation) +
+0.02 SIGReg, for v1-tiny and v1-small. Compare with
+`cargo bench -p soma-flow-stages --bench train_step`.
+"""
+
+import importlib.metadata
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from soma_models.v1.configs import ModelConfig, SIGRegConfig, V1_PAD_TOKEN_ID
+from soma_models.v1.flax import Model, SIGReg
+
+BATCH, SEQ_LEN, STEPS = 2, 1024, 3
+PRESETS = {
+    "v1-tiny": dict(embedding_dim=128, num_layers=2, num_heads=4, pwff_hidden_dim=512),
+    "v1-small": dict(embedding_dim=256, num_layers=4, num_heads=4, pwff_hidden_dim=1024),
+}
+
+
+def loss_fn(model, sig_reg, tokens, targets, positions, noise):
+    rep = model.encode(tokens, positions)
+    logits = model.predict(rep)
+    log_probs = jax.nn.log_softmax(logits.reshape(-1, logits.shape[-1]), axis=-1)
+    flat = targets.reshape(-1)
+    picked = jnp.take_along_axis(log_probs, flat[:, None], axis=1)[:, 0]
+    ce = -jnp.mean(jnp.where(flat == V1_PAD_TOKEN_ID, 0.0, picked))
+    return ce + sig_reg.compute(rep, noise)
+
+
+def main():
+    print("versions:", {n: importlib.metadata.version(n) for n in ["soma-models", "jax", "jaxlib", "flax"]})
+    print("devices:", jax.devices())
+    data = (np.arange(BATCH * SEQ_LEN) * 31 % 251).astype(np.int32).reshape(BATCH, SEQ_LEN)
+    tokens = jnp.asarray(data)
+    targets = jnp.concatenate([tokens[:, 1:], jnp.full((BATCH, 1), V1_PAD_TOKEN_ID)], axis=1)
+    positions = jnp.broadcast_to(jnp.arange(SEQ_LEN), (BATCH, SEQ_LEN)) + jnp.arange(BATCH)[:, None] * SEQ_LEN
+    for name, shape in PRESETS.items():
+        model = Model(ModelConfig(dropout_rate=0.0, **shape), rngs=nnx.Rngs(0))
+        sig_reg = SIGReg(SIGRegConfig(), rngs=nnx.Rngs(1))
+
+        @nnx.jit
+        def step(model, sig_reg, noise):
+            return nnx.value_and_grad(loss_fn)(model, sig_reg, tokens, targets, positions, noise)
+
+        noise = jax.random.normal(jax.random.key(0), (shape["embedding_dim"], 256))
+        jax.block_until_ready(step(model, sig_reg, noise))  # compile + warm-up
+        times = []
+        for i in range(STEPS):
+            noise = jax.random.normal(jax.random.key(i + 1), (shape["embedding_dim"], 256))
+            start = time.perf_counter()
+            jax.block_until_ready(step(model, sig_reg, noise))
+            times.append(time.perf_counter() - start)
+        print(
+            f"{name}: forward+backward, batch {BATCH}x{SEQ_LEN}, Flax/JAX CPU (jit): "
+            f"mean {1e3 * sum(times) / STEPS:.0f} ms, best {1e3 * min(times):.0f} ms over {STEPS} steps"
+        )
+
+
+if __name__ == "__main__":
+    main()
