@@ -1,0 +1,78 @@
+//! Time and peak memory of committing a 1 GiB weights file to a `file://` store on
+//! the devnet (hash pass + encrypt-and-upload pass), then fetching it back.
+//!
+//! Run: `cargo bench -p soma-flow-stages --bench commit_1gib`
+//! Peak memory is the process's VmHWM from /proc/self/status.
+
+use std::io::Write;
+use std::time::Instant;
+
+use soma_flow_stages::network::devnet::Devnet;
+use soma_flow_stages::network::lifecycle::{commit, fetch_revealed_weights, reveal, ModelTerms};
+use soma_flow_stages::network::Network;
+
+const SIZE: usize = 1 << 30;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.safetensors");
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&weights).unwrap());
+        let block: Vec<u8> = (0..1 << 20)
+            .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        for _ in 0..SIZE >> 20 {
+            file.write_all(&block).unwrap();
+        }
+    }
+    println!(
+        "peak RSS after writing the input: {:.1} MiB",
+        peak_rss_mib()
+    );
+
+    let devnet = Devnet::init(&dir.path().join("devnet"), None).unwrap();
+    let (signer, _) = devnet.identity().unwrap();
+    let bucket = format!("file://{}", dir.path().join("bucket").display());
+    let keys = dir.path().join("keys");
+    let embedding = vec![0.01f32; 2048];
+    let terms = ModelTerms {
+        stake: 1,
+        commission_bps: 1000,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let start = Instant::now();
+    let record = runtime
+        .block_on(commit(
+            &devnet, &signer, &bucket, &weights, &embedding, terms, &keys,
+        ))
+        .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "commit 1 GiB to file://: {secs:.2} s ({:.2} GB/s end to end), peak RSS {:.1} MiB",
+        SIZE as f64 / secs / 1e9,
+        peak_rss_mib()
+    );
+
+    devnet.advance_epoch().unwrap();
+    reveal(&devnet, &signer, &record, &keys).unwrap();
+    let model = devnet.model(record.model_id).unwrap();
+    let start = Instant::now();
+    runtime
+        .block_on(fetch_revealed_weights(&model, &dir.path().join("fetched")))
+        .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "fetch + decrypt + verify 1 GiB from file://: {secs:.2} s, peak RSS {:.1} MiB",
+        peak_rss_mib()
+    );
+}
