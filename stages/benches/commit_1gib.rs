@@ -22,6 +22,21 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// User + system CPU time of the whole process (all threads), in seconds.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and
+    // 13th of them, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("weights.safetensors");
@@ -51,6 +66,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     let start = Instant::now();
+    let cpu_start = process_cpu_seconds();
     let record = runtime
         .block_on(commit(
             &devnet, &signer, &bucket, &weights, &embedding, terms, &keys,
@@ -58,8 +74,8 @@ fn main() {
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "commit 1 GiB to file://: {secs:.2} s ({:.2} GB/s end to end), peak RSS {:.1} MiB",
-        SIZE as f64 / secs / 1e9,
+        "commit 1 GiB to file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
+        process_cpu_seconds() - cpu_start,
         peak_rss_mib()
     );
 
@@ -67,12 +83,14 @@ fn main() {
     reveal(&devnet, &signer, &record, &keys).unwrap();
     let model = devnet.model(record.model_id).unwrap();
     let start = Instant::now();
+    let cpu_start = process_cpu_seconds();
     runtime
         .block_on(fetch_revealed_weights(&model, &dir.path().join("fetched")))
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "fetch + decrypt + verify 1 GiB from file://: {secs:.2} s, peak RSS {:.1} MiB",
+        "fetch + decrypt + verify 1 GiB from file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
+        process_cpu_seconds() - cpu_start,
         peak_rss_mib()
     );
 }

@@ -98,6 +98,19 @@ pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), StorageErro
     Ok((Arc::from(store), path))
 }
 
+/// The `file://` URL of a local directory (created if missing), e.g. the default
+/// bucket `<store>/bucket`; handles relative paths and characters URLs must escape.
+pub fn local_url(dir: &Path) -> Result<String, StorageError> {
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let absolute = dir.canonicalize().map_err(io_error(dir))?;
+    Url::from_directory_path(&absolute)
+        .map(String::from)
+        .map_err(|()| StorageError::InvalidUrl {
+            url: absolute.display().to_string(),
+            reason: "not an absolute path".into(),
+        })
+}
+
 /// Joins an object name onto a base storage URL (`s3://bucket/prefix` + `a/b.bin`).
 pub fn join_url(base: &str, name: &str) -> String {
     format!(

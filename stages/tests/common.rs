@@ -36,12 +36,12 @@ pub fn embedding(seed: f32) -> Vec<f32> {
 }
 
 pub fn file_url(dir: &Path) -> String {
-    format!("file://{}", dir.display())
+    soma_flow_stages::storage::local_url(dir).unwrap()
 }
 
 /// Local path behind a `file://` URL.
 pub fn url_path(url: &str) -> PathBuf {
-    PathBuf::from(url.strip_prefix("file://").expect("a file:// url"))
+    url::Url::parse(url).unwrap().to_file_path().unwrap()
 }
 
 pub fn mode(path: &Path) -> u32 {

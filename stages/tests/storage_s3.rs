@@ -30,33 +30,54 @@ impl Drop for MotoServer {
     }
 }
 
+/// `moto_server` from PATH, else moto's module through `python3` (a pip install
+/// under pyenv may not have created the shim yet). `MOTO_SERVER` overrides both.
+fn moto_commands() -> Vec<Vec<String>> {
+    if let Ok(command) = std::env::var("MOTO_SERVER") {
+        return vec![command.split_whitespace().map(String::from).collect()];
+    }
+    vec![
+        vec!["moto_server".into()],
+        vec!["python3".into(), "-m".into(), "moto.server".into()],
+    ]
+}
+
 fn start_moto() -> MotoServer {
+    const INSTALL: &str = "this test needs a local S3 server: install it with \
+                           `python3 -m pip install 'moto[server]'`";
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start moto_server ({e}); this test needs a local S3 server: \
-                 install it with `pip install 'moto[server]'`"
-            )
-        });
-    let server = MotoServer { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not start listening on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    for command in moto_commands() {
+        let spawned = Command::new(&command[0])
+            .args(&command[1..])
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = spawned else { continue };
+        let mut server = MotoServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            if server.child.try_wait().unwrap().is_some() {
+                break; // e.g. python3 without moto: try the next command
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{command:?} did not listen on port {port} within 60 s; {INSTALL}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    server
+    panic!(
+        "no working moto server found (tried {:?}); {INSTALL}",
+        moto_commands()
+    );
 }
 
 /// moto does not check signatures, so a bare HTTP request is enough to make a bucket.

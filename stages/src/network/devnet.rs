@@ -151,7 +151,11 @@ impl Devnet {
         if dir.join(CONFIG_FILE).exists() {
             return Self::open(dir);
         }
-        Self::init(dir, None).or_else(|_| Self::open(dir))
+        match Self::init(dir, None) {
+            // Another process initialised it in the meantime.
+            Err(_) if dir.join(CONFIG_FILE).exists() => Self::open(dir),
+            result => result,
+        }
     }
 
     pub fn dir(&self) -> &Path {
