@@ -93,6 +93,10 @@ pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), StorageErro
     if http_endpoint {
         options.push(("aws_allow_http".into(), "true".into()));
     }
+    // An explicit http:// URL is the caller's choice of plain HTTP.
+    if parsed.scheme() == "http" {
+        options.push(("allow_http".into(), "true".into()));
+    }
     let (store, path) =
         object_store::parse_url_opts(&parsed, options).map_err(|e| invalid(e.to_string()))?;
     Ok((Arc::from(store), path))
@@ -132,7 +136,7 @@ pub async fn upload(
     // One chunk more than the capacity keeps a file of exactly one chunk a single PUT;
     // anything larger goes multipart, two parts in flight.
     let mut writer = BufWriter::with_capacity(store, path, CHUNK_SIZE + 1).with_max_concurrency(2);
-    let result = async {
+    let sent = async {
         loop {
             // Reading and encrypting are blocking CPU/disk work: keep them off the
             // async executor, moving the file and stream in and out of the task.
@@ -147,19 +151,26 @@ pub async fn upload(
             .map_err(io_error(src))?;
             (file, stream) = (f, s);
             if chunk.is_empty() {
-                break;
+                return Ok(stream);
             }
             writer.put(Bytes::from(chunk)).await?;
         }
-        writer.shutdown().await.map_err(io_error(src))?;
-        Ok(stream.finish())
     }
     .await;
-    if result.is_err() {
-        // Best effort: do not leave a half-finished multipart upload behind.
-        let _ = writer.abort().await;
-    }
-    result
+    let stream = match sent {
+        Ok(stream) => stream,
+        Err(e) => {
+            // Best effort: do not leave a half-finished multipart upload behind.
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    };
+    // Completes the single PUT or the multipart upload.
+    writer.shutdown().await.map_err(|source| StorageError::Io {
+        path: url.to_owned(),
+        source,
+    })?;
+    Ok(stream.finish())
 }
 
 /// Downloads `manifest.url` into `dest` through `stream`, checking the stored bytes

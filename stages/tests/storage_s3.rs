@@ -18,12 +18,13 @@ use soma_flow_stages::storage::{self, StorageError};
 
 const BUCKET: &str = "soma-weights";
 
-struct MotoServer {
+/// A server child process, killed when dropped.
+struct ServerProcess {
     child: Child,
     port: u16,
 }
 
-impl Drop for MotoServer {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -42,7 +43,7 @@ fn moto_commands() -> Vec<Vec<String>> {
     ]
 }
 
-fn start_moto() -> MotoServer {
+fn start_moto() -> ServerProcess {
     const INSTALL: &str = "this test needs a local S3 server: install it with \
                            `python3 -m pip install 'moto[server]'`";
     let port = TcpListener::bind("127.0.0.1:0")
@@ -58,7 +59,7 @@ fn start_moto() -> MotoServer {
             .stderr(Stdio::null())
             .spawn();
         let Ok(child) = spawned else { continue };
-        let mut server = MotoServer { child, port };
+        let mut server = ServerProcess { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -78,6 +79,30 @@ fn start_moto() -> MotoServer {
         "no working moto server found (tried {:?}); {INSTALL}",
         moto_commands()
     );
+}
+
+/// `python3 -m http.server` serving `dir` on a free loopback port.
+fn start_static_http_server(dir: &std::path::Path) -> ServerProcess {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is needed for the static HTTP server");
+    let server = ServerProcess { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
 }
 
 /// moto does not check signatures, so a bare HTTP request is enough to make a bucket.
@@ -168,5 +193,30 @@ fn commit_reveal_and_fetch_through_a_local_s3_server() {
         .unwrap_err();
         assert!(matches!(err, StorageError::SizeMismatch { .. }), "{err}");
         assert!(!dir.path().join("never").exists());
+
+        // http(s):// URLs: a plain HTTP PUT (moto takes it as an unsigned PutObject,
+        // read back through S3), and a verified GET from Python's static file server.
+        let http_url = format!("http://127.0.0.1:{}/{BUCKET}/via-http/small.bin", moto.port);
+        let manifest = storage::upload_file(&small, &http_url).await.unwrap();
+        let via_s3 = soma_flow_stages::storage::Manifest {
+            url: format!("s3://{BUCKET}/via-http/small.bin"),
+            ..manifest.clone()
+        };
+        let back = dir.path().join("small.s3");
+        storage::download(&via_s3, &back, CtrStream::passthrough(), None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), small_bytes);
+
+        let served = start_static_http_server(dir.path());
+        let from_http = soma_flow_stages::storage::Manifest {
+            url: format!("http://127.0.0.1:{}/small.bin", served.port),
+            ..manifest
+        };
+        let back = dir.path().join("small.http");
+        storage::download(&from_http, &back, CtrStream::passthrough(), None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), small_bytes);
     });
 }
