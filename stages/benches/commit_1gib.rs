@@ -11,7 +11,14 @@ use soma_flow_stages::network::devnet::Devnet;
 use soma_flow_stages::network::lifecycle::{commit, fetch_revealed_weights, reveal, ModelTerms};
 use soma_flow_stages::network::Network;
 
-const SIZE: usize = 1 << 30;
+/// Input size in MiB; `SOMA_BENCH_MIB` overrides the 1 GiB default, e.g. to show
+/// that peak memory does not grow with the file.
+fn size_mib() -> usize {
+    std::env::var("SOMA_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -38,6 +45,7 @@ fn process_cpu_seconds() -> f64 {
 }
 
 fn main() {
+    let mib = size_mib();
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("weights.safetensors");
     {
@@ -45,7 +53,7 @@ fn main() {
         let block: Vec<u8> = (0..1 << 20)
             .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
             .collect();
-        for _ in 0..SIZE >> 20 {
+        for _ in 0..mib {
             file.write_all(&block).unwrap();
         }
     }
@@ -74,7 +82,7 @@ fn main() {
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "commit 1 GiB to file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
+        "commit {mib} MiB to file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
         process_cpu_seconds() - cpu_start,
         peak_rss_mib()
     );
@@ -89,7 +97,7 @@ fn main() {
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "fetch + decrypt + verify 1 GiB from file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
+        "fetch + decrypt + verify {mib} MiB from file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
         process_cpu_seconds() - cpu_start,
         peak_rss_mib()
     );

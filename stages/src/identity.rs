@@ -151,6 +151,9 @@ impl Signer {
                 let secret = Zeroizing::new(secret);
                 Self::from_base58(&secret, SECRET_KEY_ENV).map(Some)
             }
+            Err(std::env::VarError::NotUnicode(_)) => Err(IdentityError::NotBase58 {
+                origin: SECRET_KEY_ENV.to_owned(),
+            }),
             _ => Ok(None),
         }
     }
