@@ -1,17 +1,23 @@
-//! SOMA V1 building blocks for soma-flow: the model, its canonical weights, the
-//! on-chain data contract, the SIGReg regulariser and the on-chain score.
+//! SOMA V1 for soma-flow: the model, its canonical weights, the on-chain data
+//! contract, SIGReg and the on-chain score; the network (devnet, identities,
+//! commit-reveal), crypto and storage; and the stage kinds built on them.
 //!
 //! Everything here follows `shared/SOMA-V1.md`; where the public Python helpers
 //! differ from the chain, the chain's behaviour is implemented.
 
 pub mod backend;
 pub mod contract;
+pub mod crypto;
+pub mod identity;
 pub mod kinds;
 pub mod loss;
 pub mod model;
+pub mod network;
 pub mod noise;
+mod private_file;
 pub mod score;
 pub mod sigreg;
+pub mod storage;
 
 pub use backend::{BackendChoice, BackendTask};
 pub use model::{ArchConfig, SomaModel};

@@ -1,0 +1,262 @@
+//! Moving weights files to and from object storage through `object_store`:
+//! `file://`, `s3://`, `gs://`, `az://` and `http(s)://` URLs, with credentials from
+//! the environment as each cloud's own tools read them (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+//!
+//! Transfers stream in [`CHUNK_SIZE`] pieces through a [`CtrStream`], so the same
+//! code uploads plain or encrypted files and downloads with or without decryption,
+//! in constant memory. Large uploads become multipart uploads automatically.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+use crate::crypto::{read_chunk, CtrStream, Hash256, StreamDigests, CHUNK_SIZE};
+
+/// Where an object is and what it must contain: the chain's weights manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub url: String,
+    /// Blake2b-256 of the stored bytes (the ciphertext, for committed weights).
+    pub checksum: Hash256,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{url} is not a usable storage URL: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{url} holds {actual} bytes but the manifest says {expected}")]
+    SizeMismatch {
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{url} has checksum {actual} but the manifest says {expected}")]
+    ChecksumMismatch {
+        url: String,
+        expected: Hash256,
+        actual: Hash256,
+    },
+    #[error("{url}: the decoded contents hash to {actual}, not to the committed {expected}")]
+    OutputMismatch {
+        url: String,
+        expected: Hash256,
+        actual: Hash256,
+    },
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Environment prefixes whose variables configure the cloud stores, mirroring each
+/// builder's `from_env` (other variables could clash with builder option names).
+const CREDENTIAL_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
+
+/// Opens the store behind `url` and the object path inside it.
+pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), StorageError> {
+    let invalid = |reason: String| StorageError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    let mut options: Vec<(String, String)> = std::env::vars()
+        .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
+        .collect();
+    // A plain-http endpoint is a local test server (moto, MinIO): allow it rather
+    // than making every such setup also set AWS_ALLOW_HTTP.
+    let http_endpoint = options
+        .iter()
+        .any(|(k, v)| k.starts_with("AWS_ENDPOINT") && v.starts_with("http://"));
+    if http_endpoint {
+        options.push(("aws_allow_http".into(), "true".into()));
+    }
+    // An explicit http:// URL is the caller's choice of plain HTTP.
+    if parsed.scheme() == "http" {
+        options.push(("allow_http".into(), "true".into()));
+    }
+    let (store, path) =
+        object_store::parse_url_opts(&parsed, options).map_err(|e| invalid(e.to_string()))?;
+    Ok((Arc::from(store), path))
+}
+
+/// The `file://` URL of a local directory (created if missing), e.g. the default
+/// bucket `<store>/bucket`; handles relative paths and characters URLs must escape.
+pub fn local_url(dir: &Path) -> Result<String, StorageError> {
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let absolute = dir.canonicalize().map_err(io_error(dir))?;
+    Url::from_directory_path(&absolute)
+        .map(String::from)
+        .map_err(|()| StorageError::InvalidUrl {
+            url: absolute.display().to_string(),
+            reason: "not an absolute path".into(),
+        })
+}
+
+/// Joins an object name onto a base storage URL (`s3://bucket/prefix` + `a/b.bin`).
+pub fn join_url(base: &str, name: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        name.trim_start_matches('/')
+    )
+}
+
+/// Uploads the file at `src` to `url`, passing every chunk through `stream` first.
+/// Returns the digests of what was read (`input`) and what was stored (`output`).
+pub async fn upload(
+    src: &Path,
+    url: &str,
+    mut stream: CtrStream,
+) -> Result<StreamDigests, StorageError> {
+    let (store, path) = open(url)?;
+    let mut file = File::open(src).map_err(io_error(src))?;
+    // One chunk more than the capacity keeps a file of exactly one chunk a single PUT;
+    // anything larger goes multipart, two parts in flight.
+    let mut writer = BufWriter::with_capacity(store, path, CHUNK_SIZE + 1).with_max_concurrency(2);
+    let sent = async {
+        loop {
+            // Reading and encrypting are blocking CPU/disk work: keep them off the
+            // async executor, moving the file and stream in and out of the task.
+            let (f, s, chunk) = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; CHUNK_SIZE];
+                let n = read_chunk(&mut file, &mut buf)?;
+                buf.truncate(n);
+                stream.process(&mut buf);
+                Ok::<_, std::io::Error>((file, stream, buf))
+            })
+            .await?
+            .map_err(io_error(src))?;
+            (file, stream) = (f, s);
+            if chunk.is_empty() {
+                return Ok(stream);
+            }
+            writer.put(Bytes::from(chunk)).await?;
+        }
+    }
+    .await;
+    let stream = match sent {
+        Ok(stream) => stream,
+        Err(e) => {
+            // Best effort: do not leave a half-finished multipart upload behind.
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    };
+    // Completes the single PUT or the multipart upload.
+    writer.shutdown().await.map_err(|source| StorageError::Io {
+        path: url.to_owned(),
+        source,
+    })?;
+    Ok(stream.finish())
+}
+
+/// Downloads `manifest.url` into `dest` through `stream`, checking the stored bytes
+/// against the manifest's size and checksum and, when given, the transformed bytes
+/// (e.g. the decrypted weights) against `expected_output`. `dest` only appears once
+/// everything matches.
+pub async fn download(
+    manifest: &Manifest,
+    dest: &Path,
+    mut stream: CtrStream,
+    expected_output: Option<Hash256>,
+) -> Result<StreamDigests, StorageError> {
+    let url = &manifest.url;
+    let (store, path) = open(url)?;
+    let got = store.get(&path).await?;
+    if got.meta.size != manifest.size {
+        return Err(StorageError::SizeMismatch {
+            url: url.clone(),
+            expected: manifest.size,
+            actual: got.meta.size,
+        });
+    }
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempfile_in(dir)
+        .map_err(io_error(dir))?;
+    let mut body = got.into_stream();
+    let mut pending = Vec::with_capacity(CHUNK_SIZE);
+    loop {
+        let next = body.next().await.transpose()?;
+        if let Some(bytes) = &next {
+            pending.extend_from_slice(bytes);
+        }
+        if pending.len() >= CHUNK_SIZE || (next.is_none() && !pending.is_empty()) {
+            let mut chunk = std::mem::replace(&mut pending, Vec::with_capacity(CHUNK_SIZE));
+            let (t, s) = tokio::task::spawn_blocking(move || {
+                stream.process(&mut chunk);
+                tmp.write_all(&chunk)?;
+                Ok::<_, std::io::Error>((tmp, stream))
+            })
+            .await?
+            .map_err(io_error(dest))?;
+            (tmp, stream) = (t, s);
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+    let digests = stream.finish();
+    if digests.size != manifest.size {
+        return Err(StorageError::SizeMismatch {
+            url: url.clone(),
+            expected: manifest.size,
+            actual: digests.size,
+        });
+    }
+    if digests.input != manifest.checksum {
+        return Err(StorageError::ChecksumMismatch {
+            url: url.clone(),
+            expected: manifest.checksum,
+            actual: digests.input,
+        });
+    }
+    if let Some(expected) = expected_output.filter(|e| *e != digests.output) {
+        return Err(StorageError::OutputMismatch {
+            url: url.clone(),
+            expected,
+            actual: digests.output,
+        });
+    }
+    tmp.as_file().sync_all().map_err(io_error(dest))?;
+    tmp.persist(dest).map_err(|e| io_error(dest)(e.error))?;
+    Ok(digests)
+}
+
+/// Uploads `src` unchanged and returns the manifest that describes it.
+pub async fn upload_file(src: &Path, url: &str) -> Result<Manifest, StorageError> {
+    let digests = upload(src, url, CtrStream::passthrough()).await?;
+    Ok(Manifest {
+        url: url.to_owned(),
+        checksum: digests.output,
+        size: digests.size,
+    })
+}
