@@ -27,6 +27,15 @@ enum Command {
     Engine(app::Command),
     /// Loss and embedding of models on a blob exactly as the chain computes them, and the winner
     Score(cli::score::ScoreArgs),
+    /// The embedded devnet: a local SOMA network with the chain's rules
+    #[command(subcommand)]
+    Devnet(cli::devnet::DevnetCommand),
+    /// Create an Ed25519 signing key file (mode 0600) for the network stages
+    Keygen {
+        /// Where to write the key
+        #[arg(long, default_value = "soma.key")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +63,8 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Engine(cmd) => app::run_command(&env, cmd, &cli.store),
         Command::Score(args) => cli::score::run(args),
+        Command::Devnet(cmd) => cli::devnet::run(cmd, &cli.store),
+        Command::Keygen { out } => cli::devnet::keygen(out),
     };
     match code {
         Ok(code) => ExitCode::from(code as u8),

@@ -72,8 +72,14 @@ fn input_hashes(inputs: &BTreeMap<String, Vec<Artifact>>) -> BTreeMap<String, Ve
         .collect()
 }
 
-/// The stored outputs for a key, if every one of them is present and intact.
-pub fn lookup(store: &Store, key: &str, warn: &dyn Fn(&str)) -> Option<CacheEntry> {
+/// The stored outputs for a key, if every one of them is present and intact and the
+/// stage still vouches for them.
+pub fn lookup(
+    store: &Store,
+    stage: &PlannedStage,
+    key: &str,
+    warn: &dyn Fn(&str),
+) -> Option<CacheEntry> {
     let Some(entry) = store.cache_get(key) else {
         tracing::debug!(%key, "cache miss");
         return None;
@@ -88,6 +94,18 @@ pub fn lookup(store: &Store, key: &str, warn: &dyn Fn(&str)) -> Option<CacheEntr
         warn(&format!(
             "cached output `{name}` ({}) {problem}; rebuilding",
             &a.hash[..12]
+        ));
+        store.cache_remove(key);
+        return None;
+    }
+    let paths = entry
+        .outputs
+        .iter()
+        .map(|(k, a)| (k.clone(), store.path_of(a)))
+        .collect();
+    if let Err(why) = stage.prepared.revalidate(&paths, store.root()) {
+        warn(&format!(
+            "cached result no longer holds ({why}); running again"
         ));
         store.cache_remove(key);
         return None;
@@ -323,7 +341,7 @@ async fn run_stage(
         let hit = if s2.no_cache {
             None
         } else {
-            lookup(&s2.store, &key, &|w| {
+            lookup(&s2.store, stage, &key, &|w| {
                 s2.progress.warn(&format!("{}: {w}", stage.name))
             })
         };
@@ -427,7 +445,7 @@ fn execute(
         }
     };
     if !shared.no_cache {
-        if let Some(entry) = lookup(store, key, &|w| {
+        if let Some(entry) = lookup(store, stage, key, &|w| {
             shared.progress.warn(&format!("{}: {w}", stage.name))
         }) {
             return Ok(Executed::Done(entry, true));
@@ -475,6 +493,7 @@ fn execute_in(
         outputs_dir: &outputs_dir,
         scratch: &scratch,
         state_dir: &state_dir,
+        store: store.root(),
         pipeline_dir: &pipeline_dir,
         backend: &shared.plan.backend,
         log: &log,

@@ -110,8 +110,10 @@ pub struct RunContext<'a> {
     pub outputs_dir: &'a Path,
     /// Survives a killed run of the same cache key (checkpoints); removed after success.
     pub scratch: &'a Path,
-    /// Private per-kind state in the store (ledgers, keys); created on demand.
+    /// Private per-kind state in the store; created on demand.
     pub state_dir: &'a Path,
+    /// The store's root, for state shared between kinds (a devnet ledger, keys).
+    pub store: &'a Path,
     pub pipeline_dir: &'a Path,
     pub backend: &'a str,
     /// Where the stage writes the output of tools it runs; kept after the run.
@@ -175,6 +177,18 @@ pub trait StageKind: Send + Sync + 'static {
         Ok(serde_json::Value::Null)
     }
     fn run(&self, with: &Self::With, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
+
+    /// Whether cached outputs still hold. Most outputs are facts about their inputs and
+    /// always do; a record of something outside (a commit on a network) may not.
+    /// `Err` explains why not, and the stage runs again.
+    fn revalidate(
+        &self,
+        _with: &Self::With,
+        _outputs: &BTreeMap<String, PathBuf>,
+        _store: &Path,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A stage whose `with` has been validated; object-safe.
@@ -185,6 +199,7 @@ pub trait Prepared: Send + Sync {
     fn resource(&self) -> Option<String>;
     fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value>;
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
+    fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String>;
 }
 
 struct PreparedStage<K: StageKind> {
@@ -210,6 +225,9 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     }
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome> {
         self.kind.run(&self.with, ctx)
+    }
+    fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String> {
+        self.kind.revalidate(&self.with, outputs, store)
     }
 }
 

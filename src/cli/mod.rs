@@ -1,3 +1,4 @@
 //! SOMA commands of the binary, beside the engine's generic ones.
 
+pub mod devnet;
 pub mod score;

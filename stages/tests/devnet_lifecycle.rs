@@ -1,8 +1,8 @@
 //! Commit-reveal on the devnet through the stage-level operations.
 
-mod common;
+mod network_fixtures;
 
-use common::*;
+use network_fixtures::*;
 use soma_flow_stages::crypto::ContentKey;
 use soma_flow_stages::identity::{IdentitySource, Signer};
 use soma_flow_stages::network::devnet::Devnet;
@@ -400,7 +400,7 @@ async fn timed_epochs_follow_the_clock_and_refuse_manual_advance() {
         &bucket,
         &weights,
         &emb,
-        common::TERMS,
+        network_fixtures::TERMS,
         &keys,
     )
     .await

@@ -1,8 +1,8 @@
 //! Identities and keys: encodings, key files and that secrets never leak into text.
 
-mod common;
+mod network_fixtures;
 
-use common::mode;
+use network_fixtures::mode;
 use soma_flow_stages::crypto::ContentKey;
 use soma_flow_stages::identity::{self, IdentityError, IdentitySource, Signer};
 

@@ -2,14 +2,14 @@
 //! port for this test only. The server is required (install with
 //! `pip install 'moto[server]'`): a missing server fails the test, it never skips.
 
-mod common;
+mod network_fixtures;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use network_fixtures::*;
 use soma_flow_stages::crypto::CtrStream;
 use soma_flow_stages::network::devnet::Devnet;
 use soma_flow_stages::network::lifecycle::{commit, fetch_revealed_weights, reveal, RevealOutcome};

@@ -2,6 +2,9 @@
 
 use soma_flow_engine::Registry;
 
+pub mod commit;
+pub mod network;
+pub mod reveal;
 pub mod score;
 
 /// Model stages share this resource class, so that two of them never compete for the
@@ -10,6 +13,8 @@ pub const MODEL_RESOURCE: &str = "model";
 
 pub fn register(registry: &mut Registry) {
     registry.register(score::ScoreKind);
+    registry.register(commit::CommitKind);
+    registry.register(reveal::RevealKind);
 }
 
 /// The backend a model stage runs on, from the pipeline's resolved backend name.

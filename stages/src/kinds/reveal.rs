@@ -1,0 +1,109 @@
+//! `reveal`: publish the decryption key and embedding of a commit in its reveal epoch.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+
+use super::commit::read_record;
+use super::network::{key_dir, NetworkWith};
+use crate::network::lifecycle::{self, RevealOutcome};
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevealWith {
+    /// Which network, and who signs.
+    #[serde(default)]
+    pub network: NetworkWith,
+    /// Keep polling this long for the reveal epoch (e.g. `30s`); default: defer at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+    /// Time between polls while waiting.
+    #[serde(default = "default_poll")]
+    pub poll: String,
+}
+
+fn default_poll() -> String {
+    "1s".into()
+}
+
+pub struct RevealKind;
+
+impl StageKind for RevealKind {
+    type With = RevealWith;
+    const NAME: &'static str = "reveal";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "Reveals a commit's key and embedding in the epoch after the commit (deferred before it)";
+
+    fn inputs(&self, _: &RevealWith) -> Inputs {
+        Inputs::Fixed(vec![InputPort::required("commit")])
+    }
+
+    fn outputs(&self, _: &RevealWith) -> Vec<String> {
+        vec!["revealed".into()]
+    }
+
+    fn check(&self, with: &RevealWith) -> Result<(), WithError> {
+        with.network.check()?;
+        for (key, value) in [
+            ("wait", with.wait.as_deref()),
+            ("poll", Some(with.poll.as_str())),
+        ] {
+            if let Some(v) = value {
+                humantime::parse_duration(v).map_err(|e| {
+                    WithError::at(&[key], format!("`{v}`: {e}")).help("e.g. `2s`, `10m`, `6h`")
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, with: &RevealWith, ctx: &RunContext<'_>) -> Result<Outcome> {
+        let record = read_record(ctx.input("commit").expect("required input"))?;
+        let devnet = with.network.open(ctx.store)?;
+        let signer = with.network.signer(ctx)?;
+        let wait = with
+            .wait
+            .as_deref()
+            .map(humantime::parse_duration)
+            .transpose()?
+            .unwrap_or_default();
+        let poll = humantime::parse_duration(&with.poll)?.max(Duration::from_millis(50));
+        let started = Instant::now();
+        let outcome = loop {
+            let outcome = lifecycle::reveal(&devnet, &signer, &record, &key_dir(ctx.store))?;
+            match outcome {
+                RevealOutcome::NotYet { from_epoch } if started.elapsed() + poll <= wait => {
+                    (ctx.progress)(&format!(
+                        "waiting for epoch {from_epoch} to reveal model {}",
+                        record.model_id
+                    ));
+                    std::thread::sleep(poll);
+                }
+                _ => break outcome,
+            }
+        };
+        match outcome {
+            RevealOutcome::NotYet { from_epoch } => Ok(Outcome::Deferred(format!(
+                "model {} cannot be revealed before epoch {from_epoch} (committed in epoch {}); run again then",
+                record.model_id, record.commit_epoch
+            ))),
+            RevealOutcome::Missed { .. } => anyhow::bail!("model {}: {outcome}", record.model_id),
+            RevealOutcome::Revealed { epoch } | RevealOutcome::AlreadyRevealed { epoch } => {
+                ctx.note(format!("model {}: {outcome}; it is Active", record.model_id));
+                let revealed = serde_json::json!({
+                    "model_id": record.model_id,
+                    "commit_epoch": record.commit_epoch,
+                    "reveal_epoch": epoch,
+                    "checksum": record.manifest.checksum,
+                    "url": record.manifest.url,
+                });
+                std::fs::write(ctx.output("revealed"), serde_json::to_vec_pretty(&revealed)?)?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+}
