@@ -179,3 +179,81 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Two other owners publish; one ciphertext is then corrupted in storage.
+fn two_competitors(p: &Project) {
+    p.write(
+        "owner.yaml",
+        &format!(
+            r#"
+name: owner
+params: {{ key: a.key, e: 0.5 }}
+stages:
+  weights:
+    kind: command
+    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
+  embed:
+    kind: command
+    with: {{ run: "echo '[${{params.e}}, 1.0]' > outputs/embedding", outs: [embedding] }}
+  commit:
+    kind: commit
+    inputs: {{ model: weights.model, embedding: embed.embedding }}
+    with: {{ network: {{ key_file: "${{params.key}}" }} }}
+  reveal:
+    kind: reveal
+    inputs: {{ commit: commit.record }}
+    with: {{ network: {{ key_file: "${{params.key}}" }} }}
+"#
+        ),
+    );
+    assert_eq!(p.run(&["keygen", "--out", "a.key"]).code(), 0);
+    assert_eq!(p.run(&["keygen", "--out", "b.key"]).code(), 0);
+    assert_eq!(p.run(&["devnet", "init"]).code(), 0);
+    assert_eq!(p.run(&["run", "owner.yaml"]).code(), 3);
+    assert_eq!(p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"]).code(), 3);
+    assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
+    assert_eq!(p.run(&["run", "owner.yaml"]).code(), 0);
+    assert_eq!(p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"]).code(), 0);
+    let rows = models(p);
+    assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
+    let url = rows[1]["weights_url"].as_str().unwrap();
+    let path = url.strip_prefix("file://").unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn fetch_competitors_decrypts_revealed_models_and_skips_a_corrupt_one() {
+    let p = Project::new();
+    two_competitors(&p);
+    p.write(
+        "fetch.yaml",
+        "name: fetch\nparams: {strict: false}\nstages:\n  fetch:\n    kind: fetch-competitors\n    with: {strict: '${params.strict}'}\n",
+    );
+    let out = p.run(&["run", "fetch.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stdout().contains("skipped competitor 2"), "{}", out.all());
+    let dir = p.run(&["path", "fetch.yaml", "fetch.models"]).stdout().trim().to_string();
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(format!("{dir}/models.json")).unwrap()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], "1");
+    assert_eq!(listed[0]["embedding"], serde_json::json!([0.5, 1.0]));
+    let fetched = std::fs::read(format!("{dir}/1.safetensors")).unwrap();
+    assert_eq!(fetched, std::fs::read(FIXTURE).unwrap(), "decrypted to the exact committed bytes");
+
+    let out = p.run(&["run", "fetch.yaml", "--set", "strict=true"]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.all().contains("competitors failed their checks"), "{}", out.all());
+
+    // The winner of a score stage over the fetched competitors is reported.
+    p.write(
+        "score.yaml",
+        &format!(
+            "name: s\nstages:\n  fetch:\n    kind: fetch-competitors\n  blob:\n    kind: command\n    with: {{run: 'head -c 3000 {FIXTURE} > outputs/b', outs: [b]}}\n  score:\n    kind: score\n    inputs: {{competitors: fetch.models, data: blob.b}}\n    with: {{heads: 4}}\n"
+        ),
+    );
+    let out = p.run(&["run", "score.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stdout().contains("← winner"), "{}", out.all());
+}

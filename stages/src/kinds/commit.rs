@@ -73,7 +73,7 @@ impl StageKind for CommitKind {
         let devnet = with.network.open(ctx.store)?;
         let signer = with.network.signer(ctx)?;
         let weights = ctx.input("model").expect("required input");
-        let embedding = embedding_of(ctx.input("embedding").expect("required input"))?;
+        let embedding = read_embedding(ctx.input("embedding").expect("required input"))?;
         let storage_url = match &with.storage {
             Some(url) => url.clone(),
             None => storage::local_url(&ctx.store.join("bucket"))?,
@@ -128,12 +128,4 @@ pub fn read_record(path: &Path) -> Result<CommitRecord> {
         std::fs::read(path).with_context(|| format!("reading commit record {}", path.display()))?;
     serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: not a commit record", path.display()))
-}
-
-/// The embedding input: an embed stage's directory (`embedding.json`) or a file.
-fn embedding_of(path: &Path) -> Result<Vec<f32>> {
-    if path.is_dir() {
-        return read_embedding(&path.join("embedding.json"));
-    }
-    read_embedding(path)
 }

@@ -190,8 +190,12 @@ fn competitor_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         .collect())
 }
 
-/// An embedding file: a JSON array of numbers, or little-endian f32.
+/// An embedding: a JSON array of numbers, little-endian f32, or an embed stage's
+/// output directory (its `embedding.json`).
 pub fn read_embedding(path: &Path) -> Result<Vec<f32>> {
+    if path.is_dir() {
+        return read_embedding(&path.join("embedding.json"));
+    }
     let bytes =
         std::fs::read(path).with_context(|| format!("reading embedding {}", path.display()))?;
     let trimmed = bytes.trim_ascii_start();

@@ -1,0 +1,173 @@
+//! `fetch-competitors`: revealed models from the network (or plain files), downloaded,
+//! decrypted, checked and validated, as a directory of safetensors with `models.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+
+use super::network::{block_on, NetworkWith};
+use super::score::read_embedding;
+use crate::model::weights::{check_layout, read_header};
+use crate::network::lifecycle::fetch_revealed_weights;
+use crate::network::{ModelInfo, ModelState, Network};
+use crate::score::cosine_distance;
+use crate::ArchConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchCompetitorsWith {
+    /// Which network, and whose models count as one's own (excluded).
+    #[serde(default)]
+    pub network: NetworkWith,
+    /// Only these model ids; default: every Active model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<u64>>,
+    /// Keep the K models whose embeddings are nearest (cosine) to the `embedding` input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<usize>,
+    /// Plain safetensors files (paths relative to the pipeline file), for models from
+    /// outside the network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathBuf>,
+    /// Fail the stage when a competitor fails a check (default: skip it with a warning).
+    #[serde(default)]
+    pub strict: bool,
+    /// Attention heads used to validate weights whose shapes match no preset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+}
+
+/// One entry of `models.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Competitor {
+    pub id: String,
+    pub file: String,
+    #[serde(default)]
+    pub embedding: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+pub struct FetchCompetitorsKind;
+
+impl StageKind for FetchCompetitorsKind {
+    type With = FetchCompetitorsWith;
+    const NAME: &'static str = "fetch-competitors";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "Downloads, decrypts and validates revealed competitor models";
+
+    fn inputs(&self, _: &FetchCompetitorsWith) -> Inputs {
+        Inputs::Fixed(vec![InputPort::optional("embedding")])
+    }
+
+    fn outputs(&self, _: &FetchCompetitorsWith) -> Vec<String> {
+        vec!["models".into()]
+    }
+
+    fn check(&self, with: &FetchCompetitorsWith) -> Result<(), WithError> {
+        with.network.check()?;
+        if with.top == Some(0) {
+            return Err(WithError::at(&["top"], "`top: 0` selects nothing").help("give K ≥ 1, or leave it out for all"));
+        }
+        Ok(())
+    }
+
+    fn run(&self, with: &FetchCompetitorsWith, ctx: &RunContext<'_>) -> Result<Outcome> {
+        let out = ctx.output("models");
+        std::fs::create_dir_all(&out)?;
+        let mut listed = Vec::new();
+        let mut rejected = Vec::new();
+        let mut accept = |c: Competitor, problem: Option<String>| match problem {
+            None => listed.push(c),
+            Some(p) => {
+                let _ = std::fs::remove_file(out.join(&c.file));
+                rejected.push(format!("{}: {p}", c.id));
+            }
+        };
+
+        for path in &with.paths {
+            let src = ctx.pipeline_dir.join(path);
+            let id = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().to_string());
+            let file = format!("{id}.safetensors");
+            let copied = std::fs::copy(&src, out.join(&file)).map(drop).with_context(|| format!("paths: {}", src.display()));
+            let problem = copied.err().map(|e| format!("{e:#}")).or_else(|| validate(&out.join(&file), with.heads).err());
+            accept(Competitor { id, file, embedding: Vec::new(), url: None, checksum: None }, problem);
+        }
+
+        let network_wanted = with.ids.is_some() || with.top.is_some() || with.paths.is_empty();
+        if network_wanted {
+            let devnet = with.network.open(ctx.store)?;
+            let own = with.network.signer(ctx)?.public_key();
+            let target = ctx.input("embedding").map(read_embedding).transpose()?;
+            let chosen = select(devnet.models()?, with, &own, target.as_deref())?;
+            for (i, model) in chosen.iter().enumerate() {
+                (ctx.progress)(&format!("fetching model {} ({}/{})", model.id, i + 1, chosen.len()));
+                let file = format!("{}.safetensors", model.id);
+                let dest = out.join(&file);
+                let fetched = block_on(fetch_revealed_weights(model, &dest))?;
+                let revealed = model.revealed.as_ref().expect("selected models are revealed");
+                let problem = match fetched {
+                    Ok(_) => validate(&dest, with.heads).err(),
+                    Err(e) => Some(e.to_string()),
+                };
+                accept(
+                    Competitor {
+                        id: model.id.to_string(),
+                        file,
+                        embedding: revealed.embedding.clone(),
+                        url: Some(revealed.manifest.url.clone()),
+                        checksum: Some(revealed.manifest.checksum.to_hex()),
+                    },
+                    problem,
+                );
+            }
+        }
+
+        if !rejected.is_empty() {
+            anyhow::ensure!(!with.strict, "competitors failed their checks (strict):\n  {}", rejected.join("\n  "));
+            for r in &rejected {
+                ctx.note(format!("skipped competitor {r}"));
+            }
+        }
+        ctx.note(format!("fetched {} competitor(s): {}", listed.len(), listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ")));
+        std::fs::write(out.join("models.json"), serde_json::to_vec_pretty(&listed)?)?;
+        Ok(Outcome::Done)
+    }
+}
+
+/// Active models other than one's own: by id, or the `top` nearest to `target`.
+fn select(
+    models: Vec<ModelInfo>,
+    with: &FetchCompetitorsWith,
+    own: &crate::identity::PublicKey,
+    target: Option<&[f32]>,
+) -> Result<Vec<ModelInfo>> {
+    let mut chosen: Vec<ModelInfo> = models
+        .into_iter()
+        .filter(|m| m.state == ModelState::Active && m.revealed.is_some() && &m.owner != own)
+        .filter(|m| with.ids.as_ref().is_none_or(|ids| ids.contains(&m.id)))
+        .collect();
+    if let Some(ids) = &with.ids {
+        let missing: Vec<String> = ids.iter().filter(|id| !chosen.iter().any(|m| m.id == **id)).map(u64::to_string).collect();
+        anyhow::ensure!(missing.is_empty(), "ids: no Active, revealed competitor with id {}", missing.join(", "));
+    }
+    if let Some(k) = with.top {
+        let target = target.context("`top` needs an `embedding` input to measure nearness to")?;
+        let distance = |m: &ModelInfo| cosine_distance(&m.revealed.as_ref().expect("filtered").embedding, target).unwrap_or(f64::INFINITY);
+        chosen.sort_by(|a, b| distance(a).total_cmp(&distance(b)));
+        chosen.truncate(k);
+    }
+    Ok(chosen)
+}
+
+/// Weights must have the canonical V1 layout of some architecture.
+fn validate(path: &Path, heads: Option<usize>) -> Result<(), String> {
+    let config = ArchConfig::infer_from_weights(path, heads).map_err(|e| format!("{e:#}"))?;
+    let header = read_header(path).map_err(|e| e.to_string())?;
+    check_layout(path, &header, &config).map_err(|e| e.to_string())
+}
