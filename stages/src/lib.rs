@@ -1,1 +1,2 @@
 //! SOMA stage kinds.
+pub mod data;
