@@ -17,7 +17,10 @@ pub fn files(options: &FetchOptions, base_dir: &Path) -> Result<Vec<SourceFile>,
             let matches = glob::glob(&pattern)
                 .map_err(|e| DataError::InvalidOptions(format!("bad glob {entry:?}: {e}")))?;
             for path in matches {
-                let path = path.map_err(|e| io_at(&e.path().to_owned())(e.into()))?;
+                let path = path.map_err(|e| DataError::Io {
+                    path: e.path().display().to_string(),
+                    source: e.into(),
+                })?;
                 collect(&path, base_dir, &mut found)?;
             }
         } else {
