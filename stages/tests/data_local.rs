@@ -34,6 +34,10 @@ fn mixed_inputs(ws: &Workspace) {
     ws.write("corpus/e.parquet", &parquet);
     ws.write("corpus/f.parquet.zst", &zstd(&parquet));
     ws.write("corpus/g.txt.gz", &gzip(b"gzipped text"));
+    ws.write(
+        "corpus/h.json.gz",
+        &gzip(&jsonl_bytes(&[vec![("text", "json lines named .json")]])),
+    );
 }
 
 #[test]
@@ -53,6 +57,7 @@ fn every_format_and_compression_keeps_documents_whole_and_in_order() {
     expected.extend(rows);
     expected.extend(rows);
     expected.push("gzipped text");
+    expected.push("json lines named .json");
     assert_eq!(fetched.train_docs(), expected);
     assert!(fetched.holdout.is_empty());
 
@@ -69,7 +74,7 @@ fn every_format_and_compression_keeps_documents_whole_and_in_order() {
     assert_eq!(manifest["split"], "train");
     assert_eq!(manifest["options"]["paths"], json!(["corpus"]));
     let sources = manifest["sources"].as_array().unwrap();
-    assert_eq!(sources.len(), 7);
+    assert_eq!(sources.len(), 8);
     assert_eq!(sources[0]["path"], "corpus/a.txt");
     let a_hash = blake3::hash(b"plain text document").to_hex().to_string();
     assert_eq!(sources[0]["blake3"], json!(a_hash));

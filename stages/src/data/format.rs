@@ -77,7 +77,9 @@ pub fn detect(name: &str, head: &[u8]) -> (Format, Compression) {
         Compression::None
     };
     let format = match content_extension(name).as_str() {
-        "jsonl" | "ndjson" => Format::JsonLines,
+        // Hub datasets often name JSON Lines `.json` (C4, The Pile): a JSON array
+        // there fails on its first line with an error naming the file.
+        "jsonl" | "ndjson" | "json" => Format::JsonLines,
         "parquet" => Format::Parquet,
         _ if compression == Compression::None && head.starts_with(b"PAR1") => Format::Parquet,
         _ => Format::Text,

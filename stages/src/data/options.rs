@@ -33,8 +33,10 @@ pub struct FetchOptions {
     /// `hf`: branch, tag or commit (default `main`); recorded resolved to a commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
-    /// `hf` and `url` prefixes: glob patterns over the file paths to fetch
-    /// (default: every file).
+    /// `hf` and `url` prefixes: glob patterns over the file paths to fetch (`*`
+    /// crosses `/`). Default: for `hf` the data files (`.parquet`, `.jsonl`,
+    /// `.ndjson`, `.json`, compressed or not), for a `url` prefix every object.
+    /// Dotfiles are never read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
     /// JSON Lines field or Parquet column holding the text (default `text` or

@@ -20,7 +20,7 @@ use crate::data::options::FetchOptions;
 use crate::data::progress::ProgressFn;
 
 /// Without `files` patterns, the files a dataset repo holds its data in.
-const DATA_EXTENSIONS: &[&str] = &["parquet", "jsonl", "ndjson"];
+const DATA_EXTENSIONS: &[&str] = &["parquet", "jsonl", "ndjson", "json"];
 
 pub fn files(
     options: &FetchOptions,
