@@ -30,6 +30,7 @@ fn parquet_file() -> Vec<u8> {
 
 fn repo(id: &str, access: Access, broken_downloads: usize) -> HubRepo {
     HubRepo {
+        tampered: false,
         id: id.into(),
         access,
         files: vec![
@@ -72,6 +73,10 @@ fn hub() -> &'static Hub {
             repo("soma/corpus", Access::Open, 0),
             repo("soma/flaky", Access::Open, 1),
             repo("soma/errors", Access::Open, 0),
+            HubRepo {
+                tampered: true,
+                ..repo("soma/tampered", Access::Open, 0)
+            },
             repo("soma/gated", Access::Unauthorized, 0),
             repo("soma/private", Access::Forbidden, 0),
         ]);
@@ -212,6 +217,13 @@ fn hub_errors_say_what_is_wrong() {
     assert!(
         e.contains("no files in Hugging Face dataset soma/errors@main matched [\"*.csv\"]")
             && e.contains("data/train-1.parquet"),
+        "{e}"
+    );
+    let e = fetch(json!({"source": "hf", "repo": "soma/tampered", "files": ["*.parquet"]}));
+    let sha = sha256_hex(&parquet_file());
+    assert!(
+        e.contains("data/train-1.parquet: downloaded sha256 ")
+            && e.contains(&format!("does not match the expected {sha}")),
         "{e}"
     );
     let e = fetch(json!({"source": "hf", "repo": "soma/errors", "column": "body"}));

@@ -206,6 +206,31 @@ fn fetches_objects_from_s3() {
 }
 
 #[test]
+fn resumes_a_partial_download_with_a_ranged_get() {
+    moto();
+    let ws = Workspace::new();
+    let url = format!("s3://{BUCKET}/corpus/b.parquet");
+    let opts = options(json!({"source": "url", "url": url, "holdout": 0.0}));
+    let first = ws.fetch(&opts, "first").unwrap();
+    // Leave only the first half, as an interrupted transfer does.
+    let downloads = ws.dir.path().join("state/downloads");
+    let done = std::fs::read_dir(&downloads)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-b.parquet"))
+        .unwrap();
+    let bytes = std::fs::read(&done).unwrap();
+    std::fs::remove_file(&done).unwrap();
+    let mut part = done.clone().into_os_string();
+    part.push(".part");
+    std::fs::write(&part, &bytes[..bytes.len() / 2]).unwrap();
+    let resumed = ws.fetch(&opts, "resumed").unwrap();
+    assert_eq!(resumed.files(), first.files());
+    assert_eq!(std::fs::read(&done).unwrap(), bytes);
+    assert!(!std::path::Path::new(&part).exists());
+}
+
+#[test]
 fn file_urls_read_local_objects() {
     let ws = Workspace::new();
     ws.write(

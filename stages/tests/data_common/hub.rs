@@ -38,6 +38,8 @@ pub struct HubRepo {
     /// Downloads of the whole file that break off halfway, before the server
     /// behaves.
     pub broken_downloads: AtomicUsize,
+    /// Serve LFS files with their last byte changed, as a corrupted transfer would.
+    pub tampered: bool,
 }
 
 pub struct Hub {
@@ -319,11 +321,15 @@ fn resolve(request: &Request, repo: &HubRepo, file: &HubFile) -> Response {
             };
             (start, end.min(size - 1))
         });
+    let mut bytes = file.bytes.clone();
+    if repo.tampered && file.lfs {
+        bytes[size - 1] ^= 0xff;
+    }
     let mut response = match range {
         Some((start, _)) if start >= size => return Response::new(416, Vec::new()),
-        Some((start, end)) => Response::new(206, file.bytes[start..=end].to_vec())
+        Some((start, end)) => Response::new(206, bytes[start..=end].to_vec())
             .header("Content-Range", format!("bytes {start}-{end}/{size}")),
-        None => Response::new(200, file.bytes.clone()),
+        None => Response::new(200, bytes),
     };
     response = response
         .header("ETag", format!("\"{etag}\""))
