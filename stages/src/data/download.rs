@@ -74,10 +74,12 @@ where
         let (reached, failure) = match transfer(&part, offset, size, &fetch, &mut meter).await {
             Ok(reached) if reached == size => (reached, None),
             Ok(reached) => {
-                let error = DataError::Download {
-                    file: name.into(),
-                    attempts: 1,
-                    reason: format!("the connection closed at byte {reached} of {size}"),
+                let error = DataError::Io {
+                    path: name.into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the connection closed at byte {reached} of {size}"),
+                    ),
                 };
                 (
                     reached,
