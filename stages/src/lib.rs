@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod contract;
 pub mod crypto;
+pub mod data;
 pub mod identity;
 pub mod kinds;
 pub mod loss;

@@ -1,0 +1,203 @@
+//! Resumable downloads shared by the Hub and object-storage sources: bytes go to
+//! `<dest>.part`, a broken transfer continues with a ranged request from where the
+//! file ends, and transient failures are retried with exponential backoff.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use sha2::Digest;
+
+use super::error::{io_at, DataError};
+use super::progress::{Meter, ProgressFn};
+
+/// Failed attempts in a row (without new bytes) before a download gives up.
+pub const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The wait before retry number `attempt` (1-based): 0.25 s, 0.5 s, 1 s, ...
+pub fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF * 2u32.pow(attempt.saturating_sub(1).min(6))
+}
+
+/// A response body starting at the requested offset, with its announced length
+/// when the server gave one.
+pub struct Body<S> {
+    pub length: Option<u64>,
+    pub stream: S,
+}
+
+/// How one source reports a failed request.
+pub struct Failure {
+    pub transient: bool,
+    pub error: DataError,
+}
+
+/// Downloads `size` bytes into `dest`, calling `fetch(offset)` for the body from
+/// `offset` on. Returns at once when `dest` already holds `size` bytes.
+pub async fn download<F, Fut, S>(
+    name: &str,
+    size: u64,
+    dest: &Path,
+    fetch: F,
+    progress: ProgressFn<'_>,
+) -> Result<(), DataError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Body<S>, Failure>>,
+    S: Stream<Item = Result<Bytes, Failure>> + Unpin,
+{
+    if std::fs::metadata(dest).is_ok_and(|m| m.len() == size) {
+        return Ok(());
+    }
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+    }
+    let part = part_path(dest);
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&part)
+        .map_err(io_at(&part))?;
+    let mut offset = std::fs::metadata(&part).map_or(0, |m| m.len());
+    if offset > size {
+        offset = 0;
+    }
+    let mut meter = Meter::new(progress, format!("downloading {name}"), Some(size));
+    meter.set(offset);
+    let mut failures = 0;
+    while offset < size {
+        let (reached, failure) = match transfer(&part, offset, size, &fetch, &mut meter).await {
+            Ok(reached) if reached == size => (reached, None),
+            Ok(reached) => {
+                let error = DataError::Io {
+                    path: name.into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the connection closed at byte {reached} of {size}"),
+                    ),
+                };
+                (
+                    reached,
+                    Some(Failure {
+                        transient: true,
+                        error,
+                    }),
+                )
+            }
+            Err((reached, failure)) => (reached, Some(failure)),
+        };
+        // Progress resets the count: only failures in a row without new bytes add up.
+        failures = if reached > offset { 1 } else { failures + 1 };
+        offset = reached;
+        let Some(failure) = failure else { continue };
+        if !failure.transient {
+            return Err(failure.error);
+        }
+        if failures >= ATTEMPTS {
+            return Err(DataError::Download {
+                file: name.into(),
+                attempts: failures,
+                reason: failure.error.to_string(),
+            });
+        }
+        progress(&format!(
+            "{name}: {} (attempt {failures} of {ATTEMPTS}, resuming at byte {offset})",
+            failure.error
+        ));
+        tokio::time::sleep(backoff(failures)).await;
+    }
+    meter.finish("");
+    std::fs::rename(&part, dest).map_err(io_at(dest))
+}
+
+fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+/// One request: appends what arrives to `part` and returns the offset reached,
+/// alongside the failure when there was one.
+async fn transfer<F, Fut, S>(
+    part: &Path,
+    offset: u64,
+    size: u64,
+    fetch: &F,
+    meter: &mut Meter<'_>,
+) -> Result<u64, (u64, Failure)>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Body<S>, Failure>>,
+    S: Stream<Item = Result<Bytes, Failure>> + Unpin,
+{
+    let local = |offset: u64| {
+        move |e: std::io::Error| {
+            let error = io_at(part)(e);
+            (
+                offset,
+                Failure {
+                    transient: false,
+                    error,
+                },
+            )
+        }
+    };
+    let mut body = fetch(offset).await.map_err(|f| (offset, f))?;
+    // A server that ignored the range sends the whole file: start over with it.
+    let mut offset = offset;
+    if offset > 0 && body.length == Some(size) {
+        offset = 0;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part)
+        .map_err(local(offset))?;
+    file.set_len(offset).map_err(local(offset))?;
+    while let Some(chunk) = body.stream.next().await {
+        let chunk = chunk.map_err(|f| (offset, f))?;
+        if offset + chunk.len() as u64 > size {
+            return Err((
+                offset,
+                Failure {
+                    transient: false,
+                    error: DataError::Mismatch {
+                        file: part.display().to_string(),
+                        what: "size",
+                        expected: size.to_string(),
+                        actual: format!("over {}", offset + chunk.len() as u64),
+                    },
+                },
+            ));
+        }
+        file.write_all(&chunk).map_err(local(offset))?;
+        offset += chunk.len() as u64;
+        meter.set(offset);
+    }
+    file.sync_all().map_err(local(offset))?;
+    Ok(offset)
+}
+
+/// Hex SHA-256 of a file, to check downloads against the Hub's LFS object ids.
+pub fn sha256_file(path: &Path) -> Result<String, DataError> {
+    let mut file = File::open(path).map_err(io_at(path))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_at(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,25 @@
+//! Data ingest behind the `fetch-dataset` stage: fetch documents from local files,
+//! a Hugging Face dataset repo or object storage, filter them, and write them as a
+//! memory-mappable dataset (`docs.bin` + `index.bin` + `manifest.json`) that training
+//! and the embed stage stream from. Documents stay separate: the SOMA data contract
+//! chunks each one on its own.
+
+mod dataset;
+mod download;
+mod error;
+mod format;
+mod ingest;
+mod options;
+mod progress;
+mod shuffle;
+mod source;
+
+pub use dataset::{
+    Dataset, DatasetWriter, Manifest, SourceRecord, DOCS_FILE, FORMAT, INDEX_FILE, MANIFEST_FILE,
+};
+pub use error::DataError;
+pub use format::{detect, read_documents, Compression, Flow, Format, Selection, DEFAULT_FIELDS};
+pub use ingest::{fetch_dataset, FetchReport};
+pub use options::{FetchOptions, SourceKind};
+pub use progress::ProgressFn;
+pub use source::SourceDirs;

@@ -1,0 +1,163 @@
+//! The `with` keys of the `fetch-dataset` stage.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::error::DataError;
+
+/// Where the documents come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Files on this machine: `paths`.
+    Local,
+    /// A dataset repository on the Hugging Face Hub: `repo`, `revision`, `files`.
+    Hf,
+    /// An object or prefix in object storage or on a web server: `url`.
+    Url,
+}
+
+/// Options of one dataset fetch. Documents keep their boundaries: each file of plain
+/// text, each JSON Lines record and each Parquet row is one document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchOptions {
+    pub source: SourceKind,
+    /// `local`: files, directories (read recursively) or glob patterns, relative to
+    /// the pipeline directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// `hf`: dataset repository id, `owner/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// `hf`: branch, tag or commit (default `main`); recorded resolved to a commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `hf` and `url` prefixes: glob patterns over the file paths to fetch (`*`
+    /// crosses `/`). Default: for `hf` the data files (`.parquet`, `.jsonl`,
+    /// `.ndjson`, `.json`, compressed or not), for a `url` prefix every object.
+    /// Dotfiles are never read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// JSON Lines field or Parquet column holding the text (default `text` or
+    /// `content`, whichever exists). `column` is accepted as another name.
+    #[serde(default, alias = "column", skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// `url`: `s3://`, `gs://`, `az://`, `https://`, `http://` or `file://` URL of one
+    /// object, or of a prefix ending in `/` whose objects are all read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Stop before the document that would take the total over this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Stop after this many documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_docs: Option<u64>,
+    /// Shuffle the file order and the documents (seeded, reproducible).
+    #[serde(default)]
+    pub shuffle: bool,
+    #[serde(default)]
+    pub seed: u64,
+    /// Only files with one of these extensions (`py`, `.rs`; compression suffixes
+    /// such as `.gz` are looked through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+    /// Only files whose path (relative to the source root) matches this glob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Drop documents shorter than this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_len: Option<u64>,
+    /// Drop documents longer than this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<u64>,
+    /// Keep only records whose `language` (or `lang`) field or column equals this
+    /// value (case-insensitive); records without such a field are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Fraction of the documents held out as a second dataset, in [0, 1).
+    #[serde(default = "default_holdout")]
+    pub holdout: f64,
+}
+
+fn default_holdout() -> f64 {
+    0.05
+}
+
+impl FetchOptions {
+    /// Options for `source` with every other key at its default.
+    pub fn new(source: SourceKind) -> Self {
+        FetchOptions {
+            source,
+            paths: Vec::new(),
+            repo: None,
+            revision: None,
+            files: Vec::new(),
+            field: None,
+            url: None,
+            max_bytes: None,
+            max_docs: None,
+            shuffle: false,
+            seed: 0,
+            extensions: Vec::new(),
+            pattern: None,
+            min_len: None,
+            max_len: None,
+            language: None,
+            holdout: default_holdout(),
+        }
+    }
+}
+
+impl FetchOptions {
+    /// Checks what deserialisation cannot: the keys each source needs or ignores.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let invalid = |message: String| Err(DataError::InvalidOptions(message));
+        if !(0.0..1.0).contains(&self.holdout) {
+            return invalid(format!("`holdout` is {}, not in [0, 1)", self.holdout));
+        }
+        if let (Some(min), Some(max)) = (self.min_len, self.max_len) {
+            if min > max {
+                return invalid(format!("`min_len` {min} is above `max_len` {max}"));
+            }
+        }
+        let given = [
+            ("paths", !self.paths.is_empty(), SourceKind::Local),
+            ("repo", self.repo.is_some(), SourceKind::Hf),
+            ("revision", self.revision.is_some(), SourceKind::Hf),
+            ("url", self.url.is_some(), SourceKind::Url),
+        ];
+        for (key, present, owner) in given {
+            if present && owner != self.source {
+                return invalid(format!(
+                    "`{key}` belongs to `source: {}`, not `source: {}`",
+                    owner.name(),
+                    self.source.name()
+                ));
+            }
+        }
+        let required = match self.source {
+            SourceKind::Local => ("paths", !self.paths.is_empty()),
+            SourceKind::Hf => ("repo", self.repo.is_some()),
+            SourceKind::Url => ("url", self.url.is_some()),
+        };
+        if !required.1 {
+            return invalid(format!(
+                "`source: {}` needs `{}`",
+                self.source.name(),
+                required.0
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Local => "local",
+            SourceKind::Hf => "hf",
+            SourceKind::Url => "url",
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `source: url`: one object, or every object under a prefix ending in `/`, in S3,
+//! GCS, Azure, on a web server or on the local disk, through `object_store` with
+//! credentials from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+
+use std::path::Path;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use super::{runtime, FileFilter, SourceFile};
+use crate::data::dataset::SourceRecord;
+use crate::data::download::{download, Body, Failure};
+use crate::data::error::DataError;
+use crate::data::options::FetchOptions;
+use crate::data::progress::ProgressFn;
+
+const SCHEMES: &[&str] = &[
+    "s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "http", "https", "file",
+];
+/// Environment prefixes whose variables configure the cloud stores, as each
+/// builder's `from_env` reads them (others could clash with option names).
+const CREDENTIAL_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
+
+pub fn files(
+    options: &FetchOptions,
+    download_dir: &Path,
+    progress: ProgressFn<'_>,
+) -> Result<Vec<SourceFile>, DataError> {
+    let url = options.url.as_deref().unwrap_or_default();
+    let (store, root) = open(url)?;
+    runtime()?.block_on(fetch(options, url, &*store, &root, download_dir, progress))
+}
+
+/// The store behind `url` and the object path inside it.
+fn open(url: &str) -> Result<(Box<dyn ObjectStore>, ObjectPath), DataError> {
+    let parsed = Url::parse(url).map_err(|_| DataError::UnknownSource(url.into()))?;
+    if !SCHEMES.contains(&parsed.scheme()) {
+        return Err(DataError::UnknownSource(url.into()));
+    }
+    let mut config: Vec<(String, String)> = std::env::vars()
+        .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
+        .collect();
+    // A plain-http endpoint or URL is a local server (moto, MinIO, a test server):
+    // allow it rather than also requiring AWS_ALLOW_HTTP.
+    let http_endpoint = config
+        .iter()
+        .any(|(k, v)| k.starts_with("AWS_ENDPOINT") && v.starts_with("http://"));
+    if http_endpoint {
+        config.push(("aws_allow_http".into(), "true".into()));
+    }
+    if parsed.scheme() == "http" {
+        config.push(("allow_http".into(), "true".into()));
+    }
+    object_store::parse_url_opts(&parsed, config).map_err(|source| DataError::Storage {
+        url: url.into(),
+        source,
+    })
+}
+
+async fn fetch(
+    options: &FetchOptions,
+    url: &str,
+    store: &dyn ObjectStore,
+    root: &ObjectPath,
+    download_dir: &Path,
+    progress: ProgressFn<'_>,
+) -> Result<Vec<SourceFile>, DataError> {
+    let storage = |source| DataError::Storage {
+        url: url.into(),
+        source,
+    };
+    let objects: Vec<ObjectMeta> = if url.ends_with('/') {
+        store
+            .list(Some(root))
+            .try_collect()
+            .await
+            .map_err(storage)?
+    } else {
+        vec![store.head(root).await.map_err(storage)?]
+    };
+    let prefix = root.as_ref();
+    let candidates = objects
+        .into_iter()
+        .map(|meta| {
+            let location = meta.location.as_ref();
+            let name = location
+                .strip_prefix(prefix)
+                .map(|n| n.trim_start_matches('/'))
+                .filter(|n| !n.is_empty())
+                .unwrap_or(location)
+                .to_owned();
+            (name, meta)
+        })
+        .collect();
+    let filter = FileFilter::new(options, &[])?;
+    let selected = filter.select(url, options, candidates)?;
+    let mut files = Vec::with_capacity(selected.len());
+    for (name, meta) in selected {
+        let object_url = if url.ends_with('/') {
+            format!("{url}{name}")
+        } else {
+            url.to_owned()
+        };
+        let version = meta.e_tag.clone().or_else(|| meta.version.clone());
+        // Keyed by URL and version: a changed object is a new download, and an
+        // interrupted one resumes only against the same version.
+        let key = blake3::hash(format!("{object_url}\n{version:?}\n{}", meta.size).as_bytes());
+        let file_name = name.rsplit('/').next().unwrap_or(&name);
+        let dest = download_dir.join(format!("{}-{file_name}", &key.to_hex()[..16]));
+        let range_from = |offset| fetch_range(store, &meta, &object_url, offset);
+        download(&object_url, meta.size, &dest, range_from, progress).await?;
+        files.push(SourceFile {
+            record: SourceRecord {
+                path: object_url,
+                repo: None,
+                revision: version,
+                source_hash: None,
+                size: meta.size,
+                blake3: String::new(),
+            },
+            name,
+            path: dest,
+        });
+    }
+    Ok(files)
+}
+
+async fn fetch_range(
+    store: &dyn ObjectStore,
+    meta: &ObjectMeta,
+    url: &str,
+    offset: u64,
+) -> Result<Body<impl futures::Stream<Item = Result<bytes::Bytes, Failure>> + Unpin>, Failure> {
+    let options = GetOptions {
+        range: (offset > 0).then_some(GetRange::Offset(offset)),
+        // A resumed download must continue the same object, not a replacement.
+        if_match: meta.e_tag.clone(),
+        ..GetOptions::default()
+    };
+    let result = store
+        .get_opts(&meta.location, options)
+        .await
+        .map_err(|e| failure(url, e))?;
+    let length = Some(result.range.end - result.range.start);
+    let url = url.to_owned();
+    Ok(Body {
+        length,
+        stream: result
+            .into_stream()
+            .map(move |chunk| chunk.map_err(|e| failure(&url, e))),
+    })
+}
+
+fn failure(url: &str, source: object_store::Error) -> Failure {
+    use object_store::Error;
+    let transient = !matches!(
+        source,
+        Error::NotFound { .. }
+            | Error::Precondition { .. }
+            | Error::PermissionDenied { .. }
+            | Error::Unauthenticated { .. }
+            | Error::InvalidPath { .. }
+            | Error::NotSupported { .. }
+            | Error::NotImplemented { .. }
+            | Error::UnknownConfigurationKey { .. }
+    );
+    Failure {
+        transient,
+        error: DataError::Storage {
+            url: url.into(),
+            source,
+        },
+    }
+}
