@@ -43,7 +43,7 @@ pub fn run(args: ScoreArgs) -> Result<i32> {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let scores = label(report, &names, args.seed, target.as_deref())?;
+    let scores = label(&[report], &names, args.seed, target.as_deref())?;
     if args.json {
         let models: Vec<serde_json::Value> = scores
             .models

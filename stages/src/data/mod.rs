@@ -22,4 +22,4 @@ pub use format::{detect, read_documents, Compression, Flow, Format, Selection, D
 pub use ingest::{fetch_dataset, FetchReport};
 pub use options::{FetchOptions, SourceKind};
 pub use progress::ProgressFn;
-pub use source::SourceDirs;
+pub use source::{local_files, SourceDirs};

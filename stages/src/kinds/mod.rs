@@ -4,6 +4,7 @@ use soma_flow_engine::Registry;
 
 pub mod commit;
 pub mod fetch_competitors;
+pub mod fetch_dataset;
 pub mod network;
 pub mod reveal;
 pub mod score;
@@ -15,6 +16,7 @@ pub const MODEL_RESOURCE: &str = "model";
 pub fn register(registry: &mut Registry) {
     registry.register(score::ScoreKind);
     registry.register(commit::CommitKind);
+    registry.register(fetch_dataset::FetchDatasetKind);
     registry.register(fetch_competitors::FetchCompetitorsKind);
     registry.register(reveal::RevealKind);
 }

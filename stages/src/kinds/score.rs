@@ -19,6 +19,14 @@ pub struct ScoreWith {
     /// Attention heads of the models (default: the preset whose shapes match the weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<usize>,
+    /// With a dataset as `data`, each document is one blob (one data submission); at
+    /// most this many are scored.
+    #[serde(default = "default_max_blobs")]
+    pub max_blobs: usize,
+}
+
+fn default_max_blobs() -> usize {
+    16
 }
 
 pub struct ScoreKind;
@@ -27,7 +35,11 @@ pub struct ScoreKind;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoredModel {
     pub name: String,
+    /// Mean on-chain loss over the blobs scored.
     pub loss: f32,
+    /// Blobs on which this model had the lowest loss.
+    #[serde(default)]
+    pub wins: usize,
     pub embedding: Vec<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance: Option<f64>,
@@ -37,6 +49,7 @@ pub struct ScoredModel {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scores {
     pub seed: u64,
+    pub blobs: usize,
     pub models: Vec<ScoredModel>,
     pub winner: usize,
 }
@@ -151,12 +164,12 @@ pub fn table(scores: &Scores) -> String {
         .max()
         .unwrap_or(0)
         .max(5);
-    let mut out = format!("{:<3} {:<w$} {:>12}", "#", "model", "loss");
+    let mut out = format!("{:<3} {:<w$} {:>12} {:>5}", "#", "model", "loss", "wins");
     if with_distance {
         out.push_str(&format!(" {:>10}", "distance"));
     }
     for (i, m) in scores.models.iter().enumerate() {
-        out.push_str(&format!("\n{:<3} {:<w$} {:>12.6}", i, m.name, m.loss));
+        out.push_str(&format!("\n{:<3} {:<w$} {:>12.6} {:>5}", i, m.name, m.loss, m.wins));
         if let Some(d) = m.distance {
             out.push_str(&format!(" {d:>10.6}"));
         }
@@ -164,13 +177,22 @@ pub fn table(scores: &Scores) -> String {
             out.push_str("  ← winner");
         }
     }
+    out.push_str(&format!("\n(on-chain loss, noise seed {}, mean over {} blob(s))", scores.seed, scores.blobs));
     out
 }
 
-/// The data blob to score: a file, or the documents of a dataset directory joined.
-fn blob(path: &Path) -> Result<Vec<u8>> {
-    anyhow::ensure!(path.is_file(), "{}: expected a data file", path.display());
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+/// Calls `f` with each blob to score: a file is one blob; a dataset's documents are
+/// one blob each (empty documents have nothing to score and are left out).
+fn for_each_blob(path: &Path, max: usize, f: &mut dyn FnMut(usize, usize, &[u8]) -> Result<()>) -> Result<()> {
+    if path.is_dir() {
+        let dataset = crate::data::Dataset::open(path)?;
+        let blobs: Vec<&[u8]> = dataset.iter().filter(|d| !d.is_empty()).take(max).collect();
+        for (i, blob) in blobs.iter().enumerate() {
+            f(i, blobs.len(), blob)?;
+        }
+        return Ok(());
+    }
+    f(0, 1, &crate::score::map_data(path)?)
 }
 
 /// The safetensors listed in a fetch-competitors `models.json`, labelled by model id.
