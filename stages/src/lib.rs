@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod identity;
 pub mod kinds;
 pub mod loss;
+pub mod merge;
 pub mod model;
 pub mod network;
 pub mod noise;
@@ -18,6 +19,7 @@ mod private_file;
 pub mod score;
 pub mod sigreg;
 pub mod storage;
+pub mod training;
 
 pub use backend::{BackendChoice, BackendTask};
 pub use model::{ArchConfig, SomaModel};

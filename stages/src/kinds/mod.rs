@@ -2,7 +2,11 @@
 
 use soma_flow_engine::Registry;
 
+pub mod average;
+pub mod distill;
+pub mod embed;
 pub mod score;
+pub mod train;
 
 /// Model stages share this resource class, so that two of them never compete for the
 /// accelerator (or, on CPU, for the cores); `resources: { model: N }` raises it.
@@ -10,6 +14,10 @@ pub const MODEL_RESOURCE: &str = "model";
 
 pub fn register(registry: &mut Registry) {
     registry.register(score::ScoreKind);
+    registry.register(average::AverageKind);
+    registry.register(embed::EmbedKind);
+    registry.register(train::TrainKind);
+    registry.register(distill::DistillKind);
 }
 
 /// The backend a model stage runs on, from the pipeline's resolved backend name.

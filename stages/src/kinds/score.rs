@@ -174,7 +174,7 @@ fn blob(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// The safetensors listed in a fetch-competitors `models.json`, labelled by model id.
-fn competitor_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub fn competitor_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     #[derive(Deserialize)]
     struct Listed {
         id: String,
