@@ -1,47 +1,58 @@
-//! Training throughput (tokens/s) of the `train` loop on the CPU backend:
-//! batch 2 x 1024, no accumulation, for v1-tiny and v1-small.
+//! Training throughput (tokens/s) of the `train` stage kind on the CPU
+//! backend: batch 2 x 1024, no accumulation, for v1-tiny and v1-small. The
+//! kind runs as the engine runs it, so the loop is the one compiled into the
+//! stages library.
 //!
 //! cargo bench -p soma-flow-stages --bench train_tokens
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use soma_flow_stages::training::job::{Job, Outputs};
-use soma_flow_stages::training::objective::TaskLoss;
-use soma_flow_stages::training::settings::Settings;
-use soma_flow_stages::BackendChoice;
+use serde_json::json;
+use soma_flow_engine::{RunContext, StageKind};
+use soma_flow_stages::kinds::train::{TrainKind, TrainWith};
 
 const STEPS: usize = 4;
 
 fn main() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     for preset in ["v1-tiny", "v1-small"] {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let settings = Settings {
-            arch: Some(preset.parse().expect("preset")),
-            steps: STEPS,
-            batch: 2,
-            accum: 1,
-            checkpoint_every: 0,
-            ..Settings::default()
-        };
-        let outputs = Outputs {
-            model: dir.path().join("model.safetensors"),
-            metrics: dir.path().join("metrics.jsonl"),
-            curve: dir.path().join("curve.png"),
-        };
-        let job = Job {
-            settings: &settings,
-            data: &data,
-            init: None,
-            holdout: None,
-            scratch: &dir.path().join("scratch"),
+        // Kept after the run so the model, metrics and curve can be looked at.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/train_tokens")
+            .join(preset);
+        let _ = std::fs::remove_dir_all(&dir);
+        let outputs = dir.join("outputs");
+        std::fs::create_dir_all(&outputs).expect("output directory");
+        let with: TrainWith = serde_json::from_value(json!({
+            "arch": preset,
+            "steps": STEPS,
+            "batch": 2,
+            "accum": 1,
+            "checkpoint_every": 0,
+        }))
+        .expect("valid settings");
+        let inputs = BTreeMap::from([("data".to_string(), vec![sources.clone()])]);
+        let refs = BTreeMap::from([("data".to_string(), vec!["repo.sources".to_string()])]);
+        let notes = Mutex::new(Vec::new());
+        let at = |name: &str| -> PathBuf { dir.join(name) };
+        let ctx = RunContext {
+            stage: "bench",
+            workdir: &dir,
+            inputs: &inputs,
+            input_refs: &refs,
+            outputs_dir: &outputs,
+            scratch: &at("scratch"),
+            state_dir: &at("state"),
+            pipeline_dir: &dir,
+            backend: "ndarray",
+            log: &at("log"),
             progress: &|_| {},
-            halt_after: None,
-            title: preset,
+            notes: &notes,
         };
-        job.run(&TaskLoss, BackendChoice::NdArray, &outputs)
-            .expect("training runs");
-        let rates: Vec<f64> = std::fs::read_to_string(&outputs.metrics)
+        TrainKind.run(&with, &ctx).expect("training runs");
+        let rates: Vec<f64> = std::fs::read_to_string(outputs.join("metrics"))
             .expect("metrics")
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -47,7 +47,7 @@ fn outputs(dir: &Path) -> Outputs {
     Outputs {
         model: dir.join("model.safetensors"),
         metrics: dir.join("metrics.jsonl"),
-        curve: dir.join("curve.png"),
+        curve: dir.join("curve"),
     }
 }
 
@@ -119,7 +119,7 @@ fn training_lowers_the_holdout_score_and_writes_metrics_and_a_curve() {
     for key in ["step", "loss", "ce", "sigreg", "lr", "tokens_per_s"] {
         assert!(steps[0].get(key).is_some(), "no `{key}` in {}", steps[0]);
     }
-    let png = std::fs::read(out.join("curve.png")).unwrap();
+    let png = std::fs::read(out.join("curve")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // The saved model is canonical: it loads with the inferred architecture.
     let heads = Some(tiny().num_heads);

@@ -28,8 +28,18 @@ pub fn series(metrics: &[serde_json::Value], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Plots the `loss` (and `ce`, when present) of each step.
+/// Plots the `loss` (and `ce`, when present) of each step into a PNG at
+/// `path`, whatever its extension (stage outputs have none).
 pub fn plot_loss(metrics: &[serde_json::Value], title: &str, path: &Path) -> Result<()> {
+    // The encoder picks the format from the extension.
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("curve");
+    let png = path.with_file_name(format!("{name}.tmp.png"));
+    draw_loss(metrics, title, &png)?;
+    std::fs::rename(&png, path)?;
+    Ok(())
+}
+
+fn draw_loss(metrics: &[serde_json::Value], title: &str, path: &Path) -> Result<()> {
     register_font();
     let loss = series(metrics, "loss");
     ensure!(!loss.is_empty(), "no loss values to plot");
