@@ -6,7 +6,7 @@ use burn::backend::NdArray;
 use serde_json::json;
 use soma_flow_engine::yaml::PathSeg;
 use soma_flow_engine::Registry;
-use soma_flow_stages::kinds::distill::{DistillSettings, DistillSpec};
+use soma_flow_stages::kinds::distill::{teacher_files, DistillSettings, DistillSpec};
 use soma_flow_stages::kinds::embed::{embed_file, EmbedWith};
 use soma_flow_stages::merge::{average_files, lerp_weights};
 use soma_flow_stages::model::{ArchConfig, SomaModel};
@@ -319,6 +319,29 @@ fn genesis_embeddings_are_unit_norm_and_deterministic() {
     )
     .unwrap();
     assert_eq!(update.sequences, 3);
+}
+
+#[test]
+fn teachers_come_as_files_or_fetch_competitors_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let fetched = dir.path().join("competitors");
+    std::fs::create_dir(&fetched).unwrap();
+    std::fs::write(
+        fetched.join("models.json"),
+        r#"[{"id": "0xA", "file": "a.safetensors", "stake": 5}, {"id": "0xB", "file": "b.safetensors"}]"#,
+    )
+    .unwrap();
+    let single = dir.path().join("mine.safetensors");
+    let files = teacher_files(&[single.clone(), fetched.clone()]).unwrap();
+    assert_eq!(
+        files,
+        vec![
+            single,
+            fetched.join("a.safetensors"),
+            fetched.join("b.safetensors")
+        ]
+    );
+    assert!(teacher_files(&[]).is_err());
 }
 
 fn with_error(kind: &str, with: serde_json::Value) -> Vec<PathSeg> {
