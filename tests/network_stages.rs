@@ -210,10 +210,18 @@ stages:
     assert_eq!(p.run(&["keygen", "--out", "b.key"]).code(), 0);
     assert_eq!(p.run(&["devnet", "init"]).code(), 0);
     assert_eq!(p.run(&["run", "owner.yaml"]).code(), 3);
-    assert_eq!(p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"]).code(), 3);
+    assert_eq!(
+        p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"])
+            .code(),
+        3
+    );
     assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
     assert_eq!(p.run(&["run", "owner.yaml"]).code(), 0);
-    assert_eq!(p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"]).code(), 0);
+    assert_eq!(
+        p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"])
+            .code(),
+        0
+    );
     let rows = models(p);
     assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
     let url = rows[1]["weights_url"].as_str().unwrap();
@@ -233,18 +241,35 @@ fn fetch_competitors_decrypts_revealed_models_and_skips_a_corrupt_one() {
     );
     let out = p.run(&["run", "fetch.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
-    assert!(out.stdout().contains("skipped competitor 2"), "{}", out.all());
-    let dir = p.run(&["path", "fetch.yaml", "fetch.models"]).stdout().trim().to_string();
-    let listed: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(format!("{dir}/models.json")).unwrap()).unwrap();
+    assert!(
+        out.stdout().contains("skipped competitor 2"),
+        "{}",
+        out.all()
+    );
+    let dir = p
+        .run(&["path", "fetch.yaml", "fetch.models"])
+        .stdout()
+        .trim()
+        .to_string();
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/models.json")).unwrap()).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], "1");
     assert_eq!(listed[0]["embedding"], serde_json::json!([0.5, 1.0]));
     let fetched = std::fs::read(format!("{dir}/1.safetensors")).unwrap();
-    assert_eq!(fetched, std::fs::read(FIXTURE).unwrap(), "decrypted to the exact committed bytes");
+    assert_eq!(
+        fetched,
+        std::fs::read(FIXTURE).unwrap(),
+        "decrypted to the exact committed bytes"
+    );
 
     let out = p.run(&["run", "fetch.yaml", "--set", "strict=true"]);
     assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.all().contains("competitors failed their checks"), "{}", out.all());
+    assert!(
+        out.all().contains("competitors failed their checks"),
+        "{}",
+        out.all()
+    );
 
     // The winner of a score stage over the fetched competitors is reported.
     p.write(

@@ -63,6 +63,37 @@ fn push_sequence(batch: &mut Batch, data: &[u8], index: usize) {
     batch.size += 1;
 }
 
+impl Batch {
+    /// A batch of chosen sequences, each `(blob, sequence index)` cut by the
+    /// contract (positions global within its own blob).
+    pub fn of_sequences<'a>(
+        seq_len: usize,
+        sequences: impl IntoIterator<Item = (&'a [u8], usize)>,
+    ) -> Batch {
+        let mut batch = Batch {
+            size: 0,
+            seq_len,
+            token_ids: Vec::new(),
+            targets: Vec::new(),
+            positions: Vec::new(),
+        };
+        for (data, index) in sequences {
+            push_sequence(&mut batch, data, index);
+        }
+        batch
+    }
+
+    /// Replaces positions with 0..seq_len in every sequence, as the reference
+    /// Python training does (the chain feeds global offsets).
+    pub fn with_local_positions(mut self) -> Batch {
+        let seq_len = self.seq_len as i64;
+        self.positions = (0..self.size as i64 * seq_len)
+            .map(|i| i % seq_len)
+            .collect();
+        self
+    }
+}
+
 /// Iterator over the chain's batches of one blob, in order.
 #[derive(Debug, Clone)]
 pub struct Batches<'a> {

@@ -12,6 +12,7 @@ pub mod data;
 pub mod identity;
 pub mod kinds;
 pub mod loss;
+pub mod merge;
 pub mod model;
 pub mod network;
 pub mod noise;
@@ -19,6 +20,7 @@ mod private_file;
 pub mod score;
 pub mod sigreg;
 pub mod storage;
+pub mod training;
 
 pub use backend::{BackendChoice, BackendTask};
 pub use model::{ArchConfig, SomaModel};

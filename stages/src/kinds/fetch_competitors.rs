@@ -72,7 +72,8 @@ impl StageKind for FetchCompetitorsKind {
     fn check(&self, with: &FetchCompetitorsWith) -> Result<(), WithError> {
         with.network.check()?;
         if with.top == Some(0) {
-            return Err(WithError::at(&["top"], "`top: 0` selects nothing").help("give K ≥ 1, or leave it out for all"));
+            return Err(WithError::at(&["top"], "`top: 0` selects nothing")
+                .help("give K ≥ 1, or leave it out for all"));
         }
         Ok(())
     }
@@ -92,11 +93,27 @@ impl StageKind for FetchCompetitorsKind {
 
         for path in &with.paths {
             let src = ctx.pipeline_dir.join(path);
-            let id = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().to_string());
+            let id = path
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string());
             let file = format!("{id}.safetensors");
-            let copied = std::fs::copy(&src, out.join(&file)).map(drop).with_context(|| format!("paths: {}", src.display()));
-            let problem = copied.err().map(|e| format!("{e:#}")).or_else(|| validate(&out.join(&file), with.heads).err());
-            accept(Competitor { id, file, embedding: Vec::new(), url: None, checksum: None }, problem);
+            let copied = std::fs::copy(&src, out.join(&file))
+                .map(drop)
+                .with_context(|| format!("paths: {}", src.display()));
+            let problem = copied
+                .err()
+                .map(|e| format!("{e:#}"))
+                .or_else(|| validate(&out.join(&file), with.heads).err());
+            accept(
+                Competitor {
+                    id,
+                    file,
+                    embedding: Vec::new(),
+                    url: None,
+                    checksum: None,
+                },
+                problem,
+            );
         }
 
         let network_wanted = with.ids.is_some() || with.top.is_some() || with.paths.is_empty();
@@ -106,11 +123,19 @@ impl StageKind for FetchCompetitorsKind {
             let target = ctx.input("embedding").map(read_embedding).transpose()?;
             let chosen = select(devnet.models()?, with, &own, target.as_deref())?;
             for (i, model) in chosen.iter().enumerate() {
-                (ctx.progress)(&format!("fetching model {} ({}/{})", model.id, i + 1, chosen.len()));
+                (ctx.progress)(&format!(
+                    "fetching model {} ({}/{})",
+                    model.id,
+                    i + 1,
+                    chosen.len()
+                ));
                 let file = format!("{}.safetensors", model.id);
                 let dest = out.join(&file);
                 let fetched = block_on(fetch_revealed_weights(model, &dest))?;
-                let revealed = model.revealed.as_ref().expect("selected models are revealed");
+                let revealed = model
+                    .revealed
+                    .as_ref()
+                    .expect("selected models are revealed");
                 let problem = match fetched {
                     Ok(_) => validate(&dest, with.heads).err(),
                     Err(e) => Some(e.to_string()),
@@ -129,12 +154,24 @@ impl StageKind for FetchCompetitorsKind {
         }
 
         if !rejected.is_empty() {
-            anyhow::ensure!(!with.strict, "competitors failed their checks (strict):\n  {}", rejected.join("\n  "));
+            anyhow::ensure!(
+                !with.strict,
+                "competitors failed their checks (strict):\n  {}",
+                rejected.join("\n  ")
+            );
             for r in &rejected {
                 ctx.note(format!("skipped competitor {r}"));
             }
         }
-        ctx.note(format!("fetched {} competitor(s): {}", listed.len(), listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ")));
+        ctx.note(format!(
+            "fetched {} competitor(s): {}",
+            listed.len(),
+            listed
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         std::fs::write(out.join("models.json"), serde_json::to_vec_pretty(&listed)?)?;
         Ok(Outcome::Done)
     }
@@ -153,12 +190,23 @@ fn select(
         .filter(|m| with.ids.as_ref().is_none_or(|ids| ids.contains(&m.id)))
         .collect();
     if let Some(ids) = &with.ids {
-        let missing: Vec<String> = ids.iter().filter(|id| !chosen.iter().any(|m| m.id == **id)).map(u64::to_string).collect();
-        anyhow::ensure!(missing.is_empty(), "ids: no Active, revealed competitor with id {}", missing.join(", "));
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !chosen.iter().any(|m| m.id == **id))
+            .map(u64::to_string)
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "ids: no Active, revealed competitor with id {}",
+            missing.join(", ")
+        );
     }
     if let Some(k) = with.top {
         let target = target.context("`top` needs an `embedding` input to measure nearness to")?;
-        let distance = |m: &ModelInfo| cosine_distance(&m.revealed.as_ref().expect("filtered").embedding, target).unwrap_or(f64::INFINITY);
+        let distance = |m: &ModelInfo| {
+            cosine_distance(&m.revealed.as_ref().expect("filtered").embedding, target)
+                .unwrap_or(f64::INFINITY)
+        };
         chosen.sort_by(|a, b| distance(a).total_cmp(&distance(b)));
         chosen.truncate(k);
     }

@@ -14,7 +14,8 @@ impl StageKind for FetchDatasetKind {
     type With = FetchOptions;
     const NAME: &'static str = "fetch-dataset";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "Fetches documents (local, hf, url), filters them and splits off a held-out set";
+    const ABOUT: &'static str =
+        "Fetches documents (local, hf, url), filters them and splits off a held-out set";
 
     fn inputs(&self, _: &FetchOptions) -> Inputs {
         Inputs::Fixed(Vec::new())
@@ -56,7 +57,11 @@ impl StageKind for FetchDatasetKind {
             download_dir: &state.join("downloads"),
         };
         // Without a declared holdout output the split is written and dropped.
-        let holdout = if with.holdout > 0.0 { ctx.output("holdout") } else { ctx.scratch.join("holdout") };
+        let holdout = if with.holdout > 0.0 {
+            ctx.output("holdout")
+        } else {
+            ctx.scratch.join("holdout")
+        };
         let report = fetch_dataset(with, &dirs, &ctx.output("dataset"), &holdout, ctx.progress)?;
         ctx.note(format!(
             "{} documents ({:.1} MB) for training, {} held out",

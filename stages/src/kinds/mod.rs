@@ -2,22 +2,30 @@
 
 use soma_flow_engine::Registry;
 
+pub mod average;
 pub mod commit;
+pub mod distill;
+pub mod embed;
 pub mod fetch_competitors;
 pub mod fetch_dataset;
 pub mod network;
 pub mod reveal;
 pub mod score;
+pub mod train;
 
 /// Model stages share this resource class, so that two of them never compete for the
 /// accelerator (or, on CPU, for the cores); `resources: { model: N }` raises it.
 pub const MODEL_RESOURCE: &str = "model";
 
 pub fn register(registry: &mut Registry) {
-    registry.register(score::ScoreKind);
-    registry.register(commit::CommitKind);
     registry.register(fetch_dataset::FetchDatasetKind);
     registry.register(fetch_competitors::FetchCompetitorsKind);
+    registry.register(train::TrainKind);
+    registry.register(distill::DistillKind);
+    registry.register(average::AverageKind);
+    registry.register(embed::EmbedKind);
+    registry.register(score::ScoreKind);
+    registry.register(commit::CommitKind);
     registry.register(reveal::RevealKind);
 }
 

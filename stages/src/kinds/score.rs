@@ -169,7 +169,10 @@ pub fn table(scores: &Scores) -> String {
         out.push_str(&format!(" {:>10}", "distance"));
     }
     for (i, m) in scores.models.iter().enumerate() {
-        out.push_str(&format!("\n{:<3} {:<w$} {:>12.6} {:>5}", i, m.name, m.loss, m.wins));
+        out.push_str(&format!(
+            "\n{:<3} {:<w$} {:>12.6} {:>5}",
+            i, m.name, m.loss, m.wins
+        ));
         if let Some(d) = m.distance {
             out.push_str(&format!(" {d:>10.6}"));
         }
@@ -177,26 +180,34 @@ pub fn table(scores: &Scores) -> String {
             out.push_str("  ← winner");
         }
     }
-    out.push_str(&format!("\n(on-chain loss, noise seed {}, mean over {} blob(s))", scores.seed, scores.blobs));
+    out.push_str(&format!(
+        "\n(on-chain loss, noise seed {}, mean over {} blob(s))",
+        scores.seed, scores.blobs
+    ));
     out
 }
 
-/// Calls `f` with each blob to score: a file is one blob; a dataset's documents are
-/// one blob each (empty documents have nothing to score and are left out).
-fn for_each_blob(path: &Path, max: usize, f: &mut dyn FnMut(usize, usize, &[u8]) -> Result<()>) -> Result<()> {
-    if path.is_dir() {
-        let dataset = crate::data::Dataset::open(path)?;
-        let blobs: Vec<&[u8]> = dataset.iter().filter(|d| !d.is_empty()).take(max).collect();
-        for (i, blob) in blobs.iter().enumerate() {
-            f(i, blobs.len(), blob)?;
-        }
-        return Ok(());
+/// Calls `f` with each blob to score: each document is one blob (a file is one
+/// document); empty documents have nothing to score and are left out.
+fn for_each_blob(
+    path: &Path,
+    max: usize,
+    f: &mut dyn FnMut(usize, usize, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let docs = crate::training::documents::open_documents(path)?;
+    let blobs: Vec<&[u8]> = (0..docs.len())
+        .map(|i| docs.get(i))
+        .filter(|d| !d.is_empty())
+        .take(max)
+        .collect();
+    for (i, blob) in blobs.iter().enumerate() {
+        f(i, blobs.len(), blob)?;
     }
-    f(0, 1, &crate::score::map_data(path)?)
+    Ok(())
 }
 
 /// The safetensors listed in a fetch-competitors `models.json`, labelled by model id.
-fn competitor_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub fn competitor_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     #[derive(Deserialize)]
     struct Listed {
         id: String,

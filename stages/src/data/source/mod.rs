@@ -175,6 +175,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, DataError> {
 
 /// The local files `options` select (`source: local`), by name, for cache keys: their
 /// content decides the dataset.
-pub fn local_files(options: &FetchOptions, base_dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, DataError> {
-    Ok(local::files(options, base_dir)?.into_iter().map(|f| (f.name, f.path)).collect())
+pub fn local_files(
+    options: &FetchOptions,
+    base_dir: &Path,
+) -> Result<Vec<(String, std::path::PathBuf)>, DataError> {
+    Ok(local::files(options, base_dir)?
+        .into_iter()
+        .map(|f| (f.name, f.path))
+        .collect())
 }

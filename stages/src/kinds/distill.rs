@@ -1,0 +1,193 @@
+//! `distill`: trains a student towards frozen teachers' embeddings (and
+//! optionally their softened logits) on top of the on-chain objective.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Result};
+use burn::tensor::backend::AutodiffBackend;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+
+use super::score::competitor_files;
+use super::train::{run_training, training_inputs, training_outputs};
+use crate::model::{ArchConfig, SomaModel};
+use crate::training::job::ObjectiveSpec;
+use crate::training::objective::Distillation;
+use crate::training::settings::{reject_unknown, Settings};
+
+/// The settings only distillation has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DistillSettings {
+    /// Weight of the task loss; `1 − alpha` weighs the embedding MSE.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// One weight per teacher (normalised by their sum); default: equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_weights: Option<Vec<f64>>,
+    /// Weight of the logit distillation term (KL with temperature); 0: off.
+    #[serde(default)]
+    pub kl_weight: f64,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+fn default_alpha() -> f64 {
+    0.5
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DistillWith {
+    #[serde(flatten)]
+    pub settings: Settings,
+    #[serde(flatten)]
+    pub distill: DistillSettings,
+    /// Keys no part claimed; `check` rejects them.
+    #[serde(flatten, skip_serializing)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+impl DistillSettings {
+    pub fn check(&self) -> Result<(), WithError> {
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(WithError::at(&["alpha"], "`alpha` must be in [0, 1]"));
+        }
+        if !(self.kl_weight >= 0.0 && self.kl_weight.is_finite()) {
+            return Err(WithError::at(
+                &["kl_weight"],
+                "`kl_weight` must be 0 or more",
+            ));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(WithError::at(
+                &["temperature"],
+                "`temperature` must be positive",
+            ));
+        }
+        if let Some(w) = &self.teacher_weights {
+            crate::merge::check_weights(w, w.len())
+                .map_err(|e| WithError::at(&["teacher_weights"], e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The teachers' weights files: each input is a safetensors file or a
+/// fetch-competitors directory (`models.json`).
+pub fn teacher_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            files.extend(competitor_files(input)?.into_iter().map(|(_, p)| p));
+        } else {
+            files.push(input.clone());
+        }
+    }
+    ensure!(!files.is_empty(), "no teachers to distill from");
+    Ok(files)
+}
+
+/// Loads the teachers when the backend is known.
+pub struct DistillSpec<'a> {
+    pub teachers: Vec<PathBuf>,
+    pub settings: &'a DistillSettings,
+    pub heads: Option<usize>,
+}
+
+impl ObjectiveSpec for DistillSpec<'_> {
+    type Built<B: AutodiffBackend> = Distillation<B::InnerBackend>;
+
+    fn build<B: AutodiffBackend>(
+        &self,
+        student: &ArchConfig,
+        device: &B::Device,
+    ) -> Result<Distillation<B::InnerBackend>> {
+        let weights = match &self.settings.teacher_weights {
+            Some(w) => w.clone(),
+            None => vec![1.0; self.teachers.len()],
+        };
+        crate::merge::check_weights(&weights, self.teachers.len())
+            .map_err(|e| anyhow::anyhow!("teacher_weights: {e}"))?;
+        let sum: f64 = weights.iter().sum();
+        let teachers = self
+            .teachers
+            .iter()
+            .map(|path| load_teacher::<B::InnerBackend>(path, student, self.heads, device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Distillation {
+            teachers,
+            weights: weights.iter().map(|w| w / sum).collect(),
+            alpha: self.settings.alpha,
+            kl_weight: self.settings.kl_weight,
+            temperature: self.settings.temperature,
+        })
+    }
+}
+
+fn load_teacher<B: burn::tensor::backend::Backend>(
+    path: &Path,
+    student: &ArchConfig,
+    heads: Option<usize>,
+    device: &B::Device,
+) -> Result<SomaModel<B>> {
+    let teacher = SomaModel::<B>::load_inferred(path, heads, 0.0, device)?;
+    let t = teacher.config();
+    ensure!(
+        t.embedding_dim == student.embedding_dim && t.vocab_size == student.vocab_size,
+        "teacher {} has embedding_dim {} and vocab {}, the student {} and {}",
+        path.display(),
+        t.embedding_dim,
+        t.vocab_size,
+        student.embedding_dim,
+        student.vocab_size
+    );
+    Ok(teacher)
+}
+
+pub struct DistillKind;
+
+impl StageKind for DistillKind {
+    type With = DistillWith;
+    const NAME: &'static str = "distill";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "Distils frozen teachers into a student: alpha task loss + (1 - alpha) embedding MSE";
+
+    fn inputs(&self, _: &DistillWith) -> Inputs {
+        let mut ports = training_inputs();
+        ports.push(InputPort::many("teachers"));
+        Inputs::Fixed(ports)
+    }
+
+    fn outputs(&self, _: &DistillWith) -> Vec<String> {
+        training_outputs()
+    }
+
+    fn check(&self, with: &DistillWith) -> Result<(), WithError> {
+        reject_unknown(&with.unknown)?;
+        with.settings.check()?;
+        with.distill.check()
+    }
+
+    fn uses_backend(&self, _: &DistillWith) -> bool {
+        true
+    }
+
+    fn resource(&self, _: &DistillWith) -> Option<String> {
+        Some(super::MODEL_RESOURCE.into())
+    }
+
+    fn run(&self, with: &DistillWith, ctx: &RunContext<'_>) -> Result<Outcome> {
+        let spec = DistillSpec {
+            teachers: teacher_files(ctx.input_list("teachers"))?,
+            settings: &with.distill,
+            heads: with.settings.heads,
+        };
+        run_training(&with.settings, &spec, "distill: loss per step", ctx)
+    }
+}

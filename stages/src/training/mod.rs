@@ -1,0 +1,12 @@
+//! Training, distillation and embeddings: documents, seeded sampling, the
+//! shared optimisation loop with resumable checkpoints, and loss curves.
+
+pub mod checkpoint;
+pub mod curve;
+pub mod documents;
+pub mod embedding;
+pub mod job;
+pub mod objective;
+pub mod sampler;
+pub mod settings;
+pub mod trainer;
