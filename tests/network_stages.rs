@@ -282,3 +282,38 @@ fn fetch_competitors_decrypts_revealed_models_and_skips_a_corrupt_one() {
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(out.stdout().contains("← winner"), "{}", out.all());
 }
+
+#[test]
+fn commit_computes_the_genesis_embedding_when_none_is_given() {
+    let p = Project::new();
+    p.write("doc.txt", &"fn main() { println!(\"hello\"); }\n".repeat(40));
+    p.write(
+        "embed.yaml",
+        &format!(
+            r#"
+name: embed
+stages:
+  weights:
+    kind: command
+    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
+  data:
+    kind: fetch-dataset
+    with: {{ source: local, paths: [doc.txt], holdout: 0 }}
+  commit:
+    kind: commit
+    inputs: {{ model: weights.model, data: data.dataset }}
+    with: {{ embed: {{ heads: 4, sequences: 2, seq_len: 64 }} }}
+"#
+        ),
+    );
+    let out = p.run(&["run", "embed.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let rows = models(&p);
+    assert_eq!(rows[0]["state"], "Pending");
+    let record_path = p.run(&["path", "embed.yaml", "commit.record"]).stdout().trim().to_string();
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(record_path).unwrap()).unwrap();
+    let embedding: Vec<f64> = serde_json::from_value(record["embedding"].clone()).unwrap();
+    assert_eq!(embedding.len(), 128, "v1-tiny's dimension");
+    let norm: f64 = embedding.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "a unit-norm genesis embedding: {norm}");
+}

@@ -135,6 +135,10 @@ impl RunContext<'_> {
     pub fn input_list(&self, name: &str) -> &[PathBuf] {
         self.inputs.get(name).map_or(&[], Vec::as_slice)
     }
+    /// The `<stage>.<output>` references behind [`RunContext::input_list`].
+    pub fn input_labels(&self, name: &str) -> &[String] {
+        self.input_refs.get(name).map_or(&[], Vec::as_slice)
+    }
     pub fn output(&self, name: &str) -> PathBuf {
         self.outputs_dir.join(name)
     }

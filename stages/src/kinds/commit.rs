@@ -8,10 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
+use super::embed::{embed_file, EmbedWith};
 use super::network::{key_dir, NetworkWith};
 use super::score::read_embedding;
 use crate::network::lifecycle::{self, CommitRecord, ModelTerms, RecordStatus};
 use crate::storage;
+use crate::training::documents::open_documents;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,10 @@ pub struct CommitWith {
     /// Stake when the first commit creates the model.
     #[serde(default = "default_stake")]
     pub stake: u64,
+    /// Without an `embedding` input, the genesis embedding is computed from `data`
+    /// with these settings (the `embed` kind's `with`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed: Option<serde_json::Value>,
 }
 
 fn default_commission() -> u16 {
@@ -50,7 +56,8 @@ impl StageKind for CommitKind {
     fn inputs(&self, _: &CommitWith) -> Inputs {
         Inputs::Fixed(vec![
             InputPort::required("model"),
-            InputPort::required("embedding"),
+            InputPort::optional("embedding"),
+            InputPort::optional("data"),
         ])
     }
 
@@ -58,7 +65,13 @@ impl StageKind for CommitKind {
         vec!["record".into()]
     }
 
+    /// Computing a missing embedding runs the model.
+    fn uses_backend(&self, _: &CommitWith) -> bool {
+        true
+    }
+
     fn check(&self, with: &CommitWith) -> Result<(), WithError> {
+        embed_settings(with).map_err(|e| WithError::at(&["embed"], format!("{e:#}")))?;
         if with.commission > 10_000 {
             return Err(WithError::at(
                 &["commission"],
@@ -73,7 +86,16 @@ impl StageKind for CommitKind {
         let devnet = with.network.open(ctx.store)?;
         let signer = with.network.signer(ctx)?;
         let weights = ctx.input("model").expect("required input");
-        let embedding = read_embedding(ctx.input("embedding").expect("required input"))?;
+        let embedding = match (ctx.input("embedding"), ctx.input("data")) {
+            (Some(file), _) => read_embedding(file)?,
+            (None, Some(data)) => {
+                let docs = open_documents(data)?;
+                let settings = embed_settings(with)?;
+                let file = embed_file(weights, docs.as_ref(), &settings, super::backend(ctx.backend)?, ctx.progress)?;
+                file.embedding
+            }
+            (None, None) => anyhow::bail!("commit needs an `embedding` input, or `data` to compute the genesis embedding from"),
+        };
         let storage_url = match &with.storage {
             Some(url) => url.clone(),
             None => storage::local_url(&ctx.store.join("bucket"))?,
@@ -121,6 +143,12 @@ impl StageKind for CommitKind {
             RecordStatus::Superseded => Err("the network no longer holds this commit".into()),
         }
     }
+}
+
+fn embed_settings(with: &CommitWith) -> Result<EmbedWith> {
+    let value = with.embed.clone().unwrap_or_else(|| serde_json::json!({}));
+    serde_json::from_value(value)
+        .context("`embed` takes the `embed` kind's keys: mode, sequences, seed, seq_len, heads")
 }
 
 pub fn read_record(path: &Path) -> Result<CommitRecord> {

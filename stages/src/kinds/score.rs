@@ -90,7 +90,7 @@ impl StageKind for ScoreKind {
     fn run(&self, with: &ScoreWith, ctx: &RunContext<'_>) -> Result<Outcome> {
         let mut named: Vec<(String, PathBuf)> = Vec::new();
         for port in ["model", "models"] {
-            for (path, label) in ctx.input_list(port).iter().zip(&ctx.input_refs[port]) {
+            for (path, label) in ctx.input_list(port).iter().zip(ctx.input_labels(port)) {
                 named.push((label.clone(), path.clone()));
             }
         }
@@ -101,56 +101,70 @@ impl StageKind for ScoreKind {
             !named.is_empty(),
             "nothing to score: give `model`, `models` or `competitors`"
         );
-        let data_path = ctx.input("data").expect("required input");
-        let data = blob(data_path)?;
         let target = ctx.input("target").map(read_embedding).transpose()?;
-        (ctx.progress)(&format!(
-            "scoring {} model(s) on {} bytes",
-            named.len(),
-            data.len()
-        ));
         let (names, paths): (Vec<String>, Vec<PathBuf>) = named.into_iter().unzip();
-        let report = score_models(
-            &paths,
-            &data,
-            with.seed,
-            with.heads,
-            super::backend(ctx.backend)?,
-        )?;
-        let scores = label(report, &names, with.seed, target.as_deref())?;
+        let backend = super::backend(ctx.backend)?;
+        let data = ctx.input("data").expect("required input");
+        let mut reports = Vec::new();
+        for_each_blob(data, with.max_blobs, &mut |i, n, blob| {
+            (ctx.progress)(&format!(
+                "scoring {} model(s) on blob {}/{n} ({} bytes)",
+                paths.len(),
+                i + 1,
+                blob.len()
+            ));
+            reports.push(score_models(&paths, blob, with.seed, with.heads, backend)?);
+            Ok(())
+        })?;
+        let scores = label(&reports, &names, with.seed, target.as_deref())?;
         ctx.note(table(&scores));
         std::fs::write(ctx.output("scores"), serde_json::to_vec_pretty(&scores)?)?;
         Ok(Outcome::Done)
     }
 }
 
-/// Names the scored models and adds their distance to `target`.
+/// Combines the scores of several blobs (mean loss and embedding, wins per model),
+/// names the models and adds their distance to `target`. One blob is exactly the chain's.
 pub fn label(
-    report: ScoreReport,
+    reports: &[ScoreReport],
     names: &[String],
     seed: u64,
     target: Option<&[f32]>,
 ) -> Result<Scores> {
-    let models = report
-        .models
-        .into_iter()
-        .zip(names)
-        .map(|(m, name)| {
-            let distance = target
-                .map(|t| cosine_distance(&m.embedding, t))
-                .transpose()?;
+    anyhow::ensure!(
+        !reports.is_empty(),
+        "no data to score: the data input holds no documents"
+    );
+    let n = reports.len() as f32;
+    let models = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let loss = reports.iter().map(|r| r.models[i].loss).sum::<f32>() / n;
+            let mut embedding = vec![0.0f32; reports[0].models[i].embedding.len()];
+            for r in reports {
+                for (acc, x) in embedding.iter_mut().zip(&r.models[i].embedding) {
+                    *acc += x / n;
+                }
+            }
+            let distance = target.map(|t| cosine_distance(&embedding, t)).transpose()?;
+            let wins = reports.iter().filter(|r| r.winner == i).count();
             Ok(ScoredModel {
                 name: name.clone(),
-                loss: m.loss,
-                embedding: m.embedding,
+                loss,
+                wins,
+                embedding,
                 distance,
             })
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
+    let losses: Vec<f32> = models.iter().map(|m| m.loss).collect();
+    let winner = crate::score::winner_index(&losses).context("every model's loss is NaN")?;
     Ok(Scores {
         seed,
+        blobs: reports.len(),
         models,
-        winner: report.winner,
+        winner,
     })
 }
 
