@@ -286,7 +286,10 @@ fn fetch_competitors_decrypts_revealed_models_and_skips_a_corrupt_one() {
 #[test]
 fn commit_computes_the_genesis_embedding_when_none_is_given() {
     let p = Project::new();
-    p.write("doc.txt", &"fn main() { println!(\"hello\"); }\n".repeat(40));
+    p.write(
+        "doc.txt",
+        &"fn main() { println!(\"hello\"); }\n".repeat(40),
+    );
     p.write(
         "embed.yaml",
         &format!(
@@ -310,10 +313,18 @@ stages:
     assert_eq!(out.code(), 0, "{}", out.all());
     let rows = models(&p);
     assert_eq!(rows[0]["state"], "Pending");
-    let record_path = p.run(&["path", "embed.yaml", "commit.record"]).stdout().trim().to_string();
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(record_path).unwrap()).unwrap();
+    let record_path = p
+        .run(&["path", "embed.yaml", "commit.record"])
+        .stdout()
+        .trim()
+        .to_string();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record_path).unwrap()).unwrap();
     let embedding: Vec<f64> = serde_json::from_value(record["embedding"].clone()).unwrap();
     assert_eq!(embedding.len(), 128, "v1-tiny's dimension");
     let norm: f64 = embedding.iter().map(|v| v * v).sum::<f64>().sqrt();
-    assert!((norm - 1.0).abs() < 1e-4, "a unit-norm genesis embedding: {norm}");
+    assert!(
+        (norm - 1.0).abs() < 1e-4,
+        "a unit-norm genesis embedding: {norm}"
+    );
 }
