@@ -19,10 +19,6 @@ use crate::data::progress::ProgressFn;
 const SCHEMES: &[&str] = &[
     "s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "http", "https", "file",
 ];
-/// Environment prefixes whose variables configure the cloud stores, as each
-/// builder's `from_env` reads them (others could clash with option names).
-const CREDENTIAL_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
-
 pub fn files(
     options: &FetchOptions,
     download_dir: &Path,
@@ -33,30 +29,14 @@ pub fn files(
     runtime()?.block_on(fetch(options, url, &*store, &root, download_dir, progress))
 }
 
-/// The store behind `url` and the object path inside it.
-fn open(url: &str) -> Result<(Box<dyn ObjectStore>, ObjectPath), DataError> {
+/// The store behind `url` and the object path inside it (the same credentials and
+/// local-endpoint rules as commit uploads).
+fn open(url: &str) -> Result<(std::sync::Arc<dyn ObjectStore>, ObjectPath), DataError> {
     let parsed = Url::parse(url).map_err(|_| DataError::UnknownSource(url.into()))?;
     if !SCHEMES.contains(&parsed.scheme()) {
         return Err(DataError::UnknownSource(url.into()));
     }
-    let mut config: Vec<(String, String)> = std::env::vars()
-        .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
-        .collect();
-    // A plain-http endpoint or URL is a local server (moto, MinIO, a test server):
-    // allow it rather than also requiring AWS_ALLOW_HTTP.
-    let http_endpoint = config
-        .iter()
-        .any(|(k, v)| k.starts_with("AWS_ENDPOINT") && v.starts_with("http://"));
-    if http_endpoint {
-        config.push(("aws_allow_http".into(), "true".into()));
-    }
-    if parsed.scheme() == "http" {
-        config.push(("allow_http".into(), "true".into()));
-    }
-    object_store::parse_url_opts(&parsed, config).map_err(|source| DataError::Storage {
-        url: url.into(),
-        source,
-    })
+    crate::storage::open(url).map_err(|e| DataError::InvalidOptions(format!("url: {e}")))
 }
 
 async fn fetch(
