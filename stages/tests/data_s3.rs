@@ -3,99 +3,18 @@
 //! skips), and `file://` URLs.
 
 mod data_common;
+mod moto;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use data_common::*;
+use moto::{create_bucket, start_moto, ServerProcess};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
 const BUCKET: &str = "soma-data";
-const INSTALL: &str = "this test needs a local S3 server: install it with \
-                       `python3 -m pip install 'moto[server]'`";
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `moto_server` from PATH, else moto's module through `python3`; `MOTO_SERVER`
-/// overrides both.
-fn moto_commands() -> Vec<Vec<String>> {
-    if let Ok(command) = std::env::var("MOTO_SERVER") {
-        return vec![command.split_whitespace().map(String::from).collect()];
-    }
-    vec![
-        vec!["moto_server".into()],
-        vec!["python3".into(), "-m".into(), "moto.server".into()],
-    ]
-}
-
-fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    for command in moto_commands() {
-        let spawned = Command::new(&command[0])
-            .args(&command[1..])
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else { continue };
-        let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return moto;
-            }
-            if moto.child.try_wait().unwrap().is_some() {
-                break; // e.g. python3 without moto: try the next command
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{command:?} did not listen on port {port} within 60 s; {INSTALL}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    panic!(
-        "no working moto server found (tried {:?}); {INSTALL}",
-        moto_commands()
-    );
-}
-
-/// moto does not check signatures, so a bare request makes the bucket.
-fn create_bucket(port: u16) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "create bucket: {response}"
-    );
-}
-
 fn parquet_file() -> Vec<u8> {
     parquet_bytes(
         &[(
@@ -108,11 +27,11 @@ fn parquet_file() -> Vec<u8> {
 
 /// The server, with credentials in the environment the way users set them, and the
 /// objects uploaded.
-fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
+fn moto() -> &'static ServerProcess {
+    static MOTO: OnceLock<ServerProcess> = OnceLock::new();
     MOTO.get_or_init(|| {
         let moto = start_moto();
-        create_bucket(moto.port);
+        create_bucket(moto.port, BUCKET);
         let endpoint = format!("http://127.0.0.1:{}", moto.port);
         std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");

@@ -2,13 +2,14 @@
 //! port for this test only. The server is required (install with
 //! `pip install 'moto[server]'`): a missing server fails the test, it never skips.
 
+mod moto;
 mod network_fixtures;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use moto::{create_bucket, free_port, start_moto, ServerProcess};
 use network_fixtures::*;
 use soma_flow_stages::crypto::CtrStream;
 use soma_flow_stages::network::devnet::Devnet;
@@ -18,76 +19,9 @@ use soma_flow_stages::storage::{self, StorageError};
 
 const BUCKET: &str = "soma-weights";
 
-/// A server child process, killed when dropped.
-struct ServerProcess {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `moto_server` from PATH, else moto's module through `python3` (a pip install
-/// under pyenv may not have created the shim yet). `MOTO_SERVER` overrides both.
-fn moto_commands() -> Vec<Vec<String>> {
-    if let Ok(command) = std::env::var("MOTO_SERVER") {
-        return vec![command.split_whitespace().map(String::from).collect()];
-    }
-    vec![
-        vec!["moto_server".into()],
-        vec!["python3".into(), "-m".into(), "moto.server".into()],
-    ]
-}
-
-fn start_moto() -> ServerProcess {
-    const INSTALL: &str = "this test needs a local S3 server: install it with \
-                           `python3 -m pip install 'moto[server]'`";
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    for command in moto_commands() {
-        let spawned = Command::new(&command[0])
-            .args(&command[1..])
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else { continue };
-        let mut server = ServerProcess { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            if server.child.try_wait().unwrap().is_some() {
-                break; // e.g. python3 without moto: try the next command
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{command:?} did not listen on port {port} within 60 s; {INSTALL}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    panic!(
-        "no working moto server found (tried {:?}); {INSTALL}",
-        moto_commands()
-    );
-}
-
 /// `python3 -m http.server` serving `dir` on a free loopback port.
 fn start_static_http_server(dir: &std::path::Path) -> ServerProcess {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("python3")
         .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
         .arg(dir)
@@ -105,26 +39,10 @@ fn start_static_http_server(dir: &std::path::Path) -> ServerProcess {
     server
 }
 
-/// moto does not check signatures, so a bare HTTP request is enough to make a bucket.
-fn create_bucket(port: u16) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "create bucket: {response}"
-    );
-}
-
 #[test]
 fn commit_reveal_and_fetch_through_a_local_s3_server() {
     let moto = start_moto();
-    create_bucket(moto.port);
+    create_bucket(moto.port, BUCKET);
     std::env::set_var(
         "AWS_ENDPOINT_URL",
         format!("http://127.0.0.1:{}", moto.port),

@@ -1,0 +1,93 @@
+//! A local S3-compatible server (`moto_server`) for the object-store tests. It is
+//! required (`python3 -m pip install 'moto[server]'`): a missing server fails the
+//! test, it never skips.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INSTALL: &str = "this test needs a local S3 server: install it with \
+                       `python3 -m pip install 'moto[server]'`";
+
+/// A server child process, killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `moto_server` from PATH, else moto's module through `python3` (a pip install
+/// under pyenv may not have created the shim yet). `MOTO_SERVER` overrides both.
+fn moto_commands() -> Vec<Vec<String>> {
+    if let Ok(command) = std::env::var("MOTO_SERVER") {
+        return vec![command.split_whitespace().map(String::from).collect()];
+    }
+    vec![
+        vec!["moto_server".into()],
+        vec!["python3".into(), "-m".into(), "moto.server".into()],
+    ]
+}
+
+pub fn start_moto() -> ServerProcess {
+    let port = free_port();
+    for command in moto_commands() {
+        let spawned = Command::new(&command[0])
+            .args(&command[1..])
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = spawned else { continue };
+        let mut server = ServerProcess { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            if server.child.try_wait().unwrap().is_some() {
+                break; // e.g. python3 without moto: try the next command
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{command:?} did not listen on port {port} within 60 s; {INSTALL}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!(
+        "no working moto server found (tried {:?}); {INSTALL}",
+        moto_commands()
+    );
+}
+
+/// moto does not check signatures, so a bare HTTP request is enough to make a bucket.
+pub fn create_bucket(port: u16, bucket: &str) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "create bucket: {response}"
+    );
+}
