@@ -45,6 +45,7 @@ fn main() {
             outputs_dir: &outputs,
             scratch: &at("scratch"),
             state_dir: &at("state"),
+            store: &at("store"),
             pipeline_dir: &dir,
             backend: "ndarray",
             log: &at("log"),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind};
 
 use crate::score::{cosine_distance, score_models, ScoreReport};
+use crate::training::documents::{open_documents, Documents};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -104,18 +105,19 @@ impl StageKind for ScoreKind {
         let target = ctx.input("target").map(read_embedding).transpose()?;
         let (names, paths): (Vec<String>, Vec<PathBuf>) = named.into_iter().unzip();
         let backend = super::backend(ctx.backend)?;
-        let data = ctx.input("data").expect("required input");
+        let docs = open_documents(ctx.input("data").expect("required input"))?;
+        let blobs = blobs(docs.as_ref(), with.max_blobs);
         let mut reports = Vec::new();
-        for_each_blob(data, with.max_blobs, &mut |i, n, blob| {
+        for (i, blob) in blobs.iter().enumerate() {
             (ctx.progress)(&format!(
-                "scoring {} model(s) on blob {}/{n} ({} bytes)",
+                "scoring {} model(s) on blob {}/{} ({} bytes)",
                 paths.len(),
                 i + 1,
+                blobs.len(),
                 blob.len()
             ));
             reports.push(score_models(&paths, blob, with.seed, with.heads, backend)?);
-            Ok(())
-        })?;
+        }
         let scores = label(&reports, &names, with.seed, target.as_deref())?;
         ctx.note(table(&scores));
         std::fs::write(ctx.output("scores"), serde_json::to_vec_pretty(&scores)?)?;
@@ -201,23 +203,14 @@ pub fn table(scores: &Scores) -> String {
     out
 }
 
-/// Calls `f` with each blob to score: each document is one blob (a file is one
-/// document); empty documents have nothing to score and are left out.
-fn for_each_blob(
-    path: &Path,
-    max: usize,
-    f: &mut dyn FnMut(usize, usize, &[u8]) -> Result<()>,
-) -> Result<()> {
-    let docs = crate::training::documents::open_documents(path)?;
-    let blobs: Vec<&[u8]> = (0..docs.len())
+/// The blobs to score: each document is one blob (a file is one document); empty
+/// documents have nothing to score and are left out.
+fn blobs(docs: &dyn Documents, max: usize) -> Vec<&[u8]> {
+    (0..docs.len())
         .map(|i| docs.get(i))
         .filter(|d| !d.is_empty())
         .take(max)
-        .collect();
-    for (i, blob) in blobs.iter().enumerate() {
-        f(i, blobs.len(), blob)?;
-    }
-    Ok(())
+        .collect()
 }
 
 /// The safetensors listed in a fetch-competitors `models.json`, labelled by model id.
