@@ -355,11 +355,7 @@ fn gc(store: &Store, dry_run: bool) -> Result<i32> {
     for (a, path) in store.all_artifacts()? {
         if !live_hashes.contains(&a.hash) {
             count += 1;
-            bytes += if a.kind == store::ArtifactKind::Dir {
-                crate::hash::hash_tree(&path).map_or(0, |(_, s)| s)
-            } else {
-                a.size
-            };
+            bytes += a.size;
             if dry_run {
                 println!("would remove {}", path.display());
             } else {

@@ -263,7 +263,7 @@ impl Store {
             for shard in fs::read_dir(self.root.join(dir))?.flatten() {
                 for e in fs::read_dir(shard.path())?.flatten() {
                     let hash = e.file_name().to_string_lossy().to_string();
-                    let size = fs::metadata(e.path()).map(|m| m.len()).unwrap_or(0);
+                    let size = disk_size(&e.path());
                     out.push((Artifact { kind, hash, size }, e.path()));
                 }
             }
@@ -282,6 +282,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// Bytes a stored artifact takes: a file's length, or the sum over a tree's files
+/// (sizes only; gc need not re-hash what it is about to delete).
+fn disk_size(path: &Path) -> u64 {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => {
+            let mut total = 0;
+            let _ = hash::walk(path, path, &mut |_, meta, _| {
+                total += if meta.is_file() { meta.len() } else { 0 };
+                Ok(())
+            });
+            total
+        }
+        Err(_) => 0,
     }
 }
 
