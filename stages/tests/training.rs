@@ -132,18 +132,6 @@ fn training_lowers_the_holdout_score_and_writes_metrics_and_a_curve() {
     .unwrap();
 }
 
-/// Mean absolute difference of the f32 values of two safetensors files of one layout.
-fn mean_abs_diff(a: &Path, b: &Path) -> f64 {
-    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-    let start = 8 + u64::from_le_bytes(a[..8].try_into().unwrap()) as usize;
-    assert_eq!(a.len(), b.len());
-    assert_eq!(a[..start], b[..start], "headers differ");
-    let f = |c: &[u8]| f64::from(f32::from_le_bytes(c.try_into().unwrap()));
-    let chunks = a[start..].chunks_exact(4).zip(b[start..].chunks_exact(4));
-    let n = (a.len() - start) / 4;
-    chunks.map(|(x, y)| (f(x) - f(y)).abs()).sum::<f64>() / n as f64
-}
-
 #[test]
 fn a_killed_run_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,22 +170,17 @@ fn a_killed_run_resumes_from_its_checkpoint() {
     let steps = |d: &Path| {
         metrics(d)
             .iter()
-            .map(|l| l["step"].clone())
+            .map(|l| (l["step"].clone(), l["loss"].clone()))
             .collect::<Vec<_>>()
     };
     assert_eq!(steps(&straight), steps(&resumed));
 
-    // Burn's ndarray backend is not bit-reproducible between two runs in one
-    // process (losses differ in the 7th digit from step 2 on), so the resumed
-    // run is held to the distance between two uninterrupted runs.
-    let model = |d: &Path| d.join("model.safetensors");
-    let noise = mean_abs_diff(&model(&straight), &model(&again));
-    let resume = mean_abs_diff(&model(&straight), &model(&resumed));
-    eprintln!("mean |dw|: rerun {noise:e}, resumed {resume:e}");
-    assert!(
-        resume <= noise.max(1e-9) * 10.0,
-        "rerun {noise:e}, resumed {resume:e}"
-    );
+    // The CPU backend is deterministic (burn-ndarray without its `simd`
+    // kernels, whose reductions depend on buffer alignment), so both a rerun
+    // and a resumed run give the same bytes.
+    let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(model(&straight) == model(&again), "two runs differ");
+    assert!(model(&straight) == model(&resumed), "the resumed run differs");
 }
 
 #[test]
