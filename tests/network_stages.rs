@@ -44,7 +44,7 @@ fn models(p: &Project) -> Vec<serde_json::Value> {
 fn commit_then_reveal_across_an_epoch_on_the_devnet() {
     let p = Project::new();
     publish_pipeline(&p);
-    assert_eq!(p.run(&["devnet", "init"]).code(), 0);
+    assert_eq!(p.run(&["devnet", "init", "--empty"]).code(), 0);
 
     let first = p.run(&["run", "publish.yaml"]);
     assert_eq!(
@@ -133,7 +133,7 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
 fn a_missed_reveal_window_fails_the_reveal_and_the_next_run_commits_again() {
     let p = Project::new();
     publish_pipeline(&p);
-    assert_eq!(p.run(&["devnet", "init"]).code(), 0);
+    assert_eq!(p.run(&["devnet", "init", "--empty"]).code(), 0);
     assert_eq!(p.run(&["run", "publish.yaml"]).code(), 3);
     assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
     assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
@@ -208,7 +208,7 @@ stages:
     );
     assert_eq!(p.run(&["keygen", "--out", "a.key"]).code(), 0);
     assert_eq!(p.run(&["keygen", "--out", "b.key"]).code(), 0);
-    assert_eq!(p.run(&["devnet", "init"]).code(), 0);
+    assert_eq!(p.run(&["devnet", "init", "--empty"]).code(), 0);
     assert_eq!(p.run(&["run", "owner.yaml"]).code(), 3);
     assert_eq!(
         p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"])
@@ -312,7 +312,7 @@ stages:
     let out = p.run(&["run", "embed.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     let rows = models(&p);
-    assert_eq!(rows[0]["state"], "Pending");
+    assert_eq!(rows.last().unwrap()["state"], "Pending");
     let record_path = p
         .run(&["path", "embed.yaml", "commit.record"])
         .stdout()
@@ -327,4 +327,37 @@ stages:
         (norm - 1.0).abs() < 1e-4,
         "a unit-norm genesis embedding: {norm}"
     );
+}
+
+#[test]
+fn a_fresh_devnet_offers_its_genesis_models_as_competitors() {
+    let p = Project::new();
+    p.write(
+        "fetch.yaml",
+        "name: fetch\nstages:\n  fetch:\n    kind: fetch-competitors\n    with: {strict: true, heads: 4}\n",
+    );
+    let out = p.run(&["run", "fetch.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let rows = models(&p);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
+    let dir = p
+        .run(&["path", "fetch.yaml", "fetch.models"])
+        .stdout()
+        .trim()
+        .to_string();
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/models.json")).unwrap()).unwrap();
+    assert_eq!(listed.len(), 2);
+    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/stages/assets/genesis");
+    for (id, name) in [("1", "genesis-code"), ("2", "genesis-prose")] {
+        let fetched = std::fs::read(format!("{dir}/{id}.safetensors")).unwrap();
+        let shipped = std::fs::read(format!("{assets}/{name}.safetensors")).unwrap();
+        assert!(fetched == shipped, "model {id} decrypts to {name}");
+    }
+
+    // An empty devnet is still available.
+    let q = Project::new();
+    assert_eq!(q.run(&["devnet", "init", "--empty"]).code(), 0);
+    assert!(models(&q).is_empty());
 }

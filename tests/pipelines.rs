@@ -8,6 +8,22 @@ fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
+fn models(p: &Project) -> Vec<serde_json::Value> {
+    let out = p.run(&["devnet", "models", "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    serde_json::from_str(&out.stdout()).unwrap()
+}
+
+/// A stage output of the latest run of `pipeline`, read as JSON.
+fn output_json(p: &Project, pipeline: &str, output: &str) -> serde_json::Value {
+    let path = p
+        .run(&["path", pipeline, output])
+        .stdout()
+        .trim()
+        .to_string();
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
 #[test]
 fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
     let p = Project::new();
@@ -34,19 +50,19 @@ fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
     );
     assert!(stdout.contains("holdout score"), "{stdout}");
 
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&p.run(&["devnet", "models", "--json"]).stdout()).unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["state"], "Active");
-    let record_path = p
-        .run(&["path", &pipeline, "commit.record"])
-        .stdout()
-        .trim()
-        .to_string();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(record_path).unwrap()).unwrap();
+    assert!(
+        stdout.contains("fetched 2 competitor(s): 1, 2"),
+        "the devnet's genesis offers two competitors: {stdout}"
+    );
+
+    let rows = models(&p);
+    assert_eq!(rows.len(), 3, "two genesis models and mine: {rows:?}");
+    let record = output_json(&p, &pipeline, "commit.record");
+    let mine = &rows[2];
+    assert_eq!(mine["id"], record["model_id"]);
+    assert_eq!(mine["state"], "Active");
     assert_eq!(
-        rows[0]["checksum"], record["manifest"]["checksum"],
+        mine["checksum"], record["manifest"]["checksum"],
         "the Active model is the committed one"
     );
 
@@ -57,4 +73,101 @@ fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
         "a second run executes no stage: {}",
         again.all()
     );
+}
+
+#[test]
+fn train_pipeline_runs_and_verify_shows_it_repeats_bit_for_bit() {
+    let p = Project::new();
+    let pipeline = repo("pipelines/train.yaml");
+    let out = p.run(&[
+        "run",
+        &pipeline,
+        "--set",
+        "steps=3",
+        "--set",
+        "seq_len=64",
+        "--set",
+        "epoch=1s",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let id = p.last_record()["id"].as_str().unwrap().to_string();
+
+    let verify = p.run(&["verify", &id]);
+    assert_eq!(verify.code(), 0, "{}", verify.all());
+    let report = verify.stdout();
+    for stage in ["data", "train", "embed"] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&format!("{stage} ")))
+            .unwrap_or_else(|| panic!("no line for {stage}: {report}"));
+        assert!(line.ends_with("identical"), "{line}");
+    }
+    assert!(
+        report.contains("not compared: each commit encrypts with a fresh random key"),
+        "{report}"
+    );
+    assert!(report.contains("3 stage(s) identical, 0 not"), "{report}");
+    let scratch = p.store().join("tmp");
+    assert_eq!(
+        std::fs::read_dir(&scratch).map_or(0, |d| d.count()),
+        0,
+        "the scratch store is removed"
+    );
+}
+
+#[test]
+fn continuous_pipeline_commits_defers_then_reveals_and_trains_on() {
+    let p = Project::new();
+    let pipeline = repo("pipelines/continuous.yaml");
+    // Manual epochs: the test moves time on.
+    assert_eq!(p.run(&["devnet", "init"]).code(), 0);
+    let run = || p.run(&["run", &pipeline, "--set", "steps=2", "--set", "seq_len=64"]);
+
+    let first = run();
+    assert_eq!(first.code(), 0, "{}", first.all());
+    assert!(
+        first.stdout().contains("nothing to reveal"),
+        "{}",
+        first.all()
+    );
+    assert!(
+        first
+            .stdout()
+            .contains("holds no model: trained from a seeded initialisation"),
+        "{}",
+        first.all()
+    );
+    let mine = |p: &Project| models(p).pop().unwrap();
+    assert_eq!(mine(&p)["state"], "Pending");
+
+    let same_epoch = run();
+    assert_eq!(
+        same_epoch.code(),
+        3,
+        "pending until the next epoch: {}",
+        same_epoch.all()
+    );
+    assert!(
+        same_epoch
+            .stdout()
+            .contains("cannot be revealed before epoch 1"),
+        "{}",
+        same_epoch.all()
+    );
+
+    assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
+    let next_epoch = run();
+    assert_eq!(next_epoch.code(), 0, "{}", next_epoch.all());
+    let first_commit = output_json(&p, &pipeline, "reveal.revealed");
+    assert_eq!(first_commit["reveal_epoch"], 1);
+    let last = p.last_record();
+    assert_eq!(last["stages"]["train"]["status"], "ran", "trained on");
+    assert_eq!(last["stages"]["commit"]["status"], "ran", "committed again");
+    let row = mine(&p);
+    assert_eq!(
+        row["state"], "Active",
+        "revealed, with a new commit pending: {row}"
+    );
+    assert_eq!(row["pending_update"], true, "{row}");
+    assert_eq!(row["commit_epoch"], 1, "{row}");
 }

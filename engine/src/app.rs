@@ -1,5 +1,5 @@
 //! The generic commands of the `soma-flow` binary: run, validate, status, dag, path,
-//! runs, rerun, gc, schema. The binary adds its domain commands beside these.
+//! runs, rerun, verify, gc, schema. The binary adds its domain commands beside these.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,6 +106,17 @@ pub enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
+    /// Repeat a recorded run from nothing in a scratch store and say, per stage,
+    /// whether its outputs are bit-identical to the recorded ones
+    Verify {
+        id: String,
+        /// Keep the scratch store (its path is printed) instead of removing it
+        #[arg(long)]
+        keep: bool,
+        /// Stages run at once [default: number of cores]
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+    },
     /// Remove stored objects that no run record references
     Gc {
         #[arg(long)]
@@ -200,13 +211,6 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
         Command::Rerun { id, exec } => {
             let store = store.open()?;
             let rec = record::find(&store, &id)?;
-            let opts = LoadOptions {
-                registry: &env.registry,
-                overrides: &rec.overrides,
-                backend: Some(&rec.backend),
-                check_backend: &env.check_backend,
-            };
-            let source = Source::new(&rec.pipeline, rec.pipeline_source.clone());
             eprintln!(
                 "rerunning {} ({}) with {} override(s), backend {}",
                 rec.id,
@@ -214,14 +218,12 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
                 rec.overrides.len(),
                 rec.backend
             );
-            match pipeline::load_source(source, &opts) {
+            match recorded_plan(env, &rec) {
                 Ok(plan) => run_plan(plan, store, &exec, rec.overrides.clone()),
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(EXIT_USAGE)
-                }
+                Err(code) => Ok(code),
             }
         }
+        Command::Verify { id, keep, jobs } => verify(env, &store.open()?, &id, keep, jobs),
         Command::Gc { dry_run } => gc(&store.open()?, dry_run),
         Command::Schema => {
             println!(
@@ -247,7 +249,81 @@ pub fn load(env: &Env, args: &PipelineArgs) -> Result<Plan, i32> {
     })
 }
 
+/// The plan of a recorded run: its pipeline text as run, its overrides and backend.
+fn recorded_plan(env: &Env, rec: &RunRecord) -> Result<Plan, i32> {
+    let opts = LoadOptions {
+        registry: &env.registry,
+        overrides: &rec.overrides,
+        backend: Some(&rec.backend),
+        check_backend: &env.check_backend,
+    };
+    let source = Source::new(&rec.pipeline, rec.pipeline_source.clone());
+    pipeline::load_source(source, &opts).map_err(|e| {
+        eprintln!("{e}");
+        EXIT_USAGE
+    })
+}
+
 fn run_plan(plan: Plan, store: Store, exec: &ExecArgs, overrides: Vec<String>) -> Result<i32> {
+    let record = execute(Arc::new(plan), store, exec, overrides)?;
+    print_summary(&record);
+    Ok(record.status.exit_code())
+}
+
+fn verify(env: &Env, store: &Store, id: &str, keep: bool, jobs: Option<usize>) -> Result<i32> {
+    let original = record::find(store, id)?;
+    let plan = match recorded_plan(env, &original) {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let scratch_dir = store.tmp_dir("verify")?;
+    eprintln!(
+        "verifying {} ({}): repeating it from nothing in {}",
+        original.id,
+        original.pipeline.display(),
+        scratch_dir.display()
+    );
+    let exec = ExecArgs {
+        jobs,
+        no_cache: true,
+    };
+    let plan = Arc::new(plan);
+    let repeat = execute(
+        Arc::clone(&plan),
+        Store::open(&scratch_dir)?,
+        &exec,
+        original.overrides.clone(),
+    )?;
+    let verdicts = crate::verify::compare(&plan, &original, &repeat);
+    println!("\n{:<24} {:<18} result", "stage", "kind");
+    for (name, verdict) in &verdicts {
+        println!("{name:<24} {:<18} {verdict}", original.stages[name].kind);
+    }
+    let failures = verdicts.iter().filter(|(_, v)| v.is_failure()).count();
+    let identical = verdicts
+        .iter()
+        .filter(|(_, v)| *v == crate::verify::Verdict::Identical)
+        .count();
+    println!(
+        "\n{identical} stage(s) identical, {failures} not, {} not comparable",
+        verdicts.len() - identical - failures
+    );
+    if keep {
+        println!("scratch store kept: {}", scratch_dir.display());
+    } else {
+        make_writable(&scratch_dir);
+        store::remove_any(&scratch_dir)?;
+    }
+    Ok(if failures == 0 { 0 } else { 1 })
+}
+
+/// Runs a plan, saving its record in `store`.
+fn execute(
+    plan: Arc<Plan>,
+    store: Store,
+    exec: &ExecArgs,
+    overrides: Vec<String>,
+) -> Result<RunRecord> {
     let jobs = exec
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -256,7 +332,7 @@ fn run_plan(plan: Plan, store: Store, exec: &ExecArgs, overrides: Vec<String>) -
         .build()?;
     let record = rt.block_on(async {
         let run = exec::run(
-            Arc::new(plan),
+            plan,
             store,
             ExecOptions {
                 jobs,
@@ -272,8 +348,7 @@ fn run_plan(plan: Plan, store: Store, exec: &ExecArgs, overrides: Vec<String>) -
             }
         }
     })?;
-    print_summary(&record);
-    Ok(record.status.exit_code())
+    Ok(record)
 }
 
 pub fn print_summary(r: &RunRecord) {

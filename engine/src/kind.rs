@@ -193,6 +193,13 @@ pub trait StageKind: Send + Sync + 'static {
     ) -> Result<(), String> {
         Ok(())
     }
+
+    /// Why two executions with the same inputs give different outputs (a fresh
+    /// encryption key, the network's clock), or `None` when the outputs are a function
+    /// of the inputs alone. `soma-flow verify` compares only the latter.
+    fn irreproducible(&self, _with: &Self::With) -> Option<&'static str> {
+        None
+    }
 }
 
 /// A stage whose `with` has been validated; object-safe.
@@ -204,6 +211,7 @@ pub trait Prepared: Send + Sync {
     fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value>;
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
     fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String>;
+    fn irreproducible(&self) -> Option<&'static str>;
 }
 
 struct PreparedStage<K: StageKind> {
@@ -232,6 +240,9 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     }
     fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String> {
         self.kind.revalidate(&self.with, outputs, store)
+    }
+    fn irreproducible(&self) -> Option<&'static str> {
+        self.kind.irreproducible(&self.with)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod record;
 pub mod schema;
 pub mod store;
+pub mod verify;
 pub mod yaml;
 
 pub use kind::{

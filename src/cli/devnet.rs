@@ -7,7 +7,7 @@ use clap::Subcommand;
 use soma_flow_engine::app::StoreArgs;
 use soma_flow_stages::identity;
 use soma_flow_stages::kinds::network::devnet_dir;
-use soma_flow_stages::network::devnet::{Devnet, EpochMode};
+use soma_flow_stages::network::devnet::{Devnet, DevnetOptions, EpochMode};
 use soma_flow_stages::network::Network;
 
 #[derive(Subcommand, Debug)]
@@ -17,6 +17,9 @@ pub enum DevnetCommand {
         /// Epoch length, e.g. `2s` or `24h`; default: epochs move only with advance-epoch
         #[arg(long)]
         epoch_duration: Option<String>,
+        /// Start without the genesis models
+        #[arg(long)]
+        empty: bool,
     },
     /// Current epoch, epoch mode and model counts
     Status {
@@ -36,8 +39,15 @@ pub fn run(cmd: DevnetCommand, store: &StoreArgs) -> Result<i32> {
     let store = store.open()?;
     let dir = devnet_dir(store.root());
     match cmd {
-        DevnetCommand::Init { epoch_duration } => {
-            let devnet = Devnet::init(&dir, epoch_duration.as_deref())?;
+        DevnetCommand::Init {
+            epoch_duration,
+            empty,
+        } => {
+            let options = DevnetOptions {
+                epoch_duration,
+                genesis: !empty,
+            };
+            let devnet = Devnet::init(&dir, &options)?;
             println!(
                 "devnet created in {} (epoch {})",
                 dir.display(),

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use soma_flow_stages::network::devnet::Devnet;
+use soma_flow_stages::network::devnet::{Devnet, DevnetOptions};
 use soma_flow_stages::network::lifecycle::{commit, fetch_revealed_weights, reveal, ModelTerms};
 use soma_flow_stages::network::Network;
 
@@ -62,7 +62,7 @@ fn main() {
         peak_rss_mib()
     );
 
-    let devnet = Devnet::init(&dir.path().join("devnet"), None).unwrap();
+    let devnet = Devnet::init(&dir.path().join("devnet"), &DevnetOptions::default()).unwrap();
     let (signer, _) = devnet.identity().unwrap();
     let bucket = format!("file://{}", dir.path().join("bucket").display());
     let keys = dir.path().join("keys");

@@ -111,6 +111,14 @@ impl Signer {
         })
     }
 
+    /// A signer whose secret is known to anyone holding `seed` (the devnet's genesis
+    /// owners).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(seed),
+        }
+    }
+
     /// Parses a Base58 secret: a 32-byte seed or a 64-byte seed+public keypair.
     /// `origin` names the source in errors (e.g. "SOMA_SECRET_KEY").
     pub fn from_base58(secret: &str, origin: &str) -> Result<Self, IdentityError> {

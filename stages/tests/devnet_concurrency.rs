@@ -6,7 +6,7 @@ use std::process::Command;
 
 use soma_flow_stages::crypto::Hash256;
 use soma_flow_stages::identity::Signer;
-use soma_flow_stages::network::devnet::Devnet;
+use soma_flow_stages::network::devnet::{Devnet, DevnetOptions};
 use soma_flow_stages::network::{Commitments, Manifest, ModelState, Network};
 
 const CHILD_DIR_ENV: &str = "SOMA_FLOW_TEST_HAMMER_DIR";
@@ -50,7 +50,7 @@ fn hammer_child_process() {
 fn a_process_killed_mid_write_leaves_a_consistent_ledger() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("devnet");
-    Devnet::init(&dir, None).unwrap();
+    Devnet::init(&dir, &DevnetOptions::default()).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["hammer_child_process", "--exact", "--quiet"])
         .env(CHILD_DIR_ENV, &dir)
@@ -90,7 +90,7 @@ fn a_process_killed_mid_write_leaves_a_consistent_ledger() {
 fn concurrent_processes_and_threads_lose_no_request() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("devnet");
-    Devnet::init(&dir, None).unwrap();
+    Devnet::init(&dir, &DevnetOptions::default()).unwrap();
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {

@@ -5,7 +5,7 @@ mod network_fixtures;
 use network_fixtures::*;
 use soma_flow_stages::crypto::ContentKey;
 use soma_flow_stages::identity::{IdentitySource, Signer};
-use soma_flow_stages::network::devnet::Devnet;
+use soma_flow_stages::network::devnet::{Devnet, DevnetOptions};
 use soma_flow_stages::network::lifecycle::{
     commit, fetch_revealed_weights, reveal, LifecycleError, ModelTerms, RecordStatus, RevealOutcome,
 };
@@ -21,7 +21,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let devnet = Devnet::init(&dir.path().join("devnet"), None).unwrap();
+        let devnet = Devnet::init(&dir.path().join("devnet"), &DevnetOptions::default()).unwrap();
         let (signer, source) = devnet.identity().unwrap();
         assert!(matches!(
             source,
@@ -381,7 +381,14 @@ async fn tampered_ciphertext_is_detected_and_not_written() {
 #[tokio::test]
 async fn timed_epochs_follow_the_clock_and_refuse_manual_advance() {
     let dir = tempfile::tempdir().unwrap();
-    let devnet = Devnet::init(&dir.path().join("devnet"), Some("1s")).unwrap();
+    let devnet = Devnet::init(
+        &dir.path().join("devnet"),
+        &DevnetOptions {
+            epoch_duration: Some("1s".into()),
+            genesis: false,
+        },
+    )
+    .unwrap();
     let (signer, _) = devnet.identity().unwrap();
     let start = devnet.current_epoch().unwrap();
     let err = devnet.advance_epoch().unwrap_err();
@@ -438,11 +445,18 @@ fn devnet_init_refuses_an_existing_devnet_and_open_requires_init() {
     let path = dir.path().join("devnet");
     let err = Devnet::open(&path).unwrap_err();
     assert!(err.to_string().contains("soma-flow devnet init"), "{err}");
-    Devnet::init(&path, None).unwrap();
-    let err = Devnet::init(&path, None).unwrap_err();
+    Devnet::init(&path, &DevnetOptions::default()).unwrap();
+    let err = Devnet::init(&path, &DevnetOptions::default()).unwrap_err();
     assert!(err.to_string().contains("already initialised"), "{err}");
-    let err = Devnet::init(&dir.path().join("other"), Some("soon")).unwrap_err();
+    let err = Devnet::init(
+        &dir.path().join("other"),
+        &DevnetOptions {
+            epoch_duration: Some("soon".into()),
+            genesis: false,
+        },
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("not a duration"), "{err}");
-    let net = Devnet::open_or_init(&path).unwrap();
+    let net = Devnet::open_or_init(&path, &DevnetOptions::default()).unwrap();
     assert_eq!(net.status().unwrap().epoch, 0);
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
 use soma_flow_stages::model::{ArchConfig, Preset, SomaModel};
 use soma_flow_stages::noise::normal_array;
@@ -23,31 +25,45 @@ fn weights_saved_by_soma_models_infer_as_v1_tiny() {
     assert_eq!(config, Preset::V1Tiny.config());
 }
 
-#[test]
-fn scores_match_soma_models_on_every_blob() {
-    let expected = expected();
+/// Rust's score of the weights at `path` on each case's blob equals soma-models'.
+fn assert_scores_match(path: &Path, cases: &[Case], seed: u64) {
     let device = Default::default();
-    let model =
-        SomaModel::<B>::load_inferred(&fixture_weights(), TINY_HEADS, 0.0, &device).unwrap();
-    for case in &expected.cases {
+    let model = SomaModel::<B>::load_inferred(path, TINY_HEADS, 0.0, &device).unwrap();
+    for case in cases {
+        let what = format!("{} on {}", path.display(), case.blob);
         let data = std::fs::read(fixtures().join(&case.blob)).unwrap();
-        let (loss, embedding) = score_model(&model, &data, expected.seed, &device).unwrap();
-        assert_close(
-            &format!("{} loss", case.blob),
-            loss,
-            case.loss,
-            case.loss.abs(),
-        );
+        let (loss, embedding) = score_model(&model, &data, seed, &device).unwrap();
+        assert_close(&format!("{what}: loss"), loss, case.loss, case.loss.abs());
         assert_eq!(embedding.len(), case.embedding.len());
         let scale = rms(&case.embedding);
         for (i, (a, e)) in embedding.iter().zip(&case.embedding).enumerate() {
             assert_close(
-                &format!("{} embedding[{i}]", case.blob),
+                &format!("{what}: embedding[{i}]"),
                 *a,
                 *e,
                 e.abs().max(scale),
             );
         }
+    }
+}
+
+#[test]
+fn scores_match_soma_models_on_every_blob() {
+    let expected = expected();
+    assert_scores_match(&fixture_weights(), &expected.cases, expected.seed);
+}
+
+/// Weights trained by soma-flow (the devnet's genesis models, from the `train`
+/// stage) load in soma-models, which writes them back unchanged and scores them as
+/// soma-flow does.
+#[test]
+fn trained_weights_score_the_same_in_soma_models() {
+    let expected = trained_expected();
+    assert_eq!(expected.models.len(), 2);
+    let genesis = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/genesis");
+    for model in &expected.models {
+        assert!(model.resaved_identically, "{}", model.weights);
+        assert_scores_match(&genesis.join(&model.weights), &model.cases, expected.seed);
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use moto::{create_bucket, free_port, start_moto, ServerProcess};
 use network_fixtures::*;
 use soma_flow_stages::crypto::CtrStream;
-use soma_flow_stages::network::devnet::Devnet;
+use soma_flow_stages::network::devnet::{Devnet, DevnetOptions};
 use soma_flow_stages::network::lifecycle::{commit, fetch_revealed_weights, reveal, RevealOutcome};
 use soma_flow_stages::network::Network;
 use soma_flow_stages::storage::{self, StorageError};
@@ -54,7 +54,7 @@ fn commit_reveal_and_fetch_through_a_local_s3_server() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let devnet = Devnet::init(&dir.path().join("devnet"), None).unwrap();
+        let devnet = Devnet::init(&dir.path().join("devnet"), &DevnetOptions::default()).unwrap();
         let (signer, _) = devnet.identity().unwrap();
         let keys = dir.path().join("keys");
         let base = format!("s3://{BUCKET}/runs/1");

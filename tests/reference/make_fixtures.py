@@ -16,6 +16,8 @@ exactly (numpy); `--unpatched` writes the plain soma-models numbers instead.
 
 Usage (in a venv with `pip install 'soma-models[flax]==0.1.7' soma-arrgen==0.1.0`):
   make_fixtures.py                 write tests/reference/fixtures/
+  make_fixtures.py --trained       only the scores of the trained genesis models
+                                   (trained_expected.json)
   make_fixtures.py --check-rust D  load weights written by the Rust code
                                    (`cargo run -p soma-flow-stages --example
                                    export_rust_weights -- D`) and compare the
@@ -171,6 +173,37 @@ def write_fixtures():
     print("versions:", expected["versions"])
 
 
+def resaves_identically(path, model, scratch):
+    """soma-models writes back exactly the tensors it read."""
+    model.save(str(scratch))
+    original, again = load_file(str(path)), load_file(str(scratch))
+    return original.keys() == again.keys() and all(np.array_equal(original[k], again[k]) for k in original)
+
+
+def write_trained():
+    """Scores, by soma-models, of models trained by soma-flow's `train` stage.
+
+    The devnet's genesis models (stages/assets/genesis/, made by its genesis.yaml)
+    are such models: the Rust tests check that soma-flow scores them as soma-models
+    does, which shows trained weights load in soma-models and score the same there.
+    """
+    genesis = HERE.parent.parent / "stages" / "assets" / "genesis"
+    blobs = sorted(FIXTURES.glob("blob_*.bin"))
+    models = []
+    for weights in sorted(genesis.glob("genesis-*.safetensors")):
+        model = load_model(weights)
+        same = resaves_identically(weights, model, FIXTURES / "resaved.tmp.safetensors")
+        (FIXTURES / "resaved.tmp.safetensors").unlink()
+        cases = []
+        for blob in blobs:
+            loss, embedding = chain_score(model, blob.read_bytes(), SEED)
+            cases.append(dict(blob=blob.name, loss=loss, embedding=embedding))
+            print(f"{weights.name} {blob.name}: loss {loss:.6f}")
+        models.append(dict(weights=weights.name, resaved_identically=same, cases=cases))
+    expected = dict(versions=versions(), seed=SEED, models=models)
+    (FIXTURES / "trained_expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+
+
 def close(a, b, scale, rel=1e-5):
     """Same bound as the Rust tests: 1e-5 relative to max(|b|, scale)."""
     return abs(a - b) <= rel * max(abs(b), scale)
@@ -189,10 +222,7 @@ def check_rust(directory):
         path = directory / entry["file"]
         model = load_model(path)
         # Same bytes in and out: re-saving through soma-models reproduces every tensor.
-        resaved = directory / ("resaved_" + entry["file"])
-        model.save(str(resaved))
-        original, again = load_file(str(path)), load_file(str(resaved))
-        same = original.keys() == again.keys() and all(np.array_equal(original[k], again[k]) for k in original)
+        same = resaves_identically(path, model, directory / ("resaved_" + entry["file"]))
         print(f"{entry['file']}: soma-models re-save bit-identical: {same}")
         ok &= same
         for case in entry["cases"]:
@@ -211,11 +241,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check-rust", metavar="DIR")
     parser.add_argument("--unpatched", action="store_true", help="keep soma-models' own RoPE division")
+    parser.add_argument("--trained", action="store_true", help="only write trained_expected.json")
     args = parser.parse_args()
     soma_attention.apply_rope = SOMA_APPLY_ROPE if args.unpatched else ieee_apply_rope
     if args.check_rust:
         sys.exit(0 if check_rust(args.check_rust) else 1)
-    write_fixtures()
+    if not args.trained:
+        write_fixtures()
+    write_trained()
 
 
 if __name__ == "__main__":

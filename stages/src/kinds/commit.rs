@@ -82,6 +82,10 @@ impl StageKind for CommitKind {
         with.network.check()
     }
 
+    fn irreproducible(&self, _: &CommitWith) -> Option<&'static str> {
+        Some("each commit encrypts with a fresh random key")
+    }
+
     fn run(&self, with: &CommitWith, ctx: &RunContext<'_>) -> Result<Outcome> {
         let devnet = with.network.open(ctx.store)?;
         let signer = with.network.signer(ctx)?;

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use soma_flow_engine::{RunContext, WithError};
 
 use crate::identity::{self, IdentitySource, Signer};
-use crate::network::devnet::Devnet;
+use crate::network::devnet::{Devnet, DevnetOptions};
 
 /// How a network stage reaches the network and signs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkWith {
     /// `devnet`: the embedded devnet in the store (the only network soma-flow can reach
@@ -27,6 +27,29 @@ pub struct NetworkWith {
     /// when neither is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// Whether a devnet this stage creates starts with the genesis models revealed
+    /// (the competitors a fresh machine can fetch).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub genesis: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for NetworkWith {
+    fn default() -> Self {
+        Self {
+            name: NetworkName::default(),
+            epoch_duration: None,
+            key_file: None,
+            genesis: true,
+        }
+    }
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -57,18 +80,11 @@ impl NetworkWith {
     }
 
     pub fn open(&self, store: &Path) -> Result<Devnet> {
-        let dir = devnet_dir(store);
-        if dir.join(crate::network::devnet::CONFIG_FILE).exists() {
-            return Ok(Devnet::open(&dir)?);
-        }
-        match Devnet::init(&dir, self.epoch_duration.as_deref()) {
-            Ok(d) => Ok(d),
-            // Another process created it first.
-            Err(_) if dir.join(crate::network::devnet::CONFIG_FILE).exists() => {
-                Ok(Devnet::open(&dir)?)
-            }
-            Err(e) => Err(e).context("cannot create the devnet"),
-        }
+        let options = DevnetOptions {
+            epoch_duration: self.epoch_duration.clone(),
+            genesis: self.genesis,
+        };
+        Devnet::open_or_init(&devnet_dir(store), &options).context("cannot open the devnet")
     }
 
     /// The signer, saying (in the run summary) when a throwaway identity was created.

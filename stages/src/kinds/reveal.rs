@@ -1,15 +1,19 @@
 //! `reveal`: publish the decryption key and embedding of a commit in its reveal epoch.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
 use super::commit::read_record;
 use super::network::{key_dir, NetworkWith};
 use crate::network::lifecycle::{self, RevealOutcome};
+use crate::network::Network;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,11 +39,11 @@ impl StageKind for RevealKind {
     type With = RevealWith;
     const NAME: &'static str = "reveal";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "Reveals a commit's key and embedding in the epoch after the commit (deferred before it)";
+    const ABOUT: &'static str = "Reveals a commit's key and embedding in the epoch after the \
+         commit (deferred before it); without a `commit` input, the signer's pending one";
 
     fn inputs(&self, _: &RevealWith) -> Inputs {
-        Inputs::Fixed(vec![InputPort::required("commit")])
+        Inputs::Fixed(vec![InputPort::optional("commit")])
     }
 
     fn outputs(&self, _: &RevealWith) -> Vec<String> {
@@ -61,10 +65,56 @@ impl StageKind for RevealKind {
         Ok(())
     }
 
+    /// A reveal of "whatever is pending" holds only while nothing new is pending.
+    fn revalidate(
+        &self,
+        with: &RevealWith,
+        outputs: &BTreeMap<String, PathBuf>,
+        store: &Path,
+    ) -> Result<(), String> {
+        let Ok(bytes) = std::fs::read(&outputs["revealed"]) else {
+            return Err("the reveal record is unreadable".into());
+        };
+        let recorded: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let Some(owner) = recorded["pending_of"].as_str() else {
+            return Ok(());
+        };
+        let owner = owner
+            .parse()
+            .map_err(|_| "the reveal record names no valid owner")?;
+        let devnet = with.network.open(store).map_err(|e| e.to_string())?;
+        let epoch = devnet.current_epoch().map_err(|e| e.to_string())?;
+        let models = devnet.models_owned_by(&owner).map_err(|e| e.to_string())?;
+        match models.iter().find(|m| {
+            m.pending
+                .as_ref()
+                .is_some_and(|p| epoch <= p.reveal_epoch())
+        }) {
+            Some(m) => Err(format!("model {} has a commit awaiting reveal", m.id)),
+            None => Ok(()),
+        }
+    }
+
+    fn irreproducible(&self, _: &RevealWith) -> Option<&'static str> {
+        Some("its record holds the network's epochs")
+    }
+
     fn run(&self, with: &RevealWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let record = read_record(ctx.input("commit").expect("required input"))?;
         let devnet = with.network.open(ctx.store)?;
         let signer = with.network.signer(ctx)?;
+        let owner = signer.public_key();
+        let record = match ctx.input("commit") {
+            Some(path) => read_record(path)?,
+            None => match lifecycle::pending_record(&devnet, &signer, &key_dir(ctx.store))? {
+                Some(record) => record,
+                None => {
+                    ctx.note(format!("nothing to reveal: no pending commit of {owner}"));
+                    let nothing = json!({ "pending_of": owner.to_string(), "model_id": null });
+                    std::fs::write(ctx.output("revealed"), serde_json::to_vec_pretty(&nothing)?)?;
+                    return Ok(Outcome::Done);
+                }
+            },
+        };
         let wait = with
             .wait
             .as_deref()
@@ -94,13 +144,16 @@ impl StageKind for RevealKind {
             RevealOutcome::Missed { .. } => anyhow::bail!("model {}: {outcome}", record.model_id),
             RevealOutcome::Revealed { epoch } | RevealOutcome::AlreadyRevealed { epoch } => {
                 ctx.note(format!("model {}: {outcome}; it is Active", record.model_id));
-                let revealed = serde_json::json!({
+                let mut revealed = json!({
                     "model_id": record.model_id,
                     "commit_epoch": record.commit_epoch,
                     "reveal_epoch": epoch,
                     "checksum": record.manifest.checksum,
                     "url": record.manifest.url,
                 });
+                if ctx.input("commit").is_none() {
+                    revealed["pending_of"] = json!(owner.to_string());
+                }
                 std::fs::write(ctx.output("revealed"), serde_json::to_vec_pretty(&revealed)?)?;
                 Ok(Outcome::Done)
             }

@@ -58,7 +58,7 @@ pub struct Scores {
 impl StageKind for ScoreKind {
     type With = ScoreWith;
     const NAME: &'static str = "score";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "On-chain loss and embedding of models on a data blob, and the winner";
 
@@ -76,8 +76,10 @@ impl StageKind for ScoreKind {
         ])
     }
 
+    /// `winner` is the winning model's weights, so that a pipeline can go on from
+    /// the best of its candidates (e.g. average with the strongest competitor).
     fn outputs(&self, _: &ScoreWith) -> Vec<String> {
-        vec!["scores".into()]
+        vec!["scores".into(), "winner".into()]
     }
 
     fn uses_backend(&self, _: &ScoreWith) -> bool {
@@ -121,6 +123,7 @@ impl StageKind for ScoreKind {
         let scores = label(&reports, &names, with.seed, target.as_deref())?;
         ctx.note(table(&scores));
         std::fs::write(ctx.output("scores"), serde_json::to_vec_pretty(&scores)?)?;
+        link_or_copy(&paths[scores.winner], &ctx.output("winner"))?;
         Ok(Outcome::Done)
     }
 }
@@ -201,6 +204,16 @@ pub fn table(scores: &Scores) -> String {
         scores.seed, scores.blobs
     ));
     out
+}
+
+/// Stored inputs are immutable, so a hard link is as good as a copy and costs
+/// nothing for 4.8 GB weights; across file systems it falls back to copying.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
 }
 
 /// The blobs to score: each document is one blob (a file is one document); empty

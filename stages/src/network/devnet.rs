@@ -97,24 +97,72 @@ fn parse_duration(dir: &Path, text: &str) -> Result<Duration, NetworkError> {
     }
 }
 
+/// How a new devnet is set up.
+#[derive(Debug, Clone, Default)]
+pub struct DevnetOptions {
+    /// Epoch length (e.g. `"24h"`) makes epochs follow the clock; `None` makes them
+    /// manual.
+    pub epoch_duration: Option<String>,
+    /// Start with the genesis models revealed and Active ([`super::genesis`]).
+    pub genesis: bool,
+}
+
 impl Devnet {
-    /// Creates a devnet in `dir` with epoch 0 starting now. `epoch_duration` (e.g.
-    /// `"24h"`) makes epochs follow the clock; `None` makes them manual.
-    /// Refuses a directory that already holds a devnet.
-    pub fn init(dir: &Path, epoch_duration: Option<&str>) -> Result<Self, NetworkError> {
-        if let Some(text) = epoch_duration {
+    /// Creates a devnet in `dir` with epoch 0 starting now. Refuses a directory that
+    /// already holds a devnet.
+    ///
+    /// The devnet is built in a sibling directory and moved into place complete, so
+    /// a concurrent opener never sees it half-made (e.g. without its genesis models),
+    /// and a process killed during init leaves no devnet behind.
+    pub fn init(dir: &Path, options: &DevnetOptions) -> Result<Self, NetworkError> {
+        if let Some(text) = &options.epoch_duration {
             parse_duration(dir, text)?;
         }
+        let already = || devnet_error(dir, "already initialised");
+        if dir.join(CONFIG_FILE).exists() {
+            return Err(already());
+        }
+        let io = |what: &str, e: std::io::Error| devnet_error(dir, format!("{what}: {e}"));
+        let name = dir
+            .file_name()
+            .ok_or_else(|| devnet_error(dir, "not a directory name"))?;
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(|e| io("cannot create its parent", e))?;
+        let published = parent
+            .canonicalize()
+            .map_err(|e| io("cannot resolve its parent", e))?
+            .join(name);
+        let building = tempfile::Builder::new()
+            .prefix(".devnet-init-")
+            .tempdir_in(parent)
+            .map_err(|e| io("cannot create a staging directory", e))?;
         let config = DevnetConfig {
             genesis_unix_ms: now_unix_ms(),
-            epoch_duration: epoch_duration.map(str::to_owned),
+            epoch_duration: options.epoch_duration.clone(),
         };
         let json = serde_json::to_vec_pretty(&config).expect("config serialises");
-        let path = dir.join(CONFIG_FILE);
-        private_file::write(&path, &json, Existing::Refuse).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => devnet_error(dir, "already initialised"),
-            _ => devnet_error(dir, format!("cannot write {CONFIG_FILE}: {e}")),
-        })?;
+        private_file::write(&building.path().join(CONFIG_FILE), &json, Existing::Refuse)
+            .map_err(|e| io(&format!("cannot write {CONFIG_FILE}"), e))?;
+        {
+            let mut conn = open_ledger(&building.path().join(LEDGER_FILE))?;
+            if options.genesis {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                super::genesis::seed(&tx, building.path(), &published)?;
+                tx.commit()?;
+            }
+        }
+        // `rename` replaces an empty directory but never one with contents: of two
+        // concurrent inits, the second fails here and finds the first's devnet.
+        match std::fs::rename(building.path(), dir) {
+            Ok(()) => {
+                let _ = building.keep();
+            }
+            Err(_) if dir.join(CONFIG_FILE).exists() => return Err(already()),
+            Err(e) => return Err(io("cannot move the new devnet into place", e)),
+        }
         Self::open(dir)
     }
 
@@ -145,13 +193,13 @@ impl Devnet {
         })
     }
 
-    /// Opens the devnet in `dir`, first creating one with manual epochs if there is
-    /// none. Concurrent first uses agree on a single devnet.
-    pub fn open_or_init(dir: &Path) -> Result<Self, NetworkError> {
+    /// Opens the devnet in `dir`, first creating one with `options` if there is none.
+    /// Concurrent first uses agree on a single devnet.
+    pub fn open_or_init(dir: &Path, options: &DevnetOptions) -> Result<Self, NetworkError> {
         if dir.join(CONFIG_FILE).exists() {
             return Self::open(dir);
         }
-        match Self::init(dir, None) {
+        match Self::init(dir, options) {
             // Another process initialised it in the meantime.
             Err(_) if dir.join(CONFIG_FILE).exists() => Self::open(dir),
             result => result,

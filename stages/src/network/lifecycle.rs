@@ -117,6 +117,17 @@ pub enum LifecycleError {
         model_id: ModelId,
         commit_epoch: Epoch,
     },
+    #[error("cannot write {path}: {source}")]
+    KeyDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "model {model_id} has a commit awaiting reveal, but {} is missing: it was committed \
+         with another key directory (keep the store's keys/ between scheduled runs)",
+        path.display()
+    )]
+    NoLocalCommit { model_id: ModelId, path: PathBuf },
     #[error("model {0} has no revealed weights")]
     NotRevealed(ModelId),
     #[error("background task failed: {0}")]
@@ -126,6 +137,47 @@ pub enum LifecycleError {
 /// Where the decryption key of a commit is kept until its reveal.
 pub fn key_path(key_dir: &Path, model_id: ModelId, commitments: &Commitments) -> PathBuf {
     key_dir.join(format!("model-{model_id}-{}.key", commitments.key))
+}
+
+/// Where the embedding of a commit is kept beside its key, so that the commit can be
+/// revealed from the key directory and the network alone (a scheduled job that
+/// reveals in the epoch after the run that committed).
+fn embedding_path(key_dir: &Path, model_id: ModelId, commitments: &Commitments) -> PathBuf {
+    key_dir.join(format!(
+        "model-{model_id}-{}.embedding.json",
+        commitments.key
+    ))
+}
+
+/// The signer's commit that can still be revealed (now or from the next epoch),
+/// rebuilt from the network and the key directory; `None` when there is none.
+pub fn pending_record(
+    network: &dyn Network,
+    signer: &Signer,
+    key_dir: &Path,
+) -> Result<Option<CommitRecord>, LifecycleError> {
+    let current_epoch = network.current_epoch()?;
+    for model in network.models_owned_by(&signer.public_key())? {
+        let Some(p) = model.pending.filter(|p| current_epoch <= p.reveal_epoch()) else {
+            continue;
+        };
+        let path = embedding_path(key_dir, model.id, &p.commitments);
+        let embedding = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| LifecycleError::NoLocalCommit {
+                model_id: model.id,
+                path: path.clone(),
+            })?;
+        return Ok(Some(CommitRecord {
+            model_id: model.id,
+            commit_epoch: p.commit_epoch,
+            manifest: p.manifest,
+            commitments: p.commitments,
+            embedding,
+        }));
+    }
+    Ok(None)
 }
 
 /// The ciphertext's object name under the storage URL; unique per commit.
@@ -248,6 +300,15 @@ pub async fn commit(
     // The key is on disk before anything is published, so a crash can never leave a
     // commit that its owner is unable to reveal.
     key.save(&key_path(key_dir, model.id, &commitments))?;
+    crate::private_file::write(
+        &embedding_path(key_dir, model.id, &commitments),
+        &serde_json::to_vec(embedding).expect("finite floats serialise"),
+        crate::private_file::Existing::Replace,
+    )
+    .map_err(|source| LifecycleError::KeyDir {
+        path: embedding_path(key_dir, model.id, &commitments),
+        source,
+    })?;
     let url = storage::join_url(storage_url, &object_name(model.id, &commitments));
     let sent = storage::upload(weights_path, &url, CtrStream::keyed(&key)).await?;
     if sent.input != weights {

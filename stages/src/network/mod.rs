@@ -3,6 +3,7 @@
 //! locally; a real chain client would implement the same [`Network`] trait.
 
 pub mod devnet;
+pub mod genesis;
 pub mod lifecycle;
 
 use serde::{Deserialize, Serialize};

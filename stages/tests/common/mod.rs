@@ -29,6 +29,27 @@ pub struct NoiseCase {
     pub values: Vec<f32>,
 }
 
+/// `trained_expected.json`: soma-models' scores of models trained by soma-flow.
+#[derive(Debug, Deserialize)]
+pub struct TrainedExpected {
+    pub seed: u64,
+    pub models: Vec<TrainedModel>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TrainedModel {
+    /// A file in stages/assets/genesis/.
+    pub weights: String,
+    pub resaved_identically: bool,
+    pub cases: Vec<Case>,
+}
+
+pub fn trained_expected() -> TrainedExpected {
+    let path = fixtures().join("trained_expected.json");
+    serde_json::from_slice(&std::fs::read(path).expect("fixtures/trained_expected.json"))
+        .expect("valid trained_expected.json")
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/fixtures")
 }
