@@ -1,5 +1,5 @@
 //! The generic commands of the `soma-flow` binary: run, validate, status, dag, path,
-//! runs, rerun, gc, schema. The binary adds its domain commands beside these.
+//! runs, rerun, report, gc, schema. The binary adds its domain commands beside these.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::kind::Registry;
 use crate::pipeline::{self, LoadError, LoadOptions, Plan};
 use crate::progress::fmt_duration;
 use crate::record::{self, RunRecord, StageStatus};
+use crate::report;
 use crate::store::{self, Store};
 
 /// Exit code for usage and validation errors.
@@ -105,6 +106,13 @@ pub enum Command {
         id: String,
         #[command(flatten)]
         exec: ExecArgs,
+    },
+    /// Write an HTML report of a recorded run (graph, timeline, stages, notes, images)
+    Report {
+        id: String,
+        /// Directory for index.html and the PNG outputs [default: report-<run id>]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Remove stored objects that no run record references
     Gc {
@@ -200,13 +208,6 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
         Command::Rerun { id, exec } => {
             let store = store.open()?;
             let rec = record::find(&store, &id)?;
-            let opts = LoadOptions {
-                registry: &env.registry,
-                overrides: &rec.overrides,
-                backend: Some(&rec.backend),
-                check_backend: &env.check_backend,
-            };
-            let source = Source::new(&rec.pipeline, rec.pipeline_source.clone());
             eprintln!(
                 "rerunning {} ({}) with {} override(s), backend {}",
                 rec.id,
@@ -214,13 +215,21 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
                 rec.overrides.len(),
                 rec.backend
             );
-            match pipeline::load_source(source, &opts) {
+            match load_recorded(env, &rec, &env.check_backend) {
                 Ok(plan) => run_plan(plan, store, &exec, rec.overrides.clone()),
                 Err(e) => {
                     eprintln!("{e}");
                     Ok(EXIT_USAGE)
                 }
             }
+        }
+        Command::Report { id, out } => {
+            let store = store.open()?;
+            let rec = record::find(&store, &id)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("report-{}", rec.id)));
+            let index = report::write(&store, &rec, &recorded_dependencies(env, &rec), &out)?;
+            println!("{}", index.display());
+            Ok(0)
         }
         Command::Gc { dry_run } => gc(&store.open()?, dry_run),
         Command::Schema => {
@@ -229,6 +238,37 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
                 serde_json::to_string_pretty(&crate::schema::pipeline_schema(&env.registry))?
             );
             Ok(0)
+        }
+    }
+}
+
+/// The plan of a recorded run: its recorded pipeline text, params and backend, so that
+/// later edits to the file change nothing.
+fn load_recorded(
+    env: &Env,
+    rec: &RunRecord,
+    check_backend: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<Plan, LoadError> {
+    let opts = LoadOptions {
+        registry: &env.registry,
+        overrides: &rec.overrides,
+        backend: Some(&rec.backend),
+        check_backend,
+    };
+    pipeline::load_source(
+        Source::new(&rec.pipeline, rec.pipeline_source.clone()),
+        &opts,
+    )
+}
+
+/// The stage graph of a recorded run.
+fn recorded_dependencies(env: &Env, rec: &RunRecord) -> report::Dependencies {
+    // Nothing runs: a backend this build lacks must not hide the graph.
+    match load_recorded(env, rec, &|_| Ok(())) {
+        Ok(plan) => Ok(dag::edges(&plan.stages)),
+        Err(e) => {
+            eprintln!("warning: the recorded pipeline does not load, so the report's graph has no arrows:\n{e}");
+            Err(e.to_string())
         }
     }
 }
@@ -283,15 +323,11 @@ pub fn print_summary(r: &RunRecord) {
         "stage", "kind", "status", "time"
     );
     for (name, s) in &r.stages {
-        let time = if s.status == StageStatus::Skipped {
-            "-".to_string()
-        } else {
-            fmt_duration(std::time::Duration::from_millis(s.duration_ms))
-        };
         println!(
-            "{name:<24} {:<18} {:<9} {time:>8}",
+            "{name:<24} {:<18} {:<9} {:>8}",
             s.kind,
-            s.status.label()
+            s.status.label(),
+            s.time_label()
         );
         if let (Some(msg), StageStatus::Failed | StageStatus::Deferred) = (&s.message, s.status) {
             for line in msg.lines() {
