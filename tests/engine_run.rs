@@ -411,3 +411,123 @@ fn with_deps_enter_the_cache_key() {
     assert_eq!(p.run(&["run", "deps.yaml"]).code(), 0);
     assert_eq!(statuses(&p.last_record())[0].1, "ran");
 }
+
+/// A valid 1x1 PNG, and its base64 as the report embeds it.
+const TINY_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+const TINY_PNG_BASE64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==";
+
+#[test]
+fn report_is_one_self_contained_page_with_the_pngs_beside_it() {
+    let p = Project::new();
+    std::fs::write(p.path().join("tiny.png"), TINY_PNG).unwrap();
+    p.write(
+        "plots.yaml",
+        r#"
+name: plots
+stages:
+  plot:
+    kind: command
+    with:
+      run: >-
+        cp "$SOMA_FLOW_PIPELINE_DIR/tiny.png" outputs/curve;
+        mkdir -p outputs/plots/train; cp "$SOMA_FLOW_PIPELINE_DIR/tiny.png" outputs/plots/train/loss;
+        echo not a picture > outputs/plots/readme; echo text > outputs/text
+      outs: [curve, plots, text]
+  measure:
+    kind: command
+    inputs: { c: plot.curve }
+    with: { run: "wc -c < inputs/c > outputs/size", outs: [size] }
+  finish:
+    kind: command
+    needs: [measure]
+    with: { run: "true" }
+"#,
+    );
+    let run = p.run(&["run", "plots.yaml"]);
+    assert_eq!(run.code(), 0, "{}", run.all());
+    let id = p.last_record()["id"].as_str().unwrap().to_string();
+
+    let out = p.run(&["report", &id, "--out", "rep"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let index = p.path().join("rep/index.html");
+    assert_eq!(out.stdout().trim(), "rep/index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    for stage in ["plot", "measure", "finish"] {
+        assert!(
+            html.contains(&format!(">{stage}</text>")),
+            "{stage} in the graph"
+        );
+        assert!(
+            html.contains(&format!("<td>{stage}</td>")),
+            "{stage} in the table"
+        );
+    }
+    assert_eq!(html.matches("<svg").count(), 2, "graph and timeline");
+    assert!(
+        html.contains("<title>plot → measure: curve→c</title>"),
+        "data arrow"
+    );
+    assert!(
+        html.contains("<title>measure → finish: needs</title>"),
+        "needs arrow"
+    );
+    assert!(html.contains(&id));
+    assert_eq!(
+        html.matches(&format!("data:image/png;base64,{TINY_PNG_BASE64}\""))
+            .count(),
+        2,
+        "the curve file and the PNG inside the plots directory, not the text"
+    );
+    assert!(html.contains("<code>plot.plots/train/loss</code>"));
+    assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("src=\"http"));
+    for copy in ["plot.curve.png", "plot.plots.train.loss.png"] {
+        assert_eq!(
+            std::fs::read(p.path().join("rep").join(copy)).unwrap(),
+            TINY_PNG,
+            "{copy}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(p.path().join("rep")).unwrap().count(), 3);
+
+    // The default directory is named after the whole id, even when given a prefix,
+    // and a second report into it replaces the first.
+    for _ in 0..2 {
+        let out = p.run(&["report", &id[..12]]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+    }
+    assert!(p
+        .path()
+        .join(format!("report-{id}/plot.curve.png"))
+        .is_file());
+
+    p.write("taken", "a file");
+    let out = p.run(&["report", &id, "--out", "taken"]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(
+        out.stderr().contains("taken exists and is not a directory"),
+        "{}",
+        out.all()
+    );
+}
+
+#[test]
+fn report_of_an_unknown_run_names_it() {
+    let p = Project::new();
+    example(&p);
+    assert_eq!(p.run(&["run", "example.yaml"]).code(), 0);
+    let out = p.run(&["report", "19990101-no-such-run"]);
+    assert_ne!(out.code(), 0);
+    assert!(
+        out.stderr().contains("no run `19990101-no-such-run`"),
+        "{}",
+        out.all()
+    );
+    assert!(!p.path().join("report-19990101-no-such-run").exists());
+}

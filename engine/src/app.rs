@@ -1,5 +1,5 @@
 //! The generic commands of the `soma-flow` binary: run, validate, status, dag, path,
-//! runs, rerun, verify, gc, schema. The binary adds its domain commands beside these.
+//! runs, rerun, verify, report, gc, schema. The binary adds its domain commands beside these.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::kind::Registry;
 use crate::pipeline::{self, LoadError, LoadOptions, Plan};
 use crate::progress::fmt_duration;
 use crate::record::{self, RunRecord, StageStatus};
+use crate::report;
 use crate::store::{self, Store};
 
 /// Exit code for usage and validation errors.
@@ -116,6 +117,13 @@ pub enum Command {
         /// Stages run at once [default: number of cores]
         #[arg(long, short = 'j')]
         jobs: Option<usize>,
+    },
+    /// Write an HTML report of a recorded run (graph, timeline, stages, notes, images)
+    Report {
+        id: String,
+        /// Directory for index.html and the PNG outputs [default: report-<run id>]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Remove stored objects that no run record references
     Gc {
@@ -224,6 +232,14 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
             }
         }
         Command::Verify { id, keep, jobs } => verify(env, &store.open()?, &id, keep, jobs),
+        Command::Report { id, out } => {
+            let store = store.open()?;
+            let rec = record::find(&store, &id)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("report-{}", rec.id)));
+            let index = report::write(&store, &rec, &recorded_dependencies(env, &rec), &out)?;
+            println!("{}", index.display());
+            Ok(0)
+        }
         Command::Gc { dry_run } => gc(&store.open()?, dry_run),
         Command::Schema => {
             println!(
@@ -231,6 +247,37 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
                 serde_json::to_string_pretty(&crate::schema::pipeline_schema(&env.registry))?
             );
             Ok(0)
+        }
+    }
+}
+
+/// The plan of a recorded run: its recorded pipeline text, params and backend, so that
+/// later edits to the file change nothing.
+fn load_recorded(
+    env: &Env,
+    rec: &RunRecord,
+    check_backend: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<Plan, LoadError> {
+    let opts = LoadOptions {
+        registry: &env.registry,
+        overrides: &rec.overrides,
+        backend: Some(&rec.backend),
+        check_backend,
+    };
+    pipeline::load_source(
+        Source::new(&rec.pipeline, rec.pipeline_source.clone()),
+        &opts,
+    )
+}
+
+/// The stage graph of a recorded run.
+fn recorded_dependencies(env: &Env, rec: &RunRecord) -> report::Dependencies {
+    // Nothing runs: a backend this build lacks must not hide the graph.
+    match load_recorded(env, rec, &|_| Ok(())) {
+        Ok(plan) => Ok(dag::edges(&plan.stages)),
+        Err(e) => {
+            eprintln!("warning: the recorded pipeline does not load, so the report's graph has no arrows:\n{e}");
+            Err(e.to_string())
         }
     }
 }
@@ -249,16 +296,9 @@ pub fn load(env: &Env, args: &PipelineArgs) -> Result<Plan, i32> {
     })
 }
 
-/// The plan of a recorded run: its pipeline text as run, its overrides and backend.
+/// The plan of a recorded run, or the exit code after printing why it does not load.
 fn recorded_plan(env: &Env, rec: &RunRecord) -> Result<Plan, i32> {
-    let opts = LoadOptions {
-        registry: &env.registry,
-        overrides: &rec.overrides,
-        backend: Some(&rec.backend),
-        check_backend: &env.check_backend,
-    };
-    let source = Source::new(&rec.pipeline, rec.pipeline_source.clone());
-    pipeline::load_source(source, &opts).map_err(|e| {
+    load_recorded(env, rec, &env.check_backend).map_err(|e| {
         eprintln!("{e}");
         EXIT_USAGE
     })
@@ -358,15 +398,11 @@ pub fn print_summary(r: &RunRecord) {
         "stage", "kind", "status", "time"
     );
     for (name, s) in &r.stages {
-        let time = if s.status == StageStatus::Skipped {
-            "-".to_string()
-        } else {
-            fmt_duration(std::time::Duration::from_millis(s.duration_ms))
-        };
         println!(
-            "{name:<24} {:<18} {:<9} {time:>8}",
+            "{name:<24} {:<18} {:<9} {:>8}",
             s.kind,
-            s.status.label()
+            s.status.label(),
+            s.time_label()
         );
         if let (Some(msg), StageStatus::Failed | StageStatus::Deferred) = (&s.message, s.status) {
             for line in msg.lines() {

@@ -75,8 +75,16 @@ pub enum Format {
     Dot,
 }
 
-/// Edge labels name the artifact passed along, or nothing for `needs`.
-fn edges(stages: &IndexMap<String, PlannedStage>) -> Vec<(String, String, String)> {
+/// A dependency between two stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    /// The artifacts passed along (`output→input`), or empty for `needs`.
+    pub label: String,
+}
+
+pub fn edges(stages: &IndexMap<String, PlannedStage>) -> Vec<Edge> {
     let mut out = Vec::new();
     for s in stages.values() {
         for dep in &s.deps {
@@ -89,7 +97,11 @@ fn edges(stages: &IndexMap<String, PlannedStage>) -> Vec<(String, String, String
                         .map(move |r| format!("{}→{port}", r.output))
                 })
                 .collect();
-            out.push((dep.clone(), s.name.clone(), label.join(", ")));
+            out.push(Edge {
+                from: dep.clone(),
+                to: s.name.clone(),
+                label: label.join(", "),
+            });
         }
     }
     out
@@ -108,7 +120,12 @@ pub fn render(stages: &IndexMap<String, PlannedStage>, format: Format) -> String
                     s.kind.name()
                 ));
             }
-            for (a, b, label) in edges(stages) {
+            for Edge {
+                from: a,
+                to: b,
+                label,
+            } in edges(stages)
+            {
                 if label.is_empty() {
                     out.push_str(&format!("    {} -.-> {}\n", mermaid_id(&a), mermaid_id(&b)));
                 } else {
@@ -130,7 +147,12 @@ pub fn render(stages: &IndexMap<String, PlannedStage>, format: Format) -> String
                     s.kind.name()
                 ));
             }
-            for (a, b, label) in edges(stages) {
+            for Edge {
+                from: a,
+                to: b,
+                label,
+            } in edges(stages)
+            {
                 if label.is_empty() {
                     out.push_str(&format!("    \"{a}\" -> \"{b}\" [style=dashed];\n"));
                 } else {

@@ -14,6 +14,7 @@ pub mod params;
 pub mod pipeline;
 pub mod progress;
 pub mod record;
+pub mod report;
 pub mod schema;
 pub mod store;
 pub mod verify;

@@ -103,6 +103,17 @@ pub struct RunRecord {
     pub stages: IndexMap<String, StageRecord>,
 }
 
+impl StageRecord {
+    /// How long the stage took, or `-` when it never started.
+    pub fn time_label(&self) -> String {
+        if self.status == StageStatus::Skipped {
+            "-".to_string()
+        } else {
+            crate::progress::fmt_duration(std::time::Duration::from_millis(self.duration_ms))
+        }
+    }
+}
+
 impl RunRecord {
     pub fn count(&self, status: StageStatus) -> usize {
         self.stages.values().filter(|s| s.status == status).count()
