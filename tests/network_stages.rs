@@ -71,17 +71,28 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
         "no key before the reveal"
     );
 
-    // The key sits in the store, private, and nowhere else.
-    let keys: Vec<_> = std::fs::read_dir(p.store().join("keys"))
+    // The key sits in the store, private, and nowhere else; beside it the embedding
+    // to reveal with it (so a later run can reveal without this run's record).
+    let mut kept: Vec<_> = std::fs::read_dir(p.store().join("keys"))
         .unwrap()
         .flatten()
+        .map(|e| e.path())
         .collect();
-    assert_eq!(keys.len(), 1);
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        keys[0].metadata().unwrap().permissions().mode() & 0o777,
-        0o600
+    kept.sort();
+    let names: Vec<_> = kept
+        .iter()
+        .map(|k| k.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].ends_with(".embedding.json") && names[1].ends_with(".key"),
+        "{names:?}"
     );
+    use std::os::unix::fs::PermissionsExt;
+    for file in &kept {
+        let mode = file.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
 
     assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
     let second = p.run(&["run", "publish.yaml"]);

@@ -95,15 +95,23 @@ fn train_pipeline_runs_and_verify_shows_it_repeats_bit_for_bit() {
     let verify = p.run(&["verify", &id]);
     assert_eq!(verify.code(), 0, "{}", verify.all());
     let report = verify.stdout();
-    for stage in ["data", "train", "embed"] {
-        let line = report
+    let line = |stage: &str| {
+        report
             .lines()
             .find(|l| l.starts_with(&format!("{stage} ")))
-            .unwrap_or_else(|| panic!("no line for {stage}: {report}"));
-        assert!(line.ends_with("identical"), "{line}");
-    }
+            .unwrap_or_else(|| panic!("no line for {stage}: {report}"))
+            .to_string()
+    };
+    assert!(line("data").ends_with("identical"), "{report}");
+    assert!(line("embed").ends_with("identical"), "{report}");
     assert!(
-        report.contains("not compared: each commit encrypts with a fresh random key"),
+        line("train")
+            .ends_with("identical (not compared: metrics: holds wall-clock timings (tokens/s))"),
+        "the model and curve are compared: {report}"
+    );
+    assert!(
+        line("commit")
+            .ends_with("not compared (record: each commit encrypts with a fresh random key)"),
         "{report}"
     );
     assert!(report.contains("3 stage(s) identical, 0 not"), "{report}");

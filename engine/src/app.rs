@@ -340,10 +340,7 @@ fn verify(env: &Env, store: &Store, id: &str, keep: bool, jobs: Option<usize>) -
         println!("{name:<24} {:<18} {verdict}", original.stages[name].kind);
     }
     let failures = verdicts.iter().filter(|(_, v)| v.is_failure()).count();
-    let identical = verdicts
-        .iter()
-        .filter(|(_, v)| *v == crate::verify::Verdict::Identical)
-        .count();
+    let identical = verdicts.iter().filter(|(_, v)| v.is_identical()).count();
     println!(
         "\n{identical} stage(s) identical, {failures} not, {} not comparable",
         verdicts.len() - identical - failures

@@ -194,10 +194,10 @@ pub trait StageKind: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Why two executions with the same inputs give different outputs (a fresh
-    /// encryption key, the network's clock), or `None` when the outputs are a function
+    /// Why two executions with the same inputs give a different `output` (a fresh
+    /// encryption key, the network's clock, timings), or `None` when it is a function
     /// of the inputs alone. `soma-flow verify` compares only the latter.
-    fn irreproducible(&self, _with: &Self::With) -> Option<&'static str> {
+    fn irreproducible(&self, _with: &Self::With, _output: &str) -> Option<&'static str> {
         None
     }
 }
@@ -211,7 +211,7 @@ pub trait Prepared: Send + Sync {
     fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value>;
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
     fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String>;
-    fn irreproducible(&self) -> Option<&'static str>;
+    fn irreproducible(&self, output: &str) -> Option<&'static str>;
 }
 
 struct PreparedStage<K: StageKind> {
@@ -241,8 +241,8 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String> {
         self.kind.revalidate(&self.with, outputs, store)
     }
-    fn irreproducible(&self) -> Option<&'static str> {
-        self.kind.irreproducible(&self.with)
+    fn irreproducible(&self, output: &str) -> Option<&'static str> {
+        self.kind.irreproducible(&self.with, output)
     }
 }
 

@@ -7,33 +7,51 @@ use std::fmt;
 use crate::pipeline::Plan;
 use crate::record::{RunRecord, StageStatus};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every output has the recorded hash.
-    Identical,
-    /// These outputs differ from the recorded ones.
-    Differs(Vec<String>),
-    /// The kind's outputs are not a function of its inputs (see
-    /// [`crate::StageKind::irreproducible`]).
-    NotComparable(&'static str),
-    /// The recorded run or the repeat has no outputs for the stage.
-    Missing(String),
+/// How one stage of the repeat compares with the recorded run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Outputs with the recorded hash.
+    pub identical: Vec<String>,
+    /// Outputs whose hash differs from the recorded one.
+    pub differs: Vec<String>,
+    /// Outputs the kind declares irreproducible, with its reason
+    /// ([`crate::StageKind::irreproducible`]).
+    pub not_compared: Vec<(String, &'static str)>,
+    /// Why the repeat has nothing to compare (it failed, deferred or was skipped).
+    pub missing: Option<String>,
 }
 
 impl Verdict {
-    /// Whether this verdict disproves reproducibility.
+    /// Whether this stage disproves reproducibility.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Verdict::Differs(_) | Verdict::Missing(_))
+        self.missing.is_some() || !self.differs.is_empty()
+    }
+
+    /// Every compared output is identical, and there was at least one.
+    pub fn is_identical(&self) -> bool {
+        !self.is_failure() && !self.identical.is_empty()
     }
 }
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Identical => f.write_str("identical"),
-            Verdict::Differs(outputs) => write!(f, "DIFFERS: {}", outputs.join(", ")),
-            Verdict::NotComparable(why) => write!(f, "not compared: {why}"),
-            Verdict::Missing(why) => write!(f, "MISSING: {why}"),
+        let not_compared = || {
+            self.not_compared
+                .iter()
+                .map(|(output, why)| format!("{output}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if let Some(why) = &self.missing {
+            write!(f, "MISSING: {why}")
+        } else if !self.differs.is_empty() {
+            write!(f, "DIFFERS: {}", self.differs.join(", "))
+        } else if self.identical.is_empty() {
+            write!(f, "not compared ({})", not_compared())
+        } else if self.not_compared.is_empty() {
+            f.write_str("identical")
+        } else {
+            write!(f, "identical (not compared: {})", not_compared())
         }
     }
 }
@@ -51,33 +69,39 @@ pub fn compare(plan: &Plan, original: &RunRecord, repeat: &RunRecord) -> Vec<(St
         let Some(before) = original.stages.get(name).filter(|s| produced(s.status)) else {
             continue;
         };
-        let verdict = match (stage.prepared.irreproducible(), repeat.stages.get(name)) {
-            (Some(why), _) => Verdict::NotComparable(why),
-            (None, Some(after)) if produced(after.status) => {
-                let differs: Vec<String> = before
-                    .outputs
-                    .iter()
-                    .filter(|(output, a)| after.outputs.get(*output) != Some(*a))
-                    .map(|(output, _)| output.clone())
-                    .collect();
-                if differs.is_empty() {
-                    Verdict::Identical
-                } else {
-                    Verdict::Differs(differs)
+        let mut verdict = Verdict::default();
+        let mut compared = Vec::new();
+        for (output, artifact) in &before.outputs {
+            match stage.prepared.irreproducible(output) {
+                Some(why) => verdict.not_compared.push((output.clone(), why)),
+                None => compared.push((output, artifact)),
+            }
+        }
+        if !compared.is_empty() {
+            match repeat.stages.get(name).filter(|s| produced(s.status)) {
+                Some(after) => {
+                    for (output, artifact) in compared {
+                        match after.outputs.get(output) == Some(artifact) {
+                            true => verdict.identical.push(output.clone()),
+                            false => verdict.differs.push(output.clone()),
+                        }
+                    }
+                }
+                None => {
+                    verdict.missing = Some(match repeat.stages.get(name) {
+                        Some(s) => format!(
+                            "the repeat {}{}",
+                            s.status.label(),
+                            s.message
+                                .as_deref()
+                                .map(|m| format!(": {m}"))
+                                .unwrap_or_default()
+                        ),
+                        None => "the repeat has no such stage".into(),
+                    })
                 }
             }
-            (None, after) => Verdict::Missing(match after {
-                Some(s) => format!(
-                    "the repeat {}{}",
-                    s.status.label(),
-                    s.message
-                        .as_deref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ),
-                None => "the repeat has no such stage".into(),
-            }),
-        };
+        }
         out.push((name.clone(), verdict));
     }
     out

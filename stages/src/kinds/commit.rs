@@ -82,7 +82,7 @@ impl StageKind for CommitKind {
         with.network.check()
     }
 
-    fn irreproducible(&self, _: &CommitWith) -> Option<&'static str> {
+    fn irreproducible(&self, _: &CommitWith, _: &str) -> Option<&'static str> {
         Some("each commit encrypts with a fresh random key")
     }
 

@@ -174,6 +174,10 @@ impl StageKind for DistillKind {
         with.distill.check()
     }
 
+    fn irreproducible(&self, _: &DistillWith, output: &str) -> Option<&'static str> {
+        super::train::training_irreproducible(output)
+    }
+
     fn uses_backend(&self, _: &DistillWith) -> bool {
         true
     }

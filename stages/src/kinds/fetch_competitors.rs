@@ -1,6 +1,7 @@
 //! `fetch-competitors`: revealed models from the network (or plain files), downloaded,
 //! decrypted, checked and validated, as a directory of safetensors with `models.json`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -10,9 +11,10 @@ use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithEr
 
 use super::network::{block_on, NetworkWith};
 use super::score::read_embedding;
+use crate::identity::PublicKey;
 use crate::model::weights::{check_layout, read_header};
 use crate::network::lifecycle::fetch_revealed_weights;
-use crate::network::{ModelInfo, ModelState, Network};
+use crate::network::{ModelInfo, ModelState, Network, RevealedCommit};
 use crate::score::cosine_distance;
 use crate::ArchConfig;
 
@@ -32,12 +34,57 @@ pub struct FetchCompetitorsWith {
     /// outside the network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathBuf>,
+    /// Instead of the competitors, the signer's own revealed model (none before its
+    /// first reveal): what a continuous job trains on from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
     /// Fail the stage when a competitor fails a check (default: skip it with a warning).
     #[serde(default)]
     pub strict: bool,
     /// Attention heads used to validate weights whose shapes match no preset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<usize>,
+}
+
+/// `network.json`: what the network offered when the models were fetched, so that a
+/// cached result is trusted only while it still does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Snapshot {
+    owner: PublicKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<Vec<f32>>,
+    /// (model id, Blake2b of the revealed ciphertext) of each selected model.
+    chosen: Vec<(u64, String)>,
+}
+
+impl Snapshot {
+    fn take(
+        devnet: &dyn Network,
+        with: &FetchCompetitorsWith,
+        owner: PublicKey,
+        target: Option<Vec<f32>>,
+    ) -> Result<(Self, Vec<ModelInfo>)> {
+        let models = select(devnet.models()?, with, &owner, target.as_deref())?;
+        let chosen = models
+            .iter()
+            .map(|m| (m.id, revealed(m).manifest.checksum.to_hex()))
+            .collect();
+        Ok((
+            Snapshot {
+                owner,
+                target,
+                chosen,
+            },
+            models,
+        ))
+    }
+}
+
+fn revealed(model: &ModelInfo) -> &RevealedCommit {
+    model
+        .revealed
+        .as_ref()
+        .expect("selected models are revealed")
 }
 
 /// One entry of `models.json`.
@@ -58,7 +105,7 @@ pub struct FetchCompetitorsKind;
 impl StageKind for FetchCompetitorsKind {
     type With = FetchCompetitorsWith;
     const NAME: &'static str = "fetch-competitors";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Downloads, decrypts and validates revealed competitor models";
 
     fn inputs(&self, _: &FetchCompetitorsWith) -> Inputs {
@@ -76,6 +123,33 @@ impl StageKind for FetchCompetitorsKind {
                 .help("give K ≥ 1, or leave it out for all"));
         }
         Ok(())
+    }
+
+    /// Fetched models stand only while the network still offers exactly them.
+    fn revalidate(
+        &self,
+        with: &FetchCompetitorsWith,
+        outputs: &BTreeMap<String, PathBuf>,
+        store: &Path,
+    ) -> Result<(), String> {
+        if !uses_network(with) {
+            return Ok(());
+        }
+        let recorded: Snapshot = std::fs::read(outputs["models"].join(SNAPSHOT_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or("no record of what the network offered")?;
+        let devnet = with.network.open(store).map_err(|e| format!("{e:#}"))?;
+        let (now, _) = Snapshot::take(&devnet, with, recorded.owner, recorded.target.clone())
+            .map_err(|e| format!("{e:#}"))?;
+        match now == recorded {
+            true => Ok(()),
+            false => Err("the network's revealed models changed since they were fetched".into()),
+        }
+    }
+
+    fn irreproducible(&self, with: &FetchCompetitorsWith, _: &str) -> Option<&'static str> {
+        uses_network(with).then_some("reads the network's state at run time")
     }
 
     fn run(&self, with: &FetchCompetitorsWith, ctx: &RunContext<'_>) -> Result<Outcome> {
@@ -116,12 +190,15 @@ impl StageKind for FetchCompetitorsKind {
             );
         }
 
-        let network_wanted = with.ids.is_some() || with.top.is_some() || with.paths.is_empty();
-        if network_wanted {
+        if uses_network(with) {
             let devnet = with.network.open(ctx.store)?;
-            let own = with.network.signer(ctx)?.public_key();
+            let owner = with.network.signer(ctx)?.public_key();
             let target = ctx.input("embedding").map(read_embedding).transpose()?;
-            let chosen = select(devnet.models()?, with, &own, target.as_deref())?;
+            let (snapshot, chosen) = Snapshot::take(&devnet, with, owner, target)?;
+            std::fs::write(
+                out.join(SNAPSHOT_FILE),
+                serde_json::to_vec_pretty(&snapshot)?,
+            )?;
             for (i, model) in chosen.iter().enumerate() {
                 (ctx.progress)(&format!(
                     "fetching model {} ({}/{})",
@@ -132,10 +209,7 @@ impl StageKind for FetchCompetitorsKind {
                 let file = format!("{}.safetensors", model.id);
                 let dest = out.join(&file);
                 let fetched = block_on(fetch_revealed_weights(model, &dest))?;
-                let revealed = model
-                    .revealed
-                    .as_ref()
-                    .expect("selected models are revealed");
+                let revealed = revealed(model);
                 let problem = match fetched {
                     Ok(_) => validate(&dest, with.heads).err(),
                     Err(e) => Some(e.to_string()),
@@ -177,7 +251,14 @@ impl StageKind for FetchCompetitorsKind {
     }
 }
 
-/// Active models other than one's own: by id, or the `top` nearest to `target`.
+const SNAPSHOT_FILE: &str = "network.json";
+
+fn uses_network(with: &FetchCompetitorsWith) -> bool {
+    with.ids.is_some() || with.top.is_some() || with.own || with.paths.is_empty()
+}
+
+/// Active models other than one's own (or only one's own, with `own`): by id, or
+/// the `top` nearest to `target`.
 fn select(
     models: Vec<ModelInfo>,
     with: &FetchCompetitorsWith,
@@ -186,7 +267,8 @@ fn select(
 ) -> Result<Vec<ModelInfo>> {
     let mut chosen: Vec<ModelInfo> = models
         .into_iter()
-        .filter(|m| m.state == ModelState::Active && m.revealed.is_some() && &m.owner != own)
+        .filter(|m| m.state == ModelState::Active && m.revealed.is_some())
+        .filter(|m| (&m.owner == own) == with.own)
         .filter(|m| with.ids.as_ref().is_none_or(|ids| ids.contains(&m.id)))
         .collect();
     if let Some(ids) = &with.ids {

@@ -95,7 +95,7 @@ impl StageKind for RevealKind {
         }
     }
 
-    fn irreproducible(&self, _: &RevealWith) -> Option<&'static str> {
+    fn irreproducible(&self, _: &RevealWith, _: &str) -> Option<&'static str> {
         Some("its record holds the network's epochs")
     }
 

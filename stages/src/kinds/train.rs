@@ -40,6 +40,11 @@ pub fn training_outputs() -> Vec<String> {
     vec!["model".into(), "metrics".into(), "curve".into()]
 }
 
+/// The metrics hold wall-clock speed (tokens/s); the model and curve do not.
+pub fn training_irreproducible(output: &str) -> Option<&'static str> {
+    (output == "metrics").then_some("holds wall-clock timings (tokens/s)")
+}
+
 /// The weights to start from: a safetensors file, or a fetch-competitors directory
 /// holding one model or none (a continuous job's first epoch has no earlier model).
 fn init_file(input: &Path) -> Result<Option<PathBuf>> {
@@ -113,6 +118,10 @@ impl StageKind for TrainKind {
     fn check(&self, with: &TrainWith) -> Result<(), WithError> {
         reject_unknown(&with.unknown)?;
         with.settings.check()
+    }
+
+    fn irreproducible(&self, _: &TrainWith, output: &str) -> Option<&'static str> {
+        training_irreproducible(output)
     }
 
     fn uses_backend(&self, _: &TrainWith) -> bool {
