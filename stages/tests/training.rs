@@ -180,7 +180,10 @@ fn a_killed_run_resumes_from_its_checkpoint() {
     // and a resumed run give the same bytes.
     let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert!(model(&straight) == model(&again), "two runs differ");
-    assert!(model(&straight) == model(&resumed), "the resumed run differs");
+    assert!(
+        model(&straight) == model(&resumed),
+        "the resumed run differs"
+    );
 }
 
 #[test]
