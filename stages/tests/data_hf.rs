@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 use data_common::hub::{sha256_hex, Access, Hub, HubFile, HubRepo, COMMIT};
 use data_common::*;
 use serde_json::json;
+use soma_flow_engine::record::StageStatus;
+use soma_flow_engine::{KeyContext, StageKind};
+use soma_flow_stages::kinds::fetch_dataset::FetchDatasetKind;
 
 const TOKEN: &str = "hf_local_test_token";
 
@@ -30,37 +33,38 @@ fn parquet_file() -> Vec<u8> {
 
 fn repo(id: &str, access: Access, broken_downloads: usize) -> HubRepo {
     HubRepo {
-        tampered: false,
-        id: id.into(),
         access,
-        files: vec![
-            HubFile {
-                path: ".gitattributes".into(),
-                bytes: b"*.parquet filter=lfs".to_vec(),
-                lfs: false,
-            },
-            HubFile {
-                path: "README.md".into(),
-                bytes: b"# a dataset card".to_vec(),
-                lfs: false,
-            },
-            HubFile {
-                path: "data/train-0.jsonl".into(),
-                bytes: jsonl_file(),
-                lfs: false,
-            },
-            HubFile {
-                path: "data/train-1.parquet".into(),
-                bytes: parquet_file(),
-                lfs: true,
-            },
-            HubFile {
-                path: "other/notes.txt".into(),
-                bytes: b"notes".to_vec(),
-                lfs: false,
-            },
-        ],
         broken_downloads: AtomicUsize::new(broken_downloads),
+        ..HubRepo::new(
+            id,
+            vec![
+                HubFile {
+                    path: ".gitattributes".into(),
+                    bytes: b"*.parquet filter=lfs".to_vec(),
+                    lfs: false,
+                },
+                HubFile {
+                    path: "README.md".into(),
+                    bytes: b"# a dataset card".to_vec(),
+                    lfs: false,
+                },
+                HubFile {
+                    path: "data/train-0.jsonl".into(),
+                    bytes: jsonl_file(),
+                    lfs: false,
+                },
+                HubFile {
+                    path: "data/train-1.parquet".into(),
+                    bytes: parquet_file(),
+                    lfs: true,
+                },
+                HubFile {
+                    path: "other/notes.txt".into(),
+                    bytes: b"notes".to_vec(),
+                    lfs: false,
+                },
+            ],
+        )
     }
 }
 
@@ -79,6 +83,8 @@ fn hub() -> &'static Hub {
             },
             repo("soma/gated", Access::Unauthorized, 0),
             repo("soma/private", Access::Forbidden, 0),
+            repo("soma/moving", Access::Open, 0),
+            repo("soma/down", Access::Unavailable, 0),
         ]);
         std::env::set_var("HF_ENDPOINT", &hub.endpoint);
         std::env::set_var("HF_TOKEN", TOKEN);
@@ -229,6 +235,70 @@ fn hub_errors_say_what_is_wrong() {
     let e = fetch(json!({"source": "hf", "repo": "soma/errors", "column": "body"}));
     assert!(
         e.contains("data/train-0.jsonl line 1: no field `body` (available: meta, text)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_branch_enters_the_cache_key_as_its_commit() {
+    let hub = hub();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = "name: hf\nstages:\n  data:\n    kind: fetch-dataset\n    with: {source: hf, repo: soma/moving, revision: main, holdout: 0}\n";
+    let run = || {
+        let record = run_pipeline(dir.path(), pipeline);
+        let stage = record.stages["data"].clone();
+        assert!(stage.message.is_none(), "{:?}", stage.message);
+        stage
+    };
+    let first = run();
+    assert_eq!(first.status, StageStatus::Ran);
+    assert_eq!(first.key_material, json!({"commit": COMMIT}));
+    assert_eq!(run().status, StageStatus::Hit, "the branch has not moved");
+
+    // A push moves `main`: same `with`, new data, so the stage runs again.
+    let moved = "0123456789abcdef0123456789abcdef01234567";
+    hub.move_main("soma/moving", moved);
+    let second = run();
+    assert_eq!(second.status, StageStatus::Ran);
+    assert_eq!(second.key_material, json!({"commit": moved}));
+    assert_ne!(second.key, first.key);
+    let store = soma_flow_engine::store::Store::open(&dir.path().join("store")).unwrap();
+    let dataset =
+        soma_flow_stages::data::Dataset::open(&store.path_of(&second.outputs["dataset"])).unwrap();
+    assert_eq!(
+        dataset.manifest().sources[0].revision.as_deref(),
+        Some(moved),
+        "the manifest pins the new commit"
+    );
+
+    // A commit id is its own key material: the Hub is not asked (it knows no such
+    // commit, and the request log stays as it was).
+    let key = |repo: &str, revision: &str| {
+        let with = options(json!({"source": "hf", "repo": repo, "revision": revision}));
+        let context = KeyContext {
+            pipeline_dir: dir.path(),
+        };
+        FetchDatasetKind.key_material(&with, &context)
+    };
+    let asked = || {
+        hub.requests()
+            .iter()
+            .filter(|r| r.contains("soma/moving"))
+            .count()
+    };
+    let before = asked();
+    let pinned = "fedcba9876543210fedcba9876543210fedcba98";
+    assert_eq!(
+        key("soma/moving", pinned).unwrap(),
+        json!({"commit": pinned})
+    );
+    assert_eq!(asked(), before);
+    // A branch needs the Hub; when it cannot be reached the error names the repo and
+    // the revision, and says how to do without.
+    let e = format!("{:#}", key("soma/down", "main").unwrap_err());
+    assert!(
+        e.contains("cannot resolve revision `main` of Hugging Face dataset soma/down")
+            && e.contains("40-digit commit id"),
         "{e}"
     );
 }

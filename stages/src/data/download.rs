@@ -183,8 +183,26 @@ where
     Ok(offset)
 }
 
-/// Hex SHA-256 of a file, to check downloads against the Hub's LFS object ids.
-pub fn sha256_file(path: &Path) -> Result<String, DataError> {
+/// Hex SHA-256 of the file at `path`, checked against `expected` when given (either
+/// case). A mismatching file is removed, so that it cannot pass a later run's
+/// "already downloaded" check; the error names `name`.
+pub fn check_sha256(path: &Path, name: &str, expected: Option<&str>) -> Result<String, DataError> {
+    let actual = sha256_file(path)?;
+    match expected {
+        Some(expected) if !expected.eq_ignore_ascii_case(&actual) => {
+            let _ = std::fs::remove_file(path);
+            Err(DataError::Mismatch {
+                file: name.into(),
+                what: "sha256",
+                expected: expected.into(),
+                actual,
+            })
+        }
+        _ => Ok(actual),
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String, DataError> {
     let mut file = File::open(path).map_err(io_at(path))?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

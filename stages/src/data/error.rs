@@ -24,6 +24,8 @@ pub enum DataError {
         repo: String,
         source: hf_hub::HFError,
     },
+    #[error(transparent)]
+    BadUrl(#[from] crate::storage::StorageError),
     #[error("{url}: {source}")]
     Storage {
         url: String,

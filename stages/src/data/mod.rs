@@ -17,9 +17,10 @@ mod source;
 pub use dataset::{
     Dataset, DatasetWriter, Manifest, SourceRecord, DOCS_FILE, FORMAT, INDEX_FILE, MANIFEST_FILE,
 };
-pub use error::DataError;
+pub use download::check_sha256;
+pub use error::{io_at, DataError};
 pub use format::{detect, read_documents, Compression, Flow, Format, Selection, DEFAULT_FIELDS};
 pub use ingest::{fetch_dataset, FetchReport};
 pub use options::{FetchOptions, SourceKind};
 pub use progress::ProgressFn;
-pub use source::{local_files, SourceDirs};
+pub use source::{check_url, download_object, local_files, resolve_revision, SourceDirs};

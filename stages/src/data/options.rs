@@ -30,7 +30,9 @@ pub struct FetchOptions {
     /// `hf`: dataset repository id, `owner/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<String>,
-    /// `hf`: branch, tag or commit (default `main`); recorded resolved to a commit.
+    /// `hf`: branch, tag or commit (default `main`). A branch or tag is resolved to its
+    /// commit on every run, for the cache key and the manifest, so a moved branch
+    /// refetches; a 40-digit commit id is used without asking the Hub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     /// `hf` and `url` prefixes: glob patterns over the file paths to fetch (`*`

@@ -1,16 +1,20 @@
-//! `fetch-competitors`: revealed models from the network (or plain files), downloaded,
-//! decrypted, checked and validated, as a directory of safetensors with `models.json`.
+//! `fetch-competitors`: revealed models from the network (or plain files and URLs),
+//! downloaded, decrypted, checked and validated, as a directory of safetensors with
+//! `models.json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use soma_flow_engine::yaml::PathSeg;
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
 use super::network::{block_on, NetworkWith};
 use super::score::read_embedding;
+use crate::data::{check_sha256, check_url, download_object, io_at, DataError, ProgressFn};
 use crate::identity::PublicKey;
 use crate::model::weights::{check_layout, read_header};
 use crate::network::lifecycle::fetch_revealed_weights;
@@ -38,6 +42,12 @@ pub struct FetchCompetitorsWith {
     /// first reveal): what a continuous job trains on from.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own: bool,
+    /// Safetensors files to download, for models from outside the network: `s3://`,
+    /// `gs://`, `az://`, `https://`, `http://` or `file://` URLs, each alone or as
+    /// `{url, sha256, size}` to check the download against. Without `sha256` the
+    /// bytes are unverified; their hash is recorded in `models.json` either way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<UrlEntry>,
     /// Fail the stage when a competitor fails a check (default: skip it with a warning).
     #[serde(default)]
     pub strict: bool,
@@ -87,6 +97,63 @@ fn revealed(model: &ModelInfo) -> &RevealedCommit {
         .expect("selected models are revealed")
 }
 
+/// A remote weights file and what it must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsUrl {
+    /// Where the safetensors file is.
+    pub url: String,
+    /// Hex SHA-256 of the file, as `sha256sum` prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Size in bytes, checked before downloading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// One `urls` entry as written: a bare URL, or the map with checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum UrlEntry {
+    Bare(String),
+    Checked(WeightsUrl),
+}
+
+/// By hand rather than `untagged`, so a bad map reports its own error (an unknown
+/// key, a size that is not a number) instead of "matched no variant".
+impl<'de> Deserialize<'de> for UrlEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = UrlEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL, or a map {url, sha256, size}")
+            }
+            fn visit_str<E: de::Error>(self, url: &str) -> Result<UrlEntry, E> {
+                Ok(UrlEntry::Bare(url.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<UrlEntry, A::Error> {
+                WeightsUrl::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(UrlEntry::Checked)
+            }
+        }
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+impl UrlEntry {
+    pub fn weights(&self) -> WeightsUrl {
+        match self {
+            UrlEntry::Bare(url) => WeightsUrl {
+                url: url.clone(),
+                sha256: None,
+                size: None,
+            },
+            UrlEntry::Checked(w) => w.clone(),
+        }
+    }
+}
+
 /// One entry of `models.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Competitor {
@@ -96,8 +163,12 @@ pub struct Competitor {
     pub embedding: Vec<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The network manifest's Blake2b-256 of the stored (encrypted) weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// SHA-256 of a file downloaded from `urls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 pub struct FetchCompetitorsKind;
@@ -106,7 +177,8 @@ impl StageKind for FetchCompetitorsKind {
     type With = FetchCompetitorsWith;
     const NAME: &'static str = "fetch-competitors";
     const VERSION: u32 = 2;
-    const ABOUT: &'static str = "Downloads, decrypts and validates revealed competitor models";
+    const ABOUT: &'static str =
+        "Downloads, decrypts and validates revealed competitor models, or given files and URLs";
 
     fn inputs(&self, _: &FetchCompetitorsWith) -> Inputs {
         Inputs::Fixed(vec![InputPort::optional("embedding")])
@@ -121,6 +193,36 @@ impl StageKind for FetchCompetitorsKind {
         if with.top == Some(0) {
             return Err(WithError::at(&["top"], "`top: 0` selects nothing")
                 .help("give K ≥ 1, or leave it out for all"));
+        }
+        // Each file is saved under its name: two alike would overwrite each other.
+        let mut ids = BTreeSet::new();
+        let mut claim = |key: &str, i: usize, id: String, source: String| {
+            if ids.insert(id.clone()) {
+                return Ok(());
+            }
+            Err(list_error(
+                key,
+                i,
+                None,
+                format!("{source} would be saved as {id}.safetensors, like an earlier entry"),
+            )
+            .help("each path and URL must end in a different file name"))
+        };
+        for (i, path) in with.paths.iter().enumerate() {
+            claim("paths", i, path_id(path), path.display().to_string())?;
+        }
+        for (i, entry) in with.urls.iter().enumerate() {
+            let w = entry.weights();
+            let at = |field, message| list_error("urls", i, field, message);
+            check_url(&w.url).map_err(|e| at(None, e.to_string()))?;
+            let id = url_id(&w.url).ok_or_else(|| at(None, format!("{} names no file", w.url)))?;
+            claim("urls", i, id, w.url.clone())?;
+            if let Some(sha) = w.sha256.as_deref().filter(|s| !is_sha256(s)) {
+                return Err(at(
+                    Some("sha256"),
+                    format!("`{sha}` is not a SHA-256: expected 64 hex digits"),
+                ));
+            }
         }
         Ok(())
     }
@@ -167,17 +269,14 @@ impl StageKind for FetchCompetitorsKind {
 
         for path in &with.paths {
             let src = ctx.pipeline_dir.join(path);
-            let id = path
-                .file_stem()
-                .map_or("model".into(), |s| s.to_string_lossy().to_string());
+            let id = path_id(path);
             let file = format!("{id}.safetensors");
             let copied = std::fs::copy(&src, out.join(&file))
                 .map(drop)
                 .with_context(|| format!("paths: {}", src.display()));
-            let problem = copied
-                .err()
-                .map(|e| format!("{e:#}"))
-                .or_else(|| validate(&out.join(&file), with.heads).err());
+            let problem = copied.err().map(|e| format!("{e:#}")).or_else(|| {
+                validate(&out.join(&file), &src.display().to_string(), with.heads).err()
+            });
             accept(
                 Competitor {
                     id,
@@ -185,6 +284,38 @@ impl StageKind for FetchCompetitorsKind {
                     embedding: Vec::new(),
                     url: None,
                     checksum: None,
+                    sha256: None,
+                },
+                problem,
+            );
+        }
+
+        for entry in &with.urls {
+            let w = entry.weights();
+            let id = url_id(&w.url).context("checked: every URL names a file")?;
+            let file = format!("{id}.safetensors");
+            let fetched = download(&w, &ctx.scratch.join(&file), &out.join(&file), ctx.progress);
+            let (sha256, problem) = match fetched {
+                Ok(sha256) => (
+                    Some(sha256),
+                    validate(&out.join(&file), &w.url, with.heads).err(),
+                ),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            if let (Some(sha256), None, None) = (&sha256, &w.sha256, &problem) {
+                ctx.note(format!(
+                    "{}: unverified (no sha256 given); downloaded bytes have sha256 {sha256}",
+                    w.url
+                ));
+            }
+            accept(
+                Competitor {
+                    id,
+                    file,
+                    embedding: Vec::new(),
+                    url: Some(w.url),
+                    checksum: None,
+                    sha256,
                 },
                 problem,
             );
@@ -211,7 +342,7 @@ impl StageKind for FetchCompetitorsKind {
                 let fetched = block_on(fetch_revealed_weights(model, &dest))?;
                 let revealed = revealed(model);
                 let problem = match fetched {
-                    Ok(_) => validate(&dest, with.heads).err(),
+                    Ok(_) => validate(&dest, &revealed.manifest.url, with.heads).err(),
                     Err(e) => Some(e.to_string()),
                 };
                 accept(
@@ -221,6 +352,7 @@ impl StageKind for FetchCompetitorsKind {
                         embedding: revealed.embedding.clone(),
                         url: Some(revealed.manifest.url.clone()),
                         checksum: Some(revealed.manifest.checksum.to_hex()),
+                        sha256: None,
                     },
                     problem,
                 );
@@ -253,8 +385,10 @@ impl StageKind for FetchCompetitorsKind {
 
 const SNAPSHOT_FILE: &str = "network.json";
 
+/// The network is asked when it is named (ids, top, own) or nothing else is given.
 fn uses_network(with: &FetchCompetitorsWith) -> bool {
-    with.ids.is_some() || with.top.is_some() || with.own || with.paths.is_empty()
+    let files_given = !with.paths.is_empty() || !with.urls.is_empty();
+    with.ids.is_some() || with.top.is_some() || with.own || !files_given
 }
 
 /// Active models other than one's own (or only one's own, with `own`): by id, or
@@ -296,8 +430,57 @@ fn select(
 }
 
 /// Weights must have the canonical V1 layout of some architecture.
-fn validate(path: &Path, heads: Option<usize>) -> Result<(), String> {
-    let config = ArchConfig::infer_from_weights(path, heads).map_err(|e| format!("{e:#}"))?;
-    let header = read_header(path).map_err(|e| e.to_string())?;
-    check_layout(path, &header, &config).map_err(|e| e.to_string())
+fn validate(path: &Path, source: &str, heads: Option<usize>) -> Result<(), String> {
+    let check = || {
+        let config = ArchConfig::infer_from_weights(path, heads).map_err(|e| format!("{e:#}"))?;
+        let header = read_header(path).map_err(|e| e.to_string())?;
+        check_layout(path, &header, &config).map_err(|e| e.to_string())
+    };
+    // The checks name the file they read, the stage's working copy: name the source
+    // the user knows instead.
+    check().map_err(|e| e.replace(&path.display().to_string(), source))
+}
+
+/// A problem with element `index` of list `key`, or with `field` inside it.
+fn list_error(key: &str, index: usize, field: Option<&str>, message: String) -> WithError {
+    let mut path = vec![PathSeg::Key(key.into()), PathSeg::Index(index)];
+    path.extend(field.map(|f| PathSeg::Key(f.into())));
+    WithError {
+        path,
+        message,
+        help: None,
+    }
+}
+
+/// A `paths` entry's id: its file name without the extension.
+fn path_id(path: &Path) -> String {
+    path.file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().to_string())
+}
+
+/// A `urls` entry's id, like a path's: the last segment without its extension.
+fn url_id(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let name = parsed.path_segments()?.next_back()?;
+    let stem = Path::new(name).file_stem()?.to_string_lossy().to_string();
+    Some(stem)
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Downloads one `urls` entry through `staged` (in the scratch directory, so that a
+/// killed run resumes the transfer) to `dest`, checking its size and SHA-256 when
+/// given, and returns the SHA-256 of the bytes.
+fn download(
+    w: &WeightsUrl,
+    staged: &Path,
+    dest: &Path,
+    progress: ProgressFn<'_>,
+) -> Result<String, DataError> {
+    download_object(&w.url, w.size, staged, progress)?;
+    let sha256 = check_sha256(staged, &w.url, w.sha256.as_deref())?;
+    std::fs::rename(staged, dest).map_err(io_at(dest))?;
+    Ok(sha256)
 }

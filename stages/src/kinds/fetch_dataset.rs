@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use soma_flow_engine::{Inputs, KeyContext, Outcome, RunContext, StageKind, WithError};
 
-use crate::data::{fetch_dataset, local_files, FetchOptions, SourceDirs, SourceKind};
+use crate::data::{
+    fetch_dataset, local_files, resolve_revision, FetchOptions, SourceDirs, SourceKind,
+};
 
 pub struct FetchDatasetKind;
 
@@ -37,16 +39,31 @@ impl StageKind for FetchDatasetKind {
         })
     }
 
-    /// Local files enter the key by content, so editing them refetches.
+    /// Local files enter the key by content, so editing them refetches; a Hub
+    /// revision enters it as the commit it names now, so a moved branch refetches.
     fn key_material(&self, with: &FetchOptions, ctx: &KeyContext<'_>) -> Result<serde_json::Value> {
-        if with.source != SourceKind::Local {
-            return Ok(serde_json::Value::Null);
+        match with.source {
+            SourceKind::Local => {
+                let mut hashes = BTreeMap::new();
+                for (name, path) in local_files(with, ctx.pipeline_dir)? {
+                    hashes.insert(name, soma_flow_engine::hash::hash_file(&path)?.0);
+                }
+                Ok(serde_json::json!(hashes))
+            }
+            SourceKind::Hf => {
+                let repo = with.repo.as_deref().unwrap_or_default();
+                let revision = with.revision.as_deref();
+                let commit = resolve_revision(repo, revision).with_context(|| {
+                    format!(
+                        "cannot resolve revision `{}` of Hugging Face dataset {repo} to a \
+                         commit; without the Hub, give the 40-digit commit id as `revision`",
+                        revision.unwrap_or("main")
+                    )
+                })?;
+                Ok(serde_json::json!({ "commit": commit }))
+            }
+            SourceKind::Url => Ok(serde_json::Value::Null),
         }
-        let mut hashes = BTreeMap::new();
-        for (name, path) in local_files(with, ctx.pipeline_dir)? {
-            hashes.insert(name, soma_flow_engine::hash::hash_file(&path)?.0);
-        }
-        Ok(serde_json::json!(hashes))
     }
 
     fn run(&self, with: &FetchOptions, ctx: &RunContext<'_>) -> Result<Outcome> {

@@ -29,6 +29,8 @@ pub enum Access {
     Unauthorized,
     /// 403, as for a gated repo whose terms the token's user has not accepted.
     Forbidden,
+    /// 503 to everything, as a Hub that cannot be reached.
+    Unavailable,
 }
 
 pub struct HubRepo {
@@ -40,12 +42,39 @@ pub struct HubRepo {
     pub broken_downloads: AtomicUsize,
     /// Serve LFS files with their last byte changed, as a corrupted transfer would.
     pub tampered: bool,
+    /// The commit `main` points at (initially [`COMMIT`]); [`Hub::move_main`] moves
+    /// it, as a push does. Both commits hold the same files.
+    pub main: Mutex<String>,
+}
+
+impl HubRepo {
+    pub fn new(id: &str, files: Vec<HubFile>) -> HubRepo {
+        HubRepo {
+            id: id.into(),
+            access: Access::Open,
+            files,
+            broken_downloads: AtomicUsize::new(0),
+            tampered: false,
+            main: Mutex::new(COMMIT.into()),
+        }
+    }
+
+    /// The commit `revision` names, if it names one.
+    fn commit(&self, revision: &str) -> Option<String> {
+        let main = self.main.lock().unwrap().clone();
+        match revision {
+            "main" => Some(main),
+            _ if revision == COMMIT || revision == main => Some(revision.into()),
+            _ => None,
+        }
+    }
 }
 
 pub struct Hub {
     pub endpoint: String,
     /// One line per request: `METHOD path [range=...] [auth=...]`.
     pub log: Arc<Mutex<Vec<String>>>,
+    repos: Arc<BTreeMap<String, HubRepo>>,
 }
 
 impl Hub {
@@ -55,15 +84,24 @@ impl Hub {
         let log = Arc::new(Mutex::new(Vec::new()));
         let repos: Arc<BTreeMap<String, HubRepo>> =
             Arc::new(repos.into_iter().map(|r| (r.id.clone(), r)).collect());
-        let server_log = log.clone();
+        let (server_log, server_repos) = (log.clone(), repos.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (repos, log) = (repos.clone(), server_log.clone());
+                let (repos, log) = (server_repos.clone(), server_log.clone());
                 std::thread::spawn(move || serve(stream, &repos, &log));
             }
         });
-        Hub { endpoint, log }
+        Hub {
+            endpoint,
+            log,
+            repos,
+        }
+    }
+
+    /// Points `main` of `repo` at `commit`.
+    pub fn move_main(&self, repo: &str, commit: &str) {
+        *self.repos[repo].main.lock().unwrap() = commit.into();
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -177,6 +215,7 @@ fn serve(mut stream: TcpStream, repos: &BTreeMap<String, HubRepo>, log: &Mutex<V
         403 => "Forbidden",
         404 => "Not Found",
         416 => "Range Not Satisfiable",
+        503 => "Service Unavailable",
         _ => "Other",
     };
     let mut head = format!("HTTP/1.1 {} {reason}\r\n", response.status);
@@ -208,19 +247,19 @@ fn route(request: &Request, repos: &BTreeMap<String, HubRepo>) -> Response {
             Ok(repo) => repo,
             Err(response) => return response,
         };
-        if revision != "main" && revision != COMMIT {
+        let Some(commit) = repo.commit(revision) else {
             return Response::error(
                 404,
                 "RevisionNotFound",
                 &format!("Invalid rev id: {revision}"),
             );
-        }
+        };
         return match kind {
             "revision" => Response::json(serde_json::json!({
                 "_id": "0000",
                 "id": repo.id,
                 "author": owner,
-                "sha": COMMIT,
+                "sha": commit,
                 "private": false,
                 "gated": false,
                 "disabled": false,
@@ -241,13 +280,13 @@ fn route(request: &Request, repos: &BTreeMap<String, HubRepo>) -> Response {
             Ok(repo) => repo,
             Err(response) => return response,
         };
-        if revision != "main" && revision != COMMIT {
+        let Some(commit) = repo.commit(revision) else {
             return Response::error(404, "RevisionNotFound", "Invalid rev id");
-        }
+        };
         let Some(file) = repo.files.iter().find(|f| f.path == path) else {
             return Response::error(404, "EntryNotFound", &format!("{path} does not exist"));
         };
-        return resolve(request, repo, file);
+        return resolve(request, repo, file, &commit);
     }
     Response::error(404, "EntryNotFound", "no such endpoint")
 }
@@ -277,6 +316,7 @@ fn open_repo<'a>(
                 "Access to dataset {id} is restricted and you are not in the authorized list."
             ),
         )),
+        Access::Unavailable => Err(Response::error(503, "Unavailable", "try again later")),
     }
 }
 
@@ -300,7 +340,7 @@ fn tree_entry(file: &HubFile) -> serde_json::Value {
     entry
 }
 
-fn resolve(request: &Request, repo: &HubRepo, file: &HubFile) -> Response {
+fn resolve(request: &Request, repo: &HubRepo, file: &HubFile, commit: &str) -> Response {
     let etag = if file.lfs {
         sha256_hex(&file.bytes)
     } else {
@@ -333,7 +373,7 @@ fn resolve(request: &Request, repo: &HubRepo, file: &HubFile) -> Response {
     };
     response = response
         .header("ETag", format!("\"{etag}\""))
-        .header("X-Repo-Commit", COMMIT)
+        .header("X-Repo-Commit", commit)
         .header("Accept-Ranges", "bytes");
     if file.lfs && request.method == "HEAD" {
         response = response

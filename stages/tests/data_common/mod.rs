@@ -11,6 +11,11 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use soma_flow_engine::exec::{self, ExecOptions};
+use soma_flow_engine::pipeline::{load, LoadOptions};
+use soma_flow_engine::record::RunRecord;
+use soma_flow_engine::store::Store;
+use soma_flow_engine::Registry;
 use soma_flow_stages::data::{
     fetch_dataset, DataError, Dataset, FetchOptions, FetchReport, SourceDirs,
 };
@@ -164,4 +169,30 @@ pub fn error_text(result: Result<Fetched, DataError>) -> String {
         Ok(_) => panic!("the fetch succeeded but should have failed"),
         Err(e) => e.to_string(),
     }
+}
+
+/// Runs the pipeline `yaml` through the engine as `soma-flow run` does, from
+/// `dir/pipeline.yaml` with the store in `dir/store`, and returns the run record.
+pub fn run_pipeline(dir: &Path, yaml: &str) -> RunRecord {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut registry = Registry::new();
+    soma_flow_stages::kinds::register(&mut registry);
+    let options = LoadOptions {
+        registry: &registry,
+        overrides: &[],
+        backend: None,
+        check_backend: &|_| Ok(()),
+    };
+    let plan = load(&path, &options).unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(&dir.join("store")).unwrap();
+    let exec_options = ExecOptions {
+        jobs: 1,
+        no_cache: false,
+        overrides: Vec::new(),
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(exec::run(Arc::new(plan), store, exec_options))
+        .unwrap()
 }

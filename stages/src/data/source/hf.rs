@@ -14,7 +14,7 @@ use hf_hub::{HFClient, HFError, HFRepository};
 
 use super::{runtime, FileFilter, SourceFile};
 use crate::data::dataset::SourceRecord;
-use crate::data::download::{download, sha256_file, Body, Failure};
+use crate::data::download::{check_sha256, download, Body, Failure};
 use crate::data::error::DataError;
 use crate::data::options::FetchOptions;
 use crate::data::progress::ProgressFn;
@@ -53,17 +53,8 @@ async fn fetch(
         .map_err(hub)?;
     let (owner, name) = hf_hub::split_id(repo_id);
     let repo = client.dataset(owner, name);
-    // Without a revision the Hub's answer tells a missing repo from a missing revision.
-    let info = match &options.revision {
-        Some(revision) => repo.info().revision(revision).send().await,
-        None => repo.info().send().await,
-    }
-    .map_err(hub)?;
     let revision = options.revision.as_deref().unwrap_or("main");
-    let commit = info.sha.ok_or_else(|| DataError::Hub {
-        repo: repo_id.into(),
-        source: HFError::Other(format!("revision {revision} resolved to no commit")),
-    })?;
+    let commit = resolve(&repo, repo_id, options.revision.as_deref()).await?;
     progress(&format!(
         "{repo_id}: revision {revision} is commit {commit}"
     ));
@@ -108,7 +99,7 @@ async fn fetch(
         let range_from = |offset| fetch_range(&repo, &commit, &path, offset, remote.size);
         download(&path, remote.size, &dest, range_from, progress).await?;
         if let Some(sha256) = &remote.sha256 {
-            verify_sha256(&dest, &path, sha256)?;
+            check_sha256(&dest, &path, Some(sha256))?;
         }
         files.push(SourceFile {
             record: SourceRecord {
@@ -124,6 +115,49 @@ async fn fetch(
         });
     }
     Ok(files)
+}
+
+/// The commit that `revision` (default `main`) of dataset `repo_id` names now, for
+/// cache keys: a moved branch is new data. A full commit id is taken as it is,
+/// without asking the Hub.
+pub fn resolve_revision(repo_id: &str, revision: Option<&str>) -> Result<String, DataError> {
+    let client = HFClient::builder()
+        .cache_enabled(false)
+        .build()
+        .map_err(|e| hub_error(repo_id, e))?;
+    let (owner, name) = hf_hub::split_id(repo_id);
+    runtime()?.block_on(resolve(&client.dataset(owner, name), repo_id, revision))
+}
+
+/// A 40-digit lowercase hex git commit id, which needs no resolving.
+fn is_commit_id(revision: &str) -> bool {
+    revision.len() == 40
+        && revision
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+async fn resolve(
+    repo: &HFRepository<RepoTypeDataset>,
+    repo_id: &str,
+    revision: Option<&str>,
+) -> Result<String, DataError> {
+    if let Some(commit) = revision.filter(|r| is_commit_id(r)) {
+        return Ok(commit.to_owned());
+    }
+    // Without a revision the Hub's answer tells a missing repo from a missing revision.
+    let info = match revision {
+        Some(revision) => repo.info().revision(revision).send().await,
+        None => repo.info().send().await,
+    }
+    .map_err(|e| hub_error(repo_id, e))?;
+    info.sha.ok_or_else(|| DataError::Hub {
+        repo: repo_id.into(),
+        source: HFError::Other(format!(
+            "revision {} resolved to no commit",
+            revision.unwrap_or("main")
+        )),
+    })
 }
 
 async fn fetch_range(
@@ -162,21 +196,6 @@ fn failure(repo_id: &str, error: HFError) -> Failure {
         transient,
         error: hub_error(repo_id, error),
     }
-}
-
-fn verify_sha256(dest: &Path, path: &str, expected: &str) -> Result<(), DataError> {
-    let actual = sha256_file(dest)?;
-    if actual != expected {
-        // A corrupt blob must not satisfy the next run's "already downloaded" check.
-        let _ = std::fs::remove_file(dest);
-        return Err(DataError::Mismatch {
-            file: path.into(),
-            what: "sha256",
-            expected: expected.into(),
-            actual,
-        });
-    }
-    Ok(())
 }
 
 /// Turns hf-hub's errors into ones that say what to do about them.

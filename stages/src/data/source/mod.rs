@@ -5,6 +5,9 @@ mod hf;
 mod local;
 mod url;
 
+pub use hf::resolve_revision;
+pub use url::{check_url, download_object};
+
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};

@@ -29,14 +29,51 @@ pub fn files(
     runtime()?.block_on(fetch(options, url, &*store, &root, download_dir, progress))
 }
 
+/// Checks that `url` is a URL of a kind of store this source reads.
+pub fn check_url(url: &str) -> Result<(), DataError> {
+    match Url::parse(url) {
+        Ok(parsed) if SCHEMES.contains(&parsed.scheme()) => Ok(()),
+        _ => Err(DataError::UnknownSource(url.into())),
+    }
+}
+
 /// The store behind `url` and the object path inside it (the same credentials and
 /// local-endpoint rules as commit uploads).
 fn open(url: &str) -> Result<(std::sync::Arc<dyn ObjectStore>, ObjectPath), DataError> {
-    let parsed = Url::parse(url).map_err(|_| DataError::UnknownSource(url.into()))?;
-    if !SCHEMES.contains(&parsed.scheme()) {
-        return Err(DataError::UnknownSource(url.into()));
-    }
-    crate::storage::open(url).map_err(|e| DataError::InvalidOptions(format!("url: {e}")))
+    check_url(url)?;
+    Ok(crate::storage::open(url)?)
+}
+
+/// Downloads the one object at `url` into `dest`, resuming and retrying like the
+/// dataset downloads, and returns its size. `expected_size`, when given, is checked
+/// before a byte is transferred.
+pub fn download_object(
+    url: &str,
+    expected_size: Option<u64>,
+    dest: &Path,
+    progress: ProgressFn<'_>,
+) -> Result<u64, DataError> {
+    let (store, path) = open(url)?;
+    runtime()?.block_on(async {
+        let meta = store
+            .head(&path)
+            .await
+            .map_err(|source| DataError::Storage {
+                url: url.into(),
+                source,
+            })?;
+        if let Some(expected) = expected_size.filter(|s| *s != meta.size) {
+            return Err(DataError::Mismatch {
+                file: url.into(),
+                what: "size",
+                expected: expected.to_string(),
+                actual: meta.size.to_string(),
+            });
+        }
+        let range_from = |offset| fetch_range(&*store, &meta, url, offset);
+        download(url, meta.size, dest, range_from, progress).await?;
+        Ok(meta.size)
+    })
 }
 
 async fn fetch(
