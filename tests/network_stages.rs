@@ -372,3 +372,26 @@ fn a_fresh_devnet_offers_its_genesis_models_as_competitors() {
     assert_eq!(q.run(&["devnet", "init", "--empty"]).code(), 0);
     assert!(models(&q).is_empty());
 }
+
+#[test]
+fn an_edited_local_competitor_is_fetched_again() {
+    let p = Project::new();
+    std::fs::copy(FIXTURE, p.path().join("theirs.safetensors")).unwrap();
+    p.write(
+        "local.yaml",
+        "name: local\nstages:\n  fetch:\n    kind: fetch-competitors\n    with: {paths: [theirs.safetensors], heads: 4, strict: true}\n",
+    );
+    let status = |p: &Project| {
+        let out = p.run(&["run", "local.yaml"]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        statuses(&p.last_record())[0].1.clone()
+    };
+    assert_eq!(status(&p), "ran");
+    assert_eq!(status(&p), "hit");
+    let genesis = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/stages/assets/genesis/genesis-code.safetensors"
+    );
+    std::fs::copy(genesis, p.path().join("theirs.safetensors")).unwrap();
+    assert_eq!(status(&p), "ran", "new content, new key");
+}

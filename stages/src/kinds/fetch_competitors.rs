@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use soma_flow_engine::yaml::PathSeg;
-use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{InputPort, Inputs, KeyContext, Outcome, RunContext, StageKind, WithError};
 
 use super::network::{block_on, NetworkWith};
 use super::score::read_embedding;
@@ -225,6 +225,22 @@ impl StageKind for FetchCompetitorsKind {
             }
         }
         Ok(())
+    }
+
+    /// Local `paths` enter the key by content: an edited file is fetched again.
+    fn key_material(
+        &self,
+        with: &FetchCompetitorsWith,
+        ctx: &KeyContext<'_>,
+    ) -> Result<serde_json::Value> {
+        let mut hashes = BTreeMap::new();
+        for path in &with.paths {
+            let full = ctx.pipeline_dir.join(path);
+            let (hash, _) = soma_flow_engine::hash::hash_file(&full)
+                .with_context(|| format!("paths: cannot read {}", full.display()))?;
+            hashes.insert(path.display().to_string(), hash);
+        }
+        Ok(serde_json::json!(hashes))
     }
 
     /// Fetched models stand only while the network still offers exactly them.
