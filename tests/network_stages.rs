@@ -242,6 +242,17 @@ stages:
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The `fetch.models` directory of fetch.yaml's latest run, and its listing.
+fn fetched_models(p: &Project) -> (String, Vec<serde_json::Value>) {
+    let dir = p
+        .run(&["path", "fetch.yaml", "fetch.models"])
+        .stdout()
+        .trim()
+        .to_string();
+    let listing = std::fs::read(format!("{dir}/models.json")).unwrap();
+    (dir, serde_json::from_slice(&listing).unwrap())
+}
+
 #[test]
 fn fetch_competitors_decrypts_revealed_models_and_skips_a_corrupt_one() {
     let p = Project::new();
@@ -257,13 +268,7 @@ fn fetch_competitors_decrypts_revealed_models_and_skips_a_corrupt_one() {
         "{}",
         out.all()
     );
-    let dir = p
-        .run(&["path", "fetch.yaml", "fetch.models"])
-        .stdout()
-        .trim()
-        .to_string();
-    let listed: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(format!("{dir}/models.json")).unwrap()).unwrap();
+    let (dir, listed) = fetched_models(&p);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], "1");
     assert_eq!(listed[0]["embedding"], serde_json::json!([0.5, 1.0]));
@@ -352,13 +357,7 @@ fn a_fresh_devnet_offers_its_genesis_models_as_competitors() {
     let rows = models(&p);
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
-    let dir = p
-        .run(&["path", "fetch.yaml", "fetch.models"])
-        .stdout()
-        .trim()
-        .to_string();
-    let listed: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(format!("{dir}/models.json")).unwrap()).unwrap();
+    let (dir, listed) = fetched_models(&p);
     assert_eq!(listed.len(), 2);
     let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/stages/assets/genesis");
     for (id, name) in [("1", "genesis-code"), ("2", "genesis-prose")] {
