@@ -34,12 +34,6 @@ stages:
     );
 }
 
-fn models(p: &Project) -> Vec<serde_json::Value> {
-    let out = p.run(&["devnet", "models", "--json"]);
-    assert_eq!(out.code(), 0, "{}", out.all());
-    serde_json::from_str(&out.stdout()).unwrap()
-}
-
 #[test]
 fn commit_then_reveal_across_an_epoch_on_the_devnet() {
     let p = Project::new();
@@ -63,7 +57,7 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
         "{}",
         first.all()
     );
-    let rows = models(&p);
+    let rows = p.devnet_models();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["state"], "Pending");
     assert!(
@@ -107,19 +101,13 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
             ("reveal".into(), "ran".into())
         ]
     );
-    let rows = models(&p);
+    let rows = p.devnet_models();
     assert_eq!(rows[0]["state"], "Active");
     let key = rows[0]["decryption_key"]
         .as_str()
         .expect("revealed key")
         .to_string();
-    let record_path = p
-        .run(&["path", "publish.yaml", "commit.record"])
-        .stdout()
-        .trim()
-        .to_string();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(record_path).unwrap()).unwrap();
+    let record = p.output_json("publish.yaml", "commit.record");
     assert_eq!(rows[0]["checksum"], record["manifest"]["checksum"]);
     assert_eq!(rows[0]["embedding"], serde_json::json!([0.25, -0.5, 0.75]));
 
@@ -156,7 +144,7 @@ fn a_missed_reveal_window_fails_the_reveal_and_the_next_run_commits_again() {
         "{}",
         out.all()
     );
-    let rows = models(&p);
+    let rows = p.devnet_models();
     assert_eq!(rows[0]["commit_epoch"], 2);
 }
 
@@ -233,7 +221,7 @@ stages:
             .code(),
         0
     );
-    let rows = models(p);
+    let rows = p.devnet_models();
     assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
     let url = rows[1]["weights_url"].as_str().unwrap();
     let path = url.strip_prefix("file://").unwrap();
@@ -244,11 +232,7 @@ stages:
 
 /// The `fetch.models` directory of fetch.yaml's latest run, and its listing.
 fn fetched_models(p: &Project) -> (String, Vec<serde_json::Value>) {
-    let dir = p
-        .run(&["path", "fetch.yaml", "fetch.models"])
-        .stdout()
-        .trim()
-        .to_string();
+    let dir = p.output_path("fetch.yaml", "fetch.models");
     let listing = std::fs::read(format!("{dir}/models.json")).unwrap();
     (dir, serde_json::from_slice(&listing).unwrap())
 }
@@ -327,15 +311,9 @@ stages:
     );
     let out = p.run(&["run", "embed.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
-    let rows = models(&p);
+    let rows = p.devnet_models();
     assert_eq!(rows.last().unwrap()["state"], "Pending");
-    let record_path = p
-        .run(&["path", "embed.yaml", "commit.record"])
-        .stdout()
-        .trim()
-        .to_string();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(record_path).unwrap()).unwrap();
+    let record = p.output_json("embed.yaml", "commit.record");
     let embedding: Vec<f64> = serde_json::from_value(record["embedding"].clone()).unwrap();
     assert_eq!(embedding.len(), 128, "v1-tiny's dimension");
     let norm: f64 = embedding.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -354,7 +332,7 @@ fn a_fresh_devnet_offers_its_genesis_models_as_competitors() {
     );
     let out = p.run(&["run", "fetch.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
-    let rows = models(&p);
+    let rows = p.devnet_models();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
     let (dir, listed) = fetched_models(&p);
@@ -369,7 +347,7 @@ fn a_fresh_devnet_offers_its_genesis_models_as_competitors() {
     // An empty devnet is still available.
     let q = Project::new();
     assert_eq!(q.run(&["devnet", "init", "--empty"]).code(), 0);
-    assert!(models(&q).is_empty());
+    assert!(q.devnet_models().is_empty());
 }
 
 #[test]

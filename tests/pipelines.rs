@@ -8,22 +8,6 @@ fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn models(p: &Project) -> Vec<serde_json::Value> {
-    let out = p.run(&["devnet", "models", "--json"]);
-    assert_eq!(out.code(), 0, "{}", out.all());
-    serde_json::from_str(&out.stdout()).unwrap()
-}
-
-/// A stage output of the latest run of `pipeline`, read as JSON.
-fn output_json(p: &Project, pipeline: &str, output: &str) -> serde_json::Value {
-    let path = p
-        .run(&["path", pipeline, output])
-        .stdout()
-        .trim()
-        .to_string();
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
-}
-
 #[test]
 fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
     let p = Project::new();
@@ -55,9 +39,9 @@ fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
         "the devnet's genesis offers two competitors: {stdout}"
     );
 
-    let rows = models(&p);
+    let rows = p.devnet_models();
     assert_eq!(rows.len(), 3, "two genesis models and mine: {rows:?}");
-    let record = output_json(&p, &pipeline, "commit.record");
+    let record = p.output_json(&pipeline, "commit.record");
     let mine = &rows[2];
     assert_eq!(mine["id"], record["model_id"]);
     assert_eq!(mine["state"], "Active");
@@ -145,7 +129,7 @@ fn continuous_pipeline_commits_defers_then_reveals_and_trains_on() {
         "{}",
         first.all()
     );
-    let mine = |p: &Project| models(p).pop().unwrap();
+    let mine = |p: &Project| p.devnet_models().pop().unwrap();
     assert_eq!(mine(&p)["state"], "Pending");
 
     let same_epoch = run();
@@ -166,7 +150,7 @@ fn continuous_pipeline_commits_defers_then_reveals_and_trains_on() {
     assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
     let next_epoch = run();
     assert_eq!(next_epoch.code(), 0, "{}", next_epoch.all());
-    let first_commit = output_json(&p, &pipeline, "reveal.revealed");
+    let first_commit = p.output_json(&pipeline, "reveal.revealed");
     assert_eq!(first_commit["reveal_epoch"], 1);
     let last = p.last_record();
     assert_eq!(last["stages"]["train"]["status"], "ran", "trained on");

@@ -53,6 +53,27 @@ impl Project {
     pub fn last_record(&self) -> serde_json::Value {
         self.records().pop().expect("a run record")
     }
+
+    /// The stored path of `STAGE.OUTPUT` from the latest run of `pipeline`.
+    pub fn output_path(&self, pipeline: &str, output: &str) -> String {
+        let out = self.run(&["path", pipeline, output]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        out.stdout().trim().to_string()
+    }
+
+    /// A stage output of the latest run of `pipeline`, read as JSON.
+    pub fn output_json(&self, pipeline: &str, output: &str) -> serde_json::Value {
+        let path = self.output_path(pipeline, output);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// `soma-flow devnet models --json`.
+    pub fn devnet_models(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["devnet", "models", "--json"]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        serde_json::from_str(&out.stdout()).unwrap()
+    }
 }
 
 pub struct Run(pub Output);

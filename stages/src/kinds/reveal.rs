@@ -13,7 +13,6 @@ use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithEr
 use super::commit::read_record;
 use super::network::{key_dir, NetworkWith};
 use crate::network::lifecycle::{self, RevealOutcome};
-use crate::network::Network;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -83,14 +82,8 @@ impl StageKind for RevealKind {
             .parse()
             .map_err(|_| "the reveal record names no valid owner")?;
         let devnet = with.network.open(store).map_err(|e| e.to_string())?;
-        let epoch = devnet.current_epoch().map_err(|e| e.to_string())?;
-        let models = devnet.models_owned_by(&owner).map_err(|e| e.to_string())?;
-        match models.iter().find(|m| {
-            m.pending
-                .as_ref()
-                .is_some_and(|p| epoch <= p.reveal_epoch())
-        }) {
-            Some(m) => Err(format!("model {} has a commit awaiting reveal", m.id)),
+        match lifecycle::revealable_commit(&devnet, &owner).map_err(|e| e.to_string())? {
+            Some((model_id, _)) => Err(format!("model {model_id} has a commit awaiting reveal")),
             None => Ok(()),
         }
     }

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Commitments, Epoch, Manifest, ModelId, ModelInfo, Network, NetworkError, RevealedCommit,
+    Commitments, Epoch, Manifest, ModelId, ModelInfo, Network, NetworkError, PendingCommit,
+    RevealedCommit,
 };
 use crate::crypto::{hash_file, ContentKey, CtrStream, Hash256, KeyError, StreamDigests};
-use crate::identity::Signer;
+use crate::identity::{PublicKey, Signer};
 use crate::storage::{self, StorageError};
 
 /// Stake and commission used when the first commit has to create the model.
@@ -149,35 +150,46 @@ fn embedding_path(key_dir: &Path, model_id: ModelId, commitments: &Commitments) 
     ))
 }
 
-/// The signer's commit that can still be revealed (now or from the next epoch),
-/// rebuilt from the network and the key directory; `None` when there is none.
+/// The model of `owner` with a commit that can still be revealed (now or from the
+/// next epoch), and that commit.
+pub fn revealable_commit(
+    network: &dyn Network,
+    owner: &PublicKey,
+) -> Result<Option<(ModelId, PendingCommit)>, NetworkError> {
+    let current_epoch = network.current_epoch()?;
+    Ok(network
+        .models_owned_by(owner)?
+        .into_iter()
+        .find_map(|model| {
+            let pending = model
+                .pending
+                .filter(|p| p.still_revealable(current_epoch))?;
+            Some((model.id, pending))
+        }))
+}
+
+/// The signer's revealable commit ([`revealable_commit`]) as a record, rebuilt from
+/// the network and the key directory; `None` when there is none.
 pub fn pending_record(
     network: &dyn Network,
     signer: &Signer,
     key_dir: &Path,
 ) -> Result<Option<CommitRecord>, LifecycleError> {
-    let current_epoch = network.current_epoch()?;
-    for model in network.models_owned_by(&signer.public_key())? {
-        let Some(p) = model.pending.filter(|p| current_epoch <= p.reveal_epoch()) else {
-            continue;
-        };
-        let path = embedding_path(key_dir, model.id, &p.commitments);
-        let embedding = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| LifecycleError::NoLocalCommit {
-                model_id: model.id,
-                path: path.clone(),
-            })?;
-        return Ok(Some(CommitRecord {
-            model_id: model.id,
-            commit_epoch: p.commit_epoch,
-            manifest: p.manifest,
-            commitments: p.commitments,
-            embedding,
-        }));
-    }
-    Ok(None)
+    let Some((model_id, p)) = revealable_commit(network, &signer.public_key())? else {
+        return Ok(None);
+    };
+    let path = embedding_path(key_dir, model_id, &p.commitments);
+    let embedding = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or(LifecycleError::NoLocalCommit { model_id, path })?;
+    Ok(Some(CommitRecord {
+        model_id,
+        commit_epoch: p.commit_epoch,
+        manifest: p.manifest,
+        commitments: p.commitments,
+        embedding,
+    }))
 }
 
 /// The ciphertext's object name under the storage URL; unique per commit.
@@ -208,7 +220,7 @@ impl CommitRecord {
         }
         Ok(match model.pending {
             Some(p) if is_this(p.commit_epoch, &p.commitments) => {
-                if current_epoch <= p.reveal_epoch() {
+                if p.still_revealable(current_epoch) {
                     RecordStatus::AwaitingReveal {
                         current_epoch,
                         reveal_epoch: p.reveal_epoch(),
@@ -281,7 +293,7 @@ pub async fn commit(
             ContentKey::load(&key_path(key_dir, model.id, &p.commitments))
                 .is_ok_and(|k| k.commitment() == p.commitments.key)
         };
-        if wanted(&p.commitments) && current_epoch <= p.reveal_epoch() && key_kept() {
+        if wanted(&p.commitments) && p.still_revealable(current_epoch) && key_kept() {
             return Ok(record(p.commit_epoch, &p.manifest, &p.commitments));
         }
         // Refuse before uploading gigabytes that the network would then reject.
@@ -300,13 +312,15 @@ pub async fn commit(
     // The key is on disk before anything is published, so a crash can never leave a
     // commit that its owner is unable to reveal.
     key.save(&key_path(key_dir, model.id, &commitments))?;
+    let kept_embedding = embedding_path(key_dir, model.id, &commitments);
+    let json = serde_json::to_vec(embedding).expect("finite floats serialise");
     crate::private_file::write(
-        &embedding_path(key_dir, model.id, &commitments),
-        &serde_json::to_vec(embedding).expect("finite floats serialise"),
+        &kept_embedding,
+        &json,
         crate::private_file::Existing::Replace,
     )
     .map_err(|source| LifecycleError::KeyDir {
-        path: embedding_path(key_dir, model.id, &commitments),
+        path: kept_embedding,
         source,
     })?;
     let url = storage::join_url(storage_url, &object_name(model.id, &commitments));

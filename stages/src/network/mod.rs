@@ -52,9 +52,14 @@ impl PendingCommit {
         self.commit_epoch + 1
     }
 
+    /// Whether this commit can be revealed in `epoch` or a later one (it is not dead).
+    pub fn still_revealable(&self, epoch: Epoch) -> bool {
+        epoch <= self.reveal_epoch()
+    }
+
     /// A commit still revealable in `epoch` blocks a new commit; a missed one is dead.
     pub fn blocks_new_commit(&self, model_id: ModelId, epoch: Epoch) -> Result<(), Rejection> {
-        match epoch <= self.reveal_epoch() {
+        match self.still_revealable(epoch) {
             true => Err(Rejection::CommitAlreadyPending {
                 model_id,
                 commit_epoch: self.commit_epoch,
