@@ -87,6 +87,10 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
         let mode = file.metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", file.display());
     }
+    for dir in ["keys", "devnet"] {
+        let mode = p.store().join(dir).metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{dir}/ is owner-only");
+    }
 
     assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
     let second = p.run(&["run", "publish.yaml"]);

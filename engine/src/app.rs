@@ -16,7 +16,7 @@ use crate::pipeline::{self, LoadError, LoadOptions, Plan};
 use crate::progress::fmt_duration;
 use crate::record::{self, RunRecord, StageStatus};
 use crate::report;
-use crate::store::{self, Store};
+use crate::store::{self, Check, Store};
 
 /// Exit code for usage and validation errors.
 pub const EXIT_USAGE: i32 = 2;
@@ -193,10 +193,25 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<i32> {
                 .filter(|r| r.pipeline == abs)
                 .find_map(|r| r.stages.get(stage).and_then(|s| s.outputs.get(out)));
             match found {
-                Some(a) => {
-                    println!("{}", store.path_of(a).display());
-                    Ok(0)
-                }
+                Some(a) => match store.check(a)? {
+                    Check::Ok => {
+                        println!("{}", store.path_of(a).display());
+                        Ok(0)
+                    }
+                    problem => {
+                        let what = match problem {
+                            Check::Missing => {
+                                "is no longer in the store (removed by gc or by hand)"
+                            }
+                            _ => "was corrupt (did not match its hash) and has been discarded",
+                        };
+                        eprintln!(
+                            "error: `{output}` ({}) {what}; run the pipeline again to rebuild it",
+                            a.hash.short()
+                        );
+                        Ok(1)
+                    }
+                },
                 None => {
                     eprintln!(
                         "error: no recorded run of {} produced `{output}`",
@@ -316,6 +331,9 @@ fn verify(env: &Env, store: &Store, id: &str, keep: bool, jobs: Option<usize>) -
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    // Held for the whole repeat: gc (which takes it exclusively) then leaves the
+    // scratch store under tmp/ alone.
+    let _store_lock = store.lock_store(false)?;
     let scratch_dir = store.tmp_dir("verify")?;
     eprintln!(
         "verifying {} ({}): repeating it from nothing in {}",
@@ -348,8 +366,7 @@ fn verify(env: &Env, store: &Store, id: &str, keep: bool, jobs: Option<usize>) -
     if keep {
         println!("scratch store kept: {}", scratch_dir.display());
     } else {
-        make_writable(&scratch_dir);
-        store::remove_any(&scratch_dir)?;
+        store::discard(&scratch_dir)?;
     }
     Ok(if failures == 0 { 0 } else { 1 })
 }
@@ -367,25 +384,19 @@ fn execute(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let record = rt.block_on(async {
-        let run = exec::run(
-            plan,
-            store,
-            ExecOptions {
-                jobs,
-                no_cache: exec.no_cache,
-                overrides,
-            },
-        );
-        tokio::select! {
-            r = run => r,
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("\ninterrupted: unfinished stages keep nothing; the next run starts them again (checkpoints are kept)");
-                std::process::exit(130);
-            }
-        }
-    })?;
-    Ok(record)
+    let record = rt.block_on(exec::run(
+        plan,
+        store,
+        ExecOptions {
+            jobs,
+            no_cache: exec.no_cache,
+            overrides,
+        },
+    ));
+    // An interrupted run returns while in-process stages may still compute; their
+    // results are not wanted.
+    rt.shutdown_background();
+    record
 }
 
 pub fn print_summary(r: &RunRecord) {
@@ -460,15 +471,20 @@ fn gc(store: &Store, dry_run: bool) -> Result<i32> {
         }
     }
     let (mut count, mut bytes) = (0usize, 0u64);
-    for (a, path) in store.all_artifacts()? {
-        if !live_hashes.contains(&a.hash) {
-            count += 1;
-            bytes += a.size;
-            if dry_run {
-                println!("would remove {}", path.display());
-            } else {
-                make_writable(&path);
-                store::remove_any(&path)?;
+    for (artifact, path) in store.all_artifacts()? {
+        match &artifact {
+            Ok(a) if live_hashes.contains(&a.hash) => continue,
+            Ok(a) => bytes += a.size,
+            // Not a name the store gives: nothing can reference it.
+            Err(_) => {}
+        }
+        count += 1;
+        if dry_run {
+            println!("would remove {}", path.display());
+        } else {
+            match artifact {
+                Ok(a) => store.remove_object(&a)?,
+                Err(_) => store::discard(&path)?,
             }
         }
     }
@@ -478,10 +494,12 @@ fn gc(store: &Store, dry_run: bool) -> Result<i32> {
         }
     }
     if !dry_run {
-        // No run holds the store lock now, so nothing under tmp/ is in use.
+        // No run or verify holds the store lock now, so nothing under tmp/ is in use,
+        // and no writer is half-way through a file.
         for e in std::fs::read_dir(store.root().join("tmp"))?.flatten() {
-            store::remove_any(&e.path())?;
+            store::discard(&e.path())?;
         }
+        store.remove_stale_temp_files()?;
     }
     let verb = if dry_run { "would free" } else { "freed" };
     println!(
@@ -490,16 +508,4 @@ fn gc(store: &Store, dry_run: bool) -> Result<i32> {
         runs.len()
     );
     Ok(0)
-}
-
-/// Read-only files inside a tree are removable once their directory is writable; on
-/// some systems the files themselves must be writable too.
-fn make_writable(path: &Path) {
-    let _ = crate::hash::walk(path, path, &mut |_, meta, p| {
-        let mut perm = meta.permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        perm.set_readonly(false);
-        let _ = std::fs::set_permissions(p, perm);
-        Ok(())
-    });
 }

@@ -11,6 +11,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash;
 use crate::kind::{Inputs, KeyContext, Outcome, RunContext, StageKind, WithError};
+use crate::process;
+
+/// Whether an environment variable's name marks it as a secret that a `command`
+/// stage does not get unless its `pass_env` names it: signing keys, tokens,
+/// passwords, credentials (`SOMA_SECRET_KEY`, `HF_TOKEN`, `AWS_SECRET_ACCESS_KEY`,
+/// `GITHUB_TOKEN`, `*_PASSWORD`, `*_PRIVATE_KEY`, `*_API_KEY`, mnemonics).
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "PRIVATE",
+        "MNEMONIC",
+        "API_KEY",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
+        || upper.ends_with("_KEY")
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +48,11 @@ pub struct CommandWith {
     /// Extra environment variables for the command.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of soma-flow's environment that look like secrets (see
+    /// [`is_secret_name`]) but that this command needs, e.g. `[HF_TOKEN]`. Secrets are
+    /// otherwise removed from a command's environment; their values never enter the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
     /// An exit code meaning "not ready yet": the stage is deferred, not failed, and its
     /// last output line is the reason (e.g. `3` for a nested `soma-flow run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +101,9 @@ impl StageKind for CommandKind {
         Ok(())
     }
 
+    /// The `deps` contents, and the engine's own variables the command sees: two
+    /// stages with the same command text but other names or pipeline directories can
+    /// print different things, so they never share a result.
     fn key_material(&self, with: &CommandWith, ctx: &KeyContext<'_>) -> Result<serde_json::Value> {
         let mut deps = BTreeMap::new();
         for dep in &with.deps {
@@ -82,26 +112,32 @@ impl StageKind for CommandKind {
                 .with_context(|| format!("with.deps: cannot read `{dep}` ({})", path.display()))?;
             deps.insert(dep.clone(), h);
         }
-        Ok(if deps.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::json!(deps)
-        })
+        let pipeline_dir = std::path::absolute(ctx.pipeline_dir)?;
+        Ok(serde_json::json!({
+            "deps": deps,
+            "env": {
+                "SOMA_FLOW_STAGE": ctx.stage,
+                "SOMA_FLOW_PIPELINE_DIR": pipeline_dir,
+            },
+        }))
     }
 
     fn run(&self, with: &CommandWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(&with.run)
-            .current_dir(ctx.workdir)
-            .envs(&with.env)
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(&with.run).current_dir(ctx.workdir);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if is_secret_name(&name) && !with.pass_env.iter().any(|p| *p == name) {
+                cmd.env_remove(name.as_ref());
+            }
+        }
+        cmd.envs(&with.env)
             .env("SOMA_FLOW_STAGE", ctx.stage)
             .env("SOMA_FLOW_PIPELINE_DIR", ctx.pipeline_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start `sh`")?;
+            .stderr(Stdio::piped());
+        let mut process = process::spawn(&mut cmd).context("cannot start `sh`")?;
         let log = Mutex::new(std::fs::File::create(ctx.log)?);
         let tail = Mutex::new(std::collections::VecDeque::new());
         let pump = |stream: Box<dyn Read + Send>| {
@@ -115,13 +151,15 @@ impl StageKind for CommandKind {
                 }
             }
         };
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        std::thread::scope(|s| {
+        let stdout = process.child.stdout.take().expect("piped");
+        let stderr = process.child.stderr.take().expect("piped");
+        // The pumps end when the group is gone, even if a background process of the
+        // command still held its output open.
+        let status = std::thread::scope(|s| {
             s.spawn(|| pump(Box::new(stdout)));
-            pump(Box::new(stderr));
-        });
-        let status = child.wait()?;
+            s.spawn(|| pump(Box::new(stderr)));
+            process.wait()
+        })?;
         let tail: Vec<String> = tail.into_inner().unwrap().into();
         if with.defer_on_exit.is_some() && status.code() == with.defer_on_exit {
             let reason = tail

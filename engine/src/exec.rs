@@ -47,6 +47,7 @@ pub fn stage_key(
     let extra = stage
         .prepared
         .key_material(&KeyContext {
+            stage: &stage.name,
             pipeline_dir: &plan.dir,
         })
         .with_context(|| format!("stage `{}`: cannot compute its cache key", stage.name))?;
@@ -68,22 +69,37 @@ pub fn stage_key(
 fn input_hashes(inputs: &BTreeMap<String, Vec<Artifact>>) -> BTreeMap<String, Vec<String>> {
     inputs
         .iter()
-        .map(|(k, v)| (k.clone(), v.iter().map(|a| a.hash.clone()).collect()))
+        .map(|(k, v)| (k.clone(), v.iter().map(|a| a.hash.to_string()).collect()))
         .collect()
 }
 
-/// The stored outputs for a key, if every one of them is present and intact and the
-/// stage still vouches for them.
+/// The stored outputs for a key, if the entry is this store's, names exactly the
+/// stage's outputs, every one of them is present and intact, and the stage still
+/// vouches for them. Anything else is a miss (with a warning), and an untrustworthy
+/// entry is removed.
 pub fn lookup(
     store: &Store,
     stage: &PlannedStage,
     key: &str,
     warn: &dyn Fn(&str),
 ) -> Option<CacheEntry> {
-    let Some(entry) = store.cache_get(key) else {
-        tracing::debug!(%key, "cache miss");
-        return None;
+    let entry = match store.cache_get(key) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            tracing::debug!(%key, "cache miss");
+            return None;
+        }
+        Err(why) => {
+            warn(&format!("ignoring its cached result: {why}; running again"));
+            store.cache_remove(key);
+            return None;
+        }
     };
+    if let Err(why) = entry_fits(&entry, stage) {
+        warn(&format!("ignoring its cached result: {why}; running again"));
+        store.cache_remove(key);
+        return None;
+    }
     for (name, a) in &entry.outputs {
         let problem = match store.check(a) {
             Ok(Check::Ok) => continue,
@@ -93,7 +109,7 @@ pub fn lookup(
         };
         warn(&format!(
             "cached output `{name}` ({}) {problem}; rebuilding",
-            &a.hash[..12]
+            a.hash.short()
         ));
         store.cache_remove(key);
         return None;
@@ -112,6 +128,57 @@ pub fn lookup(
     }
     tracing::debug!(%key, "cache hit");
     Some(entry)
+}
+
+/// Whether a (sealed) entry was made by this stage's kind and names exactly its outputs.
+fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(), String> {
+    if entry.kind != stage.kind.name() {
+        return Err(format!(
+            "its cache entry was made by kind `{}`, not `{}`",
+            entry.kind,
+            stage.kind.name()
+        ));
+    }
+    let names: Vec<&String> = entry.outputs.keys().collect();
+    let mut declared: Vec<&String> = stage.outputs.iter().collect();
+    declared.sort();
+    if names != declared {
+        return Err(format!(
+            "its cache entry names outputs {names:?}, but the stage declares {declared:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Every input must be intact when a stage starts and still when it ends: inputs are
+/// read-only links into the store, and a stage that writes through one anyway (or
+/// anything else that changes a stored object meanwhile) fails instead of caching a
+/// result built on changed data. The damaged object is discarded, so the stage that
+/// made it runs again next time.
+fn check_inputs(
+    store: &Store,
+    inputs: &BTreeMap<String, Vec<Artifact>>,
+    after_run: bool,
+) -> Result<()> {
+    for (name, arts) in inputs {
+        for a in arts {
+            match store.check(a)? {
+                Check::Ok => {}
+                Check::Missing | Check::Corrupt if after_run => anyhow::bail!(
+                    "input `{name}` ({}) changed while the stage ran; stages must not write to \
+                     their inputs (read-only links into the store). The damaged object was \
+                     discarded and is rebuilt by the next run",
+                    a.hash.short()
+                ),
+                Check::Missing | Check::Corrupt => anyhow::bail!(
+                    "input `{name}` ({}) is missing or corrupt in the store; it was discarded \
+                     and is rebuilt by the next run",
+                    a.hash.short()
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Shared {
@@ -206,8 +273,16 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
     for i in ready {
         spawn(i, &results, &mut running);
     }
+    let mut interrupts = Interrupts::new()?;
+    let mut interrupted = None;
     while running > 0 {
-        let (i, f) = rx.recv().await.expect("senders live while stages run");
+        let (i, f) = tokio::select! {
+            msg = rx.recv() => msg.expect("senders live while stages run"),
+            signal = interrupts.recv() => {
+                interrupted = Some(signal);
+                break;
+            }
+        };
         running -= 1;
         let ok = matches!(f.status, StageStatus::Hit | StageStatus::Ran);
         let why = format!(
@@ -225,6 +300,39 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
             }
         } else {
             skip_dependents(i, &dependents, &mut results, &why, &shared);
+        }
+    }
+
+    if let Some(signal) = interrupted {
+        shared.progress.warn(&format!(
+            "interrupted ({signal}): stopping the running stages; unfinished stages keep \
+             nothing (checkpoints are kept), the next run starts them again"
+        ));
+        tokio::task::spawn_blocking(|| crate::process::terminate_all(Duration::from_secs(2)))
+            .await?;
+        for i in 0..n {
+            if results[i].is_none() {
+                // A stage is started exactly when its last dependency finishes.
+                let (status, message) = if waiting[i] == 0 {
+                    (StageStatus::Interrupted, format!("interrupted by {signal}"))
+                } else {
+                    (
+                        StageStatus::Skipped,
+                        format!("not run: interrupted by {signal}"),
+                    )
+                };
+                results[i] = Some(Finished {
+                    status,
+                    key: None,
+                    key_material: Json::Null,
+                    inputs: BTreeMap::new(),
+                    outputs: BTreeMap::new(),
+                    message: Some(message),
+                    notes: Vec::new(),
+                    start: shared.t0.elapsed(),
+                    elapsed: Duration::ZERO,
+                });
+            }
         }
     }
 
@@ -252,7 +360,9 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
             },
         );
     }
-    let status = if stages.values().any(|s| s.status == StageStatus::Failed) {
+    let status = if interrupted.is_some() {
+        RunStatus::Interrupted
+    } else if stages.values().any(|s| s.status == StageStatus::Failed) {
         RunStatus::Failed
     } else if stages
         .values()
@@ -282,6 +392,49 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
     };
     record::save(&shared.store, &record)?;
     Ok(record)
+}
+
+/// SIGINT, SIGTERM and SIGHUP, listened to for the whole run so that none is lost.
+#[cfg(unix)]
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Interrupts {
+    fn new() -> Result<Interrupts> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Interrupts {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The name of the next signal received.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Interrupts;
+
+#[cfg(not(unix))]
+impl Interrupts {
+    fn new() -> Result<Interrupts> {
+        Ok(Interrupts)
+    }
+    async fn recv(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 fn skip_dependents(
@@ -470,6 +623,7 @@ fn execute_in(
     let store = &shared.store;
     let outputs_dir = work.join("outputs");
     std::fs::create_dir_all(&outputs_dir)?;
+    check_inputs(store, inputs, false)?;
     let input_paths = link_inputs(store, work, inputs)?;
     let scratch = store.scratch_dir(key);
     std::fs::create_dir_all(&scratch)?;
@@ -511,6 +665,7 @@ fn execute_in(
                     .unwrap_or_default();
                 Err(anyhow::anyhow!("stage panicked: {msg}"))
             })?;
+    check_inputs(store, inputs, true)?;
     if let Outcome::Deferred(reason) = outcome {
         return Ok(Executed::Deferred(reason));
     }
@@ -530,6 +685,7 @@ fn execute_in(
         outputs,
         duration_ms: t.elapsed().as_millis() as u64,
         notes: notes.into_inner().expect("notes lock"),
+        seal: String::new(),
     };
     store.cache_put(&entry)?;
     let _ = std::fs::remove_dir_all(&scratch);

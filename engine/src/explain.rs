@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::exec::stage_key;
 use crate::pipeline::Plan;
 use crate::record::{RunRecord, StageStatus};
-use crate::store::{Artifact, Store};
+use crate::store::{Artifact, CacheEntry, Check, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -52,13 +52,17 @@ pub fn explain(
             })
             .collect();
         let (key, extra) = stage_key(stage, plan, &inputs)?;
-        let stored = store
-            .cache_get(&key)
-            .filter(|e| e.outputs.values().all(|a| store.path_of(a).exists()));
-        if let Some(entry) = stored {
-            known.insert(stage.name.clone(), entry.outputs);
-            out.push((stage.name.clone(), Verdict::Cached));
-            continue;
+        match cached(store, &key) {
+            Ok(Some(entry)) => {
+                known.insert(stage.name.clone(), entry.outputs);
+                out.push((stage.name.clone(), Verdict::Cached));
+                continue;
+            }
+            Err(why) => {
+                out.push((stage.name.clone(), Verdict::WouldRun(vec![why])));
+                continue;
+            }
+            Ok(None) => {}
         }
         let Some(prev) = previous.and_then(|r| r.stages.get(&stage.name).map(|s| (r, s))) else {
             let why = if previous.is_some() {
@@ -97,11 +101,11 @@ pub fn explain(
             reasons.push(format!("`with` changed: {}", changed.join(", ")));
         }
         for (port, arts) in &inputs {
-            let now: Vec<&String> = arts.iter().map(|a| &a.hash).collect();
-            let then: Vec<&String> = before
+            let now: Vec<&str> = arts.iter().map(|a| a.hash.as_str()).collect();
+            let then: Vec<&str> = before
                 .inputs
                 .get(port)
-                .map(|v| v.iter().collect())
+                .map(|v| v.iter().map(String::as_str).collect())
                 .unwrap_or_default();
             if now != then {
                 reasons.push(format!("input `{port}` changed"));
@@ -127,6 +131,27 @@ pub fn explain(
         out.push((stage.name.clone(), Verdict::WouldRun(reasons)));
     }
     Ok(out)
+}
+
+/// The key's cache entry if it is this store's and every output in it is intact,
+/// checked as `run` checks it but without removing anything.
+fn cached(store: &Store, key: &str) -> Result<Option<CacheEntry>, String> {
+    let Some(entry) = store.cache_get(key)? else {
+        return Ok(None);
+    };
+    for (name, a) in &entry.outputs {
+        match store.verify(a) {
+            Ok(Check::Ok) => {}
+            Ok(Check::Missing) => return Ok(None),
+            Ok(Check::Corrupt) | Err(_) => {
+                return Err(format!(
+                    "cached output `{name}` ({}) is corrupt (does not match its hash)",
+                    a.hash.short()
+                ))
+            }
+        }
+    }
+    Ok(Some(entry))
 }
 
 fn diff_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {

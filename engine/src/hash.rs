@@ -8,14 +8,69 @@ use std::path::Path;
 const PARALLEL_FROM: u64 = 4 << 20;
 
 pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let size = fs::metadata(path)?.len();
+    let file = open_regular(path)?;
+    let size = file.metadata()?.len();
     let mut h = blake3::Hasher::new();
     if size >= PARALLEL_FROM {
         h.update_mmap_rayon(path)?;
     } else {
-        h.update_reader(fs::File::open(path)?)?;
+        h.update_reader(file)?;
     }
     Ok((h.finalize().to_hex().to_string(), size))
+}
+
+/// Opens a regular file for reading. Anything else (a FIFO, a device such as
+/// `/dev/zero`, a socket) is refused before a byte is read: reading it could block
+/// forever or never end. The open does not block, so a FIFO without a writer cannot
+/// hang it either.
+pub fn open_regular(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(special_file(path, &meta));
+    }
+    Ok(file)
+}
+
+/// The error for a path that is neither a regular file nor a directory.
+pub fn special_file(path: &Path, meta: &fs::Metadata) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is a {}, not a regular file or directory; only files and directories can be hashed or stored",
+            path.display(),
+            file_type_name(meta)
+        ),
+    )
+}
+
+fn file_type_name(meta: &fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "FIFO (named pipe)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "device";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+    }
+    if meta.file_type().is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
 }
 
 /// Hash of a directory: a canonical listing of relative paths (sorted), each file's
@@ -63,8 +118,10 @@ pub fn walk(
         }
         if meta.is_dir() {
             walk(root, &path, visit)?;
-        } else {
+        } else if meta.is_file() {
             visit(&rel_path(root, &path)?, &meta, &path)?;
+        } else {
+            return Err(special_file(&path, &meta));
         }
     }
     Ok(())

@@ -93,6 +93,8 @@ impl WithError {
 
 /// What a stage sees while it computes its cache key.
 pub struct KeyContext<'a> {
+    /// The stage's name in the pipeline.
+    pub stage: &'a str,
     /// Directory of the pipeline file: relative paths in `with` are relative to it.
     pub pipeline_dir: &'a Path,
 }

@@ -12,6 +12,7 @@ pub mod hash;
 pub mod kind;
 pub mod params;
 pub mod pipeline;
+pub mod process;
 pub mod progress;
 pub mod record;
 pub mod report;

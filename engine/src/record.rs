@@ -19,8 +19,10 @@ pub enum StageStatus {
     Ran,
     Deferred,
     Failed,
-    /// Not started because a dependency failed or deferred.
+    /// Not started because a dependency failed or deferred, or the run was interrupted.
     Skipped,
+    /// Running when soma-flow was interrupted (SIGINT, SIGTERM, SIGHUP); it kept nothing.
+    Interrupted,
 }
 
 impl StageStatus {
@@ -31,6 +33,7 @@ impl StageStatus {
             StageStatus::Deferred => "deferred",
             StageStatus::Failed => "FAILED",
             StageStatus::Skipped => "skipped",
+            StageStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -139,9 +142,18 @@ pub fn list(store: &Store) -> Result<Vec<RunRecord>> {
     for e in std::fs::read_dir(store.runs_dir())?.flatten() {
         let path = e.path();
         if path.extension().is_some_and(|x| x == "json") {
+            // The id names files (logs, reports): it must be the record's own file name.
+            let named = |r: RunRecord| {
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                match stem.as_deref() == Some(r.id.as_str()) {
+                    true => Ok(r),
+                    false => Err(anyhow::anyhow!("its id `{}` is not its file name", r.id)),
+                }
+            };
             match std::fs::read(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(|b| Ok(serde_json::from_slice::<RunRecord>(&b)?))
+                .and_then(named)
             {
                 Ok(r) => out.push(r),
                 Err(err) => {

@@ -33,12 +33,13 @@ const CHAR_W: f64 = 7.4;
 /// Characters of a hash or cache key shown; enough to tell runs apart at a glance.
 const SHORT_HASH: usize = 12;
 
-const ALL_STATUSES: [StageStatus; 5] = [
+const ALL_STATUSES: [StageStatus; 6] = [
     StageStatus::Ran,
     StageStatus::Hit,
     StageStatus::Deferred,
     StageStatus::Failed,
     StageStatus::Skipped,
+    StageStatus::Interrupted,
 ];
 
 /// Fill and outline of a stage, shared by the legend, the graph and the timeline.
@@ -49,6 +50,7 @@ fn colours(status: StageStatus) -> (&'static str, &'static str) {
         StageStatus::Deferred => ("#fbe6a6", "#a36b00"),
         StageStatus::Failed => ("#f7c6c6", "#c62828"),
         StageStatus::Skipped => ("#ececec", "#8c8c8c"),
+        StageStatus::Interrupted => ("#f3d3ea", "#8e2470"),
     }
 }
 

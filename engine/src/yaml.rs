@@ -171,7 +171,9 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 
 enum Open {
     Seq(Node),
-    Map(Node, Option<Node>),
+    /// A mapping, its pending key, and the keys seen so far (duplicate detection
+    /// stays linear in the number of keys).
+    Map(Node, Option<Node>, std::collections::HashSet<String>),
 }
 
 #[derive(Default)]
@@ -190,12 +192,12 @@ impl Builder {
                     items.push(node);
                 }
             }
-            Some(Open::Map(map, pending_key)) => match pending_key.take() {
+            Some(Open::Map(map, pending_key, seen)) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     if let Value::Map(entries) = &mut map.value {
                         let name = key.as_key();
-                        if entries.iter().any(|(k, _)| k.as_key() == name) && self.error.is_none() {
+                        if !seen.insert(name.clone()) && self.error.is_none() {
                             self.error = Some(SyntaxError {
                                 span: key.span,
                                 message: format!("duplicate key `{name}`"),
@@ -227,9 +229,10 @@ impl MarkedEventReceiver for Builder {
                     value: Value::Map(Vec::new()),
                 },
                 None,
+                Default::default(),
             )),
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some(Open::Seq(node) | Open::Map(node, _)) = self.stack.pop() {
+                if let Some(Open::Seq(node) | Open::Map(node, _, _)) = self.stack.pop() {
                     self.push_value(node);
                 }
             }

@@ -14,7 +14,8 @@ pub enum Existing {
     Refuse,
 }
 
-/// Writes `contents` to `path` with mode 0600, creating parent directories.
+/// Writes `contents` to `path` with mode 0600, creating missing parent directories
+/// with mode 0700.
 /// With [`Existing::Refuse`] an existing file is left untouched and the error kind
 /// is [`io::ErrorKind::AlreadyExists`] (the move is a hard link, atomic on POSIX).
 pub fn write(path: &Path, contents: &[u8], existing: Existing) -> io::Result<()> {
@@ -22,7 +23,11 @@ pub fn write(path: &Path, contents: &[u8], existing: Existing) -> io::Result<()>
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;

@@ -276,6 +276,7 @@ fn a_branch_enters_the_cache_key_as_its_commit() {
     let key = |repo: &str, revision: &str| {
         let with = options(json!({"source": "hf", "repo": repo, "revision": revision}));
         let context = KeyContext {
+            stage: "data",
             pipeline_dir: dir.path(),
         };
         FetchDatasetKind.key_material(&with, &context)

@@ -184,6 +184,27 @@ fn a_killed_run_resumes_from_its_checkpoint() {
         model(&straight) == model(&resumed),
         "the resumed run differs"
     );
+
+    // A torn checkpoint (files empty after a crash, as a rename without fsync could
+    // leave) is discarded: training starts over and still gives the same bytes.
+    let torn = dir.path().join("s4");
+    train(
+        &settings,
+        &TaskLoss,
+        None,
+        &torn,
+        &dir.path().join("t"),
+        Some(5),
+    );
+    for file in std::fs::read_dir(torn.join("checkpoint-4")).unwrap() {
+        std::fs::File::create(file.unwrap().path()).unwrap();
+    }
+    let redone = dir.path().join("redone");
+    assert!(train(&settings, &TaskLoss, None, &torn, &redone, None).finished);
+    assert!(
+        model(&straight) == model(&redone),
+        "the restarted run differs"
+    );
 }
 
 #[test]

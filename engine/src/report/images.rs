@@ -196,7 +196,7 @@ mod tests {
         let many = publish(&store, tmp.path(), "many", &files);
         let gone = Artifact {
             kind: ArtifactKind::File,
-            hash: "ab".repeat(32),
+            hash: crate::store::ContentHash::parse(&"ab".repeat(32)).unwrap(),
             size: 1,
         };
         let mut s = stage("command", StageStatus::Hit, 0, 1);

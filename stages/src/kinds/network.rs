@@ -84,7 +84,15 @@ impl NetworkWith {
             epoch_duration: self.epoch_duration.clone(),
             genesis: self.genesis,
         };
-        Devnet::open_or_init(&devnet_dir(store), &options).context("cannot open the devnet")
+        let devnet =
+            Devnet::open_or_init(&devnet_dir(store), &options).context("cannot open the devnet")?;
+        // The devnet holds a signing identity and `keys/` decryption keys awaiting their
+        // reveal: both owner-only, also in stores made before this rule.
+        for dir in [devnet_dir(store), key_dir(store)] {
+            soma_flow_engine::store::private_dir(&dir)
+                .with_context(|| format!("cannot make {} private", dir.display()))?;
+        }
+        Ok(devnet)
     }
 
     /// The signer, saying (in the run summary) when a throwaway identity was created.

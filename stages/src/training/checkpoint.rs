@@ -1,8 +1,9 @@
 //! Resumable checkpoints in a stage's scratch directory: model and optimizer
 //! records (parameter ids included, so the optimizer state finds its
 //! parameters again), the step and the metrics so far. Each is written to a
-//! temporary directory and renamed into place, so a kill never leaves a
-//! half-written checkpoint behind.
+//! temporary directory, synced to disk (files, then the directory), and renamed
+//! into place, so neither a kill nor a power loss leaves a torn checkpoint that a
+//! later run would trust.
 
 use std::path::{Path, PathBuf};
 
@@ -69,8 +70,13 @@ where
     Recorder::<B>::record(&recorder(), optim.to_record(), tmp.join("optimizer"))
         .context("saving the optimizer checkpoint")?;
     std::fs::write(tmp.join("state.json"), serde_json::to_vec(state)?)?;
+    for entry in std::fs::read_dir(&tmp)? {
+        std::fs::File::open(entry?.path())?.sync_all()?;
+    }
+    sync_dir(&tmp)?;
     std::fs::rename(&tmp, &done)
         .with_context(|| format!("publishing checkpoint {}", done.display()))?;
+    sync_dir(scratch)?;
     // Older checkpoints are superseded once the new one is in place.
     for entry in std::fs::read_dir(scratch)? {
         let path = entry?.path();
@@ -79,6 +85,12 @@ where
             std::fs::remove_dir_all(&path)?;
         }
     }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 

@@ -72,17 +72,34 @@ impl Trainer<'_> {
             model.config().max_seq_len
         );
         let index = SequenceIndex::new(self.docs, s.seq_len, false)?;
-        let optim = AdamConfig::new()
-            .with_beta_1(s.beta1 as f32)
-            .with_beta_2(s.beta2 as f32)
-            .with_epsilon(s.eps as f32)
-            .with_weight_decay(
-                (s.weight_decay > 0.0).then(|| WeightDecayConfig::new(s.weight_decay as f32)),
-            )
-            .init::<B, SomaModel<B>>();
-        let (mut model, mut optim, mut state) = match checkpoint::latest(self.scratch)? {
-            Some(dir) => {
-                let (model, optim, state) = checkpoint::load(&dir, model, optim, device)?;
+        let make_optim = || {
+            AdamConfig::new()
+                .with_beta_1(s.beta1 as f32)
+                .with_beta_2(s.beta2 as f32)
+                .with_epsilon(s.eps as f32)
+                .with_weight_decay(
+                    (s.weight_decay > 0.0).then(|| WeightDecayConfig::new(s.weight_decay as f32)),
+                )
+                .init::<B, SomaModel<B>>()
+        };
+        // A checkpoint that does not load (torn by a crash of an older version, or a
+        // damaged disk) is discarded rather than failing every later run.
+        let resumed = match checkpoint::latest(self.scratch)? {
+            Some(dir) => match checkpoint::load(&dir, model.clone(), make_optim(), device) {
+                Ok(loaded) => Some((dir, loaded)),
+                Err(e) => {
+                    (self.progress)(&format!(
+                        "checkpoint {} does not load ({e:#}); discarding it and starting over",
+                        dir.display()
+                    ));
+                    std::fs::remove_dir_all(&dir)?;
+                    None
+                }
+            },
+            None => None,
+        };
+        let (mut model, mut optim, mut state) = match resumed {
+            Some((dir, (model, optim, state))) => {
                 ensure!(
                     state.seed == s.seed,
                     "checkpoint {} was made with seed {}, not {}",
@@ -100,7 +117,7 @@ impl Trainer<'_> {
                     seed: s.seed,
                     metrics,
                 };
-                (model, optim, state)
+                (model, make_optim(), state)
             }
         };
         let dim = model.config().embedding_dim;

@@ -1,0 +1,226 @@
+//! Processes that stages start: each in a process group of its own, so that the whole
+//! group (the shell and everything it started) ends with the stage, when soma-flow is
+//! interrupted, and when soma-flow itself dies.
+//!
+//! - When the stage's main process exits, whatever it left running in its group is
+//!   killed (before the main process is reaped, so the group id cannot have been
+//!   reused).
+//! - On SIGINT, SIGTERM or SIGHUP the scheduler calls [`terminate_all`].
+//! - A SIGKILL of soma-flow cannot be caught, so each group has a guardian: a tiny
+//!   `sh` in its own group that blocks reading a pipe whose only writer is soma-flow.
+//!   When soma-flow dies the kernel closes the pipe, the read returns, and the guardian
+//!   kills the group.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static LIVE: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn live() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running stage process and its group.
+pub struct StageProcess {
+    pub child: Child,
+    pgid: i32,
+    guardian: Option<(Child, io::PipeWriter)>,
+}
+
+/// Starts `cmd` as the leader of a new process group, guarded (see the module docs).
+pub fn spawn(cmd: &mut Command) -> io::Result<StageProcess> {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
+    let guardian = spawn_guardian()?;
+    let child = cmd.spawn()?;
+    let pgid = child.id() as i32;
+    live().get_or_insert_with(HashSet::new).insert(pgid);
+    let guardian = guardian.and_then(|(g, mut pipe)| {
+        writeln!(pipe, "{pgid}").ok()?;
+        Some((g, pipe))
+    });
+    Ok(StageProcess {
+        child,
+        pgid,
+        guardian,
+    })
+}
+
+/// The guardian waits for the group id, then for the pipe to close (soma-flow gone,
+/// or the stage finished and the guardian is no longer needed), then kills the group
+/// if it still exists.
+fn spawn_guardian() -> io::Result<Option<(Child, io::PipeWriter)>> {
+    if !cfg!(unix) {
+        return Ok(None);
+    }
+    let (reader, writer) = io::pipe()?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"read g || exit 0; read _; [ "$g" -gt 1 ] && kill -KILL "-$g" 2>/dev/null; exit 0"#)
+        .stdin(reader)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let guardian = cmd.spawn()?;
+    Ok(Some((guardian, writer)))
+}
+
+impl StageProcess {
+    /// Waits for the main process; then kills what is left of its group, and reaps.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        wait_exited(self.child.id())?;
+        signal_group(self.pgid, Signal::Kill);
+        let status = self.child.wait();
+        self.release();
+        status
+    }
+
+    /// Retires the guardian (killed first so it cannot act on a reused id) and
+    /// forgets the group.
+    fn release(&mut self) {
+        if let Some((mut g, pipe)) = self.guardian.take() {
+            let _ = g.kill();
+            drop(pipe);
+            let _ = g.wait();
+        }
+        if let Some(set) = live().as_mut() {
+            set.remove(&self.pgid);
+        }
+    }
+}
+
+impl Drop for StageProcess {
+    fn drop(&mut self) {
+        if self.guardian.is_some() {
+            signal_group(self.pgid, Signal::Kill);
+            let _ = self.child.wait();
+            self.release();
+        }
+    }
+}
+
+/// Asks every live stage group to stop (SIGTERM), and kills those still alive after
+/// `grace`. Used on the way out of an interrupted run.
+pub fn terminate_all(grace: Duration) {
+    let groups: Vec<i32> = live().iter().flatten().copied().collect();
+    for &g in &groups {
+        signal_group(g, Signal::Term);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && groups.iter().any(|&g| group_alive(g)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &g in &groups {
+        signal_group(g, Signal::Kill);
+    }
+}
+
+enum Signal {
+    Term,
+    Kill,
+}
+
+#[cfg(unix)]
+fn signal_group(pgid: i32, sig: Signal) {
+    let sig = match sig {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    if pgid > 1 {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn signal_group(_: i32, _: Signal) {}
+
+#[cfg(unix)]
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    pgid > 1 && unsafe { libc::kill(-pgid, 0) } == 0
+}
+
+#[cfg(not(unix))]
+fn group_alive(_: i32) -> bool {
+    false
+}
+
+/// Blocks until process `pid` has exited, leaving it unreaped (a zombie keeps its
+/// id, and so its group id, from being reused).
+#[cfg(unix)]
+fn wait_exited(pid: u32) -> io::Result<()> {
+    loop {
+        // SAFETY: waitid writes only into the zeroed siginfo we own.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn wait_exited(_: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// Whether process `pid` exists and is not a zombie waiting to be reaped.
+#[cfg(all(test, unix))]
+pub(crate) fn running(pid: i32) -> bool {
+    for _ in 0..100 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return false,
+            Ok(stat) => {
+                let state = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next());
+                if state == Some("Z") {
+                    return false;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_a_stage_are_killed_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("sleep 30 & echo $! > {}", pidfile.display()));
+        let mut p = spawn(&mut cmd).unwrap();
+        assert!(p.wait().unwrap().success());
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!running(pid), "the background sleep outlived its stage");
+    }
+}
