@@ -1,0 +1,9 @@
+//! soma-flow-chain's integration tests, in one binary.
+
+mod common;
+mod crypto;
+mod document;
+mod identity;
+mod robustness;
+mod sdk;
+mod vectors;
