@@ -239,3 +239,67 @@ fn urls_are_canonicalised_as_section_2_7() {
     }
     assert!(CanonicalUrl::parse("not a url").is_err());
 }
+
+/// §3.6 gives the layouts but no bytes: this pins the field order written there.
+#[test]
+fn object_contents_follow_section_3_6() {
+    use soma_flow_chain::manifest::SubmissionManifest;
+    use soma_flow_chain::{Manifest, SomaAddress, StakedSomaV1, TargetStatus, TargetV1};
+
+    let staked = StakedSomaV1 {
+        pool_id: ObjectID([0x1e; 32]),
+        stake_activation_epoch: 2,
+        principal: 1_000_000_000,
+    };
+    let expected = format!("{} 0200000000000000 00ca9a3b00000000", "1e".repeat(32));
+    assert_eq!(bcs::to_bytes(&staked).unwrap(), unhex(&expected));
+
+    let submitter = SomaAddress([0xaa; 32]);
+    let target = TargetV1 {
+        embedding: SomaTensor::vector(&[0.25]),
+        model_ids: vec![ObjectID([0x33; 32])],
+        distance_threshold: SomaTensor::scalar(1.5),
+        reward_pool: 7,
+        generation_epoch: 3,
+        status: TargetStatus::Filled { fill_epoch: 3 },
+        submitter: Some(submitter),
+        winning_model_id: Some(ObjectID([0x33; 32])),
+        winning_model_owner: None,
+        bond_amount: 150,
+        winning_data_manifest: Some(SubmissionManifest {
+            manifest: Manifest::new("https://d.example/x", Digest([0x0c; 32]), 15).unwrap(),
+        }),
+        winning_embedding: None,
+        winning_distance_score: Some(SomaTensor::scalar(0.25)),
+        winning_loss_score: None,
+        submission_reports: [submitter].into(),
+    };
+    let expected = format!(
+        "00 04 0000803e 01 0100000000000000 \
+         01 {model} \
+         00 04 0000c03f 01 0100000000000000 \
+         0700000000000000 0300000000000000 \
+         01 0300000000000000 \
+         01 {sub} 01 {model} 00 \
+         9600000000000000 \
+         01 00 13 {url} 00 20 {checksum} 0f00000000000000 \
+         00 \
+         01 00 04 0000803e 01 0100000000000000 \
+         00 \
+         01 {sub}",
+        model = "33".repeat(32),
+        sub = "aa".repeat(32),
+        url = hex::encode("https://d.example/x"),
+        checksum = "0c".repeat(32),
+    );
+    let bytes = bcs::to_bytes(&target).unwrap();
+    assert_eq!(hex::encode(&bytes), hex::encode(unhex(&expected)));
+    assert_eq!(bcs::from_bytes::<TargetV1>(&bytes).unwrap(), target);
+
+    let shared = bcs::to_bytes(&Owner::Shared {
+        initial_shared_version: 1,
+    })
+    .unwrap();
+    assert_eq!(shared, unhex("01 0100000000000000"));
+    assert_eq!(bcs::to_bytes(&Owner::Immutable).unwrap(), [2]);
+}
