@@ -12,6 +12,7 @@
 //! - [`identity`]: secret keys, public keys, addresses (§4).
 //! - [`signing`]: intent, signing digest, user signatures, server checks (§4).
 //! - [`crypto`]: AES-256-CTR weights encryption and the commitments (§5).
+//! - [`proto`]: the `soma.rpc` protobuf messages (§2), hand-written for prost.
 
 pub mod base;
 pub mod crypto;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod identity;
 pub mod manifest;
 pub mod object;
+pub mod proto;
 pub mod signing;
 pub mod tensor;
 pub mod transaction;

@@ -4,6 +4,7 @@ mod common;
 mod crypto;
 mod document;
 mod identity;
+mod proto;
 mod robustness;
 mod sdk;
 mod vectors;
