@@ -237,6 +237,13 @@ for name, kind_bytes in KINDS:
 
 assert blake(b"\x00", public_key) == ADDRESS
 
+# TransactionKind has exactly 26 variants: the wheel rejects index 26.
+try:
+    kp.sign(b"\x00" + uleb(26) + ADDRESS + vec([GAS]))
+    sys.exit("the wheel accepted TransactionKind variant 26")
+except ValueError as e:
+    assert "0 <= i < 26" in str(e), e
+
 create_digest = bytes.fromhex(next(t["digest_hex"] for t in transactions if t["name"] == "CreateModel"))
 derived = [blake(create_digest, u64(n)).hex() for n in range(3)]
 assert derived[0] == "27cdbc9fb78625cd05b059170ad2c1dc2dbbb5b1e95126c4684fae9a8fdc1718"
