@@ -4,6 +4,7 @@
 //! in the docs refer to it) and is checked byte for byte against the official SDK
 //! (`soma-sdk` 0.1.15) in `tests/`.
 //!
+//! - [`arrgen`]: target embeddings, `arrgen::normal_array` (§7.2).
 //! - [`base`]: addresses, object ids, digests, object refs (§3.1).
 //! - [`tensor`]: `SomaTensor` (§3.5).
 //! - [`manifest`]: manifests and canonical URLs (§3.4, §2.7).
@@ -14,6 +15,7 @@
 //! - [`crypto`]: AES-256-CTR weights encryption and the commitments (§5).
 //! - [`proto`]: the `soma.rpc` protobuf messages (§2), hand-written for prost.
 
+pub mod arrgen;
 pub mod base;
 pub mod crypto;
 pub mod error;
