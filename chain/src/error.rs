@@ -30,6 +30,10 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Rng(String),
+    /// A protobuf message field that is absent, or present with a value that does
+    /// not convert to the protocol's type (§2.0: the server rejects these).
+    #[error("invalid proto field `{field}`: {reason}")]
+    Proto { field: String, reason: String },
     /// A signature the server would reject.
     #[error("invalid signature: {0}")]
     Signature(&'static str),

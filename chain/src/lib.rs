@@ -13,16 +13,21 @@
 //! - [`identity`]: secret keys, public keys, addresses (§4).
 //! - [`signing`]: intent, signing digest, user signatures, server checks (§4).
 //! - [`crypto`]: AES-256-CTR weights encryption and the commitments (§5).
-//! - [`proto`]: the `soma.rpc` protobuf messages (§2), hand-written for prost.
+//! - [`proto`]: the `soma.rpc` protobuf messages (§2), hand-written for prost,
+//!   and their conversions to the BCS types ([`proto::convert`], §2.7).
+//! - [`rpc`]: method paths, the BCS-codec faucet/admin services (§1.3, §1.5).
+//! - [`client`]: `SomaClient`, a fullnode/faucet/admin client (§9).
 
 pub mod arrgen;
 pub mod base;
+pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod manifest;
 pub mod object;
 pub mod proto;
+pub mod rpc;
 pub mod signing;
 pub mod tensor;
 pub mod transaction;

@@ -1,6 +1,8 @@
 //! soma-flow-chain's integration tests, in one binary.
 
+mod client;
 mod common;
+mod convert;
 mod crypto;
 mod document;
 mod identity;

@@ -16,11 +16,11 @@ static VECTORS: LazyLock<Value> = LazyLock::new(|| {
     serde_json::from_str(include_str!("reference/vectors.json")).expect("vectors.json parses")
 });
 
-fn s(v: &Value) -> &str {
+pub fn s(v: &Value) -> &str {
     v.as_str().expect("a string")
 }
 
-fn tx_vector(name: &str) -> &'static Value {
+pub fn tx_vector(name: &str) -> &'static Value {
     VECTORS["transactions"]
         .as_array()
         .unwrap()

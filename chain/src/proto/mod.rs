@@ -8,6 +8,7 @@
 //! numbers and contents survive a decode/encode round trip.
 
 mod common;
+pub mod convert;
 mod execution;
 mod ledger;
 mod state;
