@@ -12,6 +12,7 @@
 //! - [`checkpoint`]: one checkpoint per transaction; epochs.
 //! - `faucet`: coins from a funded account by real PayCoins.
 //! - `persist`: `Ledger::open` / `Ledger::save`, atomic.
+//! - [`server`]: the gRPC/HTTP fullnode, faucet and admin servers over a ledger.
 //!
 //! Signatures, BCS types, ids and digests all come from `soma_flow_chain`.
 
@@ -31,6 +32,7 @@ pub mod ledger;
 mod models;
 pub mod params;
 mod persist;
+pub mod server;
 pub mod state;
 mod store;
 mod submission;
