@@ -391,7 +391,7 @@ impl SomaClient {
             };
             coins.push((reference, coin.balance));
         }
-        coins.sort_by(|a, b| b.1.cmp(&a.1));
+        coins.sort_by_key(|c| std::cmp::Reverse(c.1));
         Ok(coins)
     }
 
