@@ -88,3 +88,18 @@ async fn bad_urls_are_refused_up_front() {
     // TLS endpoints build offline with the bundled roots.
     SomaClient::connect("https://fullnode.testnet.soma.org:443", None).unwrap();
 }
+
+#[test]
+fn lock_conflicts_are_recognised_and_name_the_coin() {
+    use soma_flow_chain::client::{is_lock_conflict, locked_object};
+    let id = format!("0x{}", "ab".repeat(32));
+    for message in [
+        format!("Object ({id}, SequenceNumber(3), o#abc) already locked by a different transaction: x"),
+        format!("Object ({id}, SequenceNumber(3), o#abc) is not available for consumption, its current version: SequenceNumber(4)"),
+    ] {
+        assert!(is_lock_conflict(&message));
+        assert_eq!(locked_object(&message), Some(soma_flow_chain::ObjectID([0xab; 32])));
+    }
+    assert!(!is_lock_conflict("Invalid user signature: bad"));
+    assert_eq!(locked_object("Object (zz, 1)"), None);
+}

@@ -4,7 +4,7 @@
 //! served over HTTP with ranges; refusals and failures come back in words; the
 //! ledger survives a restart.
 
-use soma_flow_chain::client::{ClientError, TargetQuery};
+use soma_flow_chain::client::{is_lock_conflict, locked_object, ClientError, TargetQuery};
 use soma_flow_chain::{
     embedding_commitment, weights_commitment, DecryptionKey, Manifest, ObjectID, SecretKey,
 };
@@ -186,6 +186,11 @@ async fn model_lifecycle_end_to_end() {
     let path = format!("/model/{}", model_id.to_hex());
     let (status, head, body) = common::http_get(handle.rpc_addr, &path, None).await;
     assert_eq!((status, body.as_slice()), (200, WEIGHTS), "{head}");
+    // The fullnode headers of §1.1 are on every response of the port.
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("x-soma-chain: localnet"), "{head}");
+    assert!(head.contains("x-soma-epoch: 2"), "{head}");
+    assert!(head.contains("server: soma-node/0.1.21"), "{head}");
     let (status, head, body) = common::http_get(handle.rpc_addr, &path, Some("bytes=2-5")).await;
     assert_eq!((status, body.as_slice()), (206, &WEIGHTS[2..=5]));
     assert!(head
@@ -260,6 +265,23 @@ async fn refusals_map_to_grpc_codes() {
         matches!(&error, ClientError::Rpc { code: tonic::Code::InvalidArgument, message, .. } if message.contains("Invalid user signature")),
         "{error}"
     );
+    // The sender's own signature goes through; resending with the now stale
+    // gas ref is the refusal the SDK retries with another coin, naming it.
+    client.sign_and_execute(&key, &tx).await.unwrap();
+    let stale = soma_flow_chain::TransactionData::new(
+        soma_flow_chain::TransactionKind::ClaimRewards {
+            target_id: ObjectID([1; 32]),
+        },
+        key.address(),
+        vec![gas],
+    );
+    let error = client.sign_and_execute(&key, &stale).await.unwrap_err();
+    let ClientError::Rpc { code, message, .. } = &error else {
+        panic!("expected a refusal, got {error}");
+    };
+    assert_eq!(*code, tonic::Code::InvalidArgument);
+    assert!(is_lock_conflict(message), "{message}");
+    assert_eq!(locked_object(message), Some(gas.object_id));
     // The system state object is readable by its id.
     let system = client.object(&ObjectID::SYSTEM_STATE).await.unwrap();
     assert_eq!(

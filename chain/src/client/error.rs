@@ -74,6 +74,14 @@ pub fn is_lock_conflict(message: &str) -> bool {
     .any(|needle| message.contains(needle))
 }
 
+/// The coin id in `Object (0x…, …) already locked …` or `… is not available
+/// for consumption` (§1.4, §9.6): the coin to avoid on the next attempt.
+pub fn locked_object(message: &str) -> Option<crate::ObjectID> {
+    let start = message.find("Object (")? + "Object (".len();
+    let rest = &message[start..];
+    rest[..rest.find(',')?].trim().parse().ok()
+}
+
 /// A failed execution in words: the sentence for its kind, then the details.
 pub fn describe_failure(error: &ExecutionError) -> String {
     let kind = error

@@ -24,7 +24,9 @@ use tonic::{Request, Status};
 use tonic_prost::ProstCodec;
 
 pub use error::ClientResult;
-pub use error::{describe_failure, is_lock_conflict, is_transient, sentence, ClientError};
+pub use error::{
+    describe_failure, is_lock_conflict, is_transient, locked_object, sentence, ClientError,
+};
 
 use crate::base::{Digest, ObjectID, ObjectRef, SomaAddress};
 use crate::crypto::DecryptionKey;
@@ -767,13 +769,6 @@ impl SomaClient {
         })
         .await
     }
-}
-
-/// The coin id in `Object (0x…, …) already locked …` (§1.4, §9.6).
-fn locked_object(message: &str) -> Option<ObjectID> {
-    let start = message.find("Object (")? + "Object (".len();
-    let rest = &message[start..];
-    rest[..rest.find(',')?].trim().parse().ok()
 }
 
 /// A status's message with its transport cause, if any.
