@@ -1,8 +1,8 @@
 //! The independent check: the official Python SDK (`soma-sdk` 0.1.15, the real
 //! Rust SDK compiled with PyO3) drives the in-process server through create →
 //! commit → epoch → reveal → epoch, reads the system state and targets, and
-//! fetches the weights through the `/model/` fallback; the Rust client must
-//! see the same chain.
+//! fetches the weights through the `/model/` fallback, idling once past the
+//! SDK's 5 s PING interval; the Rust client must see the same chain.
 //!
 //! Needs `python3` with `soma-sdk==0.1.15` (`.ci/run` installs it). Without
 //! it this test fails; it never skips.
@@ -58,6 +58,8 @@ async def main(rpc, faucet, admin, weights_hex, key_hex):
     me = kp.address()
     await client.request_faucet(me)
     model_id = await client.create_model(kp, commission_rate=1000)
+    # Idle past the SDK's 5 s PING interval: the server must tolerate PINGs.
+    await asyncio.sleep(6)
     dim = await client.get_embedding_dim()
     embedding = [0.25 * (i % 5) - 0.5 for i in range(dim)]
     encrypted, key = SomaClient.encrypt_weights(bytes.fromhex(weights_hex), bytes.fromhex(key_hex))

@@ -61,6 +61,24 @@ async fn model_lifecycle_end_to_end() {
     let decryption_key = DecryptionKey::from_bytes([0x44; 32]);
     let embedding = common::embedding(0.5);
     let embedding_c = embedding_commitment(&embedding).unwrap();
+    // Someone else cannot commit to it.
+    let other = SecretKey::from_bytes(&[10; 32]);
+    client.request_gas(&other.address()).await.unwrap();
+    let foreign = client
+        .commit_model(
+            &other,
+            &model_id,
+            &manifest,
+            weights_commitment(WEIGHTS),
+            embedding_c,
+            decryption_key.commitment(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        foreign.to_string().contains("not the model's owner"),
+        "{foreign}"
+    );
     client
         .commit_model(
             &key,
