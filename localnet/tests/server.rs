@@ -307,3 +307,57 @@ async fn refusals_map_to_grpc_codes() {
         soma_flow_chain::ObjectType::SystemState
     );
 }
+
+/// StateService replies are zstd-compressed for a client that accepts zstd,
+/// LedgerService replies never are (§1.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_state_service_replies_are_compressed() {
+    use soma_flow_chain::proto;
+    use soma_flow_chain::rpc::paths;
+    use tonic::codec::CompressionEncoding;
+    use tonic_prost::ProstCodec;
+
+    let dir = tempfile::tempdir().unwrap();
+    let handle = common::network(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(handle.rpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel).accept_compressed(CompressionEncoding::Zstd);
+    let encoding = |metadata: &tonic::metadata::MetadataMap| {
+        metadata
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    grpc.ready().await.unwrap();
+    let balance = grpc
+        .unary(
+            tonic::Request::new(proto::GetBalanceRequest {
+                owner: Some("0x1".into()),
+            }),
+            http::uri::PathAndQuery::from_static(paths::GET_BALANCE),
+            ProstCodec::<proto::GetBalanceRequest, proto::GetBalanceResponse>::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(encoding(balance.metadata()).as_deref(), Some("zstd"));
+    assert_eq!(balance.get_ref().balance, Some(0));
+    grpc.ready().await.unwrap();
+    let info = grpc
+        .unary(
+            tonic::Request::new(proto::GetServiceInfoRequest {}),
+            http::uri::PathAndQuery::from_static(paths::GET_SERVICE_INFO),
+            ProstCodec::<proto::GetServiceInfoRequest, proto::GetServiceInfoResponse>::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(encoding(info.metadata()), None);
+    assert_eq!(
+        info.metadata()
+            .get("x-soma-chain")
+            .and_then(|v| v.to_str().ok()),
+        Some("localnet")
+    );
+}

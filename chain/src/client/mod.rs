@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use tonic::client::Grpc;
-use tonic::codec::{Codec, Streaming};
+use tonic::codec::{Codec, CompressionEncoding, Streaming};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 use tonic_prost::ProstCodec;
@@ -204,8 +204,10 @@ impl SomaClient {
         let attempts = self.retry.attempts.max(1);
         let mut attempt = 1;
         loop {
-            let mut grpc =
-                Grpc::new(conn.channel.clone()).max_decoding_message_size(MAX_DECODE_BYTES);
+            // As the SDK: accept zstd (a node compresses StateService replies).
+            let mut grpc = Grpc::new(conn.channel.clone())
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(MAX_DECODE_BYTES);
             let result = tokio::time::timeout(self.retry.call_timeout, async {
                 grpc.ready()
                     .await

@@ -16,7 +16,7 @@ use soma_flow_chain::rpc::{self, paths, BcsCodec, SERVER_NAME};
 use soma_flow_chain::{ObjectID, ObjectType, SomaAddress};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
-use tonic::codec::Codec;
+use tonic::codec::{Codec, CompressionEncoding};
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
@@ -89,6 +89,12 @@ async fn fullnode(node: Arc<Node>, path: &str, req: Request<Incoming>) -> Respon
     }
 }
 
+/// Only StateService replies are compressed, and only for clients that
+/// accept zstd (§1.1).
+fn compressed(path: &str) -> bool {
+    path.starts_with("/soma.rpc.StateService/")
+}
+
 /// Runs a unary handler under `codec`.
 async fn unary_with<C, F>(codec: C, req: Request<Incoming>, handler: F) -> Response<Body>
 where
@@ -101,7 +107,11 @@ where
         let result = handler(r.into_inner()).map(tonic::Response::new);
         async move { result }
     });
-    tonic::server::Grpc::new(codec).unary(service, req).await
+    let mut grpc = tonic::server::Grpc::new(codec);
+    if compressed(req.uri().path()) {
+        grpc = grpc.send_compressed(CompressionEncoding::Zstd);
+    }
+    grpc.unary(service, req).await
 }
 
 async fn unary<Req, Resp, F>(req: Request<Incoming>, handler: F) -> Response<Body>
