@@ -162,35 +162,36 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         faucet_amount: config.faucet_amount,
     });
     let (shutdown, stop) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut bound = Vec::new();
-    for (port, service) in [
-        (config.rpc_port, grpc::Service::Fullnode),
-        (config.faucet_port, grpc::Service::Faucet),
-        (config.admin_port, grpc::Service::Admin),
-    ] {
-        let addr = SocketAddr::new(config.host, port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        bound.push(local);
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            node.clone(),
-            service,
-            stop.clone(),
-        )));
-    }
+    let rpc = bind(config.host, config.rpc_port).await?;
+    let faucet = bind(config.host, config.faucet_port).await?;
+    let admin = bind(config.host, config.admin_port).await?;
+    let addrs = (rpc.1, faucet.1, admin.1);
+    let tasks = [
+        (rpc.0, grpc::Service::Fullnode),
+        (faucet.0, grpc::Service::Faucet),
+        (admin.0, grpc::Service::Admin),
+    ]
+    .into_iter()
+    .map(|(listener, service)| {
+        tokio::spawn(accept_loop(listener, node.clone(), service, stop.clone()))
+    })
+    .collect();
     Ok(ServerHandle {
-        rpc_addr: bound[0],
-        faucet_addr: bound[1],
-        admin_addr: bound[2],
+        rpc_addr: addrs.0,
+        faucet_addr: addrs.1,
+        admin_addr: addrs.2,
         shutdown,
         tasks,
     })
+}
+
+/// A listener on `host:port` (0: any free port) and the address it got.
+async fn bind(host: IpAddr, port: u16) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let addr = SocketAddr::new(host, port);
+    let error = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    Ok((listener, local))
 }
 
 fn open_or_create(dir: &Path, genesis: &GenesisConfig) -> Result<Ledger, LedgerError> {
