@@ -1,0 +1,5 @@
+//! soma-flow-localnet's integration tests, in one binary.
+
+mod common;
+mod python_sdk;
+mod server;
