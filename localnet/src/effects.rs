@@ -313,7 +313,7 @@ impl Effects {
             .and_then(ChangedObject::output_ref)
     }
 
-    /// The created object of a type, in creation-id order.
+    /// The created objects of a type, in object id order.
     pub fn created_of(&self, object_type: ObjectType) -> Vec<ObjectRef> {
         self.changed_objects
             .iter()
@@ -369,8 +369,10 @@ pub enum Rejection {
     GasNotCoin(ObjectID),
     #[error("Object {0} appears twice among the mutable inputs")]
     DuplicateInput(ObjectID),
-    #[error("the transaction cannot be encoded: {0}")]
-    Encoding(String),
+    /// The ledger could not encode the transaction or an object (a bug, not
+    /// a property of the transaction).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Rejection {

@@ -120,7 +120,7 @@ impl Ledger {
             .map_err(|e| Rejection::InvalidSignature(e.to_string()))?;
         let digest = tx
             .digest()
-            .map_err(|e| Rejection::Encoding(e.to_string()))?;
+            .map_err(|e| Rejection::Internal(e.to_string()))?;
         if let Some(done) = self.data.transactions.get(&digest) {
             return Ok(done.effects.clone());
         }
@@ -129,7 +129,7 @@ impl Ledger {
         let lamport = self.check_inputs(tx, &inputs)?;
         let effects = self.run(tx, &inputs, lamport, digest)?;
         self.record(tx.clone(), signatures.to_vec(), effects, false)
-            .map_err(|e| Rejection::Encoding(e.to_string()))
+            .map_err(|e| Rejection::Internal(e.to_string()))
     }
 
     /// §6.1; returns the lamport version `1 + max(input versions)`.
@@ -163,7 +163,7 @@ impl Ledger {
             }
             let actual = current
                 .digest()
-                .map_err(|e| Rejection::Encoding(e.to_string()))?;
+                .map_err(|e| Rejection::Internal(e.to_string()))?;
             if actual != r.digest {
                 return Err(Rejection::InvalidObjectDigest {
                     object_id: r.object_id,
@@ -235,7 +235,7 @@ impl Ledger {
         );
         store
             .set_coin_balance(primary, total - base_fee)
-            .map_err(|e| Rejection::Encoding(e.description))?;
+            .map_err(|e| Rejection::Internal(e.description))?;
         let after_gas = store.clone();
         let outcome = if total < params.base_fee {
             Err(ExecutionFailure::new(
@@ -246,7 +246,7 @@ impl Ledger {
                 ),
             ))
         } else {
-            let value_fee = params.value_fee(value_amount(&store, &v1.kind, primary));
+            let value_fee = params.value_fee(value_amount(&store, &v1.kind));
             store.system_written = inputs.system;
             let result = execute_kind(&mut store, &v1.kind, value_fee, &params);
             result.and_then(|()| {
@@ -285,18 +285,17 @@ impl Ledger {
         }
         let writes = store.into_writes();
         self.commit(writes, lamport, status, fee)
-            .map_err(|e| Rejection::Encoding(e.to_string()))
+            .map_err(|e| Rejection::Internal(e.to_string()))
     }
 }
 
 /// The amount the value fee is taken on (§6.2).
-fn value_amount(store: &TxStore<'_>, kind: &TransactionKind, gas: ObjectID) -> u64 {
+fn value_amount(store: &TxStore<'_>, kind: &TransactionKind) -> u64 {
     match kind {
         TransactionKind::CreateModel { stake_amount, .. } => *stake_amount,
         TransactionKind::AddStakeToModel {
             coin_ref, amount, ..
         } => amount.unwrap_or_else(|| {
-            let _ = gas;
             store
                 .get(&coin_ref.object_id)
                 .and_then(|o| o.coin_balance())

@@ -42,7 +42,7 @@ pub use effects::{
     ExecutionStatus, IdOperation, ObjectState, Rejection, RejectionCode, TransactionFee,
 };
 pub use execute::kind_name;
-pub use faucet::FaucetReceipt;
+pub use faucet::{FaucetReceipt, FAUCET_DEFAULT_AMOUNT};
 pub use ledger::{EpochInfo, Ledger, TransactionRecord, SYSTEM_ADDRESS};
 pub use params::{GenesisConfig, SystemParameters, PROTOCOL_VERSION, SHANNONS_PER_SOMA};
 pub use persist::{FORMAT_VERSION, LEDGER_FILE};

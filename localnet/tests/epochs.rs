@@ -141,3 +141,28 @@ fn a_routing_failure_enters_safe_mode() {
     // Safe mode skips the value-fee adjustment: still 9 from the first boundary.
     assert_eq!(state.parameters.value_fee_bps, 9);
 }
+
+#[test]
+fn the_clock_stamps_checkpoints_and_never_goes_back() {
+    let mut n = net();
+    let (alice, bob) = (n.alice.clone(), n.bob.clone());
+    let pay = |n: &crate::common::Net| TransactionKind::TransferCoin {
+        coin: n.gas(&alice.address()),
+        amount: Some(1),
+        recipient: bob.address(),
+    };
+    n.ledger.set_clock(5_000);
+    let kind = pay(&n);
+    assert_eq!(n.ok(&alice, kind).timestamp_ms, 5_000);
+    n.ledger.set_clock(4_000);
+    let kind = pay(&n);
+    let effects = n.ok(&alice, kind);
+    assert_eq!(effects.timestamp_ms, 5_000);
+    assert_eq!(
+        n.ledger
+            .checkpoint(effects.checkpoint)
+            .unwrap()
+            .timestamp_ms,
+        5_000
+    );
+}

@@ -282,3 +282,28 @@ fn value_fee_bps_moves_by_at_most_an_eighth_within_bounds() {
     n.advance();
     assert_eq!(n.ledger.system_state().parameters.value_fee_bps, 9);
 }
+
+#[test]
+fn pay_all_with_the_gas_coin_keeps_only_the_fees() {
+    let mut n = net();
+    let (alice, bob) = (n.alice.clone(), n.bob.clone());
+    let gas = n.gas(&alice.address());
+    let (tx, sig) = signed(
+        &alice,
+        TransactionKind::PayCoins {
+            coins: vec![gas],
+            amounts: None,
+            recipients: vec![bob.address()],
+        },
+        vec![gas],
+    );
+    let effects = n.ledger.execute(&tx, &[sig]).unwrap();
+    assert!(effects.is_success(), "{:?}", effects.status);
+    // Gas keeps exactly the two write fees it then pays: it reaches 0 and is deleted.
+    assert_eq!(effects.fee.total(), 1600);
+    assert_eq!(effects.deleted(), vec![gas.object_id]);
+    assert_eq!(n.balance(&alice), 0);
+    assert_eq!(n.balance(&bob), (200 * SOMA - 1600) as u128);
+    let balance_changes: Vec<i128> = effects.balance_changes.iter().map(|c| c.amount).collect();
+    assert_eq!(balance_changes.iter().sum::<i128>(), -1600);
+}

@@ -368,3 +368,27 @@ fn add_stake_to_an_inactive_model_fails() {
     };
     assert_eq!(n.fails(&bob, kind).0, ErrorKind::ModelAlreadyInactive);
 }
+
+#[test]
+fn a_stake_coin_that_is_not_a_coin_is_an_invalid_object_type() {
+    let mut n = net();
+    let alice = n.alice.clone();
+    let id = n.create_model(&alice, SOMA);
+    let staked = n
+        .ledger
+        .owned_objects(&alice.address(), Some(ObjectType::StakedSoma), None, 10)
+        .0;
+    assert_eq!(staked.len(), 1);
+    let staked_ref = n.ledger.object_ref(&staked[0].0).unwrap();
+    let kind = TransactionKind::AddStakeToModel {
+        model_id: id,
+        coin_ref: staked_ref,
+        amount: Some(SOMA),
+    };
+    let (kind, effects) = n.fails(&alice, kind);
+    assert_eq!(kind, ErrorKind::InvalidObjectType);
+    assert_eq!(
+        effects.failure().unwrap().details,
+        Some(ErrorDetails::ObjectId(staked_ref.object_id))
+    );
+}
