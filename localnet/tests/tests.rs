@@ -7,4 +7,5 @@ mod fees;
 mod inputs;
 mod models;
 mod persistence;
+mod robustness;
 mod targets;
