@@ -28,6 +28,35 @@ impl Ledger {
     ) -> Result<Effects, Rejection> {
         verify_transaction(tx, signatures)
             .map_err(|e| Rejection::InvalidSignature(e.to_string()))?;
+        self.apply(tx, signatures.to_vec())
+    }
+
+    /// [`Ledger::execute`] with signatures in their flat 97-byte form
+    /// (`00 ‖ sig ‖ pk`); a malformed one is an invalid signature.
+    pub fn execute_flat(
+        &mut self,
+        tx: &TransactionData,
+        signatures: &[&[u8]],
+    ) -> Result<Effects, Rejection> {
+        let parsed = signatures
+            .iter()
+            .map(|bytes| UserSignature::from_bytes(bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Rejection::InvalidSignature(e.to_string()))?;
+        self.execute(tx, &parsed)
+    }
+
+    /// `SimulateTransaction`: the effects `tx` would have now, without
+    /// signatures and without changing the ledger.
+    pub fn simulate(&self, tx: &TransactionData) -> Result<Effects, Rejection> {
+        self.clone().apply(tx, Vec::new())
+    }
+
+    fn apply(
+        &mut self,
+        tx: &TransactionData,
+        signatures: Vec<UserSignature>,
+    ) -> Result<Effects, Rejection> {
         let digest = tx
             .digest()
             .map_err(|e| Rejection::Internal(e.to_string()))?;
@@ -38,7 +67,7 @@ impl Ledger {
         let inputs = kind_inputs(&v1.kind)?;
         let lamport = self.check_inputs(tx, &inputs)?;
         let effects = self.run(tx, &inputs, lamport, digest)?;
-        self.record(tx.clone(), signatures.to_vec(), effects, false)
+        self.record(tx.clone(), signatures, effects, false)
             .map_err(|e| Rejection::Internal(e.to_string()))
     }
 

@@ -236,3 +236,23 @@ fn doc_3_8_create_model_signature_is_accepted() {
         Err(Rejection::InvalidSignature(_))
     ));
 }
+
+#[test]
+fn flat_signatures_and_simulation() {
+    let mut n = net();
+    let (alice, bob) = (n.alice.clone(), n.bob.clone());
+    let gas = n.gas(&alice.address());
+    let tx = TransactionData::new(transfer(&n, &bob, gas), alice.address(), vec![gas]);
+    // Simulation needs no signature and changes nothing.
+    let simulated = n.ledger.simulate(&tx).unwrap();
+    assert!(simulated.is_success());
+    assert_eq!(n.gas(&alice.address()), gas);
+    assert_eq!(n.ledger.transaction(&simulated.transaction_digest), None);
+    let good = sign_transaction(&alice, &tx).unwrap();
+    assert!(matches!(
+        n.ledger.execute_flat(&tx, &[&good.as_bytes()[..96]]),
+        Err(Rejection::InvalidSignature(_))
+    ));
+    let executed = n.ledger.execute_flat(&tx, &[good.as_bytes()]).unwrap();
+    assert_eq!(executed, simulated);
+}
