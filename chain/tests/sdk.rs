@@ -2,7 +2,7 @@
 //! transaction, and the wheel's `Keypair.sign` (which BCS-decodes the bytes as the
 //! real `TransactionData` and re-encodes them) must produce the same signed bytes.
 //!
-//! Needs `python3` with `soma-sdk==0.1.15`; `.ci/run` installs it. Without it this
+//! Needs `python3` with `soma-sdk==0.1.15`; `scripts/test.sh` installs it. Without it this
 //! test fails; it never skips.
 
 use std::process::Command;
@@ -24,7 +24,7 @@ print(key.sign(bytes.fromhex(sys.argv[2])).hex())
 "#;
 
 const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
-                       (.ci/run), or `python3 -m pip install soma-sdk==0.1.15`";
+                       (scripts/test.sh), or `python3 -m pip install soma-sdk==0.1.15`";
 
 #[test]
 fn the_wheel_accepts_and_signs_what_rust_builds() {

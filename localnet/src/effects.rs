@@ -313,7 +313,7 @@ impl Effects {
             .and_then(ChangedObject::output_ref)
     }
 
-    /// The created object of a type, in creation-id order.
+    /// The created objects of a type, in object id order.
     pub fn created_of(&self, object_type: ObjectType) -> Vec<ObjectRef> {
         self.changed_objects
             .iter()
@@ -369,8 +369,10 @@ pub enum Rejection {
     GasNotCoin(ObjectID),
     #[error("Object {0} appears twice among the mutable inputs")]
     DuplicateInput(ObjectID),
-    #[error("the transaction cannot be encoded: {0}")]
-    Encoding(String),
+    /// The ledger could not encode the transaction or an object (a bug, not
+    /// a property of the transaction).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Rejection {
@@ -380,5 +382,62 @@ impl Rejection {
             Self::ObjectNotFound(_) => RejectionCode::NotFound,
             _ => RejectionCode::InvalidArgument,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_carry_the_proto_names_and_values() {
+        let cases = [
+            (ErrorKind::InsufficientGas, "INSUFFICIENT_GAS", 1),
+            (
+                ErrorKind::ModelRevealEpochMismatch,
+                "MODEL_REVEAL_EPOCH_MISMATCH",
+                27,
+            ),
+            (
+                ErrorKind::ModelArchitectureVersionMismatch,
+                "MODEL_ARCHITECTURE_VERSION_MISMATCH",
+                30,
+            ),
+            (ErrorKind::ChallengeWindowOpen, "CHALLENGE_WINDOW_OPEN", 38),
+            (ErrorKind::DataExceedsMaxSize, "DATA_EXCEEDS_MAX_SIZE", 52),
+            (
+                ErrorKind::ModelDecryptionKeyCommitmentMismatch,
+                "MODEL_DECRYPTION_KEY_COMMITMENT_MISMATCH",
+                57,
+            ),
+        ];
+        for (kind, name, value) in cases {
+            assert_eq!((kind.name(), kind.proto_value()), (name, value));
+        }
+        let invalid = ExecutionFailure::model_invalid_state();
+        assert_eq!(invalid.kind, ErrorKind::OtherError);
+        assert_eq!(
+            invalid.to_string(),
+            "OTHER_ERROR: Model in invalid state for this operation"
+        );
+    }
+
+    #[test]
+    fn the_stale_input_message_is_the_one_the_sdk_retries_on() {
+        let r = ObjectRef {
+            object_id: ObjectID([0xab; 32]),
+            version: 3,
+            digest: Digest([0; 32]),
+        };
+        let text = Rejection::NotAvailableForConsumption {
+            requested: r,
+            current_version: 4,
+        }
+        .to_string();
+        assert!(
+            text.starts_with(&format!("Object (0x{}, ", "ab".repeat(32))),
+            "{text}"
+        );
+        assert!(text.contains("not available for consumption"), "{text}");
     }
 }

@@ -1,108 +1,18 @@
-//! `Ledger::execute`: the input checks of §6.1 (a refusal is a [`Rejection`]),
-//! then gas smashing, the base fee, the transaction's own rules, the operation
-//! and value fees, and revert-on-failure charging only the base fee (§6.2).
+//! `Ledger::execute`: after the input checks of §6.1 (`inputs`), gas smashing,
+//! the base fee, the transaction's own rules, the operation and value fees, and
+//! revert-on-failure charging only the base fee (§6.2).
 
-use std::collections::BTreeSet;
-
-use soma_flow_chain::{
-    verify_transaction, ObjectID, ObjectRef, ObjectType, Owner, TransactionData, TransactionKind,
-    UserSignature,
-};
+use soma_flow_chain::{verify_transaction, TransactionData, TransactionKind, UserSignature};
 
 use crate::coins;
 use crate::effects::{
     Effects, ErrorKind, ExecutionFailure, ExecutionStatus, Rejection, TransactionFee,
 };
+use crate::inputs::{kind_inputs, KindInputs};
 use crate::ledger::Ledger;
 use crate::models;
 use crate::store::TxStore;
 use crate::submission;
-
-/// The inputs a supported kind declares besides its gas.
-struct KindInputs {
-    /// Mutable owned inputs (coins); they may repeat a gas coin.
-    owned: Vec<ObjectRef>,
-    /// The SystemState is a mutable shared input.
-    system: bool,
-    /// A target is a mutable shared input.
-    target: Option<ObjectID>,
-}
-
-fn kind_inputs(kind: &TransactionKind) -> Result<KindInputs, Rejection> {
-    use TransactionKind as K;
-    let model = |owned: Vec<ObjectRef>| KindInputs {
-        owned,
-        system: true,
-        target: None,
-    };
-    Ok(match kind {
-        K::TransferCoin { coin, .. } => KindInputs {
-            owned: vec![*coin],
-            system: false,
-            target: None,
-        },
-        K::PayCoins { coins, .. } => KindInputs {
-            owned: coins.clone(),
-            system: false,
-            target: None,
-        },
-        K::CreateModel { .. } | K::CommitModel { .. } | K::RevealModel { .. } => model(Vec::new()),
-        K::AddStakeToModel { coin_ref, .. } => model(vec![*coin_ref]),
-        K::SubmitData {
-            target_id,
-            bond_coin,
-            ..
-        } => KindInputs {
-            owned: vec![*bond_coin],
-            system: true,
-            target: Some(*target_id),
-        },
-        K::ClaimRewards { target_id } => KindInputs {
-            owned: Vec::new(),
-            system: true,
-            target: Some(*target_id),
-        },
-        K::Genesis { .. } => return Err(Rejection::SystemTransaction("Genesis")),
-        K::ConsensusCommitPrologueV1 { .. } => {
-            return Err(Rejection::SystemTransaction("ConsensusCommitPrologueV1"))
-        }
-        K::ChangeEpoch { .. } => return Err(Rejection::SystemTransaction("ChangeEpoch")),
-        other => return Err(Rejection::Unsupported(kind_name(other))),
-    })
-}
-
-/// The variant name of a kind, for messages.
-pub fn kind_name(kind: &TransactionKind) -> &'static str {
-    use TransactionKind as K;
-    match kind {
-        K::Genesis { .. } => "Genesis",
-        K::ConsensusCommitPrologueV1 { .. } => "ConsensusCommitPrologueV1",
-        K::ChangeEpoch { .. } => "ChangeEpoch",
-        K::AddValidator { .. } => "AddValidator",
-        K::RemoveValidator { .. } => "RemoveValidator",
-        K::ReportValidator { .. } => "ReportValidator",
-        K::UndoReportValidator { .. } => "UndoReportValidator",
-        K::UpdateValidatorMetadata { .. } => "UpdateValidatorMetadata",
-        K::SetCommissionRate { .. } => "SetCommissionRate",
-        K::TransferCoin { .. } => "TransferCoin",
-        K::PayCoins { .. } => "PayCoins",
-        K::TransferObjects { .. } => "TransferObjects",
-        K::AddStake { .. } => "AddStake",
-        K::WithdrawStake { .. } => "WithdrawStake",
-        K::CreateModel { .. } => "CreateModel",
-        K::CommitModel { .. } => "CommitModel",
-        K::RevealModel { .. } => "RevealModel",
-        K::AddStakeToModel { .. } => "AddStakeToModel",
-        K::SetModelCommissionRate { .. } => "SetModelCommissionRate",
-        K::DeactivateModel { .. } => "DeactivateModel",
-        K::ReportModel { .. } => "ReportModel",
-        K::UndoReportModel { .. } => "UndoReportModel",
-        K::SubmitData { .. } => "SubmitData",
-        K::ClaimRewards { .. } => "ClaimRewards",
-        K::ReportSubmission { .. } => "ReportSubmission",
-        K::UndoReportSubmission { .. } => "UndoReportSubmission",
-    }
-}
 
 impl Ledger {
     /// Executes a signed transaction.
@@ -118,9 +28,38 @@ impl Ledger {
     ) -> Result<Effects, Rejection> {
         verify_transaction(tx, signatures)
             .map_err(|e| Rejection::InvalidSignature(e.to_string()))?;
+        self.apply(tx, signatures.to_vec())
+    }
+
+    /// [`Ledger::execute`] with signatures in their flat 97-byte form
+    /// (`00 ‖ sig ‖ pk`); a malformed one is an invalid signature.
+    pub fn execute_flat(
+        &mut self,
+        tx: &TransactionData,
+        signatures: &[&[u8]],
+    ) -> Result<Effects, Rejection> {
+        let parsed = signatures
+            .iter()
+            .map(|bytes| UserSignature::from_bytes(bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Rejection::InvalidSignature(e.to_string()))?;
+        self.execute(tx, &parsed)
+    }
+
+    /// `SimulateTransaction`: the effects `tx` would have now, without
+    /// signatures and without changing the ledger.
+    pub fn simulate(&self, tx: &TransactionData) -> Result<Effects, Rejection> {
+        self.clone().apply(tx, Vec::new())
+    }
+
+    fn apply(
+        &mut self,
+        tx: &TransactionData,
+        signatures: Vec<UserSignature>,
+    ) -> Result<Effects, Rejection> {
         let digest = tx
             .digest()
-            .map_err(|e| Rejection::Encoding(e.to_string()))?;
+            .map_err(|e| Rejection::Internal(e.to_string()))?;
         if let Some(done) = self.data.transactions.get(&digest) {
             return Ok(done.effects.clone());
         }
@@ -128,70 +67,8 @@ impl Ledger {
         let inputs = kind_inputs(&v1.kind)?;
         let lamport = self.check_inputs(tx, &inputs)?;
         let effects = self.run(tx, &inputs, lamport, digest)?;
-        self.record(tx.clone(), signatures.to_vec(), effects, false)
-            .map_err(|e| Rejection::Encoding(e.to_string()))
-    }
-
-    /// §6.1; returns the lamport version `1 + max(input versions)`.
-    fn check_inputs(&self, tx: &TransactionData, inputs: &KindInputs) -> Result<u64, Rejection> {
-        let v1 = tx.v1();
-        if v1.gas_payment.is_empty() {
-            return Err(Rejection::EmptyGas);
-        }
-        let mut gas_ids = BTreeSet::new();
-        for gas in &v1.gas_payment {
-            if !gas_ids.insert(gas.object_id) {
-                return Err(Rejection::DuplicateInput(gas.object_id));
-            }
-        }
-        let mut owned_ids = BTreeSet::new();
-        for r in &inputs.owned {
-            if !owned_ids.insert(r.object_id) {
-                return Err(Rejection::DuplicateInput(r.object_id));
-            }
-        }
-        let mut max_version = 0;
-        for r in v1.gas_payment.iter().chain(&inputs.owned) {
-            let current = self
-                .object(&r.object_id)
-                .ok_or(Rejection::ObjectNotFound(r.object_id))?;
-            if current.data.version != r.version {
-                return Err(Rejection::NotAvailableForConsumption {
-                    requested: *r,
-                    current_version: current.data.version,
-                });
-            }
-            let actual = current
-                .digest()
-                .map_err(|e| Rejection::Encoding(e.to_string()))?;
-            if actual != r.digest {
-                return Err(Rejection::InvalidObjectDigest {
-                    object_id: r.object_id,
-                    expected: r.digest,
-                    actual,
-                });
-            }
-            if current.owner != Owner::AddressOwner(v1.sender) {
-                return Err(Rejection::NotOwnedBySender {
-                    object_id: r.object_id,
-                    sender: v1.sender,
-                    owner: current.owner,
-                });
-            }
-            max_version = max_version.max(r.version);
-        }
-        for gas in &v1.gas_payment {
-            if self.object(&gas.object_id).map(|o| o.data.object_type) != Some(ObjectType::Coin) {
-                return Err(Rejection::GasNotCoin(gas.object_id));
-            }
-        }
-        if inputs.system {
-            max_version = max_version.max(self.data.system_version);
-        }
-        if let Some(target) = inputs.target.and_then(|t| self.data.objects.get(&t)) {
-            max_version = max_version.max(target.data.version);
-        }
-        Ok(max_version + 1)
+        self.record(tx.clone(), signatures, effects, false)
+            .map_err(|e| Rejection::Internal(e.to_string()))
     }
 
     fn run(
@@ -235,7 +112,7 @@ impl Ledger {
         );
         store
             .set_coin_balance(primary, total - base_fee)
-            .map_err(|e| Rejection::Encoding(e.description))?;
+            .map_err(|e| Rejection::Internal(e.description))?;
         let after_gas = store.clone();
         let outcome = if total < params.base_fee {
             Err(ExecutionFailure::new(
@@ -246,7 +123,7 @@ impl Ledger {
                 ),
             ))
         } else {
-            let value_fee = params.value_fee(value_amount(&store, &v1.kind, primary));
+            let value_fee = params.value_fee(value_amount(&store, &v1.kind));
             store.system_written = inputs.system;
             let result = execute_kind(&mut store, &v1.kind, value_fee, &params);
             result.and_then(|()| {
@@ -285,18 +162,17 @@ impl Ledger {
         }
         let writes = store.into_writes();
         self.commit(writes, lamport, status, fee)
-            .map_err(|e| Rejection::Encoding(e.to_string()))
+            .map_err(|e| Rejection::Internal(e.to_string()))
     }
 }
 
 /// The amount the value fee is taken on (§6.2).
-fn value_amount(store: &TxStore<'_>, kind: &TransactionKind, gas: ObjectID) -> u64 {
+fn value_amount(store: &TxStore<'_>, kind: &TransactionKind) -> u64 {
     match kind {
         TransactionKind::CreateModel { stake_amount, .. } => *stake_amount,
         TransactionKind::AddStakeToModel {
             coin_ref, amount, ..
         } => amount.unwrap_or_else(|| {
-            let _ = gas;
             store
                 .get(&coin_ref.object_id)
                 .and_then(|o| o.coin_balance())

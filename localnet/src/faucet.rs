@@ -11,6 +11,10 @@ use crate::effects::Effects;
 use crate::ledger::Ledger;
 use crate::LedgerError;
 
+/// What the localnet faucet sends per request by default: one coin of 2 SOMA
+/// (§1.5).
+pub const FAUCET_DEFAULT_AMOUNT: u64 = 2 * crate::params::SHANNONS_PER_SOMA;
+
 /// What `faucet` sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaucetReceipt {

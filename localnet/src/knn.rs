@@ -134,7 +134,7 @@ mod tests {
     /// Stake outweighs distance: B is farther but holds 100× the stake.
     #[test]
     fn stake_share_weights_the_distance() {
-        let (a, b) = ([1.0f32, 0.1], [0.5f32, 1.0]);
+        let (a, b) = ([1.0f32, 0.1], [1.0f32, 0.5]);
         let cands = [
             Candidate {
                 id: id(1),
@@ -167,10 +167,13 @@ mod tests {
     /// must use the former.
     #[test]
     fn sums_are_the_unrolled_ones() {
-        let target: Vec<f32> = (0..19).map(|i| 1.0 + i as f32 * 1e-3).collect();
-        let emb: Vec<f32> = (0..19)
-            .map(|i| if i % 3 == 0 { 1e4 } else { 1e-3 * i as f32 })
-            .collect();
+        // With all-one targets the products are the embedding: a left fold
+        // gives 1e8 + 1 = 1e8, − 1e8 = 0, then six ones; the eight lanes
+        // cancel differently.
+        let target = vec![1.0f32; 9];
+        let mut emb = vec![1.0f32; 9];
+        emb[0] = 1e8;
+        emb[2] = -1e8;
         let unrolled = (&Array1::from(emb.clone()) * &Array1::from(target.clone())).sum();
         let naive = emb
             .iter()

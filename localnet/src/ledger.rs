@@ -26,7 +26,8 @@ pub const GENESIS_VERSION: u64 = 1;
 /// An executed transaction as the API serves it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransactionRecord {
-    /// `None` for system transactions (genesis, epoch change).
+    /// System transactions (genesis, epoch change) have the system sender and
+    /// no gas.
     pub transaction: TransactionData,
     pub signatures: Vec<UserSignature>,
     pub effects: Effects,
@@ -45,6 +46,9 @@ pub(crate) struct LedgerData {
     /// Fees collected in the current epoch (for the value-fee adjustment).
     pub epoch_fees: u64,
     pub faucet_secret_key: [u8; 32],
+    /// The time the next checkpoint is stamped with (never before the last
+    /// checkpoint or the epoch start).
+    pub clock_ms: u64,
 }
 
 /// A deterministic SOMA ledger at protocol version 5.
@@ -128,26 +132,25 @@ impl Ledger {
                 epochs: Vec::new(),
                 epoch_fees: 0,
                 faucet_secret_key: config.faucet_secret_key,
+                clock_ms: config.genesis_timestamp_ms,
             },
             owner_index: BTreeMap::new(),
         };
         ledger.rebuild_owner_index();
-        let changed = ledger
-            .data
-            .objects
-            .iter()
-            .map(|(id, inner)| ChangedObject {
+        let mut changed = Vec::new();
+        for (id, inner) in &ledger.data.objects {
+            changed.push(ChangedObject {
                 object_id: *id,
                 object_type: inner.data.object_type,
                 input: None,
                 output: Some(ObjectState {
                     version: GENESIS_VERSION,
-                    digest: inner.digest().unwrap_or(marker),
+                    digest: inner.digest()?,
                     owner: inner.owner,
                 }),
                 id_operation: IdOperation::Created,
-            })
-            .collect();
+            });
+        }
         let effects = Effects {
             transaction_digest: digest,
             status: ExecutionStatus::Success,
@@ -192,14 +195,21 @@ impl Ledger {
         }
     }
 
-    /// The time of the latest checkpoint.
+    /// The time the next checkpoint gets: the clock, never before the latest
+    /// checkpoint or the epoch start (checkpoint times never go back).
     pub(crate) fn now_ms(&self) -> u64 {
+        let last = self.data.checkpoints.last().map_or(0, |c| c.timestamp_ms);
         self.data
-            .checkpoints
-            .last()
-            .map(|c| c.timestamp_ms)
-            .unwrap_or(self.data.system.epoch_start_timestamp_ms)
+            .clock_ms
+            .max(last)
             .max(self.data.system.epoch_start_timestamp_ms)
+    }
+
+    /// Sets the clock that stamps the next checkpoints (a server passes its
+    /// wall time). Time never goes back: an earlier value stamps checkpoints
+    /// with the latest time already used.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.data.clock_ms = now_ms;
     }
 
     /// Stores an executed transaction, with a checkpoint of its own.

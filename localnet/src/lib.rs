@@ -5,7 +5,7 @@
 //! - [`params`]: `SystemParameters` with the v5 defaults, genesis configuration.
 //! - [`state`]: the SystemState: models, staking pools, emission, target state.
 //! - [`ledger`]: objects, versions, digests, owner index, genesis, reads.
-//! - [`execute`](Ledger::execute): input checks (§6.1), gas and fees (§6.2).
+//! - `inputs`, [`execute`](Ledger::execute): input checks (§6.1), gas and fees (§6.2).
 //! - `coins`, `models`, `submission`: the per-transaction rules (§6.3).
 //! - [`epoch`]: the epoch boundary (§6.4) and target difficulty (§7.6).
 //! - [`targets`], [`knn`]: target generation and routing (§7.1–7.3), listing (§2.6).
@@ -27,6 +27,7 @@ pub mod epoch;
 mod execute;
 mod f32_bits;
 mod faucet;
+mod inputs;
 pub mod knn;
 pub mod ledger;
 mod models;
@@ -43,8 +44,8 @@ pub use effects::{
     BalanceChange, ChangedObject, Effects, ErrorDetails, ErrorKind, ExecutionFailure,
     ExecutionStatus, IdOperation, ObjectState, Rejection, RejectionCode, TransactionFee,
 };
-pub use execute::kind_name;
-pub use faucet::FaucetReceipt;
+pub use faucet::{FaucetReceipt, FAUCET_DEFAULT_AMOUNT};
+pub use inputs::kind_name;
 pub use ledger::{EpochInfo, Ledger, TransactionRecord, SYSTEM_ADDRESS};
 pub use params::{GenesisConfig, SystemParameters, PROTOCOL_VERSION, SHANNONS_PER_SOMA};
 pub use persist::{FORMAT_VERSION, LEDGER_FILE};

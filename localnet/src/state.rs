@@ -232,3 +232,49 @@ impl SystemState {
         self.emission_pool.balance >= reward && needed <= budget as u128
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preactive_stake_counts_at_once_active_stake_next_epoch() {
+        let mut pool = StakingPool::new(ObjectID([1; 32]));
+        pool.add_stake(10).unwrap();
+        assert_eq!(
+            (
+                pool.soma_balance,
+                pool.pool_token_balance,
+                pool.pending_stake
+            ),
+            (10, 10, 0)
+        );
+        pool.activation_epoch = Some(1);
+        pool.add_stake(5).unwrap();
+        assert_eq!((pool.soma_balance, pool.pending_stake), (10, 5));
+        pool.process_pending_stake();
+        assert_eq!(
+            (
+                pool.soma_balance,
+                pool.pool_token_balance,
+                pool.pending_stake
+            ),
+            (15, 15, 0)
+        );
+        pool.activation_epoch = None;
+        assert!(
+            pool.add_stake(u64::MAX).is_none(),
+            "an overflowing stake is refused"
+        );
+    }
+
+    #[test]
+    fn slashing_takes_the_rate_rounded_down() {
+        let mut pool = StakingPool::new(ObjectID([1; 32]));
+        pool.add_stake(7).unwrap();
+        assert_eq!(pool.slash(5000), 3);
+        assert_eq!(pool.soma_balance, 4);
+        assert_eq!(pool.slash(20_000), 4, "the rate is capped at 100%");
+        assert_eq!(pool.soma_balance, 0);
+    }
+}

@@ -4,7 +4,7 @@
 //! fetches the weights through the `/model/` fallback, idling once past the
 //! SDK's 5 s PING interval; the Rust client must see the same chain.
 //!
-//! Needs `python3` with `soma-sdk==0.1.15` (`.ci/run` installs it). Without
+//! Needs `python3` with `soma-sdk==0.1.15` (`scripts/test.sh` installs it). Without
 //! it this test fails; it never skips.
 
 use std::process::Command;
@@ -14,10 +14,10 @@ use soma_flow_chain::client::TargetQuery;
 use soma_flow_chain::{embedding_commitment, DecryptionKey, Digest, ObjectID, SomaAddress};
 use soma_flow_localnet::server::store_blob;
 
-use crate::common;
+use crate::served as common;
 
 const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
-                       (.ci/run), or `python3 -m pip install soma-sdk==0.1.15`";
+                       (scripts/test.sh), or `python3 -m pip install soma-sdk==0.1.15`";
 
 const WEIGHTS: &[u8] = b"python weights for the localnet";
 const KEY: [u8; 32] = [0x11; 32];

@@ -10,7 +10,7 @@ use soma_flow_chain::{
 };
 use soma_flow_localnet::server::store_blob;
 
-use crate::common::{self, DIM};
+use crate::served::{self as common, DIM};
 
 const WEIGHTS: &[u8] = b"encrypted weights of a tiny model, served by the localnet";
 
