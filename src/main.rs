@@ -30,6 +30,9 @@ enum Command {
     /// The embedded devnet: a local SOMA network with the chain's rules
     #[command(subcommand)]
     Devnet(cli::devnet::DevnetCommand),
+    /// A local SOMA network speaking the chain's own protocol (gRPC, HTTP, faucet, admin)
+    #[command(subcommand)]
+    Localnet(cli::localnet::LocalnetCommand),
     /// Create an Ed25519 signing key file (mode 0600) for the network stages
     Keygen {
         /// Where to write the key
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Engine(cmd) => app::run_command(&env, cmd, &cli.store),
         Command::Score(args) => cli::score::run(args),
         Command::Devnet(cmd) => cli::devnet::run(cmd, &cli.store),
+        Command::Localnet(cmd) => cli::localnet::run(cmd, &cli.store),
         Command::Keygen { out } => cli::devnet::keygen(out),
     };
     match code {

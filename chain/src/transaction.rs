@@ -160,6 +160,40 @@ pub enum TransactionKind {
     UndoReportSubmission { target_id: ObjectID },
 }
 
+impl TransactionKind {
+    /// The variant's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TransactionKind::Genesis { .. } => "Genesis",
+            TransactionKind::ConsensusCommitPrologueV1 { .. } => "ConsensusCommitPrologueV1",
+            TransactionKind::ChangeEpoch { .. } => "ChangeEpoch",
+            TransactionKind::AddValidator { .. } => "AddValidator",
+            TransactionKind::RemoveValidator { .. } => "RemoveValidator",
+            TransactionKind::ReportValidator { .. } => "ReportValidator",
+            TransactionKind::UndoReportValidator { .. } => "UndoReportValidator",
+            TransactionKind::UpdateValidatorMetadata { .. } => "UpdateValidatorMetadata",
+            TransactionKind::SetCommissionRate { .. } => "SetCommissionRate",
+            TransactionKind::TransferCoin { .. } => "TransferCoin",
+            TransactionKind::PayCoins { .. } => "PayCoins",
+            TransactionKind::TransferObjects { .. } => "TransferObjects",
+            TransactionKind::AddStake { .. } => "AddStake",
+            TransactionKind::WithdrawStake { .. } => "WithdrawStake",
+            TransactionKind::CreateModel { .. } => "CreateModel",
+            TransactionKind::CommitModel { .. } => "CommitModel",
+            TransactionKind::RevealModel { .. } => "RevealModel",
+            TransactionKind::AddStakeToModel { .. } => "AddStakeToModel",
+            TransactionKind::SetModelCommissionRate { .. } => "SetModelCommissionRate",
+            TransactionKind::DeactivateModel { .. } => "DeactivateModel",
+            TransactionKind::ReportModel { .. } => "ReportModel",
+            TransactionKind::UndoReportModel { .. } => "UndoReportModel",
+            TransactionKind::SubmitData { .. } => "SubmitData",
+            TransactionKind::ClaimRewards { .. } => "ClaimRewards",
+            TransactionKind::ReportSubmission { .. } => "ReportSubmission",
+            TransactionKind::UndoReportSubmission { .. } => "UndoReportSubmission",
+        }
+    }
+}
+
 impl TransactionData {
     pub fn new(kind: TransactionKind, sender: SomaAddress, gas_payment: Vec<ObjectRef>) -> Self {
         Self::V1(TransactionDataV1 {

@@ -59,41 +59,8 @@ pub(crate) fn kind_inputs(kind: &TransactionKind) -> Result<KindInputs, Rejectio
             return Err(Rejection::SystemTransaction("ConsensusCommitPrologueV1"))
         }
         K::ChangeEpoch { .. } => return Err(Rejection::SystemTransaction("ChangeEpoch")),
-        other => return Err(Rejection::Unsupported(kind_name(other))),
+        other => return Err(Rejection::Unsupported(other.name())),
     })
-}
-
-/// The variant name of a kind, for messages.
-pub fn kind_name(kind: &TransactionKind) -> &'static str {
-    use TransactionKind as K;
-    match kind {
-        K::Genesis { .. } => "Genesis",
-        K::ConsensusCommitPrologueV1 { .. } => "ConsensusCommitPrologueV1",
-        K::ChangeEpoch { .. } => "ChangeEpoch",
-        K::AddValidator { .. } => "AddValidator",
-        K::RemoveValidator { .. } => "RemoveValidator",
-        K::ReportValidator { .. } => "ReportValidator",
-        K::UndoReportValidator { .. } => "UndoReportValidator",
-        K::UpdateValidatorMetadata { .. } => "UpdateValidatorMetadata",
-        K::SetCommissionRate { .. } => "SetCommissionRate",
-        K::TransferCoin { .. } => "TransferCoin",
-        K::PayCoins { .. } => "PayCoins",
-        K::TransferObjects { .. } => "TransferObjects",
-        K::AddStake { .. } => "AddStake",
-        K::WithdrawStake { .. } => "WithdrawStake",
-        K::CreateModel { .. } => "CreateModel",
-        K::CommitModel { .. } => "CommitModel",
-        K::RevealModel { .. } => "RevealModel",
-        K::AddStakeToModel { .. } => "AddStakeToModel",
-        K::SetModelCommissionRate { .. } => "SetModelCommissionRate",
-        K::DeactivateModel { .. } => "DeactivateModel",
-        K::ReportModel { .. } => "ReportModel",
-        K::UndoReportModel { .. } => "UndoReportModel",
-        K::SubmitData { .. } => "SubmitData",
-        K::ClaimRewards { .. } => "ClaimRewards",
-        K::ReportSubmission { .. } => "ReportSubmission",
-        K::UndoReportSubmission { .. } => "UndoReportSubmission",
-    }
 }
 
 impl Ledger {

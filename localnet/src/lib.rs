@@ -45,7 +45,6 @@ pub use effects::{
     ExecutionStatus, IdOperation, ObjectState, Rejection, RejectionCode, TransactionFee,
 };
 pub use faucet::{FaucetReceipt, FAUCET_DEFAULT_AMOUNT};
-pub use inputs::kind_name;
 pub use ledger::{EpochInfo, Ledger, TransactionRecord, SYSTEM_ADDRESS};
 pub use params::{GenesisConfig, SystemParameters, PROTOCOL_VERSION, SHANNONS_PER_SOMA};
 pub use persist::{FORMAT_VERSION, LEDGER_FILE};

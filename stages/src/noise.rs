@@ -1,19 +1,9 @@
-//! The `arrgen` noise stream that seeds SIGReg on the chain.
-//!
-//! The stream is only reproducible with the exact crate versions pinned in
-//! Cargo.toml (rand 0.9, rand_distr 0.5, ndarray-rand 0.16): the generator, the
-//! normal sampler and the fill order all take part in it.
+//! The `arrgen` noise stream that seeds SIGReg on the chain: the same standard-normal
+//! stream as target embeddings (`soma_flow_chain::arrgen`, where the pinned crate
+//! versions that define it live), read as a row-major `[rows, cols]` array.
 
-use ndarray::Array2;
-use ndarray_rand::rand_distr::Normal;
-use ndarray_rand::RandomExt;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-
-/// `[rows, cols]` standard normals, row-major, as `arrgen.normal_array(seed, [rows, cols], 0, 1)`.
+/// `[rows, cols]` standard normals, row-major, as `arrgen.normal_array(seed, [rows, cols], 0, 1)`
+/// (arrgen fills in order, so this is the first `rows × cols` values of the stream).
 pub fn normal_array(seed: u64, rows: usize, cols: usize) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let normal = Normal::new(0.0f32, 1.0f32).expect("unit normal is valid");
-    let array = Array2::random_using((rows, cols), normal, &mut rng);
-    array.iter().copied().collect()
+    soma_flow_chain::arrgen::normal_array(seed, rows * cols)
 }

@@ -223,7 +223,7 @@ pub fn kind_to_proto(kind: &TransactionKind) -> Result<Kind> {
         other => {
             return Err(invalid(
                 "kind",
-                format!("{} is not sent by soma-flow", kind_name(other)),
+                format!("{} is not sent by soma-flow", other.name()),
             ))
         }
     })
@@ -329,38 +329,6 @@ pub fn kind_from_proto(kind: Option<&super::TransactionKind>) -> Result<Transact
             ))
         }
     })
-}
-
-/// The name of a kind, for messages.
-pub fn kind_name(kind: &TransactionKind) -> &'static str {
-    match kind {
-        TransactionKind::Genesis { .. } => "Genesis",
-        TransactionKind::ConsensusCommitPrologueV1 { .. } => "ConsensusCommitPrologueV1",
-        TransactionKind::ChangeEpoch { .. } => "ChangeEpoch",
-        TransactionKind::AddValidator { .. } => "AddValidator",
-        TransactionKind::RemoveValidator { .. } => "RemoveValidator",
-        TransactionKind::ReportValidator { .. } => "ReportValidator",
-        TransactionKind::UndoReportValidator { .. } => "UndoReportValidator",
-        TransactionKind::UpdateValidatorMetadata { .. } => "UpdateValidatorMetadata",
-        TransactionKind::SetCommissionRate { .. } => "SetCommissionRate",
-        TransactionKind::TransferCoin { .. } => "TransferCoin",
-        TransactionKind::PayCoins { .. } => "PayCoins",
-        TransactionKind::TransferObjects { .. } => "TransferObjects",
-        TransactionKind::AddStake { .. } => "AddStake",
-        TransactionKind::WithdrawStake { .. } => "WithdrawStake",
-        TransactionKind::CreateModel { .. } => "CreateModel",
-        TransactionKind::CommitModel { .. } => "CommitModel",
-        TransactionKind::RevealModel { .. } => "RevealModel",
-        TransactionKind::AddStakeToModel { .. } => "AddStakeToModel",
-        TransactionKind::SetModelCommissionRate { .. } => "SetModelCommissionRate",
-        TransactionKind::DeactivateModel { .. } => "DeactivateModel",
-        TransactionKind::ReportModel { .. } => "ReportModel",
-        TransactionKind::UndoReportModel { .. } => "UndoReportModel",
-        TransactionKind::SubmitData { .. } => "SubmitData",
-        TransactionKind::ClaimRewards { .. } => "ClaimRewards",
-        TransactionKind::ReportSubmission { .. } => "ReportSubmission",
-        TransactionKind::UndoReportSubmission { .. } => "UndoReportSubmission",
-    }
 }
 
 /// The proto transaction a client sends: digest set (the SDK needs it to wait),
