@@ -257,7 +257,7 @@ impl Store {
     fn write_stamp(&self, a: &Artifact, path: &Path) {
         if let Ok(print) = stamp::fingerprint(path) {
             let mac = self.seal.seal(SEAL_STAMP, &stamp_bytes(a, &print));
-            let _ = write_atomic(&self.stamp_path(a), mac.as_bytes());
+            let _ = replace_file(&self.stamp_path(a), mac.as_bytes(), false);
         }
     }
 
@@ -483,6 +483,12 @@ fn disk_size(path: &Path) -> u64 {
 /// Writes `bytes` to `path` so that readers see either the old or the whole new
 /// content, durably (file and directory entry synced).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, true)
+}
+
+/// [`write_atomic`], with `durable` choosing whether to wait for the disk: stamps
+/// need not survive a power loss (a lost or torn stamp only costs a re-hash).
+fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path
         .parent()
         .expect("atomic writes target files in directories");
@@ -495,10 +501,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     let mut f = File::create(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     drop(f);
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    sync_dir(dir)?;
+    if durable {
+        sync_dir(dir)?;
+    }
     Ok(())
 }
 
