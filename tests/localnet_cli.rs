@@ -133,7 +133,7 @@ fn localnet_serve_speaks_the_sdk_protocol_and_keeps_its_ledger() {
         first["balance"], 2.0,
         "one faucet request: 2 SOMA (the SDK shows SOMA)"
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let later = sdk(&served, false);
     assert!(
         later["epoch"].as_u64().unwrap() > first["epoch"].as_u64().unwrap(),
