@@ -204,6 +204,23 @@ struct Finished {
     elapsed: Duration,
 }
 
+impl Finished {
+    /// A stage that produced nothing (skipped, or cut short by an interrupt), now.
+    fn without_outputs(status: StageStatus, message: String, shared: &Shared) -> Finished {
+        Finished {
+            status,
+            key: None,
+            key_material: Json::Null,
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            message: Some(message),
+            notes: Vec::new(),
+            start: shared.t0.elapsed(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<RunRecord> {
     let lock_store = store.clone();
     let _store_lock = tokio::task::spawn_blocking(move || lock_store.lock_store(false)).await??;
@@ -321,17 +338,7 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
                         format!("not run: interrupted by {signal}"),
                     )
                 };
-                results[i] = Some(Finished {
-                    status,
-                    key: None,
-                    key_material: Json::Null,
-                    inputs: BTreeMap::new(),
-                    outputs: BTreeMap::new(),
-                    message: Some(message),
-                    notes: Vec::new(),
-                    start: shared.t0.elapsed(),
-                    elapsed: Duration::ZERO,
-                });
+                results[i] = Some(Finished::without_outputs(status, message, &shared));
             }
         }
     }
@@ -450,17 +457,11 @@ fn skip_dependents(
             shared
                 .progress
                 .finished(name, StageStatus::Skipped, Duration::ZERO, Some(why));
-            results[d] = Some(Finished {
-                status: StageStatus::Skipped,
-                key: None,
-                key_material: Json::Null,
-                inputs: BTreeMap::new(),
-                outputs: BTreeMap::new(),
-                message: Some(format!("not run: {why}")),
-                notes: Vec::new(),
-                start: shared.t0.elapsed(),
-                elapsed: Duration::ZERO,
-            });
+            results[d] = Some(Finished::without_outputs(
+                StageStatus::Skipped,
+                format!("not run: {why}"),
+                shared,
+            ));
             skip_dependents(d, dependents, results, why, shared);
         }
     }
