@@ -27,17 +27,33 @@ enum Command {
     Engine(app::Command),
     /// Loss and embedding of models on a blob exactly as the chain computes them, and the winner
     Score(cli::score::ScoreArgs),
-    /// The embedded devnet: a local SOMA network with the chain's rules
-    #[command(subcommand)]
-    Devnet(cli::devnet::DevnetCommand),
-    /// A local SOMA network speaking the chain's own protocol (gRPC, HTTP, faucet, admin)
+    /// The local SOMA network (the network stages' default): serve it, advance its epoch, list its models
     #[command(subcommand)]
     Localnet(cli::localnet::LocalnetCommand),
-    /// Create an Ed25519 signing key file (mode 0600) for the network stages
+    /// Create a SOMA signing key file (mode 0600) and print its address
     Keygen {
         /// Where to write the key
         #[arg(long, default_value = "soma.key")]
         out: std::path::PathBuf,
+    },
+    /// Print the address of the signing key (SOMA_SECRET_KEY, or --key-file)
+    Address {
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<std::path::PathBuf>,
+    },
+    /// Ask a network's faucet for SOMA
+    Faucet {
+        #[command(flatten)]
+        network: cli::account::NetworkArgs,
+        #[command(flatten)]
+        account: cli::account::AccountArgs,
+    },
+    /// The balance of an account on a network
+    Balance {
+        #[command(flatten)]
+        network: cli::account::NetworkArgs,
+        #[command(flatten)]
+        account: cli::account::AccountArgs,
     },
 }
 
@@ -66,9 +82,13 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Engine(cmd) => app::run_command(&env, cmd, &cli.store),
         Command::Score(args) => cli::score::run(args),
-        Command::Devnet(cmd) => cli::devnet::run(cmd, &cli.store),
         Command::Localnet(cmd) => cli::localnet::run(cmd, &cli.store),
-        Command::Keygen { out } => cli::devnet::keygen(out),
+        Command::Keygen { out } => cli::account::keygen(out),
+        Command::Address { key_file } => cli::account::address(key_file),
+        Command::Faucet { network, account } => cli::account::faucet(network, account, &cli.store),
+        Command::Balance { network, account } => {
+            cli::account::balance(network, account, &cli.store)
+        }
     };
     match code {
         Ok(code) => ExitCode::from(code as u8),

@@ -1,4 +1,5 @@
-//! The commit and reveal stages through the real binary on the embedded devnet.
+//! The network stages through the real binary on the store's local network: the
+//! same gRPC client, transactions and chain rules as on testnet.
 
 mod common;
 
@@ -8,6 +9,9 @@ const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/reference/fixtures/tiny_soma_models.safetensors"
 );
+
+/// Prints a v1-tiny embedding (128 values): the argument, then its negation, repeated.
+const EMBED: &str = "python3 -c 'import sys; e = float(sys.argv[1]); print([e, -e] * 64)'";
 
 fn publish_pipeline(p: &Project) {
     p.write(
@@ -21,11 +25,11 @@ stages:
     with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
   embed:
     kind: command
-    with: {{ run: "echo '[0.25, -0.5, 0.75]' > outputs/embedding", outs: [embedding] }}
+    with: {{ run: "{EMBED} 0.25 > outputs/embedding", outs: [embedding] }}
   commit:
     kind: commit
     inputs: {{ model: weights.model, embedding: embed.embedding }}
-    with: {{ commission: 1000 }}
+    with: {{ commission: 1000, network: {{ genesis: false }} }}
   reveal:
     kind: reveal
     inputs: {{ commit: commit.record }}
@@ -35,11 +39,9 @@ stages:
 }
 
 #[test]
-fn commit_then_reveal_across_an_epoch_on_the_devnet() {
+fn commit_then_reveal_across_an_epoch_on_the_local_network() {
     let p = Project::new();
     publish_pipeline(&p);
-    assert_eq!(p.run(&["devnet", "init", "--empty"]).code(), 0);
-
     let first = p.run(&["run", "publish.yaml"]);
     assert_eq!(
         first.code(),
@@ -47,26 +49,25 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
         "reveal waits for the next epoch: {}",
         first.all()
     );
-    assert!(
-        first.all().contains("throwaway devnet identity"),
-        "{}",
-        first.all()
-    );
+    assert!(first.all().contains("throwaway key"), "{}", first.all());
     assert!(
         first.stdout().contains("cannot be revealed before epoch 1"),
         "{}",
         first.all()
     );
-    let rows = p.devnet_models();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["state"], "Pending");
-    assert!(
-        rows[0]["decryption_key"].is_null(),
-        "no key before the reveal"
+    let models = p.localnet_models();
+    assert_eq!(models["epoch"], 0);
+    let rows = models["models"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 1, "no genesis models: {rows:?}");
+    assert_eq!(rows[0]["state"], "pending");
+    assert_eq!(
+        rows[0]["embedding"],
+        serde_json::json!([]),
+        "nothing revealed yet"
     );
 
-    // The key sits in the store, private, and nowhere else; beside it the embedding
-    // to reveal with it (so a later run can reveal without this run's record).
+    // The key sits in the store, private, and nowhere else; beside it the record
+    // to reveal with (so a later run can reveal without this run's outputs).
     let mut kept: Vec<_> = std::fs::read_dir(p.store().join("keys"))
         .unwrap()
         .flatten()
@@ -79,43 +80,20 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(
-        names[0].ends_with(".embedding.json") && names[1].ends_with(".key"),
+        names[0].ends_with(".json") && names[1].ends_with(".key"),
         "{names:?}"
     );
+    let key = std::fs::read_to_string(&kept[1]).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    for file in &kept {
+    for file in kept.iter().chain([&p.store().join("localnet/signer.key")]) {
         let mode = file.metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", file.display());
     }
-    for dir in ["keys", "devnet"] {
+    for dir in ["keys", "localnet"] {
         let mode = p.store().join(dir).metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{dir}/ is owner-only");
     }
-
-    assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
-    let second = p.run(&["run", "publish.yaml"]);
-    assert_eq!(second.code(), 0, "{}", second.all());
-    let rec = p.last_record();
-    assert_eq!(
-        statuses(&rec),
-        [
-            ("weights".into(), "hit".into()),
-            ("embed".into(), "hit".into()),
-            ("commit".into(), "hit".into()),
-            ("reveal".into(), "ran".into())
-        ]
-    );
-    let rows = p.devnet_models();
-    assert_eq!(rows[0]["state"], "Active");
-    let key = rows[0]["decryption_key"]
-        .as_str()
-        .expect("revealed key")
-        .to_string();
-    let record = p.output_json("publish.yaml", "commit.record");
-    assert_eq!(rows[0]["checksum"], record["manifest"]["checksum"]);
-    assert_eq!(rows[0]["embedding"], serde_json::json!([0.25, -0.5, 0.75]));
-
-    // Before its reveal the key appeared in no output, log, record or cache entry.
+    // Before its reveal the key appears in no output, log, record or cache entry.
     let mut seen = first.all();
     for dir in ["runs", "logs", "cache", "objects"] {
         for e in walk(&p.store().join(dir)) {
@@ -123,8 +101,32 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
         }
     }
     assert!(
-        !seen.contains(&key),
+        !seen.contains(key.trim()),
         "the decryption key leaked before its reveal"
+    );
+
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
+    let second = p.run(&["run", "publish.yaml"]);
+    assert_eq!(second.code(), 0, "{}", second.all());
+    assert_eq!(
+        statuses(&p.last_record()),
+        [
+            ("weights".into(), "hit".into()),
+            ("embed".into(), "hit".into()),
+            ("commit".into(), "hit".into()),
+            ("reveal".into(), "ran".into())
+        ]
+    );
+    let rows = p.localnet_models()["models"].as_array().unwrap().clone();
+    assert_eq!(rows[0]["state"], "active");
+    let record = p.output_json("publish.yaml", "commit.record");
+    assert_eq!(rows[0]["id"], record["model_id"]);
+    assert_eq!(rows[0]["url"], record["url"]);
+    let expected: Vec<f64> = [0.25, -0.25].repeat(64);
+    assert_eq!(
+        rows[0]["embedding"],
+        serde_json::json!(expected),
+        "the chain checked the embedding commitment"
     );
 
     let third = p.run(&["run", "publish.yaml"]);
@@ -136,11 +138,11 @@ fn commit_then_reveal_across_an_epoch_on_the_devnet() {
 fn a_missed_reveal_window_fails_the_reveal_and_the_next_run_commits_again() {
     let p = Project::new();
     publish_pipeline(&p);
-    assert_eq!(p.run(&["devnet", "init", "--empty"]).code(), 0);
     assert_eq!(p.run(&["run", "publish.yaml"]).code(), 3);
-    assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
-    assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
-    // The cached commit record no longer holds: commit runs again in epoch 2.
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
+    // The cached commit record no longer holds: the commit runs again in epoch 2,
+    // on a new model (the chain slashed the unrevealed one).
     let out = p.run(&["run", "publish.yaml"]);
     assert_eq!(out.code(), 3, "{}", out.all());
     assert!(
@@ -148,8 +150,96 @@ fn a_missed_reveal_window_fails_the_reveal_and_the_next_run_commits_again() {
         "{}",
         out.all()
     );
-    let rows = p.devnet_models();
-    assert_eq!(rows[0]["commit_epoch"], 2);
+    let record = p.output_json("publish.yaml", "commit.record");
+    assert_eq!(record["commit_epoch"], 2);
+}
+
+#[test]
+fn a_wrong_embedding_length_is_refused_before_anything_is_sent() {
+    let p = Project::new();
+    publish_pipeline(&p);
+    let text = std::fs::read_to_string(p.path().join("publish.yaml"))
+        .unwrap()
+        .replace("* 64", "* 8");
+    p.write("publish.yaml", &text);
+    let out = p.run(&["run", "publish.yaml"]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(
+        out.all().contains(
+            "the embedding has 16 values, but the local network's target_embedding_dim is 128"
+        ),
+        "{}",
+        out.all()
+    );
+    let rows = p.localnet_models()["models"].as_array().unwrap().clone();
+    assert!(rows.is_empty(), "no model was created: {rows:?}");
+}
+
+#[test]
+fn testnet_needs_a_public_storage_url() {
+    let p = Project::new();
+    p.write(
+        "t.yaml",
+        "name: t\nstages:\n  c:\n    kind: commit\n    inputs: {model: c.x, embedding: c.y}\n    with: {network: testnet}\n",
+    );
+    let out = p.run(&["validate", "t.yaml"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("give `storage`"), "{}", out.all());
+    p.write(
+        "t.yaml",
+        "name: t\nstages:\n  c:\n    kind: commit\n    inputs: {model: c.x, embedding: c.y}\n    with: {network: {name: moon}}\n",
+    );
+    let out = p.run(&["validate", "t.yaml"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(
+        out.stderr().contains("`moon` is not a network"),
+        "{}",
+        out.all()
+    );
+}
+
+#[test]
+fn keygen_address_faucet_and_balance() {
+    let p = Project::new();
+    let out = p.run(&["keygen", "--out", "me.key"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = p
+        .path()
+        .join("me.key")
+        .metadata()
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let secret = std::fs::read_to_string(p.path().join("me.key")).unwrap();
+    assert!(secret.starts_with("somaprivkey1"), "the SDK's key form");
+    let address = p.run(&["address", "--key-file", "me.key"]);
+    assert_eq!(address.code(), 0, "{}", address.all());
+    let address = address.stdout().trim().to_string();
+    assert!(out.stdout().contains(&address), "{}", out.all());
+    assert_eq!(
+        p.run(&["keygen", "--out", "me.key"]).code(),
+        1,
+        "never overwrites a key"
+    );
+
+    let faucet = p.run(&["faucet", "--key-file", "me.key"]);
+    assert_eq!(faucet.code(), 0, "{}", faucet.all());
+    let balance = p.run(&["balance", "--address", &address]);
+    assert_eq!(balance.code(), 0, "{}", balance.all());
+    assert!(balance.stdout().contains("1000 SOMA"), "{}", balance.all());
+    assert!(!balance.all().contains(secret.trim()) && !faucet.all().contains(secret.trim()));
+
+    p.write("bad.key", "not a key at all\n");
+    let bad = p.run(&["address", "--key-file", "bad.key"]);
+    assert_eq!(bad.code(), 1);
+    assert!(
+        bad.stderr().contains("somaprivkey1") && !bad.stderr().contains("not a key at all"),
+        "{}",
+        bad.all()
+    );
 }
 
 #[test]
@@ -183,8 +273,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Two other owners publish; one ciphertext is then corrupted in storage.
-fn two_competitors(p: &Project) {
+/// Two other owners publish; the second one's ciphertext is then corrupted in
+/// storage. Returns their model ids.
+fn two_competitors(p: &Project) -> (String, String) {
     p.write(
         "owner.yaml",
         &format!(
@@ -197,11 +288,11 @@ stages:
     with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
   embed:
     kind: command
-    with: {{ run: "echo '[${{params.e}}, 1.0]' > outputs/embedding", outs: [embedding] }}
+    with: {{ run: "{EMBED} ${{params.e}} > outputs/embedding", outs: [embedding] }}
   commit:
     kind: commit
     inputs: {{ model: weights.model, embedding: embed.embedding }}
-    with: {{ network: {{ key_file: "${{params.key}}" }} }}
+    with: {{ network: {{ key_file: "${{params.key}}", genesis: false }} }}
   reveal:
     kind: reveal
     inputs: {{ commit: commit.record }}
@@ -211,27 +302,30 @@ stages:
     );
     assert_eq!(p.run(&["keygen", "--out", "a.key"]).code(), 0);
     assert_eq!(p.run(&["keygen", "--out", "b.key"]).code(), 0);
-    assert_eq!(p.run(&["devnet", "init", "--empty"]).code(), 0);
     assert_eq!(p.run(&["run", "owner.yaml"]).code(), 3);
     assert_eq!(
         p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"])
             .code(),
         3
     );
-    assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
     assert_eq!(p.run(&["run", "owner.yaml"]).code(), 0);
     assert_eq!(
         p.run(&["run", "owner.yaml", "--set", "key=b.key", "--set", "e=-0.5"])
             .code(),
         0
     );
-    let rows = p.devnet_models();
-    assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
-    let url = rows[1]["weights_url"].as_str().unwrap();
-    let path = url.strip_prefix("file://").unwrap();
-    let mut bytes = std::fs::read(path).unwrap();
+    let rows = p.localnet_models()["models"].as_array().unwrap().clone();
+    assert!(rows.iter().all(|r| r["state"] == "active"), "{rows:?}");
+    let url = url::Url::parse(rows[1]["url"].as_str().unwrap()).unwrap();
+    let path = url.to_file_path().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
     bytes[100] ^= 0xff;
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    (
+        rows[0]["id"].as_str().unwrap().to_owned(),
+        rows[1]["id"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// The `fetch.models` directory of fetch.yaml's latest run, and its listing.
@@ -244,23 +338,29 @@ fn fetched_models(p: &Project) -> (String, Vec<serde_json::Value>) {
 #[test]
 fn fetch_competitors_decrypts_revealed_models_and_skips_a_corrupt_one() {
     let p = Project::new();
-    two_competitors(&p);
+    let (good, corrupt) = two_competitors(&p);
     p.write(
         "fetch.yaml",
         "name: fetch\nparams: {strict: false}\nstages:\n  fetch:\n    kind: fetch-competitors\n    with: {strict: '${params.strict}'}\n",
     );
     let out = p.run(&["run", "fetch.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
+    // The manifest URL's bytes fail the checksum, and so does the fullnode's
+    // `/model/{id}`, which checks what it serves.
     assert!(
-        out.stdout().contains("skipped competitor 2"),
+        out.stdout()
+            .contains(&format!("skipped competitor {corrupt}")),
         "{}",
         out.all()
     );
     let (dir, listed) = fetched_models(&p);
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["id"], "1");
-    assert_eq!(listed[0]["embedding"], serde_json::json!([0.5, 1.0]));
-    let fetched = std::fs::read(format!("{dir}/1.safetensors")).unwrap();
+    assert_eq!(listed[0]["id"], good.as_str());
+    assert_eq!(
+        listed[0]["embedding"],
+        serde_json::json!([0.5, -0.5].repeat(64))
+    );
+    let fetched = std::fs::read(format!("{dir}/{good}.safetensors")).unwrap();
     assert_eq!(
         fetched,
         std::fs::read(FIXTURE).unwrap(),
@@ -315,8 +415,8 @@ stages:
     );
     let out = p.run(&["run", "embed.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
-    let rows = p.devnet_models();
-    assert_eq!(rows.last().unwrap()["state"], "Pending");
+    let rows = p.localnet_models()["models"].as_array().unwrap().clone();
+    assert_eq!(rows.last().unwrap()["state"], "pending");
     let record = p.output_json("embed.yaml", "commit.record");
     let embedding: Vec<f64> = serde_json::from_value(record["embedding"].clone()).unwrap();
     assert_eq!(embedding.len(), 128, "v1-tiny's dimension");
@@ -328,7 +428,7 @@ stages:
 }
 
 #[test]
-fn a_fresh_devnet_offers_its_genesis_models_as_competitors() {
+fn a_fresh_local_network_offers_its_genesis_models_as_competitors() {
     let p = Project::new();
     p.write(
         "fetch.yaml",
@@ -336,22 +436,32 @@ fn a_fresh_devnet_offers_its_genesis_models_as_competitors() {
     );
     let out = p.run(&["run", "fetch.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
-    let rows = p.devnet_models();
+    let models = p.localnet_models();
+    assert_eq!(
+        models["epoch"], 1,
+        "revealed in epoch 1, as the chain requires"
+    );
+    let rows = models["models"].as_array().unwrap().clone();
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().all(|r| r["state"] == "Active"), "{rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "active"), "{rows:?}");
     let (dir, listed) = fetched_models(&p);
     assert_eq!(listed.len(), 2);
     let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/stages/assets/genesis");
-    for (id, name) in [("1", "genesis-code"), ("2", "genesis-prose")] {
-        let fetched = std::fs::read(format!("{dir}/{id}.safetensors")).unwrap();
-        let shipped = std::fs::read(format!("{assets}/{name}.safetensors")).unwrap();
-        assert!(fetched == shipped, "model {id} decrypts to {name}");
-    }
+    let mut decrypted: Vec<Vec<u8>> = listed
+        .iter()
+        .map(|m| std::fs::read(format!("{dir}/{}", m["file"].as_str().unwrap())).unwrap())
+        .collect();
+    let mut shipped: Vec<Vec<u8>> = ["genesis-code", "genesis-prose"]
+        .iter()
+        .map(|name| std::fs::read(format!("{assets}/{name}.safetensors")).unwrap())
+        .collect();
+    decrypted.sort();
+    shipped.sort();
+    assert!(decrypted == shipped, "both decrypt to the shipped weights");
 
-    // An empty devnet is still available.
-    let q = Project::new();
-    assert_eq!(q.run(&["devnet", "init", "--empty"]).code(), 0);
-    assert!(q.devnet_models().is_empty());
+    // A cached fetch stands while the registry offers the same models.
+    assert_eq!(p.run(&["run", "fetch.yaml"]).code(), 0);
+    assert_eq!(statuses(&p.last_record())[0].1, "hit");
 }
 
 #[test]

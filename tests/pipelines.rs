@@ -35,18 +35,20 @@ fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
     assert!(stdout.contains("holdout score"), "{stdout}");
 
     assert!(
-        stdout.contains("fetched 2 competitor(s): 1, 2"),
-        "the devnet's genesis offers two competitors: {stdout}"
+        stdout.contains("fetched 2 competitor(s): 0x"),
+        "the local network's genesis offers two competitors: {stdout}"
     );
 
-    let rows = p.devnet_models();
+    let rows = p.localnet_models()["models"].as_array().unwrap().clone();
     assert_eq!(rows.len(), 3, "two genesis models and mine: {rows:?}");
     let record = p.output_json(&pipeline, "commit.record");
-    let mine = &rows[2];
-    assert_eq!(mine["id"], record["model_id"]);
-    assert_eq!(mine["state"], "Active");
+    let mine = rows
+        .iter()
+        .find(|r| r["id"] == record["model_id"])
+        .expect("mine");
+    assert_eq!(mine["state"], "active");
     assert_eq!(
-        mine["checksum"], record["manifest"]["checksum"],
+        mine["url"], record["url"],
         "the Active model is the committed one"
     );
 
@@ -112,8 +114,18 @@ fn continuous_pipeline_commits_defers_then_reveals_and_trains_on() {
     let p = Project::new();
     let pipeline = repo("pipelines/continuous.yaml");
     // Manual epochs: the test moves time on.
-    assert_eq!(p.run(&["devnet", "init"]).code(), 0);
-    let run = || p.run(&["run", &pipeline, "--set", "steps=2", "--set", "seq_len=64"]);
+    let run = || {
+        p.run(&[
+            "run",
+            &pipeline,
+            "--set",
+            "steps=2",
+            "--set",
+            "seq_len=64",
+            "--set",
+            "epoch=null",
+        ])
+    };
 
     let first = run();
     assert_eq!(first.code(), 0, "{}", first.all());
@@ -129,8 +141,15 @@ fn continuous_pipeline_commits_defers_then_reveals_and_trains_on() {
         "{}",
         first.all()
     );
-    let mine = |p: &Project| p.devnet_models().pop().unwrap();
-    assert_eq!(mine(&p)["state"], "Pending");
+    let mine = |p: &Project| {
+        let rows = p.localnet_models()["models"].as_array().unwrap().clone();
+        assert_eq!(rows.len(), 3, "two genesis models and mine: {rows:?}");
+        let record = p.output_json(&pipeline, "commit.record");
+        rows.into_iter()
+            .find(|r| r["id"] == record["model_id"])
+            .expect("mine")
+    };
+    assert_eq!(mine(&p)["state"], "pending");
 
     let same_epoch = run();
     assert_eq!(
@@ -142,24 +161,24 @@ fn continuous_pipeline_commits_defers_then_reveals_and_trains_on() {
     assert!(
         same_epoch
             .stdout()
-            .contains("cannot be revealed before epoch 1"),
+            .contains("cannot be revealed before epoch 2"),
         "{}",
         same_epoch.all()
     );
 
-    assert_eq!(p.run(&["devnet", "advance-epoch"]).code(), 0);
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
     let next_epoch = run();
     assert_eq!(next_epoch.code(), 0, "{}", next_epoch.all());
     let first_commit = p.output_json(&pipeline, "reveal.revealed");
-    assert_eq!(first_commit["reveal_epoch"], 1);
+    assert_eq!(first_commit["reveal_epoch"], 2);
     let last = p.last_record();
     assert_eq!(last["stages"]["train"]["status"], "ran", "trained on");
     assert_eq!(last["stages"]["commit"]["status"], "ran", "committed again");
     let row = mine(&p);
     assert_eq!(
-        row["state"], "Active",
+        row["state"], "active",
         "revealed, with a new commit pending: {row}"
     );
-    assert_eq!(row["pending_update"], true, "{row}");
-    assert_eq!(row["commit_epoch"], 1, "{row}");
+    assert_eq!(row["awaiting_reveal"], true, "{row}");
+    assert_eq!(row["commit_epoch"], 2, "{row}");
 }

@@ -1,24 +1,41 @@
-//! `soma-flow localnet serve`: a local SOMA network that speaks the chain's own
+//! `soma-flow localnet …`: the local SOMA network. `serve` speaks the chain's own
 //! protocol where SOMA's localnet listens (fullnode gRPC with HTTP `/model/{id}` and
 //! `/data/{id}` on 9000, the BCS faucet on 9123, admin advance-epoch on 9125), so that
 //! the official SDK (`SomaClient(chain="localnet")`) and a user's scripts work
-//! against it offline.
+//! against it offline; it serves the same folder (`localnet/` in the store) that
+//! the network stages serve in process. `advance-epoch` and `models` work on it
+//! whether or not it is being served.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use soma_flow_chain::client::SomaClient;
 use soma_flow_engine::app::StoreArgs;
 use soma_flow_localnet::server::{serve, ServerConfig};
-use soma_flow_localnet::GenesisConfig;
 use soma_flow_stages::model::Preset;
+use soma_flow_stages::network::lifecycle::awaiting;
+use soma_flow_stages::network::local::{self, Settings};
+
+use super::account::NetworkArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum LocalnetCommand {
     /// Serve a local SOMA network until interrupted
     Serve(ServeArgs),
+    /// Move the local network to the next epoch
+    AdvanceEpoch {
+        #[command(flatten)]
+        network: NetworkArgs,
+    },
+    /// The network's epoch, parameters and models (state, owner, commit, manifest URL)
+    Models {
+        #[command(flatten)]
+        network: NetworkArgs,
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +60,9 @@ pub struct ServeArgs {
     /// only through the admin endpoint
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     epoch_duration: Option<Duration>,
+    /// Start without the genesis competitors
+    #[arg(long)]
+    no_genesis: bool,
 }
 
 fn parse_preset(name: &str) -> Result<Preset, String> {
@@ -63,59 +83,118 @@ pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<i32> {
         LocalnetCommand::Serve(args) => {
             let dir = match args.dir.clone() {
                 Some(dir) => dir,
-                None => store.open()?.root().join("localnet"),
+                None => local::dir(store.open()?.root()),
             };
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(serve_until_interrupted(args, dir))
+            serve_until_interrupted(args, dir)
+        }
+        LocalnetCommand::AdvanceEpoch { network } => {
+            let epoch = match network.admin.as_deref() {
+                Some(_) => {
+                    let net = network.connect(store)?;
+                    net.block_on(net.client.advance_epoch())?
+                }
+                None => local::advance_epoch(&local::dir(store.open()?.root()))?,
+            };
+            println!("epoch {epoch}");
+            Ok(0)
+        }
+        LocalnetCommand::Models { network, json } => {
+            let info = network.connect(store)?.epoch()?;
+            let rows: Vec<serde_json::Value> = info
+                .system
+                .models
+                .iter()
+                .map(|m| {
+                    let pending = awaiting(m);
+                    serde_json::json!({
+                        "id": m.id.to_hex(),
+                        "owner": m.owner.to_string(),
+                        "state": m.state,
+                        "stake": m.stake,
+                        "commit_epoch": pending.as_ref().map(|p| p.commit_epoch).or(m.commit_epoch),
+                        "awaiting_reveal": pending.is_some(),
+                        "url": pending.as_ref().map(|p| p.manifest.url().to_string())
+                            .or_else(|| m.manifest.as_ref().map(|x| x.url().to_string())),
+                        "embedding": m.embedding,
+                    })
+                })
+                .collect();
+            if json {
+                let out = serde_json::json!({ "epoch": info.epoch, "models": rows });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(0);
+            }
+            let p = &info.system.parameters;
+            println!(
+                "epoch {}  (architecture v{}, embedding dim {}, minimum stake {} shannons)",
+                info.epoch, p.model_architecture_version, p.target_embedding_dim, p.model_min_stake
+            );
+            for r in rows {
+                let field = |k: &str| match &r[k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".into(),
+                    v => v.to_string(),
+                };
+                println!(
+                    "{}  {:<8} commit {:<4} {}  {}",
+                    field("id"),
+                    field("state"),
+                    field("commit_epoch"),
+                    if r["awaiting_reveal"] == true {
+                        "awaiting reveal"
+                    } else {
+                        "               "
+                    },
+                    field("url")
+                );
+            }
+            Ok(0)
         }
     }
 }
 
-async fn serve_until_interrupted(args: ServeArgs, dir: PathBuf) -> Result<i32> {
-    let mut genesis = GenesisConfig::new(args.arch.config().embedding_dim as u64);
-    if let Some(epoch) = args.epoch_duration {
-        genesis.parameters.epoch_duration_ms = epoch.as_millis() as u64;
-    }
-    let mut config = ServerConfig::new(&dir, genesis);
+fn serve_until_interrupted(args: ServeArgs, dir: PathBuf) -> Result<i32> {
+    let lock = local::try_lock(&dir)?.with_context(|| {
+        format!(
+            "the local network in {} is already being served by another process",
+            dir.display()
+        )
+    })?;
+    let settings = local::create(
+        &dir,
+        &Settings {
+            arch: args.arch.name().to_owned(),
+            epoch_duration_ms: args.epoch_duration.map(|d| d.as_millis().max(1) as u64),
+            genesis: !args.no_genesis,
+        },
+    )?;
+    let mut config = ServerConfig::new(&dir, settings.genesis_config(local::now_ms())?);
     config.rpc_port = args.port;
     config.faucet_port = args.faucet_port;
     config.admin_port = args.admin_port;
-    let handle = serve(config)
-        .await
+    config.timed_epochs = settings.epoch_duration_ms.is_some();
+    let runtime = soma_flow_stages::network::runtime();
+    let handle = runtime
+        .block_on(serve(config))
         .with_context(|| format!("cannot serve the local network from {}", dir.display()))?;
+    let epochs = match settings.epoch_duration_ms {
+        Some(ms) => format!(
+            "epochs of {}",
+            humantime::format_duration(Duration::from_millis(ms))
+        ),
+        None => "epochs advance through the admin service".to_owned(),
+    };
     println!(
-        "local SOMA network ({}) in {}",
-        args.arch.name(),
+        "local SOMA network ({}, {epochs}) in {}",
+        settings.arch,
         dir.display()
     );
     println!("fullnode {}", handle.rpc_url());
     println!("faucet   {}", handle.faucet_url());
     println!("admin    {}", handle.admin_url());
-    let ticker = match args.epoch_duration {
-        Some(every) => {
-            let client =
-                SomaClient::connect(&handle.rpc_url(), None)?.with_admin(&handle.admin_url())?;
-            Some(tokio::spawn(async move {
-                let mut interval = tokio::time::interval(every);
-                interval.tick().await;
-                loop {
-                    interval.tick().await;
-                    match client.advance_epoch().await {
-                        Ok(epoch) => println!("epoch {epoch}"),
-                        Err(e) => eprintln!("warning: cannot advance the epoch: {e}"),
-                    }
-                }
-            }))
-        }
-        None => None,
-    };
-    wait_for_interrupt().await?;
-    if let Some(ticker) = ticker {
-        ticker.abort();
-    }
-    handle.shutdown().await;
+    runtime.block_on(wait_for_interrupt())?;
+    runtime.block_on(handle.shutdown());
+    drop(lock);
     Ok(0)
 }
 

@@ -1,5 +1,5 @@
 //! SOMA commands of the binary, beside the engine's generic ones.
 
-pub mod devnet;
+pub mod account;
 pub mod localnet;
 pub mod score;

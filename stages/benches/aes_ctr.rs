@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use aes::cipher::{KeyIvInit, StreamCipher};
-use soma_flow_stages::crypto::{ContentKey, CtrStream, Hash256, CHUNK_SIZE};
+use soma_flow_chain::DecryptionKey;
+use soma_flow_stages::crypto::{CtrStream, Hash256, CHUNK_SIZE};
 
 const TOTAL: usize = 1 << 30;
 
@@ -47,7 +48,7 @@ fn main() {
         std::arch::is_x86_feature_detected!("aes"),
         std::arch::is_x86_feature_detected!("vaes")
     );
-    let key = ContentKey::generate().unwrap();
+    let key = DecryptionKey::generate().unwrap();
     let mut raw = ctr::Ctr128BE::<aes::Aes256>::new(&[7u8; 32].into(), &[0u8; 16].into());
     measure("AES-256-CTR (raw ctr crate)", |b| raw.apply_keystream(b));
     let mut stream = CtrStream::keyed(&key);

@@ -1,5 +1,8 @@
-//! Time and peak memory of committing a 1 GiB weights file to a `file://` store on
-//! the devnet (hash pass + encrypt-and-upload pass), then fetching it back.
+//! Time and peak memory of the client's end-to-end commit of a 1 GiB weights file
+//! to the local network (hash pass; encrypt-and-upload pass to a `file://` bucket;
+//! CreateModel and CommitModel built, signed, executed over gRPC and awaited on the
+//! checkpoint stream), then the reveal and fetching it back (download, Blake2b
+//! check, decrypt).
 //!
 //! Run: `cargo bench -p soma-flow-stages --bench commit_1gib`
 //! Peak memory is the process's VmHWM from /proc/self/status.
@@ -7,9 +10,10 @@
 use std::io::Write;
 use std::time::Instant;
 
-use soma_flow_stages::network::devnet::{Devnet, DevnetOptions};
-use soma_flow_stages::network::lifecycle::{commit, fetch_revealed_weights, reveal, ModelTerms};
-use soma_flow_stages::network::Network;
+use soma_flow_chain::SecretKey;
+use soma_flow_stages::network::lifecycle::{commit, fetch, reveal, ModelTerms, Revealed, Upload};
+use soma_flow_stages::network::local::Settings;
+use soma_flow_stages::network::{Endpoint, Network};
 
 /// Input size in MiB; `SOMA_BENCH_MIB` overrides the 1 GiB default, e.g. to show
 /// that peak memory does not grow with the file.
@@ -62,42 +66,50 @@ fn main() {
         peak_rss_mib()
     );
 
-    let devnet = Devnet::init(&dir.path().join("devnet"), &DevnetOptions::default()).unwrap();
-    let (signer, _) = devnet.identity().unwrap();
+    let settings = Settings {
+        genesis: false,
+        ..Settings::default()
+    };
+    let net = Network::connect(&Endpoint::Local, dir.path(), &settings).unwrap();
+    let key = SecretKey::from_bytes(&[5; 32]);
     let bucket = format!("file://{}", dir.path().join("bucket").display());
+    let upload = Upload {
+        upload: bucket.clone(),
+        public: bucket,
+    };
     let keys = dir.path().join("keys");
-    let embedding = vec![0.01f32; 2048];
+    let embedding = vec![0.01f32; 128];
     let terms = ModelTerms {
-        stake: 1,
+        stake: None,
         commission_bps: 1000,
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let quiet = |_: &str| {};
 
     let start = Instant::now();
     let cpu_start = process_cpu_seconds();
-    let record = runtime
-        .block_on(commit(
-            &devnet, &signer, &bucket, &weights, &embedding, terms, &keys,
-        ))
-        .unwrap();
+    let record = commit(
+        &net, &key, &weights, &embedding, terms, &upload, &keys, &quiet,
+    )
+    .unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "commit {mib} MiB to file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
+        "commit {mib} MiB to the local network: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
         process_cpu_seconds() - cpu_start,
         peak_rss_mib()
     );
 
-    devnet.advance_epoch().unwrap();
-    reveal(&devnet, &signer, &record, &keys).unwrap();
-    let model = devnet.model(record.model_id).unwrap();
+    net.block_on(net.client.advance_epoch()).unwrap();
+    reveal(&net, &key, &record, &keys).unwrap();
+    let info = net.epoch().unwrap();
+    let model = Revealed::of(info.system.model(&record.model().unwrap()).unwrap()).unwrap();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
     let start = Instant::now();
     let cpu_start = process_cpu_seconds();
-    runtime
-        .block_on(fetch_revealed_weights(&model, &dir.path().join("fetched")))
-        .unwrap();
+    fetch(&net, &model, &scratch, &dir.path().join("fetched"), &quiet).unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "fetch + decrypt + verify {mib} MiB from file://: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
+        "fetch + verify + decrypt {mib} MiB: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",
         process_cpu_seconds() - cpu_start,
         peak_rss_mib()
     );

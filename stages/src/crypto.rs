@@ -1,24 +1,17 @@
-//! Weights encryption for commit-reveal: AES-256-CTR with an all-zero IV and a
-//! 128-bit big-endian counter (the chain's scheme), and Blake2b-256 commitments.
-//!
-//! A fresh key encrypts exactly one plaintext, which is what makes the fixed IV safe.
-//! Everything streams through [`CtrStream`] in fixed-size chunks so that multi-GB
-//! weights are processed in constant memory, with both sides hashed on the way.
+//! Streaming weights through the chain's encryption: [`CtrStream`] applies
+//! `soma_flow_chain`'s AES-256-CTR keystream (zero IV, 128-bit big-endian counter)
+//! chunk by chunk and hashes both sides with Blake2b-256 on the way, so multi-GB
+//! weights are encrypted, uploaded, downloaded and checked in constant memory.
+//! The ciphertext's hash is the manifest checksum and the weights commitment.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-use aes::Aes256;
 use blake2::{Blake2b256, Digest};
-use ctr::cipher::{KeyIvInit, StreamCipher};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
-
-use crate::private_file::{self, Existing};
-
-type Aes256Ctr = ctr::Ctr128BE<Aes256>;
+use soma_flow_chain::{DecryptionKey, WeightsCipher};
 
 /// Chunk size for streaming: large enough to amortise per-chunk overhead, small
 /// enough to keep memory flat (and at least the 5 MiB minimum S3 part size).
@@ -32,15 +25,6 @@ pub struct Hash256(pub [u8; 32]);
 impl Hash256 {
     pub fn of(bytes: &[u8]) -> Self {
         Self(Blake2b256::digest(bytes).into())
-    }
-
-    /// Commitment to an embedding: the hash of its f32 values in little-endian order.
-    pub fn of_embedding(embedding: &[f32]) -> Self {
-        let mut hasher = Blake2b256::new();
-        for value in embedding {
-            hasher.update(value.to_le_bytes());
-        }
-        Self(hasher.finalize().into())
     }
 
     pub fn to_hex(&self) -> String {
@@ -91,80 +75,6 @@ fn decode_hex32(s: &str) -> Result<[u8; 32], InvalidHex> {
     Ok(out)
 }
 
-/// A content-encryption key. Its bytes are zeroed on drop and never shown by
-/// `Debug`; [`ContentKey::expose_hex`] is the one deliberate way out (for the reveal).
-#[derive(Clone)]
-pub struct ContentKey(Zeroizing<[u8; 32]>);
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("the operating system's random number generator failed: {0}")]
-    Rng(getrandom::Error),
-    #[error("key file {path} is unreadable: {source}")]
-    Io { path: String, source: io::Error },
-    #[error("key file {path} does not hold a 32-byte hex key")]
-    Malformed { path: String },
-    #[error("a decryption key must be 32 bytes as 64 hex digits")]
-    BadHex,
-}
-
-impl ContentKey {
-    /// A fresh key from the OS RNG.
-    pub fn generate() -> Result<Self, KeyError> {
-        let mut key = Zeroizing::new([0u8; 32]);
-        getrandom::fill(key.as_mut()).map_err(KeyError::Rng)?;
-        Ok(Self(key))
-    }
-
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Zeroizing::new(bytes))
-    }
-
-    pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
-        decode_hex32(hex)
-            .map(Self::from_bytes)
-            .map_err(|_| KeyError::BadHex)
-    }
-
-    /// The key as hex, for the reveal transaction and the key file.
-    pub fn expose_hex(&self) -> Zeroizing<String> {
-        Zeroizing::new(hex::encode(self.0.as_ref()))
-    }
-
-    /// The commitment submitted at commit time and checked by the chain at reveal.
-    pub fn commitment(&self) -> Hash256 {
-        Hash256::of(self.0.as_ref())
-    }
-
-    /// Stores the key as hex in an owner-only (0600) file, replacing any older one.
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        private_file::write(path, self.expose_hex().as_bytes(), Existing::Replace).map_err(
-            |source| KeyError::Io {
-                path: path.display().to_string(),
-                source,
-            },
-        )
-    }
-
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let shown = || path.display().to_string();
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-                    path: shown(),
-                    source,
-                })?,
-            );
-        Self::from_hex(&text).map_err(|_| KeyError::Malformed { path: shown() })
-    }
-}
-
-impl fmt::Debug for ContentKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ContentKey(<redacted>)")
-    }
-}
-
 /// Hashes of both sides of a streamed transformation. For encryption `input` is
 /// the plaintext and `output` the ciphertext; decryption is the same CTR operation
 /// with the roles swapped.
@@ -177,7 +87,7 @@ pub struct StreamDigests {
 
 /// The incremental state of one streamed pass: optional AES-256-CTR plus hashes.
 pub struct CtrStream {
-    cipher: Option<Aes256Ctr>,
+    cipher: Option<WeightsCipher>,
     input: Blake2b256,
     output: Blake2b256,
     size: u64,
@@ -185,11 +95,8 @@ pub struct CtrStream {
 
 impl CtrStream {
     /// Encrypts or decrypts (CTR is symmetric) with `key` and the all-zero IV.
-    pub fn keyed(key: &ContentKey) -> Self {
-        let iv = [0u8; 16];
-        let cipher =
-            Aes256Ctr::new_from_slices(key.0.as_ref(), &iv).expect("32-byte key, 16-byte IV");
-        Self::with_cipher(Some(cipher))
+    pub fn keyed(key: &DecryptionKey) -> Self {
+        Self::with_cipher(Some(key.cipher()))
     }
 
     /// Copies bytes unchanged, only hashing them (plain uploads and downloads).
@@ -197,7 +104,7 @@ impl CtrStream {
         Self::with_cipher(None)
     }
 
-    fn with_cipher(cipher: Option<Aes256Ctr>) -> Self {
+    fn with_cipher(cipher: Option<WeightsCipher>) -> Self {
         Self {
             cipher,
             input: Blake2b256::new(),
@@ -210,7 +117,7 @@ impl CtrStream {
     pub fn process(&mut self, chunk: &mut [u8]) {
         self.input.update(&*chunk);
         if let Some(cipher) = &mut self.cipher {
-            cipher.apply_keystream(chunk);
+            cipher.apply(chunk);
             self.output.update(&*chunk);
         }
         self.size += chunk.len() as u64;
@@ -285,8 +192,9 @@ pub fn hash_file(path: &Path) -> io::Result<StreamDigests> {
 mod tests {
     use super::*;
     use aes::cipher::{BlockCipherEncrypt, KeyInit};
+    use aes::Aes256;
 
-    fn keystream(key: &ContentKey, len: usize) -> Vec<u8> {
+    fn keystream(key: &DecryptionKey, len: usize) -> Vec<u8> {
         let mut buf = vec![0u8; len];
         CtrStream::keyed(key).process(&mut buf);
         buf
@@ -294,7 +202,7 @@ mod tests {
 
     #[test]
     fn ctr_uses_a_zero_iv_and_a_big_endian_128_bit_counter() {
-        let key = ContentKey::from_bytes([0u8; 32]);
+        let key = DecryptionKey::from_bytes([0u8; 32]);
         let stream = keystream(&key, 48);
         // FIPS-197 style known answer: AES-256 of the zero block under the zero key.
         assert_eq!(
@@ -311,7 +219,7 @@ mod tests {
 
     #[test]
     fn chunked_streaming_matches_one_shot_and_round_trips() {
-        let key = ContentKey::generate().unwrap();
+        let key = DecryptionKey::generate().unwrap();
         let plain: Vec<u8> = (0..CHUNK_SIZE + 12_345)
             .map(|i| (i * 31 % 251) as u8)
             .collect();
@@ -335,15 +243,10 @@ mod tests {
     }
 
     #[test]
-    fn hashes_serialise_as_hex_and_embeddings_hash_their_le_bytes() {
+    fn hashes_serialise_as_hex() {
         let h = Hash256::of(b"abc");
         let json = serde_json::to_string(&h).unwrap();
         assert_eq!(json, format!("\"{h}\""));
         assert_eq!(serde_json::from_str::<Hash256>(&json).unwrap(), h);
-        let bytes: Vec<u8> = [1.0f32, -2.5]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        assert_eq!(Hash256::of_embedding(&[1.0, -2.5]), Hash256::of(&bytes));
     }
 }

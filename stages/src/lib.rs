@@ -1,6 +1,7 @@
 //! SOMA V1 for soma-flow: the model, its canonical weights, the on-chain data
-//! contract, SIGReg and the on-chain score; the network (devnet, identities,
-//! commit-reveal), crypto and storage; and the stage kinds built on them.
+//! contract, SIGReg and the on-chain score; the network (SOMA's real protocol
+//! through `soma-flow-chain`, the local network, signers, commit-reveal), crypto
+//! and storage; and the stage kinds built on them.
 //!
 //! Everything here follows `shared/SOMA-V1.md`; where the public Python helpers
 //! differ from the chain, the chain's behaviour is implemented.
@@ -9,7 +10,6 @@ pub mod backend;
 pub mod contract;
 pub mod crypto;
 pub mod data;
-pub mod identity;
 pub mod kinds;
 pub mod loss;
 pub mod merge;

@@ -1,34 +1,94 @@
-//! `SOMA_SECRET_KEY` handling. Kept in its own test binary (one test) because it
-//! changes the process environment.
+//! Signing keys: `SOMA_SECRET_KEY`, key files, formats, and that a key never
+//! leaks into an error. Kept in its own test binary (one test) because it changes
+//! the process environment.
 
-use soma_flow_stages::identity::{self, IdentitySource, Signer, SECRET_KEY_ENV};
+use soma_flow_chain::SecretKey;
+use soma_flow_stages::network::signer::{self, Source, SECRET_KEY_ENV};
 
 #[test]
-fn secret_key_from_the_environment_takes_precedence_and_never_leaks() {
+fn keys_come_from_the_environment_a_key_file_or_the_local_throwaway_and_never_leak() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("file.key");
-    let from_file = identity::keygen(&file).unwrap();
-
-    let (signer, source) = identity::resolve(Some(&file), Some(dir.path())).unwrap();
-    assert_eq!(source, IdentitySource::KeyFile(file.clone()));
-    assert_eq!(signer.public_key(), from_file);
-
-    let env_key = dir.path().join("env.key");
-    let env_public = identity::keygen(&env_key).unwrap();
-    let secret = std::fs::read_to_string(&env_key).unwrap();
-    std::env::set_var(SECRET_KEY_ENV, &secret);
-    let (signer, source) = identity::resolve(Some(&file), None).unwrap();
-    assert_eq!(source, IdentitySource::Environment);
-    assert_eq!(signer.public_key(), env_public);
-
-    let mangled = format!("{}xyz", secret.trim());
-    std::env::set_var(SECRET_KEY_ENV, &mangled);
-    let err = Signer::from_env().unwrap_err();
-    let text = format!("{err} {err:?}");
-    assert!(text.contains(SECRET_KEY_ENV), "{text}");
-    assert!(!text.contains(&mangled[..10]), "{text}");
-
     std::env::remove_var(SECRET_KEY_ENV);
-    let err = identity::resolve(None, None).unwrap_err();
-    assert!(err.to_string().contains("soma-flow keygen"), "{err}");
+
+    // keygen: a 0600 somaprivkey1… file that is never overwritten.
+    let file = dir.path().join("me.key");
+    let made = signer::keygen(&file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("somaprivkey1"), "the SDK's keystore form");
+    assert!(signer::keygen(&file)
+        .unwrap_err()
+        .to_string()
+        .contains("refusing to overwrite"));
+
+    let (key, source) = signer::resolve(Some(&file), Some(dir.path())).unwrap();
+    assert_eq!(source, Source::KeyFile(file.clone()));
+    assert_eq!(key.address(), made.address());
+
+    // Every form the SDK accepts names the same key.
+    let hex = made.expose_hex();
+    for form in [
+        hex.to_string(),
+        format!("0x{}", &*hex),
+        made.to_bech32().to_string(),
+    ] {
+        assert_eq!(
+            signer::parse(&form, "test").unwrap().address(),
+            made.address()
+        );
+    }
+
+    // The environment wins over the file.
+    let other = SecretKey::from_bytes(&[7; 32]);
+    std::env::set_var(SECRET_KEY_ENV, other.to_bech32().as_str());
+    let (key, source) = signer::resolve(Some(&file), None).unwrap();
+    assert_eq!(source, Source::Environment);
+    assert_eq!(key.address(), other.address());
+
+    // A malformed key is named by where it came from, never shown.
+    let mangled = format!("{}xyz", &*other.expose_hex());
+    std::env::set_var(SECRET_KEY_ENV, &mangled);
+    let err = format!("{:#}", signer::resolve(None, None).unwrap_err());
+    assert!(
+        err.contains(SECRET_KEY_ENV) && err.contains("somaprivkey1"),
+        "{err}"
+    );
+    assert!(!err.contains(&mangled[..16]), "{err}");
+    std::fs::write(dir.path().join("bad.key"), &mangled).unwrap();
+    let err = format!(
+        "{:#}",
+        signer::load(&dir.path().join("bad.key")).unwrap_err()
+    );
+    assert!(
+        err.contains("bad.key") && !err.contains(&mangled[..16]),
+        "{err}"
+    );
+
+    // No key anywhere: say how to make one; on the local network, a throwaway.
+    std::env::remove_var(SECRET_KEY_ENV);
+    let err = signer::resolve(None, None).unwrap_err().to_string();
+    assert!(err.contains("soma-flow keygen"), "{err}");
+    let local = dir.path().join("localnet");
+    let (first, source) = signer::resolve(None, Some(&local)).unwrap();
+    assert!(
+        matches!(source, Source::LocalThrowaway { created: true, .. }),
+        "{source:?}"
+    );
+    let (again, source) = signer::resolve(None, Some(&local)).unwrap();
+    assert!(matches!(
+        source,
+        Source::LocalThrowaway { created: false, .. }
+    ));
+    assert_eq!(first.address(), again.address());
+    assert_eq!(
+        local
+            .join(signer::LOCAL_KEY_FILE)
+            .metadata()
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
 }

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use moto::{create_bucket, free_port, start_moto, ServerProcess};
 use network_fixtures::*;
-use soma_flow_stages::crypto::CtrStream;
-use soma_flow_stages::network::devnet::{Devnet, DevnetOptions};
-use soma_flow_stages::network::lifecycle::{commit, fetch_revealed_weights, reveal, RevealOutcome};
-use soma_flow_stages::network::Network;
+use soma_flow_chain::SecretKey;
+use soma_flow_stages::crypto::{CtrStream, Hash256};
+use soma_flow_stages::network::lifecycle::{self, commit, reveal, RevealOutcome, Revealed, Upload};
+use soma_flow_stages::network::local::Settings;
+use soma_flow_stages::network::{Endpoint, Network};
 use soma_flow_stages::storage::{self, StorageError};
 
 const BUCKET: &str = "soma-weights";
@@ -51,45 +52,59 @@ fn commit_reveal_and_fetch_through_a_local_s3_server() {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_REGION", "us-east-1");
 
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        genesis: false,
+        ..Settings::default()
+    };
+    let net = Network::connect(&Endpoint::Local, dir.path(), &settings).unwrap();
+    let me = SecretKey::from_bytes(&[3; 32]);
+    let keys = dir.path().join("keys");
+    let base = format!("s3://{BUCKET}/runs/1");
+    let up = Upload {
+        upload: base.clone(),
+        public: base.clone(),
+    };
+    let quiet = |_: &str| {};
+
+    // Over two 8 MiB chunks: exercises the multipart path.
+    let (weights, plaintext) = write_weights(dir.path(), "w.safetensors", (18 << 20) + 5, 8);
+    let emb = embedding(5.0);
+    let record = commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    assert!(record.url.starts_with(&base), "{}", record.url);
+    assert_eq!(record.size, plaintext.len() as u64);
+
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let devnet = Devnet::init(&dir.path().join("devnet"), &DevnetOptions::default()).unwrap();
-        let (signer, _) = devnet.identity().unwrap();
-        let keys = dir.path().join("keys");
-        let base = format!("s3://{BUCKET}/runs/1");
-
-        // Over two 8 MiB chunks: exercises the multipart path.
-        let (weights, plaintext) = write_weights(dir.path(), "w.safetensors", (18 << 20) + 5, 8);
-        let emb = embedding(5.0);
-        let record = commit(&devnet, &signer, &base, &weights, &emb, TERMS, &keys)
-            .await
-            .unwrap();
-        assert!(
-            record.manifest.url.starts_with(&base),
-            "{}",
-            record.manifest.url
-        );
-        assert_eq!(record.manifest.size, plaintext.len() as u64);
-
         // The stored object is the ciphertext, checked by a plain download.
+        let manifest = storage::Manifest {
+            url: record.url.clone(),
+            checksum: record.checksum,
+            size: record.size,
+        };
         let raw = dir.path().join("raw.bin");
-        let digests = storage::download(&record.manifest, &raw, CtrStream::passthrough(), None)
+        let digests = storage::download(&manifest, &raw, CtrStream::passthrough(), None)
             .await
             .unwrap();
-        assert_eq!(digests.input, record.manifest.checksum);
+        assert_eq!(digests.input, record.checksum);
+        assert_eq!(Hash256::of(&std::fs::read(&raw).unwrap()), record.checksum);
         assert!(std::fs::read(&raw).unwrap()[..4096] != plaintext[..4096]);
+    });
 
-        devnet.advance_epoch().unwrap();
-        assert_eq!(
-            reveal(&devnet, &signer, &record, &keys).unwrap(),
-            RevealOutcome::Revealed { epoch: 1 }
-        );
-        let model = devnet.model(record.model_id).unwrap();
-        let fetched = dir.path().join("fetched.safetensors");
-        fetch_revealed_weights(&model, &fetched).await.unwrap();
-        assert!(std::fs::read(&fetched).unwrap() == plaintext);
+    net.block_on(net.client.advance_epoch()).unwrap();
+    assert_eq!(
+        reveal(&net, &me, &record, &keys).unwrap(),
+        RevealOutcome::Revealed { epoch: 1 }
+    );
+    let info = net.epoch().unwrap();
+    let model = Revealed::of(info.system.model(&record.model().unwrap()).unwrap()).unwrap();
+    let fetched = dir.path().join("fetched.safetensors");
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    lifecycle::fetch(&net, &model, &scratch, &fetched, &quiet).unwrap();
+    assert!(std::fs::read(&fetched).unwrap() == plaintext);
 
+    runtime.block_on(async {
         // A plain small file round trip, and a size check against a wrong manifest.
         let (small, small_bytes) = write_weights(dir.path(), "small.bin", 1234, 9);
         let url = storage::join_url(&base, "small.bin");

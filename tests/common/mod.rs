@@ -68,9 +68,9 @@ impl Project {
         serde_json::from_slice(&bytes).unwrap()
     }
 
-    /// `soma-flow devnet models --json`.
-    pub fn devnet_models(&self) -> Vec<serde_json::Value> {
-        let out = self.run(&["devnet", "models", "--json"]);
+    /// `soma-flow localnet models --json`: `{epoch, models: [...]}`.
+    pub fn localnet_models(&self) -> serde_json::Value {
+        let out = self.run(&["localnet", "models", "--json"]);
         assert_eq!(out.code(), 0, "{}", out.all());
         serde_json::from_str(&out.stdout()).unwrap()
     }

@@ -39,7 +39,7 @@ use crate::signing::sign_transaction;
 use crate::tensor::SomaTensor;
 use crate::transaction::{derive_id, TransactionData, TransactionKind};
 
-pub use convert::{ChainParameters, ModelInfo, SystemSummary, TargetInfo};
+pub use convert::{ChainParameters, ModelInfo, PendingUpdate, SystemSummary, TargetInfo};
 
 /// Large enough for `GetEpoch(system_state)` with a big registry (§1.1).
 const MAX_DECODE_BYTES: usize = 128 * 1024 * 1024;

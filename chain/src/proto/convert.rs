@@ -615,6 +615,41 @@ pub struct ModelInfo {
     /// The staking pool's `soma_balance`.
     pub stake: u64,
     pub commission_rate: u64,
+    /// An Active model's commit awaiting its reveal (a later commit overwrites it).
+    pub pending_update: Option<PendingUpdate>,
+}
+
+/// `PendingModelUpdate`: the manifest and commitments of a commit made while the
+/// model was Active.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingUpdate {
+    pub manifest: Manifest,
+    pub weights_commitment: Digest,
+    pub embedding_commitment: Digest,
+    pub decryption_key_commitment: Digest,
+    pub commit_epoch: u64,
+}
+
+impl PendingUpdate {
+    fn from_proto(p: &super::PendingModelUpdate, field: &dyn Fn(&str) -> String) -> Result<Self> {
+        let digest = |v, name: &str| bytes32(v, &field(name)).map(Digest);
+        Ok(Self {
+            manifest: manifest(p.manifest.as_ref(), &field("pending_update.manifest"))?,
+            weights_commitment: digest(
+                p.weights_commitment.as_ref(),
+                "pending_update.weights_commitment",
+            )?,
+            embedding_commitment: digest(
+                p.embedding_commitment.as_ref(),
+                "pending_update.embedding_commitment",
+            )?,
+            decryption_key_commitment: digest(
+                p.decryption_key_commitment.as_ref(),
+                "pending_update.decryption_key_commitment",
+            )?,
+            commit_epoch: required(p.commit_epoch, &field("pending_update.commit_epoch"))?,
+        })
+    }
 }
 
 fn optional_bytes32(value: Option<&Vec<u8>>, field: &str) -> Result<Option<[u8; 32]>> {
@@ -655,6 +690,11 @@ impl ModelInfo {
             embedding: m.embedding.clone(),
             stake: required(pool.soma_balance, &field("staking_pool.soma_balance"))?,
             commission_rate: required(m.commission_rate, &field("commission_rate"))?,
+            pending_update: m
+                .pending_update
+                .as_ref()
+                .map(|p| PendingUpdate::from_proto(p, &field))
+                .transpose()?,
         })
     }
 }

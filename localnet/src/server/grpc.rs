@@ -132,7 +132,7 @@ where
     unary_with(BcsCodec::<Resp, Req>::default(), req, handler).await
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -472,7 +472,7 @@ fn request_gas(node: &Node, r: rpc::GasRequest) -> Result<rpc::GasResponse, Stat
     })
 }
 
-fn advance_epoch(node: &Node) -> Result<rpc::AdvanceEpochResponse, Status> {
+pub(super) fn advance_epoch(node: &Node) -> Result<rpc::AdvanceEpochResponse, Status> {
     let mut ledger = node.ledger();
     let start = ledger.system_state().epoch_start_timestamp_ms;
     ledger

@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub admin_port: u16,
     /// What one faucet request sends (the real faucet: 2 SOMA).
     pub faucet_amount: u64,
+    /// Advance the epoch by the clock every `parameters.epoch_duration_ms`; a
+    /// network that was down past an epoch's end starts a new epoch when it is
+    /// served again, as a restarted chain does. Off: epochs move only through the
+    /// admin service.
+    pub timed_epochs: bool,
 }
 
 impl ServerConfig {
@@ -58,6 +63,7 @@ impl ServerConfig {
             faucet_port: DEFAULT_FAUCET_PORT,
             admin_port: DEFAULT_ADMIN_PORT,
             faucet_amount: 2 * SHANNONS_PER_SOMA,
+            timed_epochs: false,
         }
     }
 
@@ -166,7 +172,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let faucet = bind(config.host, config.faucet_port).await?;
     let admin = bind(config.host, config.admin_port).await?;
     let addrs = (rpc.1, faucet.1, admin.1);
-    let tasks = [
+    let mut tasks: Vec<_> = [
         (rpc.0, grpc::Service::Fullnode),
         (faucet.0, grpc::Service::Faucet),
         (admin.0, grpc::Service::Admin),
@@ -176,6 +182,9 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         tokio::spawn(accept_loop(listener, node.clone(), service, stop.clone()))
     })
     .collect();
+    if config.timed_epochs {
+        tasks.push(tokio::spawn(epoch_clock(node.clone(), stop.clone())));
+    }
     Ok(ServerHandle {
         rpc_addr: addrs.0,
         faucet_addr: addrs.1,
@@ -201,6 +210,37 @@ fn open_or_create(dir: &Path, genesis: &GenesisConfig) -> Result<Ledger, LedgerE
     let ledger = Ledger::genesis(genesis.clone())?;
     ledger.save(dir)?;
     Ok(ledger)
+}
+
+/// Ends each epoch when its duration has passed (at once if it already has).
+async fn epoch_clock(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let due_in = {
+            let ledger = node.ledger();
+            let state = ledger.system_state();
+            let end = state
+                .epoch_start_timestamp_ms
+                .saturating_add(state.parameters.epoch_duration_ms.max(1));
+            end.saturating_sub(grpc::now_ms())
+        };
+        if due_in > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(due_in)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        if let Err(status) = grpc::advance_epoch(&node) {
+            eprintln!(
+                "warning: the local network cannot advance its epoch: {}",
+                status.message()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
 }
 
 async fn accept_loop(

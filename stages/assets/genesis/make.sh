@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerates the devnet's genesis models from genesis.yaml (a few minutes on CPU),
+# Regenerates the local network's genesis models from genesis.yaml (a few minutes on CPU),
 # then rebuild soma-flow: the files are embedded in the binary.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

@@ -9,28 +9,39 @@ use serde::{Deserialize, Serialize};
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
 use super::embed::{embed_file, EmbedWith};
-use super::network::{key_dir, NetworkWith};
+use super::network::{NetworkSchema, NetworkWith};
 use super::score::read_embedding;
-use crate::network::lifecycle::{self, CommitRecord, ModelTerms, RecordStatus};
+use crate::model::weights::{check_layout, read_header};
+use crate::network::lifecycle::{self, CommitRecord, ModelTerms, RecordStatus, Upload};
+use crate::network::{key_dir, Endpoint};
 use crate::storage;
 use crate::training::documents::open_documents;
+use crate::ArchConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitWith {
     /// Which network, and who signs.
     #[serde(default)]
+    #[schemars(with = "NetworkSchema")]
     pub network: NetworkWith,
     /// Where the ciphertext is uploaded: `s3://`, `gs://`, `az://`, `http(s)://` or
-    /// `file://` (credentials from the environment). Default: a bucket in the store.
+    /// `file://` (credentials from the environment). Default on the local network: a
+    /// bucket in the store; other networks need a place validators can download from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// The public `http(s)://` address of `storage`, written into the manifest for
+    /// validators to download from (e.g. `https://bucket.s3.amazonaws.com/prefix` for
+    /// `s3://bucket/prefix`); default: `storage` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// Commission in basis points (at most 10000) when the first commit creates the model.
     #[serde(default = "default_commission")]
     pub commission: u16,
-    /// Stake when the first commit creates the model.
-    #[serde(default = "default_stake")]
-    pub stake: u64,
+    /// Stake in shannons (10^-9 SOMA) when the first commit creates the model;
+    /// default: the chain's minimum model stake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stake: Option<u64>,
     /// Without an `embedding` input, the genesis embedding is computed from `data`
     /// with these settings (the `embed` kind's `with`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,16 +51,13 @@ pub struct CommitWith {
 fn default_commission() -> u16 {
     1000
 }
-fn default_stake() -> u64 {
-    1000
-}
 
 pub struct CommitKind;
 
 impl StageKind for CommitKind {
     type With = CommitWith;
     const NAME: &'static str = "commit";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "Encrypts and uploads a model and commits it (and its embedding) to the network";
 
@@ -79,7 +87,24 @@ impl StageKind for CommitKind {
             )
             .help("the chain accepts at most 10000 (100%); the quickstart uses 1000"));
         }
-        with.network.check()
+        with.network.check()?;
+        let local = with.network.endpoint().is_ok_and(|e| e == Endpoint::Local);
+        let public = with.public_url.as_deref().or(with.storage.as_deref());
+        match public {
+            None if !local => Err(WithError::at(
+                &["storage"],
+                "a network's validators download the weights from the manifest URL: give `storage`",
+            )
+            .help("e.g. `storage: s3://bucket/prefix` with `public_url: https://bucket.s3.amazonaws.com/prefix`")),
+            Some(url) if !local && !(url.starts_with("https://") || url.starts_with("http://")) => {
+                Err(WithError::at(
+                    &[if with.public_url.is_some() { "public_url" } else { "storage" }],
+                    format!("validators cannot download from `{url}`"),
+                )
+                .help("give `public_url`, the http(s):// address the uploaded objects are readable at"))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn irreproducible(&self, _: &CommitWith, _: &str) -> Option<&'static str> {
@@ -87,9 +112,24 @@ impl StageKind for CommitKind {
     }
 
     fn run(&self, with: &CommitWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let devnet = with.network.open(ctx.store)?;
-        let signer = with.network.signer(ctx)?;
+        let net = with.network.open(ctx.store)?;
+        let key = with.network.signer(&net, ctx)?;
         let weights = ctx.input("model").expect("required input");
+        // The chain's architecture, checked before anything is computed or sent.
+        let params = net.parameters()?;
+        let arch = ArchConfig::infer_from_weights(weights, None)
+            .and_then(|arch| {
+                check_layout(weights, &read_header(weights)?, &arch)?;
+                Ok(arch)
+            })
+            .with_context(|| format!("{} is not a SOMA V1 model", weights.display()))?;
+        anyhow::ensure!(
+            arch.embedding_dim as u64 == params.target_embedding_dim,
+            "the model's embedding dimension is {}, but {} demands {} (its target_embedding_dim)",
+            arch.embedding_dim,
+            net.endpoint,
+            params.target_embedding_dim
+        );
         let embedding = match (ctx.input("embedding"), ctx.input("data")) {
             (Some(file), _) => read_embedding(file)?,
             (None, Some(data)) => {
@@ -100,30 +140,36 @@ impl StageKind for CommitKind {
             }
             (None, None) => anyhow::bail!("commit needs an `embedding` input, or `data` to compute the genesis embedding from"),
         };
-        let storage_url = match &with.storage {
+        let upload = match &with.storage {
             Some(url) => url.clone(),
             None => storage::local_url(&ctx.store.join("bucket"))?,
         };
-        (ctx.progress)(&format!("encrypting and uploading to {storage_url}"));
+        let upload = Upload {
+            public: with.public_url.clone().unwrap_or_else(|| upload.clone()),
+            upload,
+        };
         let terms = ModelTerms {
             stake: with.stake,
-            commission_bps: with.commission,
+            commission_bps: with.commission.into(),
         };
-        let record = super::network::block_on(lifecycle::commit(
-            &devnet,
-            &signer,
-            &storage_url,
+        let key_dir = key_dir(ctx.store);
+        soma_flow_engine::store::private_dir(&key_dir)?;
+        let record = lifecycle::commit(
+            &net,
+            &key,
             weights,
             &embedding,
             terms,
-            &key_dir(ctx.store),
-        ))??;
+            &upload,
+            &key_dir,
+            ctx.progress,
+        )?;
         ctx.note(format!(
             "committed model {} in epoch {} ({} bytes at {}); reveal in epoch {}",
             record.model_id,
             record.commit_epoch,
-            record.manifest.size,
-            record.manifest.url,
+            record.size,
+            record.url,
             record.commit_epoch + 1
         ));
         std::fs::write(ctx.output("record"), serde_json::to_vec_pretty(&record)?)?;
@@ -138,8 +184,12 @@ impl StageKind for CommitKind {
         store: &Path,
     ) -> Result<(), String> {
         let record = read_record(&outputs["record"]).map_err(|e| e.to_string())?;
-        let devnet = with.network.open(store).map_err(|e| e.to_string())?;
-        match record.check(&devnet).map_err(|e| e.to_string())? {
+        let status = (|| {
+            let info = with.network.open(store)?.epoch()?;
+            record.status(&info.system.models, info.epoch)
+        })()
+        .map_err(|e| format!("{e:#}"))?;
+        match status {
             RecordStatus::AwaitingReveal { .. } | RecordStatus::Revealed { .. } => Ok(()),
             RecordStatus::Missed { commit_epoch, current_epoch } => Err(format!(
                 "the commit from epoch {commit_epoch} missed its reveal window (now epoch {current_epoch})"

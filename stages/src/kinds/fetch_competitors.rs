@@ -12,13 +12,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use soma_flow_engine::yaml::PathSeg;
 use soma_flow_engine::{InputPort, Inputs, KeyContext, Outcome, RunContext, StageKind, WithError};
 
-use super::network::{block_on, NetworkWith};
+use soma_flow_chain::{ObjectID, SomaAddress};
+
+use super::network::{NetworkSchema, NetworkWith};
 use super::score::read_embedding;
 use crate::data::{check_sha256, check_url, download_object, io_at, DataError, ProgressFn};
-use crate::identity::PublicKey;
 use crate::model::weights::{check_layout, read_header};
-use crate::network::lifecycle::fetch_revealed_weights;
-use crate::network::{ModelInfo, ModelState, Network, RevealedCommit};
+use crate::network::lifecycle::{self, Revealed};
 use crate::score::cosine_distance;
 use crate::ArchConfig;
 
@@ -27,10 +27,11 @@ use crate::ArchConfig;
 pub struct FetchCompetitorsWith {
     /// Which network, and whose models count as one's own (excluded).
     #[serde(default)]
+    #[schemars(with = "NetworkSchema")]
     pub network: NetworkWith,
-    /// Only these model ids; default: every Active model.
+    /// Only these model ids (`0x` + 64 hex digits); default: every Active model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ids: Option<Vec<u64>>,
+    pub ids: Option<Vec<String>>,
     /// Keep the K models whose embeddings are nearest (cosine) to the `embedding` input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<usize>,
@@ -60,41 +61,37 @@ pub struct FetchCompetitorsWith {
 /// cached result is trusted only while it still does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Snapshot {
-    owner: PublicKey,
+    /// The signer whose own models were excluded (or selected, with `own`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<Vec<f32>>,
-    /// (model id, Blake2b of the revealed ciphertext) of each selected model.
-    chosen: Vec<(u64, String)>,
+    /// (model id, Blake2b-256 of the revealed ciphertext) of each selected model.
+    chosen: Vec<(String, String)>,
 }
 
 impl Snapshot {
     fn take(
-        devnet: &dyn Network,
+        net: &crate::network::Network,
         with: &FetchCompetitorsWith,
-        owner: PublicKey,
+        owner: Option<SomaAddress>,
         target: Option<Vec<f32>>,
-    ) -> Result<(Self, Vec<ModelInfo>)> {
-        let models = select(devnet.models()?, with, &owner, target.as_deref())?;
+    ) -> Result<(Self, Vec<Revealed>)> {
+        let info = net.epoch()?;
+        let models = select(&info.system.models, with, owner.as_ref(), target.as_deref())?;
         let chosen = models
             .iter()
-            .map(|m| (m.id, revealed(m).manifest.checksum.to_hex()))
+            .map(|m| (m.id.to_hex(), hex::encode(m.manifest.checksum().0)))
             .collect();
         Ok((
             Snapshot {
-                owner,
+                owner: owner.map(|o| o.to_string()),
                 target,
                 chosen,
             },
             models,
         ))
     }
-}
-
-fn revealed(model: &ModelInfo) -> &RevealedCommit {
-    model
-        .revealed
-        .as_ref()
-        .expect("selected models are revealed")
 }
 
 /// A remote weights file and what it must hold.
@@ -176,7 +173,7 @@ pub struct FetchCompetitorsKind;
 impl StageKind for FetchCompetitorsKind {
     type With = FetchCompetitorsWith;
     const NAME: &'static str = "fetch-competitors";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "Downloads, decrypts and validates revealed competitor models, or given files and URLs";
 
@@ -190,6 +187,13 @@ impl StageKind for FetchCompetitorsKind {
 
     fn check(&self, with: &FetchCompetitorsWith) -> Result<(), WithError> {
         with.network.check()?;
+        for (i, id) in with.ids.iter().flatten().enumerate() {
+            id.parse::<ObjectID>().map_err(|_| {
+                list_error("ids", i, None, format!("`{id}` is not a model id")).help(
+                    "a model id is 0x and 64 hex digits, as `soma-flow localnet models` shows it",
+                )
+            })?;
+        }
         if with.top == Some(0) {
             return Err(WithError::at(&["top"], "`top: 0` selects nothing")
                 .help("give K ≥ 1, or leave it out for all"));
@@ -257,8 +261,16 @@ impl StageKind for FetchCompetitorsKind {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or("no record of what the network offered")?;
-        let devnet = with.network.open(store).map_err(|e| format!("{e:#}"))?;
-        let (now, _) = Snapshot::take(&devnet, with, recorded.owner, recorded.target.clone())
+        let owner = recorded
+            .owner
+            .as_deref()
+            .map(str::parse::<SomaAddress>)
+            .transpose()
+            .map_err(|_| "the record names no valid owner")?;
+        let (now, _) = with
+            .network
+            .open(store)
+            .and_then(|net| Snapshot::take(&net, with, owner, recorded.target.clone()))
             .map_err(|e| format!("{e:#}"))?;
         match now == recorded {
             true => Ok(()),
@@ -338,10 +350,15 @@ impl StageKind for FetchCompetitorsKind {
         }
 
         if uses_network(with) {
-            let devnet = with.network.open(ctx.store)?;
-            let owner = with.network.signer(ctx)?.public_key();
+            let net = with.network.open(ctx.store)?;
+            // Without a key (testnet, read only) nothing counts as one's own.
+            let owner = match with.network.signer(&net, ctx) {
+                Ok(key) => Some(key.address()),
+                Err(e) if with.own => return Err(e.context("`own` needs the signer's key")),
+                Err(_) => None,
+            };
             let target = ctx.input("embedding").map(read_embedding).transpose()?;
-            let (snapshot, chosen) = Snapshot::take(&devnet, with, owner, target)?;
+            let (snapshot, chosen) = Snapshot::take(&net, with, owner, target)?;
             std::fs::write(
                 out.join(SNAPSHOT_FILE),
                 serde_json::to_vec_pretty(&snapshot)?,
@@ -353,21 +370,22 @@ impl StageKind for FetchCompetitorsKind {
                     i + 1,
                     chosen.len()
                 ));
-                let file = format!("{}.safetensors", model.id);
+                let id = model.id.to_hex();
+                let file = format!("{id}.safetensors");
                 let dest = out.join(&file);
-                let fetched = block_on(fetch_revealed_weights(model, &dest))?;
-                let revealed = revealed(model);
-                let problem = match fetched {
-                    Ok(_) => validate(&dest, &revealed.manifest.url, with.heads).err(),
-                    Err(e) => Some(e.to_string()),
+                let url = model.manifest.url().to_string();
+                let problem = match lifecycle::fetch(&net, model, ctx.scratch, &dest, ctx.progress)
+                {
+                    Ok(()) => validate(&dest, &url, with.heads).err(),
+                    Err(e) => Some(format!("{e:#}")),
                 };
                 accept(
                     Competitor {
-                        id: model.id.to_string(),
+                        id,
                         file,
-                        embedding: revealed.embedding.clone(),
-                        url: Some(revealed.manifest.url.clone()),
-                        checksum: Some(revealed.manifest.checksum.to_hex()),
+                        embedding: model.embedding.clone(),
+                        url: Some(url),
+                        checksum: Some(hex::encode(model.manifest.checksum().0)),
                         sha256: None,
                     },
                     problem,
@@ -410,22 +428,28 @@ fn uses_network(with: &FetchCompetitorsWith) -> bool {
 /// Active models other than one's own (or only one's own, with `own`): by id, or
 /// the `top` nearest to `target`.
 fn select(
-    models: Vec<ModelInfo>,
+    models: &[soma_flow_chain::client::ModelInfo],
     with: &FetchCompetitorsWith,
-    own: &crate::identity::PublicKey,
+    own: Option<&SomaAddress>,
     target: Option<&[f32]>,
-) -> Result<Vec<ModelInfo>> {
-    let mut chosen: Vec<ModelInfo> = models
-        .into_iter()
-        .filter(|m| m.state == ModelState::Active && m.revealed.is_some())
-        .filter(|m| (&m.owner == own) == with.own)
-        .filter(|m| with.ids.as_ref().is_none_or(|ids| ids.contains(&m.id)))
+) -> Result<Vec<Revealed>> {
+    let ids: Option<Vec<ObjectID>> = with
+        .ids
+        .as_ref()
+        .map(|ids| ids.iter().map(|id| id.parse()).collect())
+        .transpose()
+        .context("ids: checked when the pipeline was validated")?;
+    let mut chosen: Vec<Revealed> = models
+        .iter()
+        .filter_map(Revealed::of)
+        .filter(|m| (Some(&m.owner) == own) == with.own)
+        .filter(|m| ids.as_ref().is_none_or(|ids| ids.contains(&m.id)))
         .collect();
-    if let Some(ids) = &with.ids {
+    if let Some(ids) = &ids {
         let missing: Vec<String> = ids
             .iter()
             .filter(|id| !chosen.iter().any(|m| m.id == **id))
-            .map(u64::to_string)
+            .map(ObjectID::to_hex)
             .collect();
         anyhow::ensure!(
             missing.is_empty(),
@@ -435,10 +459,8 @@ fn select(
     }
     if let Some(k) = with.top {
         let target = target.context("`top` needs an `embedding` input to measure nearness to")?;
-        let distance = |m: &ModelInfo| {
-            cosine_distance(&m.revealed.as_ref().expect("filtered").embedding, target)
-                .unwrap_or(f64::INFINITY)
-        };
+        let distance =
+            |m: &Revealed| cosine_distance(&m.embedding, target).unwrap_or(f64::INFINITY);
         chosen.sort_by(|a, b| distance(a).total_cmp(&distance(b)));
         chosen.truncate(k);
     }

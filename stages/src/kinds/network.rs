@@ -1,38 +1,63 @@
-//! What the network stages share: which network, which identity, where keys live.
+//! What the network stages share: the `network` key (which network, who signs,
+//! how a new local network is made).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use soma_flow_chain::SecretKey;
 use soma_flow_engine::{RunContext, WithError};
 
-use crate::identity::{self, IdentitySource, Signer};
-use crate::network::devnet::{Devnet, DevnetOptions};
+use crate::network::local::Settings;
+use crate::network::signer::{self, Source};
+use crate::network::{Endpoint, Network};
 
-/// How a network stage reaches the network and signs.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Which network a stage uses, and who signs. Written as a name (`local`,
+/// `testnet`, or a fullnode URL) or as a map with these keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct NetworkWith {
-    /// `devnet`: the embedded devnet in the store (the only network soma-flow can reach
-    /// offline).
-    #[serde(default)]
-    pub name: NetworkName,
-    /// Epoch length if this stage creates the devnet, e.g. `2s` for demos or `24h` like
-    /// testnet; default: epochs move only with `soma-flow devnet advance-epoch`.
+    /// `local` (the default: a local SOMA network in the store, served by soma-flow
+    /// itself), `testnet`, or the URL of a fullnode.
+    #[serde(default = "local")]
+    pub name: String,
+    /// A fullnode URL (the same as giving it as `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch_duration: Option<String>,
-    /// The signer's key file (from `soma-flow keygen`), relative to the pipeline file.
-    /// `SOMA_SECRET_KEY` takes precedence; on the devnet a throwaway identity is used
-    /// when neither is given.
+    pub rpc: Option<String>,
+    /// The faucet of that network (`soma-flow faucet`; testnet's is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faucet: Option<String>,
+    /// The admin service of a local network served elsewhere (epoch advance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
+    /// The signer's key file (from `soma-flow keygen`), relative to the pipeline
+    /// file. `SOMA_SECRET_KEY` takes precedence; on the local network a throwaway
+    /// key is used when neither is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
-    /// Whether a devnet this stage creates starts with the genesis models revealed
-    /// (the competitors a fresh machine can fetch).
-    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    /// Local network only, when this stage creates it: the epoch length (e.g. `2s`
+    /// for demos, `24h` like testnet); default: epochs advance only with
+    /// `soma-flow localnet advance-epoch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_duration: Option<String>,
+    /// Local network only, when this stage creates it: the architecture it demands
+    /// (`v1-tiny`, `v1-small`, `v1`); its embedding dimension follows.
+    #[serde(default = "tiny")]
+    pub arch: String,
+    /// Local network only, when this stage creates it: start with the genesis
+    /// competitors revealed (`v1-tiny` networks).
+    #[serde(default = "yes")]
     pub genesis: bool,
 }
 
+fn local() -> String {
+    "local".into()
+}
+fn tiny() -> String {
+    crate::network::genesis::ARCH.into()
+}
 fn yes() -> bool {
     true
 }
@@ -40,81 +65,131 @@ fn yes() -> bool {
 impl Default for NetworkWith {
     fn default() -> Self {
         Self {
-            name: NetworkName::default(),
-            epoch_duration: None,
+            name: local(),
+            rpc: None,
+            faucet: None,
+            admin: None,
             key_file: None,
+            epoch_duration: None,
+            arch: tiny(),
             genesis: true,
         }
     }
 }
 
-fn is_yes(b: &bool) -> bool {
-    *b
+impl Serialize for NetworkWith {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NetworkWith::serialize(self, serializer)
+    }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkName {
-    #[default]
-    Devnet,
+/// A bare name is the map with only `name`; a map reports its own errors (an
+/// unknown key) rather than "matched no variant".
+impl<'de> Deserialize<'de> for NetworkWith {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NetworkVisitor;
+        impl<'de> Visitor<'de> for NetworkVisitor {
+            type Value = NetworkWith;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "`local`, `testnet`, a fullnode URL, or a map {name, rpc, faucet, key_file, …}",
+                )
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<NetworkWith, E> {
+                Ok(NetworkWith {
+                    name: name.to_owned(),
+                    ..NetworkWith::default()
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NetworkWith, A::Error> {
+                NetworkWith::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_any(NetworkVisitor)
+    }
 }
 
-pub fn devnet_dir(store: &Path) -> PathBuf {
-    store.join("devnet")
-}
-
-/// Decryption keys of commits awaiting their reveal (mode 0600 files).
-pub fn key_dir(store: &Path) -> PathBuf {
-    store.join("keys")
+/// The `network` key's schema: a name or the map.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum NetworkSchema {
+    Name(String),
+    Map(NetworkWith),
 }
 
 impl NetworkWith {
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        let mut endpoint = match &self.rpc {
+            Some(rpc) => Endpoint::parse(rpc)?,
+            None => Endpoint::parse(&self.name)?,
+        };
+        match &mut endpoint {
+            Endpoint::Remote { faucet, admin, .. } => {
+                faucet.clone_from(&self.faucet);
+                admin.clone_from(&self.admin);
+            }
+            Endpoint::Local | Endpoint::Testnet => {}
+        }
+        Ok(endpoint)
+    }
+
     pub fn check(&self) -> Result<(), WithError> {
-        match &self.epoch_duration {
-            Some(d) => humantime::parse_duration(d).map(drop).map_err(|e| {
+        if self.rpc.is_some() && self.name != "local" {
+            return Err(WithError::at(
+                &["network", "rpc"],
+                "give the network by `name` or by `rpc`, not both",
+            ));
+        }
+        let endpoint = self.endpoint().map_err(|e| {
+            WithError::at(&["network", "name"], format!("{e:#}"))
+                .help("`local`, `testnet`, or http(s)://host:port of a fullnode")
+        })?;
+        if let Some(d) = &self.epoch_duration {
+            humantime::parse_duration(d).map_err(|e| {
                 WithError::at(&["network", "epoch_duration"], format!("`{d}`: {e}"))
                     .help("e.g. `2s`, `10m`, `24h`")
-            }),
-            None => Ok(()),
+            })?;
         }
+        self.arch.parse::<crate::ArchConfig>().map_err(|e| {
+            WithError::at(&["network", "arch"], format!("{e:#}")).help("v1-tiny, v1-small or v1")
+        })?;
+        if let (Endpoint::Testnet, Some(_)) = (&endpoint, &self.admin) {
+            return Err(WithError::at(
+                &["network", "admin"],
+                "testnet has no admin service",
+            ));
+        }
+        Ok(())
     }
 
-    pub fn open(&self, store: &Path) -> Result<Devnet> {
-        let options = DevnetOptions {
-            epoch_duration: self.epoch_duration.clone(),
+    pub fn settings(&self) -> Result<Settings> {
+        let epoch_duration_ms = self
+            .epoch_duration
+            .as_deref()
+            .map(humantime::parse_duration)
+            .transpose()?
+            .map(|d| d.as_millis().max(1) as u64);
+        Ok(Settings {
+            arch: self.arch.clone(),
+            epoch_duration_ms,
             genesis: self.genesis,
-        };
-        let devnet =
-            Devnet::open_or_init(&devnet_dir(store), &options).context("cannot open the devnet")?;
-        // The devnet holds a signing identity and `keys/` decryption keys awaiting their
-        // reveal: both owner-only, also in stores made before this rule.
-        for dir in [devnet_dir(store), key_dir(store)] {
-            soma_flow_engine::store::private_dir(&dir)
-                .with_context(|| format!("cannot make {} private", dir.display()))?;
-        }
-        Ok(devnet)
+        })
     }
 
-    /// The signer, saying (in the run summary) when a throwaway identity was created.
-    pub fn signer(&self, ctx: &RunContext<'_>) -> Result<Signer> {
+    /// Connects; the local network lives in `store`.
+    pub fn open(&self, store: &Path) -> Result<Network> {
+        Network::connect(&self.endpoint()?, store, &self.settings()?)
+    }
+
+    /// The signer, saying (in the run summary) when a throwaway key was created.
+    pub fn signer(&self, net: &Network, ctx: &RunContext<'_>) -> Result<SecretKey> {
         let key_file = self.key_file.as_ref().map(|p| ctx.pipeline_dir.join(p));
-        let (signer, source) =
-            identity::resolve(key_file.as_deref(), Some(&devnet_dir(ctx.store)))?;
-        if matches!(
-            source,
-            IdentitySource::DevnetThrowaway { created: true, .. }
-        ) {
+        let (key, source) = signer::resolve(key_file.as_deref(), net.local_dir())?;
+        if matches!(source, Source::LocalThrowaway { created: true, .. }) {
             ctx.note(source.to_string());
         }
-        (ctx.progress)(&source.to_string());
-        Ok(signer)
+        (ctx.progress)(&format!("{source}: address {}", key.address()));
+        Ok(key)
     }
-}
-
-/// Runs network I/O from a stage's (blocking) thread.
-pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(f))
 }

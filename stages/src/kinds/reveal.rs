@@ -11,7 +11,8 @@ use serde_json::json;
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
 use super::commit::read_record;
-use super::network::{key_dir, NetworkWith};
+use super::network::{NetworkSchema, NetworkWith};
+use crate::network::key_dir;
 use crate::network::lifecycle::{self, RevealOutcome};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -19,6 +20,7 @@ use crate::network::lifecycle::{self, RevealOutcome};
 pub struct RevealWith {
     /// Which network, and who signs.
     #[serde(default)]
+    #[schemars(with = "NetworkSchema")]
     pub network: NetworkWith,
     /// Keep polling this long for the reveal epoch (e.g. `30s`); default: defer at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,7 +39,7 @@ pub struct RevealKind;
 impl StageKind for RevealKind {
     type With = RevealWith;
     const NAME: &'static str = "reveal";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Reveals a commit's key and embedding in the epoch after the \
          commit (deferred before it); without a `commit` input, the signer's pending one";
 
@@ -81,9 +83,16 @@ impl StageKind for RevealKind {
         let owner = owner
             .parse()
             .map_err(|_| "the reveal record names no valid owner")?;
-        let devnet = with.network.open(store).map_err(|e| e.to_string())?;
-        match lifecycle::revealable_commit(&devnet, &owner).map_err(|e| e.to_string())? {
-            Some((model_id, _)) => Err(format!("model {model_id} has a commit awaiting reveal")),
+        let pending = (|| {
+            let net = with.network.open(store)?;
+            lifecycle::pending_record(&net, &owner, &key_dir(store))
+        })()
+        .map_err(|e| format!("{e:#}"))?;
+        match pending {
+            Some(record) => Err(format!(
+                "model {} has a commit awaiting reveal",
+                record.model_id
+            )),
             None => Ok(()),
         }
     }
@@ -93,12 +102,12 @@ impl StageKind for RevealKind {
     }
 
     fn run(&self, with: &RevealWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let devnet = with.network.open(ctx.store)?;
-        let signer = with.network.signer(ctx)?;
-        let owner = signer.public_key();
+        let net = with.network.open(ctx.store)?;
+        let key = with.network.signer(&net, ctx)?;
+        let owner = key.address();
         let record = match ctx.input("commit") {
             Some(path) => read_record(path)?,
-            None => match lifecycle::pending_record(&devnet, &signer, &key_dir(ctx.store))? {
+            None => match lifecycle::pending_record(&net, &owner, &key_dir(ctx.store))? {
                 Some(record) => record,
                 None => {
                     ctx.note(format!("nothing to reveal: no pending commit of {owner}"));
@@ -117,7 +126,7 @@ impl StageKind for RevealKind {
         let poll = humantime::parse_duration(&with.poll)?.max(Duration::from_millis(50));
         let started = Instant::now();
         let outcome = loop {
-            let outcome = lifecycle::reveal(&devnet, &signer, &record, &key_dir(ctx.store))?;
+            let outcome = lifecycle::reveal(&net, &key, &record, &key_dir(ctx.store))?;
             match outcome {
                 RevealOutcome::NotYet { from_epoch } if started.elapsed() + poll <= wait => {
                     (ctx.progress)(&format!(
@@ -141,8 +150,8 @@ impl StageKind for RevealKind {
                     "model_id": record.model_id,
                     "commit_epoch": record.commit_epoch,
                     "reveal_epoch": epoch,
-                    "checksum": record.manifest.checksum,
-                    "url": record.manifest.url,
+                    "checksum": record.checksum,
+                    "url": record.url,
                 });
                 if ctx.input("commit").is_none() {
                     revealed["pending_of"] = json!(owner.to_string());

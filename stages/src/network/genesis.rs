@@ -1,21 +1,23 @@
-//! The devnet's genesis: revealed models every new devnet starts with, so that
-//! fetch-competitors finds competitors on a fresh machine, as a localnet of the real
-//! chain starts from its genesis.
+//! The local network's genesis competitors: two small `v1-tiny` models that every
+//! new local network starts with, revealed, so that `fetch-competitors` finds
+//! competitors on a fresh machine.
 //!
-//! The models are small `v1-tiny` networks trained by `stages/assets/genesis/
-//! genesis.yaml` (regenerate with `make.sh` there) and embedded in the binary. Their
-//! keys and owners are derived from their names: anyone can reproduce them, which is
-//! harmless for models whose keys are public from epoch 0.
+//! They enter the ledger as any model does, through real signed transactions
+//! (CreateModel and CommitModel in epoch 0, RevealModel in epoch 1), so the local
+//! network's state machine checks them like the user's own. Their weights are
+//! trained by `stages/assets/genesis/genesis.yaml` (regenerate with `make.sh`
+//! there) and embedded in the binary; their owner keys and content keys are
+//! derived from their names, which is harmless for models revealed from the start.
 
-use std::path::Path;
-
-use rusqlite::{params, Connection};
+use anyhow::{anyhow, Context, Result};
 use serde::Deserialize;
-use url::Url;
-
-use super::{Commitments, Manifest, NetworkError, RevealedCommit};
-use crate::crypto::{ContentKey, CtrStream, Hash256};
-use crate::identity::Signer;
+use soma_flow_chain::{
+    sign_transaction, DecryptionKey, Manifest, ObjectID, SecretKey, SomaAddress, SomaTensor,
+    TransactionData, TransactionKind,
+};
+use soma_flow_localnet::server::store_blob;
+use soma_flow_localnet::Ledger;
+use std::path::Path;
 
 pub struct GenesisModel {
     pub name: &'static str,
@@ -44,11 +46,15 @@ pub const MODELS: [GenesisModel; 2] = [
     genesis_model!("genesis-prose"),
 ];
 
-/// Where genesis ciphertexts live inside the devnet directory.
-pub const OBJECTS_DIR: &str = "genesis";
+/// The architecture of the genesis models; a local network of another size starts
+/// without them.
+pub const ARCH: &str = "v1-tiny";
 
 /// Genesis models are `v1-tiny`, whose head count the weights do not show.
 pub const HEADS: usize = 4;
+
+/// What each genesis owner is funded with: its stake and fees.
+pub const OWNER_FUNDS: u64 = 10 * soma_flow_localnet::SHANNONS_PER_SOMA;
 
 impl GenesisModel {
     pub fn embedding(&self) -> Vec<f32> {
@@ -63,71 +69,97 @@ impl GenesisModel {
 
     fn derive(&self, purpose: &str) -> [u8; 32] {
         blake3::derive_key(
-            &format!("soma-flow devnet genesis {purpose} v1"),
+            &format!("soma-flow localnet genesis {purpose} v2"),
             self.name.as_bytes(),
         )
     }
 
-    pub fn key(&self) -> ContentKey {
-        ContentKey::from_bytes(self.derive("content key"))
+    pub fn key(&self) -> DecryptionKey {
+        DecryptionKey::from_bytes(self.derive("content key"))
     }
 
-    pub fn owner(&self) -> Signer {
-        Signer::from_seed(&self.derive("owner"))
+    pub fn owner(&self) -> SecretKey {
+        SecretKey::from_bytes(&self.derive("owner"))
     }
 }
 
-/// Writes the genesis ciphertexts under `building/genesis/` and registers the models
-/// as revealed in epoch 0. `published` is where `building` will be moved once
-/// complete: the manifests point there.
-pub(super) fn seed(
-    conn: &Connection,
-    building: &Path,
-    published: &Path,
-) -> Result<(), NetworkError> {
-    let fail = |reason: String| NetworkError::Devnet {
-        dir: published.display().to_string(),
-        reason,
-    };
-    let objects = building.join(OBJECTS_DIR);
-    std::fs::create_dir_all(&objects)
-        .map_err(|e| fail(format!("cannot create {}: {e}", objects.display())))?;
+/// Signs and executes one transaction of `key`'s, paid by its richest coin.
+fn execute(
+    ledger: &mut Ledger,
+    key: &SecretKey,
+    kind: TransactionKind,
+) -> Result<soma_flow_chain::TransactionDigest> {
+    let sender = key.address();
+    let (gas, _) = ledger
+        .coins(&sender)
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("genesis owner {sender} has no coin"))?;
+    let tx = TransactionData::new(kind, sender, vec![gas]);
+    let signature = sign_transaction(key, &tx)?;
+    let effects = ledger
+        .execute(&tx, &[signature])
+        .map_err(|e| anyhow!("genesis transaction refused: {e}"))?;
+    if let Some(failure) = effects.failure() {
+        return Err(anyhow!("genesis transaction failed: {failure:?}"));
+    }
+    Ok(tx.digest()?)
+}
+
+/// The addresses genesis funds.
+pub fn owners() -> Vec<SomaAddress> {
+    MODELS.iter().map(|m| m.owner().address()).collect()
+}
+
+/// Creates and commits every genesis model in epoch 0 (ciphertexts stored where
+/// the fullnode's `/model/{id}` serves them from `data_dir`), ends the epoch at
+/// `now_ms`, and reveals them in epoch 1.
+pub fn seed(ledger: &mut Ledger, data_dir: &Path, now_ms: u64) -> Result<()> {
+    let params = ledger.system_state().parameters.clone();
+    let mut created: Vec<(ObjectID, &GenesisModel)> = Vec::new();
     for model in &MODELS {
+        let owner = model.owner();
+        let digest = execute(
+            ledger,
+            &owner,
+            TransactionKind::CreateModel {
+                stake_amount: params.model_min_stake,
+                commission_rate: 0,
+                architecture_version: params.model_architecture_version,
+            },
+        )?;
+        let model_id = soma_flow_chain::derive_id(&digest, 0);
         let key = model.key();
-        let mut stream = CtrStream::keyed(&key);
         let mut ciphertext = model.weights.to_vec();
-        stream.process(&mut ciphertext);
-        let digests = stream.finish();
-        let file = format!("{}.bin", model.name);
-        std::fs::write(objects.join(&file), &ciphertext)
-            .map_err(|e| fail(format!("cannot write genesis object {file}: {e}")))?;
-        let url = Url::from_file_path(published.join(OBJECTS_DIR).join(&file))
-            .map_err(|()| fail(format!("{} is not an absolute path", published.display())))?;
-        let embedding = model.embedding();
-        let revealed = RevealedCommit {
-            commit_epoch: 0,
-            reveal_epoch: 0,
-            manifest: Manifest {
-                url: url.into(),
-                checksum: digests.output,
-                size: digests.size,
+        key.cipher().apply(&mut ciphertext);
+        let blob = store_blob(data_dir, &ciphertext)
+            .with_context(|| format!("cannot store genesis model {}", model.name))?;
+        let url = url::Url::from_file_path(&blob)
+            .map_err(|()| anyhow!("{} is not an absolute path", blob.display()))?;
+        let manifest = Manifest::for_bytes(url.as_str(), &ciphertext)?;
+        execute(
+            ledger,
+            &owner,
+            TransactionKind::CommitModel {
+                model_id,
+                manifest,
+                weights_commitment: soma_flow_chain::weights_commitment(&ciphertext),
+                embedding_commitment: soma_flow_chain::embedding_commitment(&model.embedding())?,
+                decryption_key_commitment: key.commitment(),
             },
-            commitments: Commitments {
-                weights: digests.input,
-                embedding: Hash256::of_embedding(&embedding),
-                key: key.commitment(),
+        )?;
+        created.push((model_id, model));
+    }
+    ledger.advance_epoch(now_ms)?;
+    for (model_id, model) in created {
+        execute(
+            ledger,
+            &model.owner(),
+            TransactionKind::RevealModel {
+                model_id,
+                decryption_key: model.key(),
+                embedding: SomaTensor::vector(&model.embedding()),
             },
-            embedding,
-            decryption_key: key.expose_hex().to_string(),
-        };
-        conn.execute(
-            "INSERT INTO models (owner, stake, commission_bps, revealed) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                model.owner().public_key().to_string(),
-                1_000_i64,
-                0,
-                serde_json::to_string(&revealed).expect("records serialise")
-            ],
         )?;
     }
     Ok(())
@@ -141,7 +173,7 @@ mod tests {
     #[test]
     fn genesis_models_are_v1_tiny_with_unit_norm_embeddings_and_distinct_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let tiny: ArchConfig = "v1-tiny".parse().unwrap();
+        let tiny: ArchConfig = ARCH.parse().unwrap();
         for model in &MODELS {
             let path = dir.path().join(model.name);
             std::fs::write(&path, model.weights).unwrap();
@@ -155,7 +187,7 @@ mod tests {
         }
         let [a, b] = &MODELS;
         assert_ne!(a.key().commitment(), b.key().commitment());
-        assert_ne!(a.owner().public_key(), b.owner().public_key());
+        assert_ne!(a.owner().address(), b.owner().address());
         assert_ne!(a.weights, b.weights, "two different models");
     }
 }

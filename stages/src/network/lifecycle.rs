@@ -1,83 +1,134 @@
-//! What the `commit` and `reveal` stage kinds do, on any [`Network`]: encrypt and
-//! upload weights, commit, later reveal in exactly the next epoch, and fetch other
-//! owners' revealed weights. Both steps are idempotent so that a re-run workflow
-//! neither commits twice nor fails on an already revealed commit.
+//! What the `commit`, `reveal` and `fetch-competitors` kinds do on a SOMA network,
+//! exactly as the chain checks it (SOMA-RPC §5, §6.3, §8): create the model on
+//! first use, encrypt and upload the weights, commit the three commitments,
+//! reveal key and embedding in exactly the next epoch, and fetch, check and
+//! decrypt revealed models. Commit and reveal are idempotent, so that a re-run
+//! workflow neither commits twice nor fails on a commit it already revealed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-
-use super::{
-    Commitments, Epoch, Manifest, ModelId, ModelInfo, Network, NetworkError, PendingCommit,
-    RevealedCommit,
+use soma_flow_chain::client::ModelInfo;
+use soma_flow_chain::{
+    apply_stream, embedding_commitment, DecryptionKey, Digest, Manifest, ObjectID, SecretKey,
+    SomaAddress,
 };
-use crate::crypto::{hash_file, ContentKey, CtrStream, Hash256, KeyError, StreamDigests};
-use crate::identity::{PublicKey, Signer};
-use crate::storage::{self, StorageError};
 
-/// Stake and commission used when the first commit has to create the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelTerms {
-    pub stake: u64,
-    pub commission_bps: u16,
-}
+use super::Network;
+use crate::crypto::{hash_file, CtrStream, Hash256};
+use crate::data::{download_object, ProgressFn};
+use crate::private_file::{self, Existing};
+use crate::storage;
 
-/// What a commit produced; the reveal step needs it (and the key file in `key_dir`).
+/// The model architecture soma-flow builds (the chain's `model_architecture_version`).
+pub const ARCHITECTURE_VERSION: u64 = 1;
+
+/// A commit as soma-flow records it: the `commit` stage's output, and the file
+/// beside its key in the key folder from which a later run reveals it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommitRecord {
-    pub model_id: ModelId,
-    pub commit_epoch: Epoch,
-    pub manifest: Manifest,
-    pub commitments: Commitments,
-    /// Revealed alongside the key; kept here so the reveal can be re-run on its own.
+    /// The model's object id, `0x` + 64 hex digits.
+    pub model_id: String,
+    pub owner: String,
+    pub commit_epoch: u64,
+    /// The manifest: where the ciphertext is, its Blake2b-256 (also the weights
+    /// commitment) and its size.
+    pub url: String,
+    pub checksum: Hash256,
+    pub size: u64,
+    /// Blake2b-256 of the plaintext weights (not on chain; it recognises a re-commit
+    /// of the same file).
+    pub weights: Hash256,
+    pub embedding_commitment: Hash256,
+    pub key_commitment: Hash256,
+    /// Revealed with the key; kept so that the reveal can run on its own.
     pub embedding: Vec<f32>,
+    /// The CommitModel transaction (Base58), once executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
-/// Where a [`CommitRecord`] stands on the network now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A commit awaiting its reveal, as the chain shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Awaiting {
+    pub manifest: Manifest,
+    pub key_commitment: Digest,
+    pub embedding_commitment: Digest,
+    pub commit_epoch: u64,
+}
+
+/// The commit of `model` that awaits its reveal: a Pending model's first commit,
+/// or an Active model's pending update.
+pub fn awaiting(model: &ModelInfo) -> Option<Awaiting> {
+    match model.state.as_str() {
+        "pending" => Some(Awaiting {
+            manifest: model.manifest.clone()?,
+            key_commitment: model.decryption_key_commitment?,
+            embedding_commitment: model.embedding_commitment?,
+            commit_epoch: model.commit_epoch?,
+        }),
+        "active" => model.pending_update.as_ref().map(|p| Awaiting {
+            manifest: p.manifest.clone(),
+            key_commitment: p.decryption_key_commitment,
+            embedding_commitment: p.embedding_commitment,
+            commit_epoch: p.commit_epoch,
+        }),
+        _ => None,
+    }
+}
+
+/// Whether a commit from `commit_epoch` can still be revealed (now or next epoch).
+fn still_revealable(commit_epoch: u64, epoch: u64) -> bool {
+    epoch <= commit_epoch + 1
+}
+
+/// Where a [`CommitRecord`] stands on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordStatus {
     AwaitingReveal {
-        current_epoch: Epoch,
-        reveal_epoch: Epoch,
+        current_epoch: u64,
+        reveal_epoch: u64,
     },
     Revealed {
-        reveal_epoch: Epoch,
+        reveal_epoch: u64,
     },
     /// The reveal window passed; only a new commit can publish these weights.
     Missed {
-        commit_epoch: Epoch,
-        current_epoch: Epoch,
+        commit_epoch: u64,
+        current_epoch: u64,
     },
     /// The network holds another commit for the model (a newer one, or none).
     Superseded,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevealOutcome {
-    /// Still the commit epoch; try again from `from_epoch`.
     NotYet {
-        from_epoch: Epoch,
+        from_epoch: u64,
     },
     Revealed {
-        epoch: Epoch,
+        epoch: u64,
     },
     AlreadyRevealed {
-        epoch: Epoch,
+        epoch: u64,
     },
     Missed {
-        commit_epoch: Epoch,
-        current_epoch: Epoch,
+        commit_epoch: u64,
+        current_epoch: u64,
     },
 }
 
 impl fmt::Display for RevealOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotYet { from_epoch } => write!(
-                f,
-                "not revealable yet: the reveal window is epoch {from_epoch}"
-            ),
+            Self::NotYet { from_epoch } => {
+                write!(
+                    f,
+                    "not revealable yet: the reveal window is epoch {from_epoch}"
+                )
+            }
             Self::Revealed { epoch } => write!(f, "revealed in epoch {epoch}"),
             Self::AlreadyRevealed { epoch } => write!(f, "already revealed in epoch {epoch}"),
             Self::Missed {
@@ -93,258 +144,305 @@ impl fmt::Display for RevealOutcome {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LifecycleError {
-    #[error(transparent)]
-    Network(#[from] NetworkError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error("cannot read weights {path}: {source}")]
-    Weights {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the embedding must be non-empty and finite")]
-    InvalidEmbedding,
-    #[error("{0} changed while it was being committed; commit again")]
-    WeightsChanged(PathBuf),
-    #[error(
-        "the commit of model {model_id} from epoch {commit_epoch} is no longer on the network \
-         (a newer commit replaced it)"
-    )]
-    Superseded {
-        model_id: ModelId,
-        commit_epoch: Epoch,
-    },
-    #[error("cannot write {path}: {source}")]
-    KeyDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "model {model_id} has a commit awaiting reveal, but {} is missing: it was committed \
-         with another key directory (keep the store's keys/ between scheduled runs)",
-        path.display()
-    )]
-    NoLocalCommit { model_id: ModelId, path: PathBuf },
-    #[error("model {0} has no revealed weights")]
-    NotRevealed(ModelId),
-    #[error("background task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+fn digest(hash: Hash256) -> Digest {
+    Digest(hash.0)
 }
 
-/// Where the decryption key of a commit is kept until its reveal.
-pub fn key_path(key_dir: &Path, model_id: ModelId, commitments: &Commitments) -> PathBuf {
-    key_dir.join(format!("model-{model_id}-{}.key", commitments.key))
-}
-
-/// Where the embedding of a commit is kept beside its key, so that the commit can be
-/// revealed from the key directory and the network alone (a scheduled job that
-/// reveals in the epoch after the run that committed).
-fn embedding_path(key_dir: &Path, model_id: ModelId, commitments: &Commitments) -> PathBuf {
-    key_dir.join(format!(
-        "model-{model_id}-{}.embedding.json",
-        commitments.key
-    ))
-}
-
-/// The model of `owner` with a commit that can still be revealed (now or from the
-/// next epoch), and that commit.
-pub fn revealable_commit(
-    network: &dyn Network,
-    owner: &PublicKey,
-) -> Result<Option<(ModelId, PendingCommit)>, NetworkError> {
-    let current_epoch = network.current_epoch()?;
-    Ok(network
-        .models_owned_by(owner)?
-        .into_iter()
-        .find_map(|model| {
-            let pending = model
-                .pending
-                .filter(|p| p.still_revealable(current_epoch))?;
-            Some((model.id, pending))
-        }))
-}
-
-/// The signer's revealable commit ([`revealable_commit`]) as a record, rebuilt from
-/// the network and the key directory; `None` when there is none.
-pub fn pending_record(
-    network: &dyn Network,
-    signer: &Signer,
-    key_dir: &Path,
-) -> Result<Option<CommitRecord>, LifecycleError> {
-    let Some((model_id, p)) = revealable_commit(network, &signer.public_key())? else {
-        return Ok(None);
-    };
-    let path = embedding_path(key_dir, model_id, &p.commitments);
-    let embedding = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or(LifecycleError::NoLocalCommit { model_id, path })?;
-    Ok(Some(CommitRecord {
-        model_id,
-        commit_epoch: p.commit_epoch,
-        manifest: p.manifest,
-        commitments: p.commitments,
-        embedding,
-    }))
-}
-
-/// The ciphertext's object name under the storage URL; unique per commit.
-fn object_name(model_id: ModelId, commitments: &Commitments) -> String {
-    let key_tag = &commitments.key.to_hex()[..16];
-    format!("model-{model_id}/{}-{key_tag}.bin", commitments.weights)
+fn hash(digest: Digest) -> Hash256 {
+    Hash256(digest.0)
 }
 
 impl CommitRecord {
-    pub fn key_path(&self, key_dir: &Path) -> PathBuf {
-        key_path(key_dir, self.model_id, &self.commitments)
+    pub fn model(&self) -> Result<ObjectID> {
+        self.model_id
+            .parse()
+            .map_err(|_| anyhow!("commit record: `{}` is not a model id", self.model_id))
     }
 
-    /// Re-checks this record against the network.
-    pub fn check(&self, network: &dyn Network) -> Result<RecordStatus, NetworkError> {
-        let model = network.model(self.model_id)?;
-        let current_epoch = network.current_epoch()?;
-        let is_this = |epoch, commitments: &Commitments| {
-            epoch == self.commit_epoch && *commitments == self.commitments
+    /// The file holding this commit's decryption key until its reveal.
+    pub fn key_path(&self, key_dir: &Path) -> PathBuf {
+        key_path(key_dir, &self.model_id, self.key_commitment)
+    }
+
+    /// Re-checks this record against the network's `models` in `epoch`.
+    pub fn status(&self, models: &[ModelInfo], epoch: u64) -> Result<RecordStatus> {
+        let id = self.model()?;
+        let Some(model) = models.iter().find(|m| m.id == id) else {
+            return Ok(RecordStatus::Superseded);
         };
-        if let Some(r) = model
-            .revealed
-            .filter(|r| is_this(r.commit_epoch, &r.commitments))
-        {
+        let key = digest(self.key_commitment);
+        // (The chain shows `commit_epoch` only while a model is Pending.)
+        let revealed = model.state == "active" && model.decryption_key_commitment == Some(key);
+        if revealed {
             return Ok(RecordStatus::Revealed {
-                reveal_epoch: r.reveal_epoch,
+                reveal_epoch: self.commit_epoch + 1,
             });
         }
-        Ok(match model.pending {
-            Some(p) if is_this(p.commit_epoch, &p.commitments) => {
-                if p.still_revealable(current_epoch) {
-                    RecordStatus::AwaitingReveal {
-                        current_epoch,
-                        reveal_epoch: p.reveal_epoch(),
-                    }
-                } else {
-                    RecordStatus::Missed {
-                        commit_epoch: p.commit_epoch,
-                        current_epoch,
-                    }
-                }
+        let live = awaiting(model).filter(|a| a.key_commitment == key);
+        let commit_epoch = live.as_ref().map_or(self.commit_epoch, |a| a.commit_epoch);
+        Ok(if !still_revealable(commit_epoch, epoch) {
+            // The chain drops an unrevealed commit at the next epoch change (and
+            // slashes a never-revealed model).
+            RecordStatus::Missed {
+                commit_epoch,
+                current_epoch: epoch,
             }
-            _ => RecordStatus::Superseded,
+        } else if live.is_some() {
+            RecordStatus::AwaitingReveal {
+                current_epoch: epoch,
+                reveal_epoch: commit_epoch + 1,
+            }
+        } else {
+            RecordStatus::Superseded
         })
     }
 }
 
-async fn hash_weights(path: &Path) -> Result<StreamDigests, LifecycleError> {
-    let owned = path.to_owned();
-    tokio::task::spawn_blocking(move || hash_file(&owned))
-        .await?
-        .map_err(|source| LifecycleError::Weights {
-            path: path.to_owned(),
-            source,
-        })
+fn key_path(key_dir: &Path, model_id: &str, key_commitment: Hash256) -> PathBuf {
+    key_dir.join(format!("{model_id}-{key_commitment}.key"))
 }
 
-/// Commits the weights file and embedding for the signer's model (created with
-/// `terms` on first use): encrypts with a fresh key kept in `key_dir` (mode 0600),
-/// uploads the ciphertext under `storage_url`, and submits manifest and commitments.
-///
-/// If the network already holds a live commit of exactly these weights and this
-/// embedding (and its key is in `key_dir`), or has them revealed, that commit's record
-/// is returned and nothing is submitted.
-pub async fn commit(
-    network: &dyn Network,
-    signer: &Signer,
-    storage_url: &str,
+fn record_path(key_dir: &Path, model_id: &str, key_commitment: Hash256) -> PathBuf {
+    key_dir.join(format!("{model_id}-{key_commitment}.json"))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    private_file::write(path, bytes, Existing::Replace)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn load_key(path: &Path) -> Result<DecryptionKey> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read decryption key {}", path.display()))?,
+    );
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .map_err(|_| anyhow!("{} does not hold a 32-byte hex key", path.display()))?;
+    Ok(DecryptionKey::from_bytes(bytes))
+}
+
+/// The record kept in the key folder for `model`'s commit with this key commitment.
+fn kept_record(key_dir: &Path, model: &ObjectID, key_commitment: Digest) -> Option<CommitRecord> {
+    let path = record_path(key_dir, &model.to_hex(), hash(key_commitment));
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The signer's models that are not Inactive, in registry order.
+pub fn own_models<'m>(models: &'m [ModelInfo], owner: &SomaAddress) -> Vec<&'m ModelInfo> {
+    models
+        .iter()
+        .filter(|m| m.owner == *owner && m.state != "inactive")
+        .collect()
+}
+
+/// The signer's commit that can still be revealed, rebuilt from the network and
+/// the key folder; `None` when there is none.
+pub fn pending_record(
+    net: &Network,
+    owner: &SomaAddress,
+    key_dir: &Path,
+) -> Result<Option<CommitRecord>> {
+    let info = net.epoch()?;
+    for model in own_models(&info.system.models, owner) {
+        let Some(a) = awaiting(model).filter(|a| still_revealable(a.commit_epoch, info.epoch))
+        else {
+            continue;
+        };
+        let record = kept_record(key_dir, &model.id, a.key_commitment).ok_or_else(|| {
+            anyhow!(
+                "model {} has a commit awaiting reveal, but {} holds no record of it: it was \
+                 committed with another key folder (keep the store's keys/ between scheduled runs)",
+                model.id,
+                key_dir.display()
+            )
+        })?;
+        return Ok(Some(record));
+    }
+    Ok(None)
+}
+
+/// What the first commit creates the model with.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelTerms {
+    /// Shannons; `None`: the chain's minimum model stake.
+    pub stake: Option<u64>,
+    /// Basis points.
+    pub commission_bps: u64,
+}
+
+/// Where the ciphertext goes: uploaded under `upload`, announced in the manifest
+/// under `public` (the same place unless validators read it from elsewhere).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub upload: String,
+    pub public: String,
+}
+
+/// Commits `weights_path` with `embedding` for the signer's model (created with
+/// `terms` on first use). Refuses up front what the chain would reject: the wrong
+/// architecture version or embedding length, a commit still awaiting its reveal,
+/// too little balance. If the network already holds a live commit of exactly these
+/// weights and this embedding (its key kept in `key_dir`), that commit's record is
+/// returned and nothing is sent.
+pub fn commit(
+    net: &Network,
+    key: &SecretKey,
     weights_path: &Path,
     embedding: &[f32],
     terms: ModelTerms,
+    upload: &Upload,
     key_dir: &Path,
-) -> Result<CommitRecord, LifecycleError> {
-    if embedding.is_empty() || !embedding.iter().all(|v| v.is_finite()) {
-        return Err(LifecycleError::InvalidEmbedding);
+    progress: ProgressFn<'_>,
+) -> Result<CommitRecord> {
+    let info = net.epoch()?;
+    let params = &info.system.parameters;
+    if params.model_architecture_version != ARCHITECTURE_VERSION {
+        bail!(
+            "{} demands model architecture version {}; soma-flow builds version {ARCHITECTURE_VERSION} (V1)",
+            net.endpoint,
+            params.model_architecture_version
+        );
     }
-    let weights = hash_weights(weights_path).await?.input;
-    let embedding_commitment = Hash256::of_embedding(embedding);
-    let model = match network
-        .models_owned_by(&signer.public_key())?
-        .into_iter()
-        .next()
-    {
-        Some(model) => model,
-        None => {
-            let id = network.create_model(signer, terms.stake, terms.commission_bps)?;
-            network.model(id)?
+    if embedding.len() as u64 != params.target_embedding_dim {
+        bail!(
+            "the embedding has {} values, but {}'s target_embedding_dim is {}",
+            embedding.len(),
+            net.endpoint,
+            params.target_embedding_dim
+        );
+    }
+    if !embedding.iter().all(|v| v.is_finite()) {
+        bail!("the embedding holds a value that is not finite");
+    }
+    let owner = key.address();
+    let weights = hash_file(weights_path)
+        .with_context(|| format!("cannot read weights {}", weights_path.display()))?
+        .input;
+    let embedding_commitment = hash(embedding_commitment(embedding)?);
+    let model = own_models(&info.system.models, &owner).first().copied();
+    let same =
+        |r: &CommitRecord| r.weights == weights && r.embedding_commitment == embedding_commitment;
+    if let Some(m) = model {
+        if let Some(a) = awaiting(m).filter(|a| still_revealable(a.commit_epoch, info.epoch)) {
+            let kept = kept_record(key_dir, &m.id, a.key_commitment)
+                .filter(|r| same(r) && load_key(&r.key_path(key_dir)).is_ok());
+            if let Some(record) = kept {
+                return Ok(record);
+            }
+            bail!(
+                "model {} already has a commit from epoch {} awaiting its reveal in epoch {}: \
+                 reveal it (the `reveal` stage) before committing again",
+                m.id,
+                a.commit_epoch,
+                a.commit_epoch + 1
+            );
         }
-    };
-    let current_epoch = network.current_epoch()?;
-    let wanted = |c: &Commitments| c.weights == weights && c.embedding == embedding_commitment;
-    let record = |commit_epoch, manifest: &Manifest, commitments: &Commitments| CommitRecord {
-        model_id: model.id,
-        commit_epoch,
-        manifest: manifest.clone(),
-        commitments: *commitments,
-        embedding: embedding.to_vec(),
-    };
-    if let Some(p) = &model.pending {
-        let key_kept = || {
-            ContentKey::load(&key_path(key_dir, model.id, &p.commitments))
-                .is_ok_and(|k| k.commitment() == p.commitments.key)
-        };
-        if wanted(&p.commitments) && p.still_revealable(current_epoch) && key_kept() {
-            return Ok(record(p.commit_epoch, &p.manifest, &p.commitments));
+        if m.state == "active" {
+            if let Some(k) = m.decryption_key_commitment {
+                if let Some(record) = kept_record(key_dir, &m.id, k).filter(|r| same(r)) {
+                    return Ok(record);
+                }
+            }
         }
-        // Refuse before uploading gigabytes that the network would then reject.
-        p.blocks_new_commit(model.id, current_epoch)
-            .map_err(NetworkError::from)?;
-    } else if let Some(r) = model.revealed.as_ref().filter(|r| wanted(&r.commitments)) {
-        return Ok(record(r.commit_epoch, &r.manifest, &r.commitments));
     }
 
-    let key = ContentKey::generate()?;
-    let commitments = Commitments {
-        weights,
-        embedding: embedding_commitment,
-        key: key.commitment(),
+    // What the transactions will take from the gas coin.
+    let commit_fee = params.base_fee + 4 * params.write_object_fee;
+    let stake = terms.stake.unwrap_or(params.model_min_stake);
+    let create_cost = match model {
+        Some(_) => 0,
+        None => {
+            stake
+                + (stake as u128 * (params.value_fee_bps / 2) as u128 / 10_000) as u64
+                + params.base_fee
+                + 3 * params.write_object_fee
+        }
     };
+    net.ensure_balance(&owner, create_cost + commit_fee, "this commit")?;
+    let model_id = match model {
+        Some(m) => m.id,
+        None => {
+            progress(&format!("creating a model (stake {})", super::soma(stake)));
+            net.block_on(net.client.create_model(key, stake, terms.commission_bps))
+                .context("cannot create the model")?
+                .0
+        }
+    };
+
+    let decryption_key = DecryptionKey::generate()?;
+    let key_commitment = hash(decryption_key.commitment());
+    let model_hex = model_id.to_hex();
     // The key is on disk before anything is published, so a crash can never leave a
-    // commit that its owner is unable to reveal.
-    key.save(&key_path(key_dir, model.id, &commitments))?;
-    let kept_embedding = embedding_path(key_dir, model.id, &commitments);
-    let json = serde_json::to_vec(embedding).expect("finite floats serialise");
-    crate::private_file::write(
-        &kept_embedding,
-        &json,
-        crate::private_file::Existing::Replace,
-    )
-    .map_err(|source| LifecycleError::KeyDir {
-        path: kept_embedding,
-        source,
-    })?;
-    let url = storage::join_url(storage_url, &object_name(model.id, &commitments));
-    let sent = storage::upload(weights_path, &url, CtrStream::keyed(&key)).await?;
+    // commit its owner is unable to reveal.
+    let key_file = key_path(key_dir, &model_hex, key_commitment);
+    write_private(
+        &key_file,
+        hex::encode(decryption_key.expose_bytes()).as_bytes(),
+    )?;
+    let name = format!("{}/{}.bin", model_hex, &key_commitment.to_hex()[..16]);
+    progress(&format!("encrypting and uploading to {}", upload.upload));
+    let sent = net.block_on(storage::upload(
+        weights_path,
+        &storage::join_url(&upload.upload, &name),
+        CtrStream::keyed(&decryption_key),
+    ))?;
     if sent.input != weights {
-        return Err(LifecycleError::WeightsChanged(weights_path.to_owned()));
+        bail!(
+            "{} changed while it was being committed; commit again",
+            weights_path.display()
+        );
     }
-    let manifest = Manifest {
-        url,
+    let url = storage::join_url(&upload.public, &name);
+    let manifest = Manifest::new(&url, Digest(sent.output.0), sent.size)?;
+    let mut record = CommitRecord {
+        model_id: model_hex.clone(),
+        owner: owner.to_string(),
+        commit_epoch: info.epoch,
+        url: manifest.url().to_string(),
         checksum: sent.output,
         size: sent.size,
+        weights,
+        embedding_commitment,
+        key_commitment,
+        embedding: embedding.to_vec(),
+        digest: None,
     };
-    let commit_epoch = network.commit_model(signer, model.id, manifest.clone(), commitments)?;
-    Ok(record(commit_epoch, &manifest, &commitments))
+    let record_file = record_path(key_dir, &model_hex, key_commitment);
+    write_private(&record_file, &serde_json::to_vec_pretty(&record)?)?;
+    let executed = net
+        .block_on(net.client.commit_model(
+            key,
+            &model_id,
+            &manifest,
+            digest(sent.output),
+            digest(embedding_commitment),
+            decryption_key.commitment(),
+        ))
+        .context("the commit was not accepted")?;
+    // The epoch it landed in, as the chain recorded it.
+    let after = net.epoch()?;
+    record.commit_epoch = after
+        .system
+        .model(&model_id)
+        .and_then(awaiting)
+        .filter(|a| a.key_commitment == decryption_key.commitment())
+        .map_or(after.epoch, |a| a.commit_epoch);
+    record.digest = Some(executed.digest.to_base58());
+    write_private(&record_file, &serde_json::to_vec_pretty(&record)?)?;
+    Ok(record)
 }
 
 /// Reveals `record`'s key and embedding if this is its reveal epoch.
 pub fn reveal(
-    network: &dyn Network,
-    signer: &Signer,
+    net: &Network,
+    key: &SecretKey,
     record: &CommitRecord,
     key_dir: &Path,
-) -> Result<RevealOutcome, LifecycleError> {
-    match record.check(network)? {
+) -> Result<RevealOutcome> {
+    let info = net.epoch()?;
+    match record.status(&info.system.models, info.epoch)? {
         RecordStatus::AwaitingReveal {
             current_epoch,
             reveal_epoch,
@@ -352,9 +450,15 @@ pub fn reveal(
             from_epoch: reveal_epoch,
         }),
         RecordStatus::AwaitingReveal { .. } => {
-            let key = ContentKey::load(&record.key_path(key_dir))?;
-            let epoch = network.reveal_model(signer, record.model_id, &key, &record.embedding)?;
-            Ok(RevealOutcome::Revealed { epoch })
+            let decryption_key = load_key(&record.key_path(key_dir))?;
+            net.block_on(net.client.reveal_model(
+                key,
+                &record.model()?,
+                &decryption_key,
+                &record.embedding,
+            ))
+            .with_context(|| format!("the reveal of model {} was not accepted", record.model_id))?;
+            Ok(RevealOutcome::Revealed { epoch: info.epoch })
         }
         RecordStatus::Revealed { reveal_epoch } => Ok(RevealOutcome::AlreadyRevealed {
             epoch: reveal_epoch,
@@ -366,31 +470,95 @@ pub fn reveal(
             commit_epoch,
             current_epoch,
         }),
-        RecordStatus::Superseded => Err(LifecycleError::Superseded {
-            model_id: record.model_id,
-            commit_epoch: record.commit_epoch,
-        }),
+        RecordStatus::Superseded => bail!(
+            "the commit of model {} from epoch {} is no longer on the network (a newer commit \
+             replaced it)",
+            record.model_id,
+            record.commit_epoch
+        ),
     }
 }
 
-/// Downloads a model's revealed ciphertext, checks its size and checksum, decrypts
-/// it with the revealed key and checks the weights commitment; `dest` is written only
-/// if every check passes. Returns the revealed commit that was fetched.
-pub async fn fetch_revealed_weights(
-    model: &ModelInfo,
+/// A revealed model anyone can fetch: its manifest, key and embedding.
+#[derive(Debug, Clone)]
+pub struct Revealed {
+    pub id: ObjectID,
+    pub owner: SomaAddress,
+    pub manifest: Manifest,
+    pub key: DecryptionKey,
+    pub embedding: Vec<f32>,
+}
+
+impl Revealed {
+    /// `model`'s revealed weights, if it is Active.
+    pub fn of(model: &ModelInfo) -> Option<Self> {
+        (model.state == "active").then_some(())?;
+        Some(Self {
+            id: model.id,
+            owner: model.owner,
+            manifest: model.manifest.clone()?,
+            key: DecryptionKey::from_bytes(model.decryption_key?),
+            embedding: model.embedding.clone(),
+        })
+    }
+}
+
+/// Downloads a revealed model's ciphertext from its manifest URL (ranged and
+/// resumable, through `scratch`), or, failing that, from the fullnode's
+/// `/model/{id}`; checks its size and checksum, decrypts it, and writes `dest` only
+/// when every check passed.
+pub fn fetch(
+    net: &Network,
+    model: &Revealed,
+    scratch: &Path,
     dest: &Path,
-) -> Result<RevealedCommit, LifecycleError> {
-    let revealed = model
-        .revealed
-        .as_ref()
-        .ok_or(LifecycleError::NotRevealed(model.id))?;
-    let key = ContentKey::from_hex(&revealed.decryption_key)?;
-    storage::download(
-        &revealed.manifest,
-        dest,
-        CtrStream::keyed(&key),
-        Some(revealed.commitments.weights),
-    )
-    .await?;
-    Ok(revealed.clone())
+    progress: ProgressFn<'_>,
+) -> Result<()> {
+    let size = model.manifest.size();
+    let staged = scratch.join(format!("{}.bin", hex::encode(model.manifest.checksum().0)));
+    let direct = model.manifest.url().to_string();
+    let fallback = format!(
+        "{}/model/{}",
+        net.client.rpc_url().trim_end_matches('/'),
+        model.id.to_hex()
+    );
+    if let Err(first) = download_object(&direct, Some(size), &staged, progress) {
+        progress(&format!("{direct}: {first}; trying {fallback}"));
+        let _ = std::fs::remove_file(&staged);
+        download_object(&fallback, Some(size), &staged, progress).map_err(|second| {
+            anyhow!(
+                "cannot download model {}: {direct}: {first}; {fallback}: {second}",
+                model.id
+            )
+        })?;
+    }
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let mut out = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut input = std::fs::File::open(&staged)?;
+    let digests = apply_stream(
+        &model.key,
+        &mut input,
+        &mut std::io::BufWriter::new(out.as_file_mut()),
+    )?;
+    let _ = std::fs::remove_file(&staged);
+    if digests.size != size {
+        bail!(
+            "model {}: {} bytes downloaded, but the manifest says {size}",
+            model.id,
+            digests.size
+        );
+    }
+    if digests.input != model.manifest.checksum() {
+        bail!(
+            "model {}: the download's Blake2b-256 is {}, but the manifest says {}",
+            model.id,
+            hex::encode(digests.input.0),
+            hex::encode(model.manifest.checksum().0)
+        );
+    }
+    out.persist(dest).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use soma_flow_stages::network::lifecycle::ModelTerms;
 
 pub const TERMS: ModelTerms = ModelTerms {
-    stake: 1_000,
+    stake: None,
     commission_bps: 1_000,
 };
 
@@ -31,8 +31,9 @@ pub fn write_weights(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf,
     (path, bytes)
 }
 
+/// A v1-tiny embedding (128 values, the local network's default dimension).
 pub fn embedding(seed: f32) -> Vec<f32> {
-    (0..16).map(|i| (i as f32 + seed).sin() / 4.0).collect()
+    (0..128).map(|i| (i as f32 + seed).sin() / 4.0).collect()
 }
 
 pub fn file_url(dir: &Path) -> String {

@@ -1,0 +1,265 @@
+//! Commit, reveal and fetch on the local network, through the same gRPC client
+//! that talks to testnet: the local network checks signatures, commitments,
+//! epochs and balances exactly as the chain does, so what passes here is what the
+//! chain accepts.
+
+mod network_fixtures;
+
+use network_fixtures::*;
+use soma_flow_chain::SecretKey;
+use soma_flow_stages::network::lifecycle::{self, CommitRecord, RevealOutcome, Revealed, Upload};
+use soma_flow_stages::network::local::Settings;
+use soma_flow_stages::network::{genesis, Endpoint, Network};
+
+fn quiet(_: &str) {}
+
+fn upload(dir: &std::path::Path) -> Upload {
+    let url = file_url(&dir.join("bucket"));
+    Upload {
+        upload: url.clone(),
+        public: url,
+    }
+}
+
+fn empty_network(store: &std::path::Path) -> Network {
+    let settings = Settings {
+        genesis: false,
+        ..Settings::default()
+    };
+    Network::connect(&Endpoint::Local, store, &settings).unwrap()
+}
+
+fn key(n: u8) -> SecretKey {
+    SecretKey::from_bytes(&[n; 32])
+}
+
+#[test]
+fn a_new_local_network_reveals_the_genesis_models_and_fetch_decrypts_them() {
+    let store = tempfile::tempdir().unwrap();
+    let net = Network::connect(&Endpoint::Local, store.path(), &Settings::default()).unwrap();
+    let info = net.epoch().unwrap();
+    assert_eq!(info.epoch, 1, "committed in epoch 0, revealed in epoch 1");
+    assert_eq!(info.system.parameters.target_embedding_dim, 128, "v1-tiny");
+    let revealed: Vec<Revealed> = info.system.models.iter().filter_map(Revealed::of).collect();
+    assert_eq!(revealed.len(), 2);
+    let scratch = store.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    for model in &revealed {
+        let shipped = genesis::MODELS
+            .iter()
+            .find(|g| g.owner().address() == model.owner)
+            .expect("a genesis owner");
+        assert_eq!(model.embedding, shipped.embedding());
+        let dest = store.path().join("fetched");
+        lifecycle::fetch(&net, model, &scratch, &dest, &quiet).unwrap();
+        assert!(
+            std::fs::read(&dest).unwrap() == shipped.weights,
+            "{}",
+            shipped.name
+        );
+
+        // A manifest URL that no longer answers: the fullnode's /model/{id} serves
+        // the same verified bytes.
+        let mut moved = model.clone();
+        moved.manifest = soma_flow_chain::Manifest::new(
+            "file:///nowhere/gone.bin",
+            model.manifest.checksum(),
+            model.manifest.size(),
+        )
+        .unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        lifecycle::fetch(&net, &moved, &scratch, &dest, &quiet).unwrap();
+        assert!(std::fs::read(&dest).unwrap() == shipped.weights);
+    }
+}
+
+#[test]
+fn commit_and_reveal_follow_the_chain_rules_and_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = empty_network(dir.path());
+    let keys = dir.path().join("keys");
+    let me = key(1);
+    let (weights, plaintext) = write_weights(dir.path(), "w.safetensors", 3 << 20, 1);
+    let emb = embedding(1.0);
+    let up = upload(dir.path());
+
+    let record = lifecycle::commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    assert_eq!(record.commit_epoch, 0);
+    assert_eq!(record.size, plaintext.len() as u64);
+    assert!(record.digest.is_some());
+    // The chain holds exactly the recorded manifest.
+    let info = net.epoch().unwrap();
+    let model = info.system.model(&record.model().unwrap()).unwrap();
+    assert_eq!(model.state, "pending");
+    let awaiting = lifecycle::awaiting(model).unwrap();
+    assert_eq!(awaiting.manifest.url().as_str(), record.url);
+    assert_eq!(awaiting.manifest.checksum().0, record.checksum.0);
+    assert_eq!(model.owner, me.address());
+
+    // Committing the same weights again is the same commit; other weights are
+    // refused while it awaits its reveal.
+    let again = lifecycle::commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    assert_eq!(again, record);
+    let (other, _) = write_weights(dir.path(), "other.safetensors", 4096, 2);
+    let err = lifecycle::commit(&net, &me, &other, &emb, TERMS, &up, &keys, &quiet).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("awaiting its reveal in epoch 1"),
+        "{err:#}"
+    );
+
+    // Exactly the next epoch.
+    assert_eq!(
+        lifecycle::reveal(&net, &me, &record, &keys).unwrap(),
+        RevealOutcome::NotYet { from_epoch: 1 }
+    );
+    assert_eq!(net.block_on(net.client.advance_epoch()).unwrap(), 1);
+    assert_eq!(
+        lifecycle::reveal(&net, &me, &record, &keys).unwrap(),
+        RevealOutcome::Revealed { epoch: 1 }
+    );
+    assert_eq!(
+        lifecycle::reveal(&net, &me, &record, &keys).unwrap(),
+        RevealOutcome::AlreadyRevealed { epoch: 1 }
+    );
+    // The chain checked key and embedding against their commitments; anyone can
+    // now fetch and decrypt the weights.
+    let info = net.epoch().unwrap();
+    let model = info.system.model(&record.model().unwrap()).unwrap();
+    let revealed = Revealed::of(model).expect("active");
+    assert_eq!(revealed.embedding, emb);
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let fetched = dir.path().join("fetched");
+    lifecycle::fetch(&net, &revealed, &scratch, &fetched, &quiet).unwrap();
+    assert!(std::fs::read(&fetched).unwrap() == plaintext);
+    // Revealed weights committed again: nothing new is sent.
+    let same = lifecycle::commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    assert_eq!(same, record);
+
+    // An update of the Active model, then a missed window.
+    let update = lifecycle::commit(&net, &me, &other, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    assert_eq!(
+        (update.model_id.as_str(), update.commit_epoch),
+        (record.model_id.as_str(), 1)
+    );
+    for _ in 0..2 {
+        net.block_on(net.client.advance_epoch()).unwrap();
+    }
+    assert_eq!(
+        lifecycle::reveal(&net, &me, &update, &keys).unwrap(),
+        RevealOutcome::Missed {
+            commit_epoch: 1,
+            current_epoch: 3
+        }
+    );
+    let kept: CommitRecord = serde_json::from_slice(
+        &std::fs::read(keys.join(format!(
+            "{}-{}.json",
+            update.model_id, update.key_commitment
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        kept, update,
+        "the key folder holds the record a later run reveals from"
+    );
+}
+
+#[test]
+fn what_the_chain_would_reject_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = empty_network(dir.path());
+    let keys = dir.path().join("keys");
+    let (weights, _) = write_weights(dir.path(), "w.safetensors", 4096, 3);
+    let up = upload(dir.path());
+    let me = key(2);
+
+    let short = vec![0.5f32; 16];
+    let err =
+        lifecycle::commit(&net, &me, &weights, &short, TERMS, &up, &keys, &quiet).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("the embedding has 16 values"),
+        "{err:#}"
+    );
+    let mut nan = embedding(2.0);
+    nan[3] = f32::NAN;
+    assert!(lifecycle::commit(&net, &me, &weights, &nan, TERMS, &up, &keys, &quiet).is_err());
+
+    // A fullnode without a faucet we can use: too little balance is said plainly.
+    let rpc = net.client.rpc_url().to_owned();
+    let remote = Network::connect(
+        &Endpoint::Remote {
+            rpc: rpc.clone(),
+            faucet: None,
+            admin: None,
+        },
+        dir.path(),
+        &Settings::default(),
+    )
+    .unwrap();
+    let err = lifecycle::commit(
+        &remote,
+        &me,
+        &weights,
+        &embedding(2.0),
+        TERMS,
+        &up,
+        &keys,
+        &quiet,
+    )
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("this commit needs") && text.contains("holds 0"),
+        "{text}"
+    );
+    let info = net.epoch().unwrap();
+    assert!(info.system.models.is_empty(), "nothing was created");
+    assert!(!keys.exists() || std::fs::read_dir(&keys).unwrap().next().is_none());
+
+    // An unreachable fullnode: an error naming the URL, after retries.
+    let gone = Network::connect(
+        &Endpoint::Remote {
+            rpc: "http://127.0.0.1:9".into(),
+            faucet: None,
+            admin: None,
+        },
+        dir.path(),
+        &Settings::default(),
+    )
+    .unwrap();
+    let err = format!("{:#}", gone.epoch().unwrap_err());
+    assert!(err.contains("http://127.0.0.1:9"), "{err}");
+}
+
+#[test]
+fn two_owners_commit_at_once_through_one_served_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_owned();
+    let threads: Vec<_> = (0..2u8)
+        .map(|n| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let net = empty_network(&store);
+                let (weights, _) = write_weights(&store, &format!("w{n}"), 8192, n.into());
+                let up = upload(&store);
+                lifecycle::commit(
+                    &net,
+                    &key(10 + n),
+                    &weights,
+                    &embedding(n.into()),
+                    TERMS,
+                    &up,
+                    &store.join("keys"),
+                    &quiet,
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    let records: Vec<CommitRecord> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_ne!(records[0].model_id, records[1].model_id);
+    let net = empty_network(&store);
+    assert_eq!(net.epoch().unwrap().system.models.len(), 2);
+}
