@@ -243,6 +243,69 @@ fn keygen_address_faucet_and_balance() {
 }
 
 #[test]
+fn a_data_submitter_fills_targets_routed_to_the_genesis_models() {
+    let p = Project::new();
+    p.write(
+        "fetch.yaml",
+        "name: fetch\nstages:\n  fetch:\n    kind: fetch-competitors\n    with: {heads: 4}\n",
+    );
+    assert_eq!(p.run(&["run", "fetch.yaml"]).code(), 0);
+    // No model was Active at the change into epoch 1: targets come with the next.
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
+    let targets = |status: &str| {
+        let out = p.run(&["localnet", "targets", "--status", status, "--json"]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+        v["targets"].as_array().unwrap().clone()
+    };
+    let open = targets("open");
+    assert_eq!(open.len(), 100, "the chain's count at v5");
+    assert!(open
+        .iter()
+        .all(|t| t["model_ids"].as_array().unwrap().len() == 2));
+
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/engine/src/dag.rs");
+    let text = std::fs::read(source).unwrap();
+    for (i, piece) in text.chunks(1500).take(3).enumerate() {
+        std::fs::write(p.path().join(format!("blob{i}.txt")), piece).unwrap();
+    }
+    let out = p.run(&[
+        "localnet",
+        "submit",
+        "--data",
+        "blob0.txt",
+        "--data",
+        "blob1.txt",
+        "--data",
+        "blob2.txt",
+        "--count",
+        "2",
+        "--heads",
+        "4",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(
+        out.stdout().matches("filled target").count(),
+        2,
+        "{}",
+        out.all()
+    );
+    let filled = targets("filled");
+    assert_eq!(filled.len(), 2, "{filled:?}");
+    for t in &filled {
+        assert!(
+            t["winning_model_id"].is_string() && t["data_url"].is_string(),
+            "{t}"
+        );
+        assert!(t["model_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&t["winning_model_id"]));
+    }
+    assert_eq!(targets("open").len(), 100, "each fill spawns a replacement");
+}
+
+#[test]
 fn bad_commission_is_a_validation_error() {
     let p = Project::new();
     p.write(

@@ -28,6 +28,23 @@ pub enum LocalnetCommand {
         #[command(flatten)]
         network: NetworkArgs,
     },
+    /// Play a data submitter: score data blobs with open targets' models as the chain's
+    /// scorer does and fill the targets they fit (SubmitData)
+    Submit(SubmitArgs),
+    /// The targets of an epoch (default: the current one): status, models, threshold, winner
+    Targets {
+        #[command(flatten)]
+        network: NetworkArgs,
+        /// `open`, `filled`, `claimable` or `claimed`
+        #[arg(long)]
+        status: Option<String>,
+        /// The generation epoch [default: the current one]
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// The network's epoch, parameters and models (state, owner, commit, manifest URL)
     Models {
         #[command(flatten)]
@@ -65,6 +82,139 @@ pub struct ServeArgs {
     no_genesis: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// A data blob (repeat for more; each at most the chain's max_submission_data_size)
+    #[arg(long = "data", required = true, value_name = "FILE")]
+    data: Vec<PathBuf>,
+    /// Fill at most this many targets
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// The submitter's key file (`SOMA_SECRET_KEY` takes precedence; on the local
+    /// network its throwaway key is the default)
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Where the blobs are uploaded [default on the local network: the store's bucket]
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
+    /// Attention heads of the models (default: the preset whose shapes match)
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Burn backend
+    #[arg(long, default_value = "ndarray")]
+    backend: soma_flow_stages::BackendChoice,
+}
+
+fn submit(args: SubmitArgs, store: &StoreArgs) -> Result<i32> {
+    use soma_flow_stages::network::{signer, storage_default, submitter};
+    args.backend.ensure_compiled()?;
+    let net = args.network.connect(store)?;
+    let (key, source) = signer::resolve(args.key_file.as_deref(), net.local_dir())?;
+    eprintln!("{source}: address {}", key.address());
+    let root = store.open()?.root().to_owned();
+    let storage = match args.storage.clone() {
+        Some(url) => url,
+        None => storage_default(&net, &root)?,
+    };
+    let work = tempfile::Builder::new()
+        .prefix("submit-")
+        .tempdir_in(root.join("tmp"))?;
+    let how = submitter::Submission {
+        blobs: &args.data,
+        count: args.count,
+        storage: &storage,
+        heads: args.heads,
+        backend: args.backend,
+        seed: 0,
+    };
+    let progress = |line: &str| eprintln!("{line}");
+    let filled = submitter::submit(&net, &key, &how, work.path(), &progress)?;
+    for f in &filled {
+        println!(
+            "filled target {} with {} through model {} (loss {:.4}, distance {:.4} <= {:.4})",
+            f.target,
+            f.blob.display(),
+            f.model,
+            f.loss,
+            f.distance,
+            f.threshold
+        );
+    }
+    if filled.is_empty() {
+        println!("no target filled: no blob's winning embedding lay within a target's distance threshold");
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+fn targets(
+    network: &NetworkArgs,
+    status: Option<String>,
+    epoch: Option<u64>,
+    json: bool,
+    store: &StoreArgs,
+) -> Result<i32> {
+    use soma_flow_chain::client::TargetQuery;
+    let net = network.connect(store)?;
+    let epoch = match epoch {
+        Some(e) => e,
+        None => net.epoch()?.epoch,
+    };
+    let mut rows = Vec::new();
+    let mut page_token = None;
+    loop {
+        let page = net.block_on(net.client.list_targets(&TargetQuery {
+            status: status.clone(),
+            epoch: Some(epoch),
+            page_size: Some(100),
+            page_token: page_token.take(),
+            ..TargetQuery::default()
+        }))?;
+        let last = page.targets.is_empty();
+        rows.extend(page.targets.into_iter().map(|t| {
+            serde_json::json!({
+                "id": t.id.to_hex(),
+                "status": t.status,
+                "generation_epoch": t.generation_epoch,
+                "reward_pool": t.reward_pool,
+                "model_ids": t.model_ids.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
+                "distance_threshold": t.distance_threshold,
+                "fill_epoch": t.fill_epoch,
+                "submitter": t.submitter.map(|a| a.to_string()),
+                "winning_model_id": t.winning_model_id.map(|m| m.to_hex()),
+                "data_url": t.data_url,
+            })
+        }));
+        match page.next_page_token {
+            Some(token) if !last => page_token = Some(token),
+            _ => break,
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "epoch": epoch, "targets": rows }))?
+        );
+        return Ok(0);
+    }
+    println!("epoch {epoch}: {} target(s)", rows.len());
+    for r in &rows {
+        println!(
+            "{}  {:<9} models {}  threshold {}  {}",
+            r["id"].as_str().unwrap_or_default(),
+            r["status"].as_str().unwrap_or_default(),
+            r["model_ids"].as_array().map_or(0, Vec::len),
+            r["distance_threshold"],
+            r["winning_model_id"]
+                .as_str()
+                .map_or(String::new(), |w| format!("won by {w}"))
+        );
+    }
+    Ok(0)
+}
+
 fn parse_preset(name: &str) -> Result<Preset, String> {
     Preset::ALL
         .into_iter()
@@ -87,6 +237,13 @@ pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<i32> {
             };
             serve_until_interrupted(args, dir)
         }
+        LocalnetCommand::Submit(args) => submit(args, store),
+        LocalnetCommand::Targets {
+            network,
+            status,
+            epoch,
+            json,
+        } => targets(&network, status, epoch, json, store),
         LocalnetCommand::AdvanceEpoch { network } => {
             let epoch = match network.admin.as_deref() {
                 Some(_) => {

@@ -31,7 +31,7 @@ pub use error::{
 use crate::base::{Digest, ObjectID, ObjectRef, SomaAddress};
 use crate::crypto::DecryptionKey;
 use crate::identity::SecretKey;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, SubmissionManifest};
 use crate::object::{Coin, ObjectInner, ObjectType};
 use crate::proto::{self, convert};
 use crate::rpc::{self, paths, BcsCodec};
@@ -590,6 +590,37 @@ impl SomaClient {
             model_id: *model_id,
             coin_ref: gas,
             amount: Some(amount),
+        })
+        .await
+    }
+
+    /// Fills an open target with data scored by one of its models. The bond
+    /// (`size × submission_bond_per_byte`) is taken from the gas coin.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn submit_data(
+        &self,
+        key: &SecretKey,
+        target_id: &ObjectID,
+        data_manifest: &SubmissionManifest,
+        model_id: &ObjectID,
+        embedding: &[f32],
+        distance_score: f32,
+        loss_score: &[f32],
+    ) -> ClientResult<Executed> {
+        let params = self.system_state().await?.parameters;
+        let bond = data_manifest
+            .manifest
+            .size()
+            .saturating_mul(params.submission_bond_per_byte);
+        let needed = bond.saturating_add(params.base_fee + 4 * params.write_object_fee);
+        self.execute(key, needed, |gas| TransactionKind::SubmitData {
+            target_id: *target_id,
+            data_manifest: data_manifest.clone(),
+            model_id: *model_id,
+            embedding: SomaTensor::vector(embedding),
+            distance_score: SomaTensor::vector(&[distance_score]),
+            loss_score: SomaTensor::vector(loss_score),
+            bond_coin: gas,
         })
         .await
     }

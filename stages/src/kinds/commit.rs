@@ -14,7 +14,6 @@ use super::score::read_embedding;
 use crate::model::weights::{check_layout, read_header};
 use crate::network::lifecycle::{self, CommitRecord, ModelTerms, RecordStatus, Upload};
 use crate::network::{key_dir, Endpoint};
-use crate::storage;
 use crate::training::documents::open_documents;
 use crate::ArchConfig;
 
@@ -142,7 +141,7 @@ impl StageKind for CommitKind {
         };
         let upload = match &with.storage {
             Some(url) => url.clone(),
-            None => storage::local_url(&ctx.store.join("bucket"))?,
+            None => crate::network::storage_default(&net, ctx.store)?,
         };
         let upload = Upload {
             public: with.public_url.clone().unwrap_or_else(|| upload.clone()),

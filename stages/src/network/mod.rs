@@ -6,11 +6,13 @@
 //! - [`signer`]: who signs (`SOMA_SECRET_KEY`, a key file, a local throwaway).
 //! - [`local`]: the zero-setup local network, with its genesis competitors ([`genesis`]).
 //! - [`lifecycle`]: commit, reveal and fetch, as the chain checks them.
+//! - [`submitter`]: a data submitter that fills targets (`soma-flow localnet submit`).
 
 pub mod genesis;
 pub mod lifecycle;
 pub mod local;
 pub mod signer;
+pub mod submitter;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -173,6 +175,19 @@ impl Network {
             soma(needed),
             self.endpoint
         )
+    }
+}
+
+/// Where uploads go when no `storage` is given: on the local network a `file://`
+/// bucket in the store; other networks need a place their validators can read.
+pub fn storage_default(net: &Network, store: &Path) -> Result<String> {
+    match net.is_local() {
+        true => Ok(crate::storage::local_url(&store.join("bucket"))?),
+        false => bail!(
+            "{} reads uploads from their manifest URL: give a storage URL its validators can \
+             download from",
+            net.endpoint
+        ),
     }
 }
 
