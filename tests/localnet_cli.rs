@@ -18,7 +18,7 @@ const MISSING: &str = "the official SDK wheel is needed: run the project's test 
                        (scripts/test.sh), or `python3 -m pip install soma-sdk==0.1.15`";
 
 const SCRIPT: &str = r#"
-import asyncio, json, sys
+import asyncio, json, os, sys
 from soma_sdk import Keypair, SomaClient
 
 async def main(rpc, faucet, admin, fund):
@@ -35,12 +35,25 @@ async def main(rpc, faucet, admin, fund):
     }))
 
 asyncio.run(main(*sys.argv[1:]))
+sys.stdout.flush()
+# soma-sdk 0.1.15's runtime threads can abort the interpreter's shutdown when the
+# server announces a checkpoint (an epoch change) just then; the answers are printed.
+os._exit(0)
 "#;
 
 /// A running `localnet serve` and its three URLs (fullnode, faucet, admin).
 struct Served {
     child: Child,
     urls: Vec<String>,
+}
+
+/// A failing test must not leave its server running (it would hold the test
+/// harness's output pipe open).
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn serve(p: &Project, extra: &[&str]) -> Served {
@@ -155,4 +168,156 @@ fn localnet_serve_speaks_the_sdk_protocol_and_keeps_its_ledger() {
         "{}",
         bad.all()
     );
+}
+
+const SDK_VIEW: &str = r#"
+import asyncio, json, os, sys
+from soma_sdk import SomaClient
+
+async def main(rpc, model_id):
+    client = await SomaClient(rpc_url=rpc)
+    active = await client.get_active_models()
+    print(json.dumps({
+        "active": [{"model_id": m.model_id, "embedding": list(m.embedding)} for m in active],
+        "fetched": (await client.fetch_model(model_id)).hex(),
+        "open": len(await client.get_targets(status="open")),
+    }))
+
+asyncio.run(main(*sys.argv[1:]))
+sys.stdout.flush()
+os._exit(0)  # as in SCRIPT
+"#;
+
+/// The network stages against a `localnet serve` in another process, reached by URL
+/// as testnet would be; the official SDK sees what soma-flow committed and revealed.
+#[test]
+fn pipelines_and_the_sdk_share_a_served_local_network() {
+    let p = Project::new();
+    let served = serve(&p, &["--dir", p.path().join("net").to_str().unwrap()]);
+    let (rpc, faucet, admin) = (&served.urls[0], &served.urls[1], &served.urls[2]);
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/reference/fixtures/tiny_soma_models.safetensors"
+    );
+    let bucket = p.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    p.write(
+        "publish.yaml",
+        &format!(
+            r#"
+name: publish
+stages:
+  weights:
+    kind: command
+    with: {{ run: "cp {fixture} outputs/model", outs: [model] }}
+  embed:
+    kind: command
+    with: {{ run: "python3 -c 'print([0.5, -0.25] * 64)' > outputs/embedding", outs: [embedding] }}
+  commit:
+    kind: commit
+    inputs: {{ model: weights.model, embedding: embed.embedding }}
+    with:
+      network: {{ rpc: "{rpc}", faucet: "{faucet}", key_file: me.key }}
+      storage: "file://{}"
+  reveal:
+    kind: reveal
+    inputs: {{ commit: commit.record }}
+    with: {{ network: {{ rpc: "{rpc}", key_file: me.key }} }}
+  fetch:
+    kind: fetch-competitors
+    needs: [reveal]
+    with: {{ network: {{ rpc: "{rpc}", key_file: me.key }}, own: true, heads: 4, strict: true }}
+"#,
+            bucket.display()
+        ),
+    );
+    assert_eq!(p.run(&["keygen", "--out", "me.key"]).code(), 0);
+    let net = ["--network", rpc.as_str(), "--faucet", faucet.as_str()];
+    let funded = p.run(&[&["faucet", "--key-file", "me.key"][..], &net].concat());
+    assert_eq!(funded.code(), 0, "{}", funded.all());
+    let first = p.run(&["run", "publish.yaml"]);
+    assert_eq!(first.code(), 3, "{}", first.all());
+    let advanced = p.run(&[
+        "localnet",
+        "advance-epoch",
+        "--network",
+        rpc,
+        "--admin",
+        admin,
+    ]);
+    assert_eq!(advanced.code(), 0, "{}", advanced.all());
+    let second = p.run(&["run", "publish.yaml"]);
+    assert_eq!(second.code(), 0, "{}", second.all());
+    let record = p.output_json("publish.yaml", "commit.record");
+    let model_id = record["model_id"].as_str().unwrap();
+    let dir = p.output_path("publish.yaml", "fetch.models");
+    let fetched = std::fs::read(format!("{dir}/{model_id}.safetensors")).unwrap();
+    assert!(
+        fetched == std::fs::read(fixture).unwrap(),
+        "fetched back and decrypted"
+    );
+
+    // Targets come with the next epoch change, now that a model is Active.
+    assert_eq!(
+        p.run(&[
+            "localnet",
+            "advance-epoch",
+            "--network",
+            rpc,
+            "--admin",
+            admin
+        ])
+        .code(),
+        0
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SDK_VIEW)
+        .args([rpc.as_str(), model_id])
+        .output()
+        .expect(MISSING);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{MISSING}\n{stderr}");
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ciphertext = std::fs::read(common::file_url_path(record["url"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        py["fetched"],
+        hex(&ciphertext),
+        "the SDK fetches our ciphertext"
+    );
+    let mine = py["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["model_id"]
+                .as_str()
+                .unwrap()
+                .parse::<soma_flow_chain::ObjectID>()
+                .unwrap()
+                == model_id.parse().unwrap()
+        })
+        .expect("the SDK lists our model as active")
+        .clone();
+    assert_eq!(
+        mine["embedding"],
+        serde_json::json!([0.5, -0.25].repeat(64))
+    );
+    let listed = p.run(&[
+        "localnet",
+        "targets",
+        "--network",
+        rpc,
+        "--status",
+        "open",
+        "--json",
+    ]);
+    assert_eq!(listed.code(), 0, "{}", listed.all());
+    let ours: serde_json::Value = serde_json::from_str(&listed.stdout()).unwrap();
+    assert_eq!(py["open"], ours["targets"].as_array().unwrap().len());
+    stop(served);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

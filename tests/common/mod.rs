@@ -102,3 +102,9 @@ pub fn statuses(record: &serde_json::Value) -> Vec<(String, String)> {
         .map(|(k, v)| (k.clone(), v["status"].as_str().unwrap().to_string()))
         .collect()
 }
+
+/// The local path behind a `file://` URL.
+#[allow(dead_code)]
+pub fn file_url_path(url: &str) -> std::path::PathBuf {
+    url::Url::parse(url).unwrap().to_file_path().unwrap()
+}

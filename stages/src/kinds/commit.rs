@@ -87,15 +87,16 @@ impl StageKind for CommitKind {
             .help("the chain accepts at most 10000 (100%); the quickstart uses 1000"));
         }
         with.network.check()?;
-        let local = with.network.endpoint().is_ok_and(|e| e == Endpoint::Local);
+        let endpoint = with.network.endpoint().unwrap_or(Endpoint::Local);
         let public = with.public_url.as_deref().or(with.storage.as_deref());
         match public {
-            None if !local => Err(WithError::at(
+            None if endpoint != Endpoint::Local => Err(WithError::at(
                 &["storage"],
                 "a network's validators download the weights from the manifest URL: give `storage`",
             )
             .help("e.g. `storage: s3://bucket/prefix` with `public_url: https://bucket.s3.amazonaws.com/prefix`")),
-            Some(url) if !local && !(url.starts_with("https://") || url.starts_with("http://")) => {
+            // Testnet's validators fetch over HTTP; a fullnode of one's own may read more.
+            Some(url) if endpoint == Endpoint::Testnet && !(url.starts_with("https://") || url.starts_with("http://")) => {
                 Err(WithError::at(
                     &[if with.public_url.is_some() { "public_url" } else { "storage" }],
                     format!("validators cannot download from `{url}`"),
