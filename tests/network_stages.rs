@@ -380,15 +380,21 @@ stages:
     );
     let rows = p.localnet_models()["models"].as_array().unwrap().clone();
     assert!(rows.iter().all(|r| r["state"] == "active"), "{rows:?}");
-    let url = url::Url::parse(rows[1]["url"].as_str().unwrap()).unwrap();
+    // The registry lists models by id, not by age: tell them apart by embedding.
+    let by_first = |e: f64| {
+        rows.iter()
+            .find(|r| r["embedding"][0] == e)
+            .unwrap()
+            .clone()
+    };
+    let (good, corrupt) = (by_first(0.5), by_first(-0.5));
+    let url = url::Url::parse(corrupt["url"].as_str().unwrap()).unwrap();
     let path = url.to_file_path().unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    (
-        rows[0]["id"].as_str().unwrap().to_owned(),
-        rows[1]["id"].as_str().unwrap().to_owned(),
-    )
+    let id = |r: &serde_json::Value| r["id"].as_str().unwrap().to_owned();
+    (id(&good), id(&corrupt))
 }
 
 /// The `fetch.models` directory of fetch.yaml's latest run, and its listing.

@@ -114,7 +114,7 @@ pub struct RunContext<'a> {
     pub scratch: &'a Path,
     /// Private per-kind state in the store; created on demand.
     pub state_dir: &'a Path,
-    /// The store's root, for state shared between kinds (a devnet ledger, keys).
+    /// The store's root, for state shared between kinds (the local network, keys).
     pub store: &'a Path,
     pub pipeline_dir: &'a Path,
     pub backend: &'a str,
