@@ -485,8 +485,9 @@ stages:
     let out = p.run(&["run", "embed.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     let rows = p.localnet_models()["models"].as_array().unwrap().clone();
-    assert_eq!(rows.last().unwrap()["state"], "pending");
     let record = p.output_json("embed.yaml", "commit.record");
+    let mine = rows.iter().find(|r| r["id"] == record["model_id"]).expect("mine");
+    assert_eq!(mine["state"], "pending");
     let embedding: Vec<f64> = serde_json::from_value(record["embedding"].clone()).unwrap();
     assert_eq!(embedding.len(), 128, "v1-tiny's dimension");
     let norm: f64 = embedding.iter().map(|v| v * v).sum::<f64>().sqrt();
