@@ -486,7 +486,10 @@ stages:
     assert_eq!(out.code(), 0, "{}", out.all());
     let rows = p.localnet_models()["models"].as_array().unwrap().clone();
     let record = p.output_json("embed.yaml", "commit.record");
-    let mine = rows.iter().find(|r| r["id"] == record["model_id"]).expect("mine");
+    let mine = rows
+        .iter()
+        .find(|r| r["id"] == record["model_id"])
+        .expect("mine");
     assert_eq!(mine["state"], "pending");
     let embedding: Vec<f64> = serde_json::from_value(record["embedding"].clone()).unwrap();
     assert_eq!(embedding.len(), 128, "v1-tiny's dimension");

@@ -11,7 +11,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use soma_flow_chain::SecretKey;
-use soma_flow_stages::network::lifecycle::{commit, fetch, reveal, ModelTerms, Revealed, Upload};
+use soma_flow_stages::network::lifecycle::{
+    commit, fetch, reveal, ModelTerms, Publish, Revealed, Upload,
+};
 use soma_flow_stages::network::local::Settings;
 use soma_flow_stages::network::{Endpoint, Network};
 
@@ -73,24 +75,24 @@ fn main() {
     let net = Network::connect(&Endpoint::Local, dir.path(), &settings).unwrap();
     let key = SecretKey::from_bytes(&[5; 32]);
     let bucket = format!("file://{}", dir.path().join("bucket").display());
-    let upload = Upload {
-        upload: bucket.clone(),
-        public: bucket,
-    };
     let keys = dir.path().join("keys");
-    let embedding = vec![0.01f32; 128];
-    let terms = ModelTerms {
-        stake: None,
-        commission_bps: 1000,
+    let publish = Publish {
+        terms: ModelTerms {
+            stake: None,
+            commission_bps: 1000,
+        },
+        upload: Upload {
+            upload: bucket.clone(),
+            public: bucket,
+        },
+        key_dir: keys.clone(),
     };
+    let embedding = vec![0.01f32; 128];
     let quiet = |_: &str| {};
 
     let start = Instant::now();
     let cpu_start = process_cpu_seconds();
-    let record = commit(
-        &net, &key, &weights, &embedding, terms, &upload, &keys, &quiet,
-    )
-    .unwrap();
+    let record = commit(&net, &key, &weights, &embedding, &publish, &quiet).unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
         "commit {mib} MiB to the local network: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",

@@ -7,17 +7,24 @@ mod network_fixtures;
 
 use network_fixtures::*;
 use soma_flow_chain::SecretKey;
-use soma_flow_stages::network::lifecycle::{self, CommitRecord, RevealOutcome, Revealed, Upload};
+use soma_flow_stages::network::lifecycle::{
+    self, CommitRecord, Publish, RevealOutcome, Revealed, Upload,
+};
 use soma_flow_stages::network::local::Settings;
 use soma_flow_stages::network::{genesis, Endpoint, Network};
 
 fn quiet(_: &str) {}
 
-fn upload(dir: &std::path::Path) -> Upload {
+/// Publishing to a `file://` bucket and a key folder in `dir`.
+fn publish(dir: &std::path::Path) -> Publish {
     let url = file_url(&dir.join("bucket"));
-    Upload {
-        upload: url.clone(),
-        public: url,
+    Publish {
+        terms: TERMS,
+        upload: Upload {
+            upload: url.clone(),
+            public: url,
+        },
+        key_dir: dir.join("keys"),
     }
 }
 
@@ -81,9 +88,9 @@ fn commit_and_reveal_follow_the_chain_rules_and_are_idempotent() {
     let me = key(1);
     let (weights, plaintext) = write_weights(dir.path(), "w.safetensors", 3 << 20, 1);
     let emb = embedding(1.0);
-    let up = upload(dir.path());
+    let up = publish(dir.path());
 
-    let record = lifecycle::commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    let record = lifecycle::commit(&net, &me, &weights, &emb, &up, &quiet).unwrap();
     assert_eq!(record.commit_epoch, 0);
     assert_eq!(record.size, plaintext.len() as u64);
     assert!(record.digest.is_some());
@@ -98,10 +105,10 @@ fn commit_and_reveal_follow_the_chain_rules_and_are_idempotent() {
 
     // Committing the same weights again is the same commit; other weights are
     // refused while it awaits its reveal.
-    let again = lifecycle::commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    let again = lifecycle::commit(&net, &me, &weights, &emb, &up, &quiet).unwrap();
     assert_eq!(again, record);
     let (other, _) = write_weights(dir.path(), "other.safetensors", 4096, 2);
-    let err = lifecycle::commit(&net, &me, &other, &emb, TERMS, &up, &keys, &quiet).unwrap_err();
+    let err = lifecycle::commit(&net, &me, &other, &emb, &up, &quiet).unwrap_err();
     assert!(
         format!("{err:#}").contains("awaiting its reveal in epoch 1"),
         "{err:#}"
@@ -133,11 +140,11 @@ fn commit_and_reveal_follow_the_chain_rules_and_are_idempotent() {
     lifecycle::fetch(&net, &revealed, &scratch, &fetched, &quiet).unwrap();
     assert!(std::fs::read(&fetched).unwrap() == plaintext);
     // Revealed weights committed again: nothing new is sent.
-    let same = lifecycle::commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    let same = lifecycle::commit(&net, &me, &weights, &emb, &up, &quiet).unwrap();
     assert_eq!(same, record);
 
     // An update of the Active model, then a missed window.
-    let update = lifecycle::commit(&net, &me, &other, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    let update = lifecycle::commit(&net, &me, &other, &emb, &up, &quiet).unwrap();
     assert_eq!(
         (update.model_id.as_str(), update.commit_epoch),
         (record.model_id.as_str(), 1)
@@ -172,19 +179,18 @@ fn what_the_chain_would_reject_is_refused_before_anything_is_sent() {
     let net = empty_network(dir.path());
     let keys = dir.path().join("keys");
     let (weights, _) = write_weights(dir.path(), "w.safetensors", 4096, 3);
-    let up = upload(dir.path());
+    let up = publish(dir.path());
     let me = key(2);
 
     let short = vec![0.5f32; 16];
-    let err =
-        lifecycle::commit(&net, &me, &weights, &short, TERMS, &up, &keys, &quiet).unwrap_err();
+    let err = lifecycle::commit(&net, &me, &weights, &short, &up, &quiet).unwrap_err();
     assert!(
         format!("{err:#}").contains("the embedding has 16 values"),
         "{err:#}"
     );
     let mut nan = embedding(2.0);
     nan[3] = f32::NAN;
-    assert!(lifecycle::commit(&net, &me, &weights, &nan, TERMS, &up, &keys, &quiet).is_err());
+    assert!(lifecycle::commit(&net, &me, &weights, &nan, &up, &quiet).is_err());
 
     // A fullnode without a faucet we can use: too little balance is said plainly.
     let rpc = net.client.rpc_url().to_owned();
@@ -198,17 +204,7 @@ fn what_the_chain_would_reject_is_refused_before_anything_is_sent() {
         &Settings::default(),
     )
     .unwrap();
-    let err = lifecycle::commit(
-        &remote,
-        &me,
-        &weights,
-        &embedding(2.0),
-        TERMS,
-        &up,
-        &keys,
-        &quiet,
-    )
-    .unwrap_err();
+    let err = lifecycle::commit(&remote, &me, &weights, &embedding(2.0), &up, &quiet).unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains("this commit needs") && text.contains("holds 0"),
@@ -243,15 +239,13 @@ fn two_owners_commit_at_once_through_one_served_network() {
             std::thread::spawn(move || {
                 let net = empty_network(&store);
                 let (weights, _) = write_weights(&store, &format!("w{n}"), 8192, n.into());
-                let up = upload(&store);
+                let up = publish(&store);
                 lifecycle::commit(
                     &net,
                     &key(10 + n),
                     &weights,
                     &embedding(n.into()),
-                    TERMS,
                     &up,
-                    &store.join("keys"),
                     &quiet,
                 )
                 .unwrap()

@@ -13,7 +13,9 @@ use moto::{create_bucket, free_port, start_moto, ServerProcess};
 use network_fixtures::*;
 use soma_flow_chain::SecretKey;
 use soma_flow_stages::crypto::{CtrStream, Hash256};
-use soma_flow_stages::network::lifecycle::{self, commit, reveal, RevealOutcome, Revealed, Upload};
+use soma_flow_stages::network::lifecycle::{
+    self, commit, reveal, Publish, RevealOutcome, Revealed, Upload,
+};
 use soma_flow_stages::network::local::Settings;
 use soma_flow_stages::network::{Endpoint, Network};
 use soma_flow_stages::storage::{self, StorageError};
@@ -61,16 +63,20 @@ fn commit_reveal_and_fetch_through_a_local_s3_server() {
     let me = SecretKey::from_bytes(&[3; 32]);
     let keys = dir.path().join("keys");
     let base = format!("s3://{BUCKET}/runs/1");
-    let up = Upload {
-        upload: base.clone(),
-        public: base.clone(),
+    let up = Publish {
+        terms: TERMS,
+        upload: Upload {
+            upload: base.clone(),
+            public: base.clone(),
+        },
+        key_dir: keys.clone(),
     };
     let quiet = |_: &str| {};
 
     // Over two 8 MiB chunks: exercises the multipart path.
     let (weights, plaintext) = write_weights(dir.path(), "w.safetensors", (18 << 20) + 5, 8);
     let emb = embedding(5.0);
-    let record = commit(&net, &me, &weights, &emb, TERMS, &up, &keys, &quiet).unwrap();
+    let record = commit(&net, &me, &weights, &emb, &up, &quiet).unwrap();
     assert!(record.url.starts_with(&base), "{}", record.url);
     assert_eq!(record.size, plaintext.len() as u64);
 

@@ -12,7 +12,7 @@ use super::embed::{embed_file, EmbedWith};
 use super::network::{NetworkSchema, NetworkWith};
 use super::score::read_embedding;
 use crate::model::weights::{check_layout, read_header};
-use crate::network::lifecycle::{self, CommitRecord, ModelTerms, RecordStatus, Upload};
+use crate::network::lifecycle::{self, CommitRecord, ModelTerms, Publish, RecordStatus, Upload};
 use crate::network::{key_dir, Endpoint};
 use crate::training::documents::open_documents;
 use crate::ArchConfig;
@@ -144,26 +144,19 @@ impl StageKind for CommitKind {
             Some(url) => url.clone(),
             None => crate::network::storage_default(&net, ctx.store)?,
         };
-        let upload = Upload {
-            public: with.public_url.clone().unwrap_or_else(|| upload.clone()),
-            upload,
+        let publish = Publish {
+            terms: ModelTerms {
+                stake: with.stake,
+                commission_bps: with.commission.into(),
+            },
+            upload: Upload {
+                public: with.public_url.clone().unwrap_or_else(|| upload.clone()),
+                upload,
+            },
+            key_dir: key_dir(ctx.store),
         };
-        let terms = ModelTerms {
-            stake: with.stake,
-            commission_bps: with.commission.into(),
-        };
-        let key_dir = key_dir(ctx.store);
-        soma_flow_engine::store::private_dir(&key_dir)?;
-        let record = lifecycle::commit(
-            &net,
-            &key,
-            weights,
-            &embedding,
-            terms,
-            &upload,
-            &key_dir,
-            ctx.progress,
-        )?;
+        soma_flow_engine::store::private_dir(&publish.key_dir)?;
+        let record = lifecycle::commit(&net, &key, weights, &embedding, &publish, ctx.progress)?;
         ctx.note(format!(
             "committed model {} in epoch {} ({} bytes at {}); reveal in epoch {}",
             record.model_id,

@@ -280,22 +280,30 @@ pub struct Upload {
     pub public: String,
 }
 
+/// How an owner publishes: the terms of a model the first commit creates, where
+/// ciphertexts go, and where keys wait for their reveal.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub terms: ModelTerms,
+    pub upload: Upload,
+    pub key_dir: PathBuf,
+}
+
 /// Commits `weights_path` with `embedding` for the signer's model (created with
-/// `terms` on first use). Refuses up front what the chain would reject: the wrong
+/// `publish.terms` on first use). Refuses up front what the chain would reject: the wrong
 /// architecture version or embedding length, a commit still awaiting its reveal,
 /// too little balance. If the network already holds a live commit of exactly these
-/// weights and this embedding (its key kept in `key_dir`), that commit's record is
-/// returned and nothing is sent.
+/// weights and this embedding (its key kept in the key folder), that commit's record
+/// is returned and nothing is sent.
 pub fn commit(
     net: &Network,
     key: &SecretKey,
     weights_path: &Path,
     embedding: &[f32],
-    terms: ModelTerms,
-    upload: &Upload,
-    key_dir: &Path,
+    publish: &Publish,
     progress: ProgressFn<'_>,
 ) -> Result<CommitRecord> {
+    let (terms, upload, key_dir) = (&publish.terms, &publish.upload, publish.key_dir.as_path());
     let info = net.epoch()?;
     let params = &info.system.parameters;
     if params.model_architecture_version != ARCHITECTURE_VERSION {
