@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use soma_flow_stages::kinds::score::{label, read_embedding, table};
+use soma_flow_stages::formats::embedding;
+use soma_flow_stages::kinds::score::{label, table};
 use soma_flow_stages::score::{map_data, score_models};
 use soma_flow_stages::BackendChoice;
 
@@ -36,7 +37,7 @@ pub struct ScoreArgs {
 pub fn run(args: ScoreArgs) -> Result<i32> {
     args.backend.ensure_compiled()?;
     let data = map_data(&args.data)?;
-    let target = args.target.as_deref().map(read_embedding).transpose()?;
+    let target = args.target.as_deref().map(embedding::read).transpose()?;
     let report = score_models(&args.models, &data, args.seed, args.heads, args.backend)?;
     let names: Vec<String> = args
         .models

@@ -168,6 +168,13 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
     Ok(output)
 }
 
+/// The backend a model stage runs on, from the pipeline's resolved backend name.
+pub fn resolve(name: &str) -> anyhow::Result<BackendChoice> {
+    let choice: BackendChoice = name.parse()?;
+    choice.ensure_compiled()?;
+    Ok(choice)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

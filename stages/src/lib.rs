@@ -10,6 +10,7 @@ pub mod backend;
 pub mod contract;
 pub mod crypto;
 pub mod data;
+pub mod formats;
 pub mod kinds;
 pub mod loss;
 pub mod merge;

@@ -8,13 +8,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
-use super::embed::{embed_file, EmbedWith};
-use super::network::{NetworkSchema, NetworkWith};
-use super::score::read_embedding;
+use crate::formats::embedding;
 use crate::model::weights::{check_layout, read_header};
 use crate::network::lifecycle::{self, CommitRecord, ModelTerms, Publish, RecordStatus, Upload};
+use crate::network::with::{NetworkSchema, NetworkWith};
 use crate::network::{key_dir, Endpoint};
 use crate::training::documents::open_documents;
+use crate::training::embedding::{embed_file, EmbedWith};
 use crate::ArchConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -131,11 +131,11 @@ impl StageKind for CommitKind {
             params.target_embedding_dim
         );
         let embedding = match (ctx.input("embedding"), ctx.input("data")) {
-            (Some(file), _) => read_embedding(file)?,
+            (Some(file), _) => embedding::read(file)?,
             (None, Some(data)) => {
                 let docs = open_documents(data)?;
                 let settings = embed_settings(with)?;
-                let file = embed_file(weights, docs.as_ref(), &settings, super::backend(ctx.backend)?, ctx.progress)?;
+                let file = embed_file(weights, docs.as_ref(), &settings, crate::backend::resolve(ctx.backend)?, ctx.progress)?;
                 file.embedding
             }
             (None, None) => anyhow::bail!("commit needs an `embedding` input, or `data` to compute the genesis embedding from"),
@@ -165,7 +165,7 @@ impl StageKind for CommitKind {
             record.url,
             record.commit_epoch + 1
         ));
-        std::fs::write(ctx.output("record"), serde_json::to_vec_pretty(&record)?)?;
+        record.write(&ctx.output("record"))?;
         Ok(Outcome::Done)
     }
 
@@ -176,7 +176,7 @@ impl StageKind for CommitKind {
         outputs: &BTreeMap<String, PathBuf>,
         store: &Path,
     ) -> Result<(), String> {
-        let record = read_record(&outputs["record"]).map_err(|e| e.to_string())?;
+        let record = CommitRecord::read(&outputs["record"]).map_err(|e| format!("{e:#}"))?;
         let status = (|| {
             let info = with.network.open(store)?.epoch()?;
             record.status(&info.system.models, info.epoch)
@@ -196,11 +196,4 @@ fn embed_settings(with: &CommitWith) -> Result<EmbedWith> {
     let value = with.embed.clone().unwrap_or_else(|| serde_json::json!({}));
     serde_json::from_value(value)
         .context("`embed` takes the `embed` kind's keys: mode, sequences, seed, seq_len, heads")
-}
-
-pub fn read_record(path: &Path) -> Result<CommitRecord> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading commit record {}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not a commit record", path.display()))
 }

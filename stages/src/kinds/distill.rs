@@ -10,12 +10,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
-use super::score::competitor_files;
-use super::train::{run_training, training_inputs, training_outputs};
+use crate::formats::competitors;
 use crate::model::{ArchConfig, SomaModel};
 use crate::training::job::ObjectiveSpec;
 use crate::training::objective::Distillation;
 use crate::training::settings::{reject_unknown, Settings};
+use crate::training::stage::{run_training, training_inputs, training_outputs};
 
 /// The settings only distillation has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -80,14 +80,7 @@ impl DistillSettings {
 /// The teachers' weights files: each input is a safetensors file or a
 /// fetch-competitors directory (`models.json`).
 pub fn teacher_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            files.extend(competitor_files(input)?.into_iter().map(|(_, p)| p));
-        } else {
-            files.push(input.clone());
-        }
-    }
+    let files = competitors::model_files(inputs)?;
     ensure!(!files.is_empty(), "no teachers to distill from");
     Ok(files)
 }
@@ -175,7 +168,7 @@ impl StageKind for DistillKind {
     }
 
     fn irreproducible(&self, _: &DistillWith, output: &str) -> Option<&'static str> {
-        super::train::training_irreproducible(output)
+        crate::training::stage::training_irreproducible(output)
     }
 
     fn uses_backend(&self, _: &DistillWith) -> bool {

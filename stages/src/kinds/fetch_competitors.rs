@@ -14,11 +14,12 @@ use soma_flow_engine::{InputPort, Inputs, KeyContext, Outcome, RunContext, Stage
 
 use soma_flow_chain::{ObjectID, SomaAddress};
 
-use super::network::{NetworkSchema, NetworkWith};
-use super::score::read_embedding;
 use crate::data::{check_sha256, check_url, download_object, io_at, DataError, ProgressFn};
+use crate::formats::competitors::{self, Competitor};
+use crate::formats::embedding;
 use crate::model::weights::{check_layout, read_header};
 use crate::network::lifecycle::{self, Revealed};
+use crate::network::with::{NetworkSchema, NetworkWith};
 use crate::score::cosine_distance;
 use crate::ArchConfig;
 
@@ -149,23 +150,6 @@ impl UrlEntry {
             UrlEntry::Checked(w) => w.clone(),
         }
     }
-}
-
-/// One entry of `models.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Competitor {
-    pub id: String,
-    pub file: String,
-    #[serde(default)]
-    pub embedding: Vec<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// The network manifest's Blake2b-256 of the stored (encrypted) weights.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
-    /// SHA-256 of a file downloaded from `urls`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
 }
 
 pub struct FetchCompetitorsKind;
@@ -357,7 +341,7 @@ impl StageKind for FetchCompetitorsKind {
                 Err(e) if with.own => return Err(e.context("`own` needs the signer's key")),
                 Err(_) => None,
             };
-            let target = ctx.input("embedding").map(read_embedding).transpose()?;
+            let target = ctx.input("embedding").map(embedding::read).transpose()?;
             let (snapshot, chosen) = Snapshot::take(&net, with, owner, target)?;
             std::fs::write(
                 out.join(SNAPSHOT_FILE),
@@ -412,7 +396,7 @@ impl StageKind for FetchCompetitorsKind {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        std::fs::write(out.join("models.json"), serde_json::to_vec_pretty(&listed)?)?;
+        competitors::write(&out, &listed)?;
         Ok(Outcome::Done)
     }
 }

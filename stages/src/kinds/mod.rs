@@ -8,7 +8,6 @@ pub mod distill;
 pub mod embed;
 pub mod fetch_competitors;
 pub mod fetch_dataset;
-pub mod network;
 pub mod reveal;
 pub mod score;
 pub mod train;
@@ -27,11 +26,4 @@ pub fn register(registry: &mut Registry) {
     registry.register(score::ScoreKind);
     registry.register(commit::CommitKind);
     registry.register(reveal::RevealKind);
-}
-
-/// The backend a model stage runs on, from the pipeline's resolved backend name.
-pub fn backend(name: &str) -> anyhow::Result<crate::BackendChoice> {
-    let choice: crate::BackendChoice = name.parse()?;
-    choice.ensure_compiled()?;
-    Ok(choice)
 }

@@ -10,10 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
 
-use super::commit::read_record;
-use super::network::{NetworkSchema, NetworkWith};
 use crate::network::key_dir;
-use crate::network::lifecycle::{self, RevealOutcome};
+use crate::network::lifecycle::{self, CommitRecord, RevealOutcome};
+use crate::network::with::{NetworkSchema, NetworkWith};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +105,7 @@ impl StageKind for RevealKind {
         let key = with.network.signer(&net, ctx)?;
         let owner = key.address();
         let record = match ctx.input("commit") {
-            Some(path) => read_record(path)?,
+            Some(path) => CommitRecord::read(path)?,
             None => match lifecycle::pending_record(&net, &owner, &key_dir(ctx.store))? {
                 Some(record) => record,
                 None => {

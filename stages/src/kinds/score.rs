@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind};
 
+use crate::formats::{competitors, embedding};
 use crate::score::{cosine_distance, score_models, ScoreReport};
 use crate::training::documents::{open_documents, Documents};
 
@@ -98,15 +99,15 @@ impl StageKind for ScoreKind {
             }
         }
         if let Some(dir) = ctx.input("competitors") {
-            named.extend(competitor_files(dir)?);
+            named.extend(competitors::files(dir)?);
         }
         anyhow::ensure!(
             !named.is_empty(),
             "nothing to score: give `model`, `models` or `competitors`"
         );
-        let target = ctx.input("target").map(read_embedding).transpose()?;
+        let target = ctx.input("target").map(embedding::read).transpose()?;
         let (names, paths): (Vec<String>, Vec<PathBuf>) = named.into_iter().unzip();
-        let backend = super::backend(ctx.backend)?;
+        let backend = crate::backend::resolve(ctx.backend)?;
         let docs = open_documents(ctx.input("data").expect("required input"))?;
         let blobs = blobs(docs.as_ref(), with.max_blobs);
         let mut reports = Vec::new();
@@ -224,81 +225,4 @@ fn blobs(docs: &dyn Documents, max: usize) -> Vec<&[u8]> {
         .filter(|d| !d.is_empty())
         .take(max)
         .collect()
-}
-
-/// The safetensors listed in a fetch-competitors `models.json`, labelled by model id.
-pub fn competitor_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    #[derive(Deserialize)]
-    struct Listed {
-        id: String,
-        file: String,
-    }
-    let listing = dir.join("models.json");
-    let text = std::fs::read(&listing).with_context(|| format!("reading {}", listing.display()))?;
-    let models: Vec<Listed> =
-        serde_json::from_slice(&text).with_context(|| format!("parsing {}", listing.display()))?;
-    Ok(models
-        .into_iter()
-        .map(|m| (m.id, dir.join(m.file)))
-        .collect())
-}
-
-/// An embedding: a JSON array of numbers, little-endian f32, or an embed stage's
-/// output directory (its `embedding.json`).
-pub fn read_embedding(path: &Path) -> Result<Vec<f32>> {
-    if path.is_dir() {
-        return read_embedding(&path.join("embedding.json"));
-    }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading embedding {}", path.display()))?;
-    let trimmed = bytes.trim_ascii_start();
-    if trimmed.first() == Some(&b'[') || trimmed.first() == Some(&b'{') {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Json {
-            Plain(Vec<f32>),
-            Wrapped { embedding: Vec<f32> },
-        }
-        return match serde_json::from_slice::<Json>(&bytes).with_context(|| {
-            format!(
-                "{}: expected a JSON array of numbers or {{\"embedding\": [...]}}",
-                path.display()
-            )
-        })? {
-            Json::Plain(v) | Json::Wrapped { embedding: v } => Ok(v),
-        };
-    }
-    anyhow::ensure!(
-        bytes.len() % 4 == 0 && !bytes.is_empty(),
-        "{}: expected JSON or little-endian f32 values ({} bytes is not a multiple of 4)",
-        path.display(),
-        bytes.len()
-    );
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embeddings_read_as_json_or_f32() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = dir.path().join("e.json");
-        std::fs::write(&j, "[1.0, -2.5]").unwrap();
-        assert_eq!(read_embedding(&j).unwrap(), vec![1.0, -2.5]);
-        std::fs::write(&j, r#"{"embedding": [0.5]}"#).unwrap();
-        assert_eq!(read_embedding(&j).unwrap(), vec![0.5]);
-        let b = dir.path().join("e.f32");
-        std::fs::write(&b, [1.0f32.to_le_bytes(), 3.0f32.to_le_bytes()].concat()).unwrap();
-        assert_eq!(read_embedding(&b).unwrap(), vec![1.0, 3.0]);
-        std::fs::write(&b, [0u8; 5]).unwrap();
-        assert!(read_embedding(&b)
-            .unwrap_err()
-            .to_string()
-            .contains("multiple of 4"));
-    }
 }

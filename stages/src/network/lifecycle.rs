@@ -153,6 +153,19 @@ fn hash(digest: Digest) -> Hash256 {
 }
 
 impl CommitRecord {
+    /// Reads a record (the `commit` stage's `record` output).
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading commit record {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a commit record", path.display()))
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
     pub fn model(&self) -> Result<ObjectID> {
         self.model_id
             .parse()

@@ -7,12 +7,14 @@
 //! - [`local`]: the zero-setup local network, with its genesis competitors ([`genesis`]).
 //! - [`lifecycle`]: commit, reveal and fetch, as the chain checks them.
 //! - [`submitter`]: a data submitter that fills targets (`soma-flow localnet submit`).
+//! - [`with`]: the network stages' `network` key.
 
 pub mod genesis;
 pub mod lifecycle;
 pub mod local;
 pub mod signer;
 pub mod submitter;
+pub mod with;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

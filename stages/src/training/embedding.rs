@@ -1,15 +1,21 @@
 //! Model embeddings: final-layer representations mean-pooled over positions,
 //! per sequence, and the registered embedding built from them.
 
-use anyhow::{ensure, Result};
-use burn::tensor::backend::Backend;
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::documents::Documents;
 use super::sampler::{derive_seed, SequenceIndex, Stream};
 use super::settings::Positions;
-use crate::contract::BATCH_SIZE;
+use crate::backend::{run_on, BackendTask};
+use crate::contract::{BATCH_SIZE, SEQ_LEN};
+use crate::crypto::hash_file;
+use crate::formats::embedding::EmbeddingFile;
 use crate::loss::BatchTensors;
 use crate::model::SomaModel;
 
@@ -93,5 +99,90 @@ pub fn embed<B: Backend>(
     Ok(Embedding {
         vector: sum.iter().map(|x| (x / norm) as f32).collect(),
         sequences: picks.len(),
+    })
+}
+
+/// How an embedding is computed: the `embed` kind's `with`, and commit's `embed`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedWith {
+    #[serde(default = "default_mode")]
+    pub mode: EmbedMode,
+    /// Sequences sampled in genesis mode (update mode uses them all).
+    #[serde(default = "default_sequences")]
+    pub sequences: usize,
+    /// Seeds the genesis sample.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+    /// Attention heads of the model (default: V1's 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+}
+
+fn default_mode() -> EmbedMode {
+    EmbedMode::Genesis
+}
+fn default_sequences() -> usize {
+    256
+}
+fn default_seq_len() -> usize {
+    SEQ_LEN
+}
+
+/// Computes the embedding of the weights at `model` with its provenance.
+pub fn embed_file(
+    model: &Path,
+    docs: &dyn Documents,
+    with: &EmbedWith,
+    backend: crate::BackendChoice,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<EmbeddingFile> {
+    struct Task<'a> {
+        model: &'a Path,
+        docs: &'a dyn Documents,
+        with: &'a EmbedWith,
+        progress: &'a (dyn Fn(&str) + Sync),
+    }
+    impl BackendTask for Task<'_> {
+        type Output = Result<Embedding>;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+            let model = SomaModel::<B::InnerBackend>::load_inferred(
+                self.model,
+                self.with.heads,
+                0.0,
+                &device,
+            )?;
+            let sample = Sample {
+                mode: self.with.mode,
+                sequences: self.with.sequences,
+                seed: self.with.seed,
+                seq_len: self.with.seq_len,
+            };
+            embed(&model, self.docs, sample, &device, self.progress)
+        }
+    }
+    let embedding = run_on(
+        backend,
+        Task {
+            model,
+            docs,
+            with,
+            progress,
+        },
+    )??;
+    let model_hash = hash_file(model)
+        .with_context(|| format!("hashing {}", model.display()))?
+        .input
+        .to_hex();
+    Ok(EmbeddingFile {
+        dim: embedding.vector.len(),
+        embedding: embedding.vector,
+        mode: with.mode,
+        seed: with.seed,
+        seq_len: with.seq_len,
+        sequences: embedding.sequences,
+        model_hash,
     })
 }

@@ -1,5 +1,6 @@
 //! Training, distillation and embeddings: documents, seeded sampling, the
-//! shared optimisation loop with resumable checkpoints, and loss curves.
+//! shared optimisation loop with resumable checkpoints, loss curves, and what the
+//! training kinds share as stages (`stage`).
 
 pub mod checkpoint;
 pub mod curve;
@@ -9,4 +10,5 @@ pub mod job;
 pub mod objective;
 pub mod sampler;
 pub mod settings;
+pub mod stage;
 pub mod trainer;

@@ -1,5 +1,5 @@
-//! What the network stages share: the `network` key (which network, who signs,
-//! how a new local network is made).
+//! The `network` key of the network stages: which network, who signs, how a new
+//! local network is made.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use soma_flow_chain::SecretKey;
 use soma_flow_engine::{RunContext, WithError};
 
-use crate::network::local::Settings;
-use crate::network::signer::{self, Source};
-use crate::network::{Endpoint, Network};
+use super::local::Settings;
+use super::signer::{self, Source};
+use super::{Endpoint, Network};
 
 /// Which network a stage uses, and who signs. Written as a name (`local`,
 /// `testnet`, or a fullnode URL) or as a map with these keys.
@@ -56,7 +56,7 @@ fn local() -> String {
     "local".into()
 }
 fn tiny() -> String {
-    crate::network::genesis::ARCH.into()
+    super::genesis::ARCH.into()
 }
 fn yes() -> bool {
     true

@@ -1,0 +1,13 @@
+//! The on-disk formats that pass between stages, one module each with its reader
+//! and writer, so that a kind reads another kind's output through a library module,
+//! never through that kind's file.
+//!
+//! - [`competitors`]: a fetch-competitors directory (`models.json` and the weights),
+//!   and the "a model file or a fetch-competitors directory" inputs.
+//! - [`embedding`]: embeddings (`embedding.json` + `embedding.f32`, or a JSON array or
+//!   little-endian f32 file given by hand).
+//!
+//! Commit records are `network::lifecycle::CommitRecord` (`read`, `write`).
+
+pub mod competitors;
+pub mod embedding;

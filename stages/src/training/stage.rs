@@ -1,0 +1,67 @@
+//! What the training kinds (`train`, `distill`) share as stages: their inputs and
+//! outputs, and running a [`Job`] from a stage's context.
+
+use anyhow::Result;
+use soma_flow_engine::{InputPort, Outcome, RunContext};
+
+use super::job::{Job, ObjectiveSpec, Outputs};
+use super::settings::Settings;
+use crate::formats::competitors::single_model;
+
+/// The inputs `train` and `distill` share.
+pub fn training_inputs() -> Vec<InputPort> {
+    vec![
+        InputPort::required("data"),
+        InputPort::optional("init"),
+        InputPort::optional("holdout"),
+    ]
+}
+
+/// The outputs `train` and `distill` share.
+pub fn training_outputs() -> Vec<String> {
+    vec!["model".into(), "metrics".into(), "curve".into()]
+}
+
+/// The metrics hold wall-clock speed (tokens/s); the model and curve do not.
+pub fn training_irreproducible(output: &str) -> Option<&'static str> {
+    (output == "metrics").then_some("holds wall-clock timings (tokens/s)")
+}
+
+/// Runs a training job for a stage and leaves its notes.
+pub fn run_training<S: ObjectiveSpec>(
+    settings: &Settings,
+    spec: &S,
+    title: &str,
+    ctx: &RunContext<'_>,
+) -> Result<Outcome> {
+    let init = ctx.input("init").map(single_model).transpose()?.flatten();
+    match (&init, ctx.input("init")) {
+        (None, Some(dir)) => ctx.note(format!(
+            "`init` ({}) holds no model: trained from a seeded initialisation",
+            dir.display()
+        )),
+        (Some(file), _) => (ctx.progress)(&format!("starting from {}", file.display())),
+        (None, None) => {}
+    }
+    let job = Job {
+        settings,
+        data: ctx.input("data").expect("required input"),
+        init: init.as_deref(),
+        holdout: ctx.input("holdout"),
+        scratch: ctx.scratch,
+        progress: ctx.progress,
+        halt_after: None,
+        title,
+    };
+    let outputs = Outputs {
+        model: ctx.output("model"),
+        metrics: ctx.output("metrics"),
+        curve: ctx.output("curve"),
+    };
+    let report = job.run(spec, crate::backend::resolve(ctx.backend)?, &outputs)?;
+    ctx.note(format!("trained {} steps", report.steps));
+    if let Some(note) = report.note() {
+        ctx.note(note);
+    }
+    Ok(Outcome::Done)
+}
