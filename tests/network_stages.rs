@@ -68,7 +68,8 @@ fn commit_then_reveal_across_an_epoch_on_the_local_network() {
 
     // The key sits in the store, private, and nowhere else; beside it the record
     // to reveal with (so a later run can reveal without this run's outputs).
-    let mut kept: Vec<_> = std::fs::read_dir(p.store().join("keys"))
+    let network = p.store().join("state/network");
+    let mut kept: Vec<_> = std::fs::read_dir(network.join("keys"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -85,11 +86,11 @@ fn commit_then_reveal_across_an_epoch_on_the_local_network() {
     );
     let key = std::fs::read_to_string(&kept[1]).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    for file in kept.iter().chain([&p.store().join("localnet/signer.key")]) {
+    for file in kept.iter().chain([&network.join("localnet/signer.key")]) {
         let mode = file.metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", file.display());
     }
-    for dir in ["keys", "localnet"] {
+    for dir in ["state", "state/network/keys", "state/network/localnet"] {
         let mode = p.store().join(dir).metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{dir}/ is owner-only");
     }

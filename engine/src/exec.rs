@@ -628,7 +628,6 @@ fn execute_in(
     let input_paths = link_inputs(store, work, inputs)?;
     let scratch = store.scratch_dir(key);
     std::fs::create_dir_all(&scratch)?;
-    let state_dir = store.state_dir(stage.kind.name());
     let pipeline_dir = std::path::absolute(&shared.plan.dir)?;
     let log_dir = store.logs_dir(&shared.run_id);
     std::fs::create_dir_all(&log_dir)?;
@@ -647,7 +646,6 @@ fn execute_in(
         input_refs: &input_refs,
         outputs_dir: &outputs_dir,
         scratch: &scratch,
-        state_dir: &state_dir,
         store: store.root(),
         pipeline_dir: &pipeline_dir,
         backend: &shared.plan.backend,

@@ -112,9 +112,8 @@ pub struct RunContext<'a> {
     pub outputs_dir: &'a Path,
     /// Survives a killed run of the same cache key (checkpoints); removed after success.
     pub scratch: &'a Path,
-    /// Private per-kind state in the store; created on demand.
-    pub state_dir: &'a Path,
-    /// The store's root, for state shared between kinds (the local network, keys).
+    /// The store's root. Kinds keep state across runs under [`RunContext::shared_state`],
+    /// never by joining paths onto it.
     pub store: &'a Path,
     pub pipeline_dir: &'a Path,
     pub backend: &'a str,
@@ -128,6 +127,14 @@ pub struct RunContext<'a> {
 }
 
 impl RunContext<'_> {
+    /// The owner-only folder `<store>/state/<name>/` that kinds share across runs
+    /// ([`crate::store::shared_state`]), created if missing.
+    pub fn shared_state(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = crate::store::shared_state(self.store, name);
+        crate::store::private_dir(&dir)?;
+        Ok(dir)
+    }
+
     pub fn input(&self, name: &str) -> Option<&Path> {
         self.inputs
             .get(name)

@@ -2,7 +2,7 @@
 //! protocol where SOMA's localnet listens (fullnode gRPC with HTTP `/model/{id}` and
 //! `/data/{id}` on 9000, the BCS faucet on 9123, admin advance-epoch on 9125), so that
 //! the official SDK (`SomaClient(chain="localnet")`) and a user's scripts work
-//! against it offline; it serves the same folder (`localnet/` in the store) that
+//! against it offline; it serves the same folder (`state/network/localnet/` in the store) that
 //! the network stages serve in process. `advance-epoch` and `models` work on it
 //! whether or not it is being served.
 
@@ -57,7 +57,7 @@ pub enum LocalnetCommand {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Where the ledger and served blobs live [default: localnet/ in the store]
+    /// Where the ledger and served blobs live [default: state/network/localnet/ in the store]
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Fullnode port (gRPC and HTTP); 0 picks a free one

@@ -44,7 +44,6 @@ fn main() {
             input_refs: &refs,
             outputs_dir: &outputs,
             scratch: &at("scratch"),
-            state_dir: &at("state"),
             store: &at("store"),
             pipeline_dir: &dir,
             backend: "ndarray",

@@ -53,7 +53,7 @@ fn scores_match_soma_models_on_every_blob() {
     assert_scores_match(&fixture_weights(), &expected.cases, expected.seed);
 }
 
-/// Weights trained by soma-flow (the devnet's genesis models, from the `train`
+/// Weights trained by soma-flow (the local network's genesis models, from the `train`
 /// stage) load in soma-models, which writes them back unchanged and scores them as
 /// soma-flow does.
 #[test]

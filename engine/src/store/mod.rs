@@ -373,10 +373,6 @@ impl Store {
         self.root.join("work").join(key)
     }
 
-    pub fn state_dir(&self, kind: &str) -> PathBuf {
-        self.root.join("state").join(kind)
-    }
-
     pub fn logs_dir(&self, run_id: &str) -> PathBuf {
         self.root.join("logs").join(run_id)
     }
@@ -568,6 +564,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// `<store>/state/<name>/`: the documented place for state that kinds share across
+/// runs (e.g. `network`: the local network, keys awaiting a reveal). Owner-only,
+/// never content-addressed, never removed by `gc`.
+pub fn shared_state(root: &Path, name: &str) -> PathBuf {
+    root.join("state").join(name)
 }
 
 /// Creates `dir` if needed and makes it owner-only (0700).

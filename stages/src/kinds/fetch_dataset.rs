@@ -67,7 +67,7 @@ impl StageKind for FetchDatasetKind {
     }
 
     fn run(&self, with: &FetchOptions, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let state = ctx.store.join("state");
+        let state = ctx.shared_state("data")?;
         let dirs = SourceDirs {
             base_dir: ctx.pipeline_dir,
             hf_cache: &state.join("hf"),

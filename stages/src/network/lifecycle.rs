@@ -266,7 +266,7 @@ pub fn pending_record(
         let record = kept_record(key_dir, &model.id, a.key_commitment).ok_or_else(|| {
             anyhow!(
                 "model {} has a commit awaiting reveal, but {} holds no record of it: it was \
-                 committed with another key folder (keep the store's keys/ between scheduled runs)",
+                 committed with another key folder (keep the store's state/network/ between scheduled runs)",
                 model.id,
                 key_dir.display()
             )

@@ -1,4 +1,4 @@
-//! The zero-setup local network: a SOMA ledger in `<store>/localnet/`, served in
+//! The zero-setup local network: a SOMA ledger in `<store>/state/network/localnet/`, served in
 //! process on loopback ports picked by the OS while a stage needs it, and spoken
 //! to through the same gRPC client as testnet.
 //!
@@ -26,7 +26,7 @@ use crate::model::ArchConfig;
 
 /// The folder of the store's local network.
 pub fn dir(store: &Path) -> PathBuf {
-    store.join("localnet")
+    super::state_dir(store).join("localnet")
 }
 
 const SETTINGS_FILE: &str = "settings.json";

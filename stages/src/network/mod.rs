@@ -184,7 +184,7 @@ impl Network {
 /// bucket in the store; other networks need a place their validators can read.
 pub fn storage_default(net: &Network, store: &Path) -> Result<String> {
     match net.is_local() {
-        true => Ok(crate::storage::local_url(&store.join("bucket"))?),
+        true => Ok(crate::storage::local_url(&state_dir(store).join("bucket"))?),
         false => bail!(
             "{} reads uploads from their manifest URL: give a storage URL its validators can \
              download from",
@@ -198,8 +198,14 @@ pub fn soma(shannons: u64) -> String {
     format!("{} SOMA", shannons as f64 / 1e9)
 }
 
-/// Decryption keys and embeddings of commits awaiting their reveal (0600 files in a
+/// The network's state in the store, `<store>/state/network/` (owner-only):
+/// `localnet/` (the local network), `keys/`, `bucket/`.
+pub fn state_dir(store: &Path) -> PathBuf {
+    soma_flow_engine::store::shared_state(store, "network")
+}
+
+/// Decryption keys and records of commits awaiting their reveal (0600 files in a
 /// 0700 folder): kept in the store so that a later run can reveal.
 pub fn key_dir(store: &Path) -> PathBuf {
-    store.join("keys")
+    state_dir(store).join("keys")
 }
