@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::kind::{KeyContext, Outcome, RunContext};
+use crate::kind::{CachedOutputs, KeyContext, Outcome, RunContext};
 use crate::pipeline::{Plan, PlannedStage};
 use crate::progress::Progress;
 use crate::record::{self, RunRecord, RunStatus, StageRecord, StageStatus};
@@ -119,9 +119,13 @@ pub fn lookup(
         .iter()
         .map(|(k, a)| (k.clone(), store.path_of(a)))
         .collect();
-    if let Err(why) = stage.prepared.revalidate(&paths, store.root()) {
+    let cached = CachedOutputs {
+        outputs: &paths,
+        store: store.root(),
+    };
+    if let Err(why) = stage.prepared.revalidate(&cached) {
         warn(&format!(
-            "cached result no longer holds ({why}); running again"
+            "cached result no longer holds ({why:#}); running again"
         ));
         store.cache_remove(key);
         return None;

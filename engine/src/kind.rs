@@ -99,6 +99,23 @@ pub struct KeyContext<'a> {
     pub pipeline_dir: &'a Path,
 }
 
+/// What `revalidate` sees of a cached result.
+pub struct CachedOutputs<'a> {
+    /// Each output's path in the store.
+    pub outputs: &'a BTreeMap<String, PathBuf>,
+    /// The store's root, for [`crate::store::shared_state`].
+    pub store: &'a Path,
+}
+
+impl CachedOutputs<'_> {
+    pub fn output(&self, name: &str) -> anyhow::Result<&Path> {
+        self.outputs
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| anyhow::anyhow!("the cached result has no output `{name}`"))
+    }
+}
+
 /// What a running stage sees.
 pub struct RunContext<'a> {
     pub stage: &'a str,
@@ -194,12 +211,7 @@ pub trait StageKind: Send + Sync + 'static {
     /// Whether cached outputs still hold. Most outputs are facts about their inputs and
     /// always do; a record of something outside (a commit on a network) may not.
     /// `Err` explains why not, and the stage runs again.
-    fn revalidate(
-        &self,
-        _with: &Self::With,
-        _outputs: &BTreeMap<String, PathBuf>,
-        _store: &Path,
-    ) -> Result<(), String> {
+    fn revalidate(&self, _with: &Self::With, _cached: &CachedOutputs<'_>) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -219,7 +231,7 @@ pub trait Prepared: Send + Sync {
     fn resource(&self) -> Option<String>;
     fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value>;
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
-    fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String>;
+    fn revalidate(&self, cached: &CachedOutputs<'_>) -> anyhow::Result<()>;
     fn irreproducible(&self, output: &str) -> Option<&'static str>;
 }
 
@@ -247,8 +259,8 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome> {
         self.kind.run(&self.with, ctx)
     }
-    fn revalidate(&self, outputs: &BTreeMap<String, PathBuf>, store: &Path) -> Result<(), String> {
-        self.kind.revalidate(&self.with, outputs, store)
+    fn revalidate(&self, cached: &CachedOutputs<'_>) -> anyhow::Result<()> {
+        self.kind.revalidate(&self.with, cached)
     }
     fn irreproducible(&self, output: &str) -> Option<&'static str> {
         self.kind.irreproducible(&self.with, output)

@@ -22,5 +22,6 @@ pub mod verify;
 pub mod yaml;
 
 pub use kind::{
-    InputPort, Inputs, KeyContext, Outcome, Registry, RunContext, StageKind, WithError,
+    CachedOutputs, InputPort, Inputs, KeyContext, Outcome, Registry, RunContext, StageKind,
+    WithError,
 };

@@ -1,12 +1,11 @@
 //! `commit`: encrypt the weights, upload them, and commit them to the network.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{
+    CachedOutputs, InputPort, Inputs, Outcome, RunContext, StageKind, WithError,
+};
 
 use crate::formats::embedding;
 use crate::model::weights::{check_layout, read_header};
@@ -170,24 +169,15 @@ impl StageKind for CommitKind {
     }
 
     /// A commit record from the cache counts only while the network still holds it.
-    fn revalidate(
-        &self,
-        with: &CommitWith,
-        outputs: &BTreeMap<String, PathBuf>,
-        store: &Path,
-    ) -> Result<(), String> {
-        let record = CommitRecord::read(&outputs["record"]).map_err(|e| format!("{e:#}"))?;
-        let status = (|| {
-            let info = with.network.open(store)?.epoch()?;
-            record.status(&info.system.models, info.epoch)
-        })()
-        .map_err(|e| format!("{e:#}"))?;
-        match status {
+    fn revalidate(&self, with: &CommitWith, cached: &CachedOutputs<'_>) -> Result<()> {
+        let record = CommitRecord::read(cached.output("record")?)?;
+        let info = with.network.open(cached.store)?.epoch()?;
+        match record.status(&info.system.models, info.epoch)? {
             RecordStatus::AwaitingReveal { .. } | RecordStatus::Revealed { .. } => Ok(()),
-            RecordStatus::Missed { commit_epoch, current_epoch } => Err(format!(
+            RecordStatus::Missed { commit_epoch, current_epoch } => anyhow::bail!(
                 "the commit from epoch {commit_epoch} missed its reveal window (now epoch {current_epoch})"
-            )),
-            RecordStatus::Superseded => Err("the network no longer holds this commit".into()),
+            ),
+            RecordStatus::Superseded => anyhow::bail!("the network no longer holds this commit"),
         }
     }
 }

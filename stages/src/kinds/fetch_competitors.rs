@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use soma_flow_engine::yaml::PathSeg;
-use soma_flow_engine::{InputPort, Inputs, KeyContext, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{
+    CachedOutputs, InputPort, Inputs, KeyContext, Outcome, RunContext, StageKind, WithError,
+};
 
 use soma_flow_chain::{ObjectID, SomaAddress};
 
@@ -232,34 +234,27 @@ impl StageKind for FetchCompetitorsKind {
     }
 
     /// Fetched models stand only while the network still offers exactly them.
-    fn revalidate(
-        &self,
-        with: &FetchCompetitorsWith,
-        outputs: &BTreeMap<String, PathBuf>,
-        store: &Path,
-    ) -> Result<(), String> {
+    fn revalidate(&self, with: &FetchCompetitorsWith, cached: &CachedOutputs<'_>) -> Result<()> {
         if !uses_network(with) {
             return Ok(());
         }
-        let recorded: Snapshot = std::fs::read(outputs["models"].join(SNAPSHOT_FILE))
+        let recorded: Snapshot = std::fs::read(cached.output("models")?.join(SNAPSHOT_FILE))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or("no record of what the network offered")?;
+            .context("no record of what the network offered")?;
         let owner = recorded
             .owner
             .as_deref()
             .map(str::parse::<SomaAddress>)
             .transpose()
-            .map_err(|_| "the record names no valid owner")?;
-        let (now, _) = with
-            .network
-            .open(store)
-            .and_then(|net| Snapshot::take(&net, with, owner, recorded.target.clone()))
-            .map_err(|e| format!("{e:#}"))?;
-        match now == recorded {
-            true => Ok(()),
-            false => Err("the network's revealed models changed since they were fetched".into()),
-        }
+            .map_err(|_| anyhow::anyhow!("the record names no valid owner"))?;
+        let net = with.network.open(cached.store)?;
+        let (now, _) = Snapshot::take(&net, with, owner, recorded.target.clone())?;
+        anyhow::ensure!(
+            now == recorded,
+            "the network's revealed models changed since they were fetched"
+        );
+        Ok(())
     }
 
     fn irreproducible(&self, with: &FetchCompetitorsWith, _: &str) -> Option<&'static str> {

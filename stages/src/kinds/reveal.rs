@@ -1,14 +1,14 @@
 //! `reveal`: publish the decryption key and embedding of a commit in its reveal epoch.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{
+    CachedOutputs, InputPort, Inputs, Outcome, RunContext, StageKind, WithError,
+};
 
 use crate::network::key_dir;
 use crate::network::lifecycle::{self, CommitRecord, RevealOutcome};
@@ -66,32 +66,19 @@ impl StageKind for RevealKind {
     }
 
     /// A reveal of "whatever is pending" holds only while nothing new is pending.
-    fn revalidate(
-        &self,
-        with: &RevealWith,
-        outputs: &BTreeMap<String, PathBuf>,
-        store: &Path,
-    ) -> Result<(), String> {
-        let Ok(bytes) = std::fs::read(&outputs["revealed"]) else {
-            return Err("the reveal record is unreadable".into());
-        };
+    fn revalidate(&self, with: &RevealWith, cached: &CachedOutputs<'_>) -> Result<()> {
+        let path = cached.output("revealed")?;
+        let bytes = std::fs::read(path).context("the reveal record is unreadable")?;
         let recorded: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let Some(owner) = recorded["pending_of"].as_str() else {
             return Ok(());
         };
         let owner = owner
             .parse()
-            .map_err(|_| "the reveal record names no valid owner")?;
-        let pending = (|| {
-            let net = with.network.open(store)?;
-            lifecycle::pending_record(&net, &owner, &key_dir(store))
-        })()
-        .map_err(|e| format!("{e:#}"))?;
-        match pending {
-            Some(record) => Err(format!(
-                "model {} has a commit awaiting reveal",
-                record.model_id
-            )),
+            .map_err(|_| anyhow::anyhow!("the reveal record names no valid owner"))?;
+        let net = with.network.open(cached.store)?;
+        match lifecycle::pending_record(&net, &owner, &key_dir(cached.store))? {
+            Some(record) => anyhow::bail!("model {} has a commit awaiting reveal", record.model_id),
             None => Ok(()),
         }
     }
