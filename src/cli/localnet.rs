@@ -156,24 +156,15 @@ fn targets(
     json: bool,
     store: &StoreArgs,
 ) -> Result<i32> {
-    use soma_flow_chain::client::TargetQuery;
     let net = network.connect(store)?;
     let epoch = match epoch {
         Some(e) => e,
         None => net.epoch()?.epoch,
     };
-    let mut rows = Vec::new();
-    let mut page_token = None;
-    loop {
-        let page = net.block_on(net.client.list_targets(&TargetQuery {
-            status: status.clone(),
-            epoch: Some(epoch),
-            page_size: Some(100),
-            page_token: page_token.take(),
-            ..TargetQuery::default()
-        }))?;
-        let last = page.targets.is_empty();
-        rows.extend(page.targets.into_iter().map(|t| {
+    let rows: Vec<serde_json::Value> = net
+        .targets(status.as_deref(), epoch)?
+        .into_iter()
+        .map(|t| {
             serde_json::json!({
                 "id": t.id.to_hex(),
                 "status": t.status,
@@ -186,12 +177,8 @@ fn targets(
                 "winning_model_id": t.winning_model_id.map(|m| m.to_hex()),
                 "data_url": t.data_url,
             })
-        }));
-        match page.next_page_token {
-            Some(token) if !last => page_token = Some(token),
-            _ => break,
-        }
-    }
+        })
+        .collect();
     if json {
         println!(
             "{}",

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context, Result};
-use soma_flow_chain::client::{ChainParameters, EpochInfo, SomaClient};
+use soma_flow_chain::client::{ChainParameters, EpochInfo, SomaClient, TargetInfo, TargetQuery};
 use soma_flow_chain::SomaAddress;
 
 /// The public testnet's fullnode and faucet (SOMA-RPC §1.2).
@@ -146,6 +146,27 @@ impl Network {
 
     pub fn parameters(&self) -> Result<ChainParameters> {
         Ok(self.epoch()?.system.parameters)
+    }
+
+    /// The targets generated in `epoch`, with `status` if given, every page.
+    pub fn targets(&self, status: Option<&str>, epoch: u64) -> Result<Vec<TargetInfo>> {
+        let mut targets = Vec::new();
+        let mut page_token = None;
+        loop {
+            let page = self.block_on(self.client.list_targets(&TargetQuery {
+                status: status.map(str::to_owned),
+                epoch: Some(epoch),
+                page_size: Some(100),
+                page_token: page_token.take(),
+                ..TargetQuery::default()
+            }))?;
+            let last = page.targets.is_empty();
+            targets.extend(page.targets);
+            match page.next_page_token {
+                Some(token) if !last => page_token = Some(token),
+                _ => return Ok(targets),
+            }
+        }
     }
 
     /// Makes sure `address` holds at least `needed` shannons. On the local network

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use soma_flow_chain::client::{TargetInfo, TargetQuery};
 use soma_flow_chain::{Digest, Manifest, ObjectID, SecretKey, SubmissionManifest};
 
 use super::lifecycle::{fetch, Revealed};
@@ -42,27 +41,6 @@ pub struct Filled {
     pub distance: f32,
     pub threshold: f32,
     pub data_url: String,
-}
-
-/// The open targets of `epoch`, every page.
-pub fn open_targets(net: &Network, epoch: u64) -> Result<Vec<TargetInfo>> {
-    let mut targets = Vec::new();
-    let mut page_token = None;
-    loop {
-        let page = net.block_on(net.client.list_targets(&TargetQuery {
-            status: Some("open".into()),
-            epoch: Some(epoch),
-            page_size: Some(100),
-            page_token: page_token.take(),
-            ..TargetQuery::default()
-        }))?;
-        let last = page.targets.is_empty();
-        targets.extend(page.targets);
-        match page.next_page_token {
-            Some(token) if !last => page_token = Some(token),
-            _ => return Ok(targets),
-        }
-    }
 }
 
 /// Fills up to `how.count` open targets; `work` holds the fetched models.
@@ -102,7 +80,7 @@ pub fn submit(
         each * how.count as u64,
         "the submissions' bonds and fees",
     )?;
-    let targets = open_targets(net, info.epoch)?;
+    let targets = net.targets(Some("open"), info.epoch)?;
     if targets.is_empty() {
         bail!(
             "{} has no open target in epoch {} (targets are generated at each epoch change \
