@@ -110,6 +110,13 @@ fn process_models(system: &mut SystemState, new_epoch: u64) {
 }
 
 impl Ledger {
+    /// Ends the current epoch now (by the wall clock, never before the epoch's
+    /// start), as the admin service and the epoch clock do.
+    pub fn advance_epoch_now(&mut self) -> Result<Effects, LedgerError> {
+        let start = self.data.system.epoch_start_timestamp_ms;
+        self.advance_epoch(crate::now_ms().max(start))
+    }
+
     /// Ends the current epoch at `timestamp_ms` (the new epoch's start), as
     /// the localnet admin's AdvanceEpoch does. Returns the ChangeEpoch
     /// transaction's effects; the targets it generated are its created objects.

@@ -51,6 +51,13 @@ pub use persist::{FORMAT_VERSION, LEDGER_FILE};
 pub use state::{Model, ModelCommit, ModelState, StakingPool, SystemState, TargetState};
 pub use targets::{StatusFilter, TargetCursor, TargetEntry, TargetPage, TargetQuery};
 
+/// The wall clock in milliseconds since the Unix epoch (0 before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The owner of the SystemState and of every target: `Shared{1}`.
 pub const SHARED_OWNER: Owner = Owner::Shared {
     initial_shared_version: 1,

@@ -25,17 +25,9 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    pub fn endpoint(&self) -> Result<Endpoint> {
-        let mut endpoint = Endpoint::parse(&self.network)?;
-        if let Endpoint::Remote { faucet, admin, .. } = &mut endpoint {
-            faucet.clone_from(&self.faucet);
-            admin.clone_from(&self.admin);
-        }
-        Ok(endpoint)
-    }
-
     pub fn connect(&self, store: &StoreArgs) -> Result<Network> {
-        let endpoint = self.endpoint()?;
+        let endpoint =
+            Endpoint::parse_with(&self.network, self.faucet.as_deref(), self.admin.as_deref())?;
         let root = match endpoint {
             Endpoint::Local => store.open()?.root().to_owned(),
             _ => PathBuf::new(),

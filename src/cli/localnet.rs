@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use soma_flow_engine::app::StoreArgs;
-use soma_flow_localnet::server::{serve, ServerConfig};
+use soma_flow_localnet::server::serve;
 use soma_flow_stages::model::Preset;
 use soma_flow_stages::network::lifecycle::awaiting;
 use soma_flow_stages::network::local::{self, Settings};
@@ -304,7 +304,7 @@ fn serve_until_interrupted(args: ServeArgs, dir: PathBuf) -> Result<i32> {
             dir.display()
         )
     })?;
-    let settings = local::create(
+    let (settings, mut config) = local::server_config(
         &dir,
         &Settings {
             arch: args.arch.name().to_owned(),
@@ -312,11 +312,9 @@ fn serve_until_interrupted(args: ServeArgs, dir: PathBuf) -> Result<i32> {
             genesis: !args.no_genesis,
         },
     )?;
-    let mut config = ServerConfig::new(&dir, settings.genesis_config(local::now_ms())?);
     config.rpc_port = args.port;
     config.faucet_port = args.faucet_port;
     config.admin_port = args.admin_port;
-    config.timed_epochs = settings.epoch_duration_ms.is_some();
     let runtime = soma_flow_stages::network::runtime();
     let handle = runtime
         .block_on(serve(config))

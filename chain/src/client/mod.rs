@@ -513,10 +513,7 @@ impl SomaClient {
                 params.model_min_stake
             )));
         }
-        let value_fee = (stake as u128 * (params.value_fee_bps / 2) as u128 / 10_000) as u64;
-        let needed = stake
-            .saturating_add(value_fee)
-            .saturating_add(params.base_fee + 3 * params.write_object_fee);
+        let needed = params.create_model_cost(stake);
         let kind = TransactionKind::CreateModel {
             stake_amount: stake,
             commission_rate,
@@ -582,9 +579,8 @@ impl SomaClient {
         amount: u64,
     ) -> ClientResult<Executed> {
         let params = self.system_state().await?.parameters;
-        let value_fee = (amount as u128 * (params.value_fee_bps / 2) as u128 / 10_000) as u64;
         let needed = amount
-            .saturating_add(value_fee)
+            .saturating_add(params.value_fee(amount))
             .saturating_add(params.base_fee + 2 * params.write_object_fee);
         self.execute(key, needed, |gas| TransactionKind::AddStakeToModel {
             model_id: *model_id,
@@ -608,11 +604,7 @@ impl SomaClient {
         loss_score: &[f32],
     ) -> ClientResult<Executed> {
         let params = self.system_state().await?.parameters;
-        let bond = data_manifest
-            .manifest
-            .size()
-            .saturating_mul(params.submission_bond_per_byte);
-        let needed = bond.saturating_add(params.base_fee + 4 * params.write_object_fee);
+        let needed = params.submit_data_cost(data_manifest.manifest.size());
         self.execute(key, needed, |gas| TransactionKind::SubmitData {
             target_id: *target_id,
             data_manifest: data_manifest.clone(),
@@ -640,8 +632,7 @@ impl SomaClient {
 
     /// Base fee plus a few written objects: what a commit or claim costs.
     async fn small_fee(&self) -> ClientResult<u64> {
-        let params = self.system_state().await?.parameters;
-        Ok(params.base_fee + 4 * params.write_object_fee)
+        Ok(self.system_state().await?.parameters.small_cost())
     }
 
     /// Builds (around a gas coin holding at least `needed`), signs, executes

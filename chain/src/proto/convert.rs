@@ -575,6 +575,32 @@ pub struct ChainParameters {
     pub max_submission_data_size: u64,
 }
 
+impl ChainParameters {
+    /// The value fee on `amount`: half the value-fee rate, rounded down (§6.2).
+    pub fn value_fee(&self, amount: u64) -> u64 {
+        (amount as u128 * (self.value_fee_bps / 2) as u128 / 10_000) as u64
+    }
+
+    /// What a gas coin must hold to create a model staking `stake`.
+    pub fn create_model_cost(&self, stake: u64) -> u64 {
+        stake
+            .saturating_add(self.value_fee(stake))
+            .saturating_add(self.base_fee + 3 * self.write_object_fee)
+    }
+
+    /// What a gas coin must hold for a commit or a claim: the base fee and a few
+    /// written objects.
+    pub fn small_cost(&self) -> u64 {
+        self.base_fee + 4 * self.write_object_fee
+    }
+
+    /// What a gas coin must hold to submit `size` bytes of data: the bond and fees.
+    pub fn submit_data_cost(&self, size: u64) -> u64 {
+        size.saturating_mul(self.submission_bond_per_byte)
+            .saturating_add(self.small_cost())
+    }
+}
+
 impl TryFrom<&super::SystemParameters> for ChainParameters {
     type Error = Error;
     fn try_from(p: &super::SystemParameters) -> Result<Self> {

@@ -7,7 +7,6 @@
 //! carries the `x-soma-*` headers of §1.1.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -130,12 +129,6 @@ where
     F: Fn(Req) -> Result<Resp, Status> + Send + 'static,
 {
     unary_with(BcsCodec::<Resp, Req>::default(), req, handler).await
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The `x-soma-*` and `server` headers of §1.1.
@@ -474,9 +467,8 @@ fn request_gas(node: &Node, r: rpc::GasRequest) -> Result<rpc::GasResponse, Stat
 
 pub(super) fn advance_epoch(node: &Node) -> Result<rpc::AdvanceEpochResponse, Status> {
     let mut ledger = node.ledger();
-    let start = ledger.system_state().epoch_start_timestamp_ms;
     ledger
-        .advance_epoch(now_ms().max(start))
+        .advance_epoch_now()
         .map_err(|e| Status::internal(e.to_string()))?;
     node.committed(&ledger)
         .map_err(|e| Status::internal(e.to_string()))?;

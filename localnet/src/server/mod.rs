@@ -221,7 +221,7 @@ async fn epoch_clock(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             let end = state
                 .epoch_start_timestamp_ms
                 .saturating_add(state.parameters.epoch_duration_ms.max(1));
-            end.saturating_sub(grpc::now_ms())
+            end.saturating_sub(crate::now_ms())
         };
         if due_in > 0 {
             tokio::select! {

@@ -8,13 +8,12 @@ use soma_flow_engine::{
 };
 
 use crate::formats::embedding;
-use crate::model::weights::{check_layout, read_header};
+use crate::model::weights::inspect;
 use crate::network::lifecycle::{self, CommitRecord, ModelTerms, Publish, RecordStatus, Upload};
 use crate::network::with::{NetworkSchema, NetworkWith};
 use crate::network::{key_dir, Endpoint};
 use crate::training::documents::open_documents;
 use crate::training::embedding::{embed_file, EmbedWith};
-use crate::ArchConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -116,11 +115,7 @@ impl StageKind for CommitKind {
         let weights = ctx.input("model").expect("required input");
         // The chain's architecture, checked before anything is computed or sent.
         let params = net.parameters()?;
-        let arch = ArchConfig::infer_from_weights(weights, None)
-            .and_then(|arch| {
-                check_layout(weights, &read_header(weights)?, &arch)?;
-                Ok(arch)
-            })
+        let arch = inspect(weights, None)
             .with_context(|| format!("{} is not a SOMA V1 model", weights.display()))?;
         anyhow::ensure!(
             arch.embedding_dim as u64 == params.target_embedding_dim,

@@ -19,11 +19,10 @@ use soma_flow_chain::{ObjectID, SomaAddress};
 use crate::data::{check_sha256, check_url, download_object, io_at, DataError, ProgressFn};
 use crate::formats::competitors::{self, Competitor};
 use crate::formats::embedding;
-use crate::model::weights::{check_layout, read_header};
+use crate::model::weights::inspect;
 use crate::network::lifecycle::{self, Revealed};
 use crate::network::with::{NetworkSchema, NetworkWith};
 use crate::score::cosine_distance;
-use crate::ArchConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -448,14 +447,11 @@ fn select(
 
 /// Weights must have the canonical V1 layout of some architecture.
 fn validate(path: &Path, source: &str, heads: Option<usize>) -> Result<(), String> {
-    let check = || {
-        let config = ArchConfig::infer_from_weights(path, heads).map_err(|e| format!("{e:#}"))?;
-        let header = read_header(path).map_err(|e| e.to_string())?;
-        check_layout(path, &header, &config).map_err(|e| e.to_string())
-    };
     // The checks name the file they read, the stage's working copy: name the source
     // the user knows instead.
-    check().map_err(|e| e.replace(&path.display().to_string(), source))
+    inspect(path, heads)
+        .map(drop)
+        .map_err(|e| format!("{e:#}").replace(&path.display().to_string(), source))
 }
 
 /// A problem with element `index` of list `key`, or with `field` inside it.

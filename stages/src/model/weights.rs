@@ -196,6 +196,14 @@ pub fn read_header(path: &Path) -> Result<BTreeMap<String, TensorHeader>, Weight
     MappedWeights::open(path)?.header()
 }
 
+/// The architecture of the weights at `path`, checked to have its canonical V1
+/// layout (`heads` for shapes that match no preset).
+pub fn inspect(path: &Path, heads: Option<usize>) -> anyhow::Result<ArchConfig> {
+    let config = ArchConfig::infer_from_weights(path, heads)?;
+    check_layout(path, &read_header(path)?, &config)?;
+    Ok(config)
+}
+
 /// Compares a header with the canonical layout of `config`.
 pub fn check_layout(
     path: &Path,

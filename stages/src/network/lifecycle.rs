@@ -237,9 +237,7 @@ fn load_key(path: &Path) -> Result<DecryptionKey> {
 
 /// The record kept in the key folder for `model`'s commit with this key commitment.
 fn kept_record(key_dir: &Path, model: &ObjectID, key_commitment: Digest) -> Option<CommitRecord> {
-    let path = record_path(key_dir, &model.to_hex(), hash(key_commitment));
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    CommitRecord::read(&record_path(key_dir, &model.to_hex(), hash(key_commitment))).ok()
 }
 
 /// The signer's models that are not Inactive, in registry order.
@@ -338,19 +336,31 @@ pub fn commit(
         bail!("the embedding holds a value that is not finite");
     }
     let owner = key.address();
-    let weights = hash_file(weights_path)
-        .with_context(|| format!("cannot read weights {}", weights_path.display()))?
-        .input;
     let embedding_commitment = hash(embedding_commitment(embedding)?);
     let model = own_models(&info.system.models, &owner).first().copied();
-    let same =
-        |r: &CommitRecord| r.weights == weights && r.embedding_commitment == embedding_commitment;
+    // The plaintext is hashed only to recognise a record kept for the same weights;
+    // a new commit hashes it while uploading.
+    let mut plaintext: Option<Hash256> = None;
+    let mut same = |r: &CommitRecord| -> Result<bool> {
+        if r.embedding_commitment != embedding_commitment {
+            return Ok(false);
+        }
+        let weights = match plaintext {
+            Some(h) => h,
+            None => *plaintext.insert(
+                hash_file(weights_path)
+                    .with_context(|| format!("cannot read weights {}", weights_path.display()))?
+                    .input,
+            ),
+        };
+        Ok(r.weights == weights)
+    };
     if let Some(m) = model {
         if let Some(a) = awaiting(m).filter(|a| still_revealable(a.commit_epoch, info.epoch)) {
-            let kept = kept_record(key_dir, &m.id, a.key_commitment)
-                .filter(|r| same(r) && load_key(&r.key_path(key_dir)).is_ok());
-            if let Some(record) = kept {
-                return Ok(record);
+            if let Some(record) = kept_record(key_dir, &m.id, a.key_commitment) {
+                if same(&record)? && load_key(&record.key_path(key_dir)).is_ok() {
+                    return Ok(record);
+                }
             }
             bail!(
                 "model {} already has a commit from epoch {} awaiting its reveal in epoch {}: \
@@ -360,28 +370,18 @@ pub fn commit(
                 a.commit_epoch + 1
             );
         }
-        if m.state == "active" {
-            if let Some(k) = m.decryption_key_commitment {
-                if let Some(record) = kept_record(key_dir, &m.id, k).filter(|r| same(r)) {
-                    return Ok(record);
-                }
+        let revealed = m.decryption_key_commitment.filter(|_| m.state == "active");
+        if let Some(record) = revealed.and_then(|k| kept_record(key_dir, &m.id, k)) {
+            if same(&record)? {
+                return Ok(record);
             }
         }
     }
 
     // What the transactions will take from the gas coin.
-    let commit_fee = params.base_fee + 4 * params.write_object_fee;
     let stake = terms.stake.unwrap_or(params.model_min_stake);
-    let create_cost = match model {
-        Some(_) => 0,
-        None => {
-            stake
-                + (stake as u128 * (params.value_fee_bps / 2) as u128 / 10_000) as u64
-                + params.base_fee
-                + 3 * params.write_object_fee
-        }
-    };
-    net.ensure_balance(&owner, create_cost + commit_fee, "this commit")?;
+    let create_cost = model.map_or(params.create_model_cost(stake), |_| 0);
+    net.ensure_balance(&owner, create_cost + params.small_cost(), "this commit")?;
     let model_id = match model {
         Some(m) => m.id,
         None => {
@@ -409,7 +409,7 @@ pub fn commit(
         &storage::join_url(&upload.upload, &name),
         CtrStream::keyed(&decryption_key),
     ))?;
-    if sent.input != weights {
+    if plaintext.is_some_and(|h| h != sent.input) {
         bail!(
             "{} changed while it was being committed; commit again",
             weights_path.display()
@@ -424,7 +424,7 @@ pub fn commit(
         url: manifest.url().to_string(),
         checksum: sent.output,
         size: sent.size,
-        weights,
+        weights: sent.input,
         embedding_commitment,
         key_commitment,
         embedding: embedding.to_vec(),

@@ -13,13 +13,13 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use soma_flow_chain::client::SomaClient;
 use soma_flow_localnet::server::{serve, ServerConfig, ServerHandle};
-use soma_flow_localnet::{GenesisConfig, Ledger, LEDGER_FILE, SHANNONS_PER_SOMA};
+use soma_flow_localnet::{now_ms, GenesisConfig, Ledger, LEDGER_FILE, SHANNONS_PER_SOMA};
 
 use super::{genesis, runtime};
 use crate::model::ArchConfig;
@@ -103,12 +103,6 @@ impl Settings {
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Whether `dir` holds a local network.
 pub fn exists(dir: &Path) -> bool {
     dir.join(LEDGER_FILE).exists()
@@ -135,6 +129,16 @@ pub fn create(dir: &Path, settings: &Settings) -> Result<Settings> {
     // The ledger last: its presence is what makes the network exist.
     ledger.save(dir)?;
     Ok(settings.clone())
+}
+
+/// The server configuration of the network in `dir`, made with `settings` first
+/// if it is new (the caller holds the folder's lock); the settings it has.
+/// Ports are SOMA's localnet defaults.
+pub fn server_config(dir: &Path, settings: &Settings) -> Result<(Settings, ServerConfig)> {
+    let settings = create(dir, settings)?;
+    let mut config = ServerConfig::new(dir, settings.genesis_config(now_ms())?);
+    config.timed_epochs = settings.epoch_duration_ms.is_some();
+    Ok((settings, config))
 }
 
 /// The lock that gives one process the folder; `None` if another holds it.
@@ -202,11 +206,11 @@ impl Running {
             return Ok(live);
         }
         let lock = lock(dir)?;
-        let settings = create(dir, settings)?;
-        let mut config =
-            ServerConfig::new(dir, settings.genesis_config(now_ms())?).ephemeral_ports();
-        config.faucet_amount = FAUCET_AMOUNT;
-        config.timed_epochs = settings.epoch_duration_ms.is_some();
+        let (_, config) = server_config(dir, settings)?;
+        let config = ServerConfig {
+            faucet_amount: FAUCET_AMOUNT,
+            ..config.ephemeral_ports()
+        };
         let handle = runtime()
             .block_on(serve(config))
             .map_err(|e| anyhow!("cannot serve the local network in {}: {e}", dir.display()))?;
@@ -249,8 +253,7 @@ pub fn advance_epoch(dir: &Path) -> Result<u64> {
         )
     })?;
     let mut ledger = Ledger::open(dir)?;
-    let start = ledger.system_state().epoch_start_timestamp_ms;
-    ledger.advance_epoch(now_ms().max(start))?;
+    ledger.advance_epoch_now()?;
     ledger.save(dir)?;
     Ok(ledger.epoch())
 }

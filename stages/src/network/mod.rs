@@ -61,6 +61,21 @@ impl Endpoint {
             ),
         }
     }
+
+    /// [`Endpoint::parse`], with the faucet and admin services of a fullnode URL.
+    pub fn parse_with(text: &str, faucet: Option<&str>, admin: Option<&str>) -> Result<Self> {
+        let mut endpoint = Self::parse(text)?;
+        if let Self::Remote {
+            faucet: f,
+            admin: a,
+            ..
+        } = &mut endpoint
+        {
+            *f = faucet.map(str::to_owned);
+            *a = admin.map(str::to_owned);
+        }
+        Ok(endpoint)
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -216,7 +231,10 @@ pub fn storage_default(net: &Network, store: &Path) -> Result<String> {
 
 /// Shannons as SOMA, for messages.
 pub fn soma(shannons: u64) -> String {
-    format!("{} SOMA", shannons as f64 / 1e9)
+    format!(
+        "{} SOMA",
+        shannons as f64 / soma_flow_localnet::SHANNONS_PER_SOMA as f64
+    )
 }
 
 /// The network's state in the store, `<store>/state/network/` (owner-only):

@@ -65,7 +65,6 @@ pub fn submit(
             );
         }
     }
-    let params = &info.system.parameters;
     let largest = how
         .blobs
         .iter()
@@ -73,8 +72,7 @@ pub fn submit(
         .map(|m| m.len())
         .max()
         .unwrap_or(0);
-    let each =
-        largest * params.submission_bond_per_byte + params.base_fee + 4 * params.write_object_fee;
+    let each = info.system.parameters.submit_data_cost(largest);
     net.ensure_balance(
         &key.address(),
         each * how.count as u64,

@@ -120,18 +120,11 @@ pub enum NetworkSchema {
 
 impl NetworkWith {
     pub fn endpoint(&self) -> Result<Endpoint> {
-        let mut endpoint = match &self.rpc {
-            Some(rpc) => Endpoint::parse(rpc)?,
-            None => Endpoint::parse(&self.name)?,
-        };
-        match &mut endpoint {
-            Endpoint::Remote { faucet, admin, .. } => {
-                faucet.clone_from(&self.faucet);
-                admin.clone_from(&self.admin);
-            }
-            Endpoint::Local | Endpoint::Testnet => {}
-        }
-        Ok(endpoint)
+        Endpoint::parse_with(
+            self.rpc.as_deref().unwrap_or(&self.name),
+            self.faucet.as_deref(),
+            self.admin.as_deref(),
+        )
     }
 
     pub fn check(&self) -> Result<(), WithError> {
