@@ -3,7 +3,6 @@
 use soma_flow_engine::app::Env;
 use soma_flow_engine::command::CommandKind;
 use soma_flow_engine::Registry;
-use soma_flow_stages::BackendChoice;
 
 pub fn registry() -> Registry {
     let mut r = Registry::new();
@@ -15,12 +14,6 @@ pub fn registry() -> Registry {
 pub fn env() -> Env {
     Env {
         registry: registry(),
-        check_backend,
+        backend: soma_flow_stages::backend::SETTING,
     }
-}
-
-fn check_backend(name: &str) -> Result<(), String> {
-    name.parse::<BackendChoice>()
-        .and_then(|b| b.ensure_compiled())
-        .map_err(|e| e.to_string())
 }

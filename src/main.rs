@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use soma_flow_engine::app::{self, StoreArgs};
+use soma_flow_engine::app::{self, ExitStatus, StoreArgs};
 
 mod cli;
 mod kinds;
@@ -71,11 +71,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                app::EXIT_USAGE as u8
+            return if e.use_stderr() {
+                ExitStatus::Usage.into()
             } else {
-                0
-            });
+                ExitCode::SUCCESS
+            };
         }
     };
     let env = kinds::env();
@@ -91,10 +91,10 @@ fn main() -> ExitCode {
         }
     };
     match code {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(status) => status.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitStatus::Failed.into()
         }
     }
 }

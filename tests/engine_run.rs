@@ -1,7 +1,8 @@
-//! The engine end to end through the real binary: caching, reruns, parallelism,
-//! crash safety, concurrent runs, deferral and the run-record commands.
+//! The engine end to end through the real binary: the commands (run, status, path,
+//! rerun, gc, report), exit codes, crash safety. The engine's behaviour itself is
+//! tested in process in the engine crate (`engine/tests/`).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -100,134 +101,6 @@ fn example_runs_then_reruns_nothing_then_only_what_changed() {
         std::fs::read_to_string(out.stdout().trim()).unwrap(),
         "HI\n"
     );
-}
-
-#[test]
-fn needs_orders_without_data() {
-    let p = Project::new();
-    let counter = example(&p);
-    assert_eq!(p.run(&["run", "example.yaml", "-j", "4"]).code(), 0);
-    assert_eq!(count(&counter), ["make", "shout", "after"]);
-    let rec = p.last_record();
-    let end = |s: &str| {
-        rec["stages"][s]["start_ms"].as_u64().unwrap()
-            + rec["stages"][s]["duration_ms"].as_u64().unwrap()
-    };
-    assert!(rec["stages"]["after"]["start_ms"].as_u64().unwrap() >= end("shout"));
-}
-
-#[test]
-fn independent_stages_overlap() {
-    let p = Project::new();
-    p.write(
-        "par.yaml",
-        "name: par\nstages:\n  a:\n    kind: command\n    with: {run: 'sleep 1'}\n  b:\n    kind: command\n    with: {run: 'sleep 1'}\n  c:\n    kind: command\n    needs: [a, b]\n    with: {run: 'true'}\n",
-    );
-    let out = p.run(&["run", "par.yaml", "--jobs", "2"]);
-    assert_eq!(out.code(), 0, "{}", out.all());
-    let rec = p.last_record();
-    let (a, b) = (&rec["stages"]["a"], &rec["stages"]["b"]);
-    let a_end = a["start_ms"].as_u64().unwrap() + a["duration_ms"].as_u64().unwrap();
-    assert!(
-        b["start_ms"].as_u64().unwrap() < a_end,
-        "b started before a ended: {rec}"
-    );
-
-    // With one job they cannot overlap.
-    let out = p.run(&["run", "par.yaml", "--jobs", "1", "--no-cache"]);
-    assert_eq!(out.code(), 0);
-    let rec = p.last_record();
-    let (a, b) = (&rec["stages"]["a"], &rec["stages"]["b"]);
-    let a_end = a["start_ms"].as_u64().unwrap() + a["duration_ms"].as_u64().unwrap();
-    let b_end = b["start_ms"].as_u64().unwrap() + b["duration_ms"].as_u64().unwrap();
-    assert!(b["start_ms"].as_u64().unwrap() >= a_end || a["start_ms"].as_u64().unwrap() >= b_end);
-}
-
-#[test]
-fn resource_class_limits_concurrency() {
-    let p = Project::new();
-    p.write(
-        "gpu.yaml",
-        "name: gpu\nstages:\n  a:\n    kind: command\n    resource: gpu\n    with: {run: 'sleep 0.5'}\n  b:\n    kind: command\n    resource: gpu\n    with: {run: 'sleep 0.5'}\n",
-    );
-    assert_eq!(p.run(&["run", "gpu.yaml", "--jobs", "4"]).code(), 0);
-    let rec = p.last_record();
-    let span = |s: &str| {
-        let st = rec["stages"][s]["start_ms"].as_u64().unwrap();
-        (st, st + rec["stages"][s]["duration_ms"].as_u64().unwrap())
-    };
-    let ((a0, a1), (b0, b1)) = (span("a"), span("b"));
-    assert!(b0 >= a1 || a0 >= b1, "two gpu stages overlapped: {rec}");
-}
-
-#[test]
-fn corrupt_object_is_detected_and_rebuilt() {
-    let p = Project::new();
-    let counter = example(&p);
-    assert_eq!(p.run(&["run", "example.yaml"]).code(), 0);
-    let obj = p
-        .run(&["path", "example.yaml", "make.text"])
-        .stdout()
-        .trim()
-        .to_string();
-    let mut perm = std::fs::metadata(&obj).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&obj, perm).unwrap();
-    std::fs::write(&obj, "tampered\n").unwrap();
-
-    let out = p.run(&["run", "example.yaml"]);
-    assert_eq!(out.code(), 0, "{}", out.all());
-    assert!(
-        out.stderr().contains("corrupt"),
-        "the corruption is reported: {}",
-        out.all()
-    );
-    assert_eq!(
-        count(&counter)[3..],
-        ["make"],
-        "make is rebuilt; shout's key is unchanged"
-    );
-    assert_eq!(std::fs::read_to_string(&obj).unwrap(), "hello\n");
-}
-
-#[test]
-fn concurrent_runs_share_the_store_and_never_run_a_key_twice() {
-    let p = Project::new();
-    let counter = p.path().join("counter.txt");
-    p.write(
-        "slow.yaml",
-        &format!(
-            "name: slow\nstages:\n  s:\n    kind: command\n    with:\n      run: 'echo s >> {}; sleep 1; echo done > outputs/o'\n      outs: [o]\n",
-            counter.display()
-        ),
-    );
-    let a = p
-        .cmd(&["run", "slow.yaml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b = p
-        .cmd(&["run", "slow.yaml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success());
-    assert_eq!(
-        count(&counter),
-        ["s"],
-        "the stage ran once; the other process waited and reused it"
-    );
-    let recs = p.records();
-    let mut st: Vec<String> = recs
-        .iter()
-        .map(|r| r["stages"]["s"]["status"].as_str().unwrap().to_string())
-        .collect();
-    st.sort();
-    assert_eq!(st, ["hit", "ran"]);
 }
 
 #[test]

@@ -1,167 +1,62 @@
-//! Every validation error class is reported with file:line:column, before anything
-//! runs, with exit code 2.
+//! Validation through the binary: an invalid pipeline or a bad command line is a usage
+//! error (exit 2) and nothing runs. Each class of error and its location is tested in
+//! process in the engine crate (`engine/tests/validation.rs`).
 
-mod common;
+use crate::common;
 
 use common::Project;
 
-/// Validates `text` and returns the diagnostics, asserting exit code 2 and that no
-/// stage ran.
-fn reject(text: &str) -> String {
+#[test]
+fn invalid_pipelines_and_bad_command_lines_exit_2_before_anything_runs() {
     let p = Project::new();
-    p.write("p.yaml", text);
-    let out = p.run(&["validate", "p.yaml"]);
-    assert_eq!(out.code(), 2, "{}", out.all());
-    let run = p.run(&["run", "p.yaml"]);
-    assert_eq!(run.code(), 2);
+    p.write(
+        "bad.yaml",
+        "name: x\nstages:\n  a:\n    kind: comand\n    with: {run: 'true'}\n",
+    );
+    for command in ["validate", "run", "status", "dag"] {
+        let out = p.run(&[command, "bad.yaml"]);
+        assert_eq!(out.code(), 2, "{command}: {}", out.all());
+        assert!(
+            out.stderr().contains("bad.yaml:4:11")
+                && out.stderr().contains("did you mean `command`"),
+            "{command}: {}",
+            out.all()
+        );
+    }
     assert!(
         !p.store().join("runs").exists()
             || std::fs::read_dir(p.store().join("runs"))
                 .unwrap()
                 .next()
-                .is_none()
+                .is_none(),
+        "no run was recorded"
     );
-    out.stderr()
-}
 
-fn assert_at(err: &str, place: &str, needle: &str) {
-    assert!(
-        err.contains(&format!("p.yaml:{place}:")),
-        "expected p.yaml:{place} in:\n{err}"
-    );
-    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
-}
-
-#[test]
-fn unknown_keys() {
-    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    wiht: {run: 'true'}\n");
-    assert_at(&err, "5:5", "unknown field `wiht`");
-    let err = reject("name: x\nstage: {}\n");
-    assert_at(&err, "2:1", "unknown field `stage`");
-    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      ouputs: [x]\n");
-    assert_at(&err, "7:7", "unknown field `ouputs`");
-}
-
-#[test]
-fn unknown_kind_suggests_the_closest() {
-    let err = reject("name: x\nstages:\n  a:\n    kind: comand\n");
-    assert_at(&err, "4:11", "unknown stage kind `comand`");
-    assert!(err.contains("did you mean `command`"), "{err}");
-}
-
-#[test]
-fn bad_with_values() {
-    let err = reject(
-        "name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: 3\n",
-    );
-    assert_at(
-        &err,
-        "7:13",
-        "invalid type: integer `3`, expected a sequence",
-    );
-    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: {outs: [x]}\n");
-    assert_at(&err, "5:11", "missing field `run`");
-    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: [ok, 'a/b']\n");
-    assert_at(&err, "7:18", "invalid output name `a/b`");
-}
-
-#[test]
-fn references_to_missing_stages_and_outputs() {
-    let err = reject(
-        "name: x\nstages:\n  make:\n    kind: command\n    with: {run: 'true', outs: [text]}\n  b:\n    kind: command\n    inputs: {src: mkae.text}\n    with: {run: 'true'}\n",
-    );
-    assert_at(&err, "8:19", "no stage named `mkae`");
-    assert!(err.contains("did you mean `make`"), "{err}");
-    let err = reject(
-        "name: x\nstages:\n  make:\n    kind: command\n    with: {run: 'true', outs: [text]}\n  b:\n    kind: command\n    inputs: {src: make.txt}\n    with: {run: 'true'}\n",
-    );
-    assert_at(&err, "8:19", "stage `make` has no output `txt`");
-    let err = reject(
-        "name: x\nstages:\n  b:\n    kind: command\n    needs: [ghost]\n    with: {run: 'true'}\n",
-    );
-    assert_at(&err, "5:13", "no stage named `ghost`");
-    let err = reject("name: x\nstages:\n  b:\n    kind: command\n    inputs: {src: nodot}\n    with: {run: 'true'}\n");
-    assert_at(&err, "5:19", "is not a reference");
-}
-
-#[test]
-fn cycles_print_their_path() {
-    let err = reject(
-        "name: x\nstages:\n  a:\n    kind: command\n    needs: [c]\n    with: {run: 'true'}\n  b:\n    kind: command\n    needs: [a]\n    with: {run: 'true'}\n  c:\n    kind: command\n    needs: [b]\n    with: {run: 'true'}\n",
-    );
-    assert!(err.contains("dependency cycle:"), "{err}");
-    let cycle = err
-        .lines()
-        .find(|l| l.contains("dependency cycle"))
-        .unwrap();
-    for s in ["a", "b", "c"] {
-        assert!(
-            cycle.contains(&format!("{s} ->")) || cycle.ends_with(s),
-            "{cycle}"
-        );
-    }
-    assert!(err.contains("p.yaml:"), "{err}");
-}
-
-#[test]
-fn undefined_params() {
-    let err = reject("name: x\nparams: {greeting: hi}\nstages:\n  a:\n    kind: command\n    with:\n      run: 'echo ${params.greting}'\n");
-    assert_at(&err, "7:12", "undefined param `greting`");
-    assert!(err.contains("did you mean `greeting`"), "{err}");
-}
-
-#[test]
-fn yaml_syntax_and_duplicates() {
-    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: {run: 'true'\n  b: 1\n");
-    assert!(
-        err.contains("p.yaml:") && err.contains("invalid YAML"),
-        "{err}"
-    );
-    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: {run: 'true'}\n  a:\n    kind: command\n");
-    assert_at(&err, "6:3", "duplicate key `a`");
-}
-
-#[test]
-fn several_errors_are_reported_together() {
-    let err = reject("name: x\nstages:\n  a:\n    kind: nope\n  b:\n    kind: command\n    needs: [zzz]\n    with: {run: 'true'}\n");
-    assert!(err.contains("2 errors in p.yaml"), "{err}");
-}
-
-#[test]
-fn bad_overrides_and_backends_are_usage_errors() {
-    let p = Project::new();
     p.write(
         "p.yaml",
         "name: x\nparams: {steps: 1}\nstages:\n  a:\n    kind: command\n    with: {run: 'true'}\n",
     );
-    let out = p.run(&["validate", "p.yaml", "--set", "stpes=3"]);
-    assert_eq!(out.code(), 2);
-    assert!(
-        out.stderr().contains("did you mean `steps`"),
-        "{}",
-        out.all()
-    );
-    let out = p.run(&["validate", "p.yaml", "--set", "steps"]);
-    assert_eq!(out.code(), 2);
-    assert!(
-        out.stderr().contains("expected NAME=VALUE"),
-        "{}",
-        out.all()
-    );
-    let out = p.run(&["validate", "missing.yaml"]);
-    assert_eq!(out.code(), 2);
-    assert!(out.stderr().contains("missing.yaml"), "{}", out.all());
-    let out = p.run(&["frobnicate"]);
-    assert_eq!(out.code(), 2);
-}
-
-#[test]
-fn valid_pipeline_validates() {
-    let p = Project::new();
-    p.write(
-        "p.yaml",
-        "name: x\nstages:\n  a:\n    kind: command\n    with: {run: 'true'}\n",
-    );
     let out = p.run(&["validate", "p.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(
+        out.stdout().contains("p.yaml: ok (1 stages)"),
+        "{}",
+        out.all()
+    );
+    for (args, needle) in [
+        (
+            &["validate", "p.yaml", "--set", "stpes=3"][..],
+            "did you mean `steps`",
+        ),
+        (
+            &["validate", "p.yaml", "--set", "steps"][..],
+            "expected NAME=VALUE",
+        ),
+        (&["validate", "missing.yaml"][..], "missing.yaml"),
+        (&["frobnicate"][..], "frobnicate"),
+    ] {
+        let out = p.run(args);
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.all());
+        assert!(out.stderr().contains(needle), "{args:?}: {}", out.all());
+    }
 }

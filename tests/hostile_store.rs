@@ -3,7 +3,7 @@
 //! special files, hard links, leaked secrets, signals, and gc racing a verify. Each
 //! test names the guarantee it checks (README, "Crash safety and the store").
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -6,7 +6,7 @@
 //! Needs `python3` with `soma-sdk==0.1.15` (`scripts/test.sh` installs it); without
 //! it the test fails, never skips.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! The network stages through the real binary on the store's local network: the
 //! same gRPC client, transactions and chain rules as on testnet.
 
-mod common;
+use crate::common;
 
 use common::{statuses, Project};
 

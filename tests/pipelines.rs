@@ -1,6 +1,6 @@
 //! The ready pipelines, end to end through the real binary, at CI size.
 
-mod common;
+use crate::common;
 
 use common::{statuses, Project};
 

@@ -1,6 +1,6 @@
 //! `schemas/pipeline.schema.json` is generated from the Rust types; this fails when it is stale.
 
-mod common;
+use crate::common;
 
 #[test]
 fn committed_schema_matches_the_code() {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use crate::exec::stage_key;
+use crate::key::CacheKey;
 use crate::pipeline::Plan;
 use crate::record::{RunRecord, StageStatus};
 use crate::store::{Artifact, CacheEntry, Check, Store};
@@ -51,8 +51,8 @@ pub fn explain(
                 )
             })
             .collect();
-        let (key, extra) = stage_key(stage, plan, &inputs)?;
-        match cached(store, &key) {
+        let key = CacheKey::compute(stage, plan, &inputs)?;
+        match cached(store, &key.hash) {
             Ok(Some(entry)) => {
                 known.insert(stage.name.clone(), entry.outputs);
                 out.push((stage.name.clone(), Verdict::Cached));
@@ -64,7 +64,8 @@ pub fn explain(
             }
             Ok(None) => {}
         }
-        let Some(prev) = previous.and_then(|r| r.stages.get(&stage.name).map(|s| (r, s))) else {
+        let Some((run, before)) = previous.and_then(|r| r.stages.get(&stage.name).map(|s| (r, s)))
+        else {
             let why = if previous.is_some() {
                 "new stage"
             } else {
@@ -73,53 +74,7 @@ pub fn explain(
             out.push((stage.name.clone(), Verdict::WouldRun(vec![why.into()])));
             continue;
         };
-        let (run, before) = prev;
-        let mut reasons = Vec::new();
-        if before.version != stage.kind.version() {
-            reasons.push(format!(
-                "kind `{}` changed (v{} → v{})",
-                stage.kind.name(),
-                before.version,
-                stage.kind.version()
-            ));
-        }
-        for p in &stage.params_used {
-            let (old, new) = (run.params.get(p), plan.params.get(p));
-            if old != new {
-                let show = |v: Option<&serde_json::Value>| {
-                    v.map_or("unset".to_string(), |v| v.to_string())
-                };
-                reasons.push(format!(
-                    "param `{p}` changed ({} → {})",
-                    show(old),
-                    show(new)
-                ));
-            }
-        }
-        if reasons.is_empty() && before.with != stage.with {
-            let changed = diff_keys(&before.with, &stage.with);
-            reasons.push(format!("`with` changed: {}", changed.join(", ")));
-        }
-        for (port, arts) in &inputs {
-            let now: Vec<&str> = arts.iter().map(|a| a.hash.as_str()).collect();
-            let then: Vec<&str> = before
-                .inputs
-                .get(port)
-                .map(|v| v.iter().map(String::as_str).collect())
-                .unwrap_or_default();
-            if now != then {
-                reasons.push(format!("input `{port}` changed"));
-            }
-        }
-        if stage.uses_backend && run.backend != plan.backend {
-            reasons.push(format!(
-                "backend changed ({} → {})",
-                run.backend, plan.backend
-            ));
-        }
-        if before.key_material != extra {
-            reasons.push("files it depends on changed".into());
-        }
+        let mut reasons = key.changes_since(stage, plan, run, before);
         if reasons.is_empty() {
             reasons.push(match before.status {
                 StageStatus::Failed => "it failed last time".into(),
@@ -152,20 +107,4 @@ fn cached(store: &Store, key: &str) -> Result<Option<CacheEntry>, String> {
         }
     }
     Ok(Some(entry))
-}
-
-fn diff_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
-    match (a.as_object(), b.as_object()) {
-        (Some(a), Some(b)) => {
-            let mut keys: Vec<String> = a
-                .keys()
-                .chain(b.keys())
-                .filter(|k| a.get(*k) != b.get(*k))
-                .cloned()
-                .collect();
-            keys.dedup();
-            keys
-        }
-        _ => vec!["(whole value)".into()],
-    }
 }

@@ -91,6 +91,27 @@ impl WithError {
     }
 }
 
+/// What a stage needs of the run, beyond its inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// It computes on the run's backend (the binary's [`crate::app::Env::backend`]
+    /// setting), whose name then enters its cache key.
+    pub backend: bool,
+    /// A resource class (e.g. `model`, `gpu`) whose capacity limits how many such
+    /// stages run at once (`resources:` in the pipeline; default 1).
+    pub resource: Option<String>,
+}
+
+impl Requirements {
+    /// Computes on the backend, within resource class `class`.
+    pub fn backend_in(class: &str) -> Requirements {
+        Requirements {
+            backend: true,
+            resource: Some(class.to_string()),
+        }
+    }
+}
+
 /// What a stage sees while it computes its cache key.
 pub struct KeyContext<'a> {
     /// The stage's name in the pipeline.
@@ -190,13 +211,9 @@ pub trait StageKind: Send + Sync + 'static {
     fn check(&self, _with: &Self::With) -> Result<(), WithError> {
         Ok(())
     }
-    /// Model stages run on a Burn backend, which then enters the cache key.
-    fn uses_backend(&self, _with: &Self::With) -> bool {
-        false
-    }
-    /// A resource class (e.g. `gpu`) whose capacity limits concurrent stages.
-    fn resource(&self, _with: &Self::With) -> Option<String> {
-        None
+    /// What the stage needs of the run: the backend, a resource class.
+    fn requirements(&self, _with: &Self::With) -> Requirements {
+        Requirements::default()
     }
     /// Extra cache-key material, e.g. hashes of files the stage reads from disk.
     fn key_material(
@@ -227,8 +244,7 @@ pub trait StageKind: Send + Sync + 'static {
 pub trait Prepared: Send + Sync {
     fn inputs(&self) -> Inputs;
     fn outputs(&self) -> Vec<String>;
-    fn uses_backend(&self) -> bool;
-    fn resource(&self) -> Option<String>;
+    fn requirements(&self) -> Requirements;
     fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value>;
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
     fn revalidate(&self, cached: &CachedOutputs<'_>) -> anyhow::Result<()>;
@@ -247,11 +263,8 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     fn outputs(&self) -> Vec<String> {
         self.kind.outputs(&self.with)
     }
-    fn uses_backend(&self) -> bool {
-        self.kind.uses_backend(&self.with)
-    }
-    fn resource(&self) -> Option<String> {
-        self.kind.resource(&self.with)
+    fn requirements(&self) -> Requirements {
+        self.kind.requirements(&self.with)
     }
     fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value> {
         self.kind.key_material(&self.with, ctx)

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod exec;
 pub mod explain;
 pub mod hash;
+pub mod key;
 pub mod kind;
 pub mod params;
 pub mod pipeline;
@@ -22,6 +23,6 @@ pub mod verify;
 pub mod yaml;
 
 pub use kind::{
-    CachedOutputs, InputPort, Inputs, KeyContext, Outcome, Registry, RunContext, StageKind,
-    WithError,
+    CachedOutputs, InputPort, Inputs, KeyContext, Outcome, Registry, Requirements, RunContext,
+    StageKind, WithError,
 };

@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 
 use crate::dag;
 use crate::diag::{closest, one_of, Diagnostic, Diagnostics, Source};
-use crate::kind::{DynKind, Inputs, Prepared, Registry};
+use crate::kind::{DynKind, Inputs, Prepared, Registry, Requirements};
 use crate::params;
 use crate::yaml::{self, Node, PathSeg, Span};
 
@@ -25,7 +25,8 @@ pub struct PipelineFile {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Default Burn backend for model stages (`ndarray`, `cuda`, `tch`); `--backend` overrides.
+    /// The backend of the stages that compute on one (soma-flow: `ndarray`, `cuda`,
+    /// `tch`); `--backend` overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     /// Default parameter values, used as `${params.NAME}` in `with`; `--set NAME=VALUE` overrides.
@@ -92,8 +93,8 @@ pub struct PlannedStage {
     /// Every stage this one waits for (inputs and `needs`).
     pub deps: BTreeSet<String>,
     pub outputs: Vec<String>,
-    pub resource: Option<String>,
-    pub uses_backend: bool,
+    /// The kind's, with the stage's own `resource` if it gives one.
+    pub requirements: Requirements,
 }
 
 /// A validated pipeline, ready to schedule.
@@ -136,14 +137,36 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// How a pipeline is loaded: overrides from the command line and the backends on offer.
+/// The backend setting as the binary offers it. The engine carries the chosen name into
+/// the keys of the stages that require a backend ([`Requirements::backend`]) and into
+/// run records; what the names mean is the binary's business.
+#[derive(Clone, Copy)]
+pub struct BackendSetting {
+    /// Used when neither `--backend` nor the pipeline's `backend` names one.
+    pub default: &'static str,
+    /// Accepts a name, or says why not (e.g. the cargo feature that would add it).
+    pub check: fn(&str) -> Result<(), String>,
+}
+
+impl BackendSetting {
+    /// The same setting, accepting any name: for reading a recorded run, where
+    /// nothing runs.
+    pub fn unchecked(self) -> BackendSetting {
+        BackendSetting {
+            check: |_| Ok(()),
+            ..self
+        }
+    }
+}
+
+/// How a pipeline is loaded: the kinds, and the command line's overrides.
 pub struct LoadOptions<'a> {
     pub registry: &'a Registry,
     /// `--set NAME=VALUE`, in order.
     pub overrides: &'a [String],
+    /// `--backend`, which overrides the pipeline's `backend`.
     pub backend: Option<&'a str>,
-    /// Accepts or rejects a backend name (with the reason, e.g. a missing cargo feature).
-    pub check_backend: &'a dyn Fn(&str) -> Result<(), String>,
+    pub backends: BackendSetting,
 }
 
 pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
@@ -151,6 +174,10 @@ pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     load_source(Source::new(path, text), opts)
 }
 
+/// Validates a pipeline in passes: the YAML and its shape; params and overrides; each
+/// stage on its own (kind, `with`); the references between stages; the backend; the
+/// order. Every pass after the shape reports all it finds, so that one run of
+/// `validate` lists every problem.
 pub fn load_source(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     let root = yaml::parse(&source.text).map_err(|e| {
         LoadError::Invalid(Diagnostics(vec![Diagnostic::new(
@@ -161,25 +188,12 @@ pub fn load_source(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadE
     })?;
     let file: PipelineFile = serde_path_to_error::deserialize(root.to_json())
         .map_err(|e| LoadError::Invalid(Diagnostics(vec![serde_diag(&source, &root, &[], &e)])))?;
-
     let params = params::apply_overrides(&file.params, opts.overrides).map_err(LoadError::Usage)?;
+
     let mut v = Validator {
         source: &source,
         diags: Vec::new(),
     };
-
-    let backend = match (opts.backend, root.get("backend")) {
-        (Some(b), _) => b.to_string(),
-        (None, Some(node)) => match v.interpolate(node, &params, &mut BTreeSet::new()) {
-            Json::String(s) => s,
-            _ => {
-                v.error(node.span, "`backend` must be a string", None);
-                String::new()
-            }
-        },
-        (None, None) => "ndarray".to_string(),
-    };
-
     let stages_node = root.get("stages").cloned().unwrap_or(Node {
         span: root.span,
         value: yaml::Value::Null,
@@ -191,208 +205,16 @@ pub fn load_source(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadE
             None,
         );
     }
-
-    // First pass: each stage on its own (kind, with).
-    #[allow(clippy::type_complexity)]
-    let mut prepared: IndexMap<
-        String,
-        (Arc<dyn DynKind>, Box<dyn Prepared>, Json, BTreeSet<String>),
-    > = IndexMap::new();
-    for (name, decl) in &file.stages {
-        let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
-        if !valid_stage_name(name) {
-            v.error(
-                key_node.span,
-                format!("invalid stage name `{name}`"),
-                Some("use letters, digits, `_` and `-` (a `.` separates stage and output in references)".into()),
-            );
-        }
-        let kind_node = stage_node.get("kind").unwrap_or(stage_node);
-        let Some(kind) = opts.registry.get(&decl.kind) else {
-            let help = match closest(&decl.kind, opts.registry.names()) {
-                Some(c) => format!(
-                    "did you mean `{c}`? known kinds: {}",
-                    one_of(opts.registry.names())
-                ),
-                None => format!("known kinds: {}", one_of(opts.registry.names())),
-            };
-            v.error(
-                kind_node.span,
-                format!("unknown stage kind `{}`", decl.kind),
-                Some(help),
-            );
-            continue;
-        };
-        let with_node = stage_node.get("with");
-        let mut used = BTreeSet::new();
-        let with = with_node.map_or(Json::Object(Default::default()), |n| match n.value {
-            yaml::Value::Null => Json::Object(Default::default()),
-            _ => v.interpolate(n, &params, &mut used),
-        });
-        match kind.prepare(with) {
-            Ok((p, resolved)) => {
-                prepared.insert(name.clone(), (Arc::clone(kind), p, resolved, used));
-            }
-            Err(e) => {
-                let span = with_node.map_or(key_node.span, |w| error_span(w, &e.path, &e.message));
-                let place: String = e.path.iter().map(ToString::to_string).collect();
-                v.error(
-                    span,
-                    format!("stage `{name}` ({}): with{place}: {}", decl.kind, e.message),
-                    e.help.clone(),
-                );
-            }
-        }
-    }
-
-    // Second pass: references between stages.
-    let outputs_of: BTreeMap<String, Vec<String>> = prepared
-        .iter()
-        .map(|(name, (_, p, _, _))| (name.clone(), p.outputs()))
-        .collect();
-    let mut stages = IndexMap::new();
-    for (name, decl) in &file.stages {
-        // A stage whose kind or `with` was rejected still has its references checked.
-        let prep = prepared.shift_remove(name);
-        let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
-        let inputs_node = stage_node.get("inputs");
-        let mut inputs = BTreeMap::new();
-        let mut deps = BTreeSet::new();
-        let ports = prep.as_ref().map_or(Inputs::Any, |(_, p, _, _)| p.inputs());
-        for (port, refs) in &decl.inputs {
-            let port_key = inputs_node.map_or(key_node.span, |n| n.locate_key(&[], port));
-            let spec = match &ports {
-                Inputs::Any => None,
-                Inputs::Fixed(list) => match list.iter().find(|p| p.name == port) {
-                    Some(p) => Some(p),
-                    None => {
-                        v.error(
-                            port_key,
-                            format!("stage `{name}` ({}) has no input `{port}`", decl.kind),
-                            Some(format!(
-                                "inputs of `{}`: {}",
-                                decl.kind,
-                                one_of(list.iter().map(|p| p.name))
-                            )),
-                        );
-                        continue;
-                    }
-                },
-            };
-            let list = match refs {
-                InputRef::One(r) => vec![(
-                    r.clone(),
-                    inputs_node.map(|n| n.locate(&[PathSeg::Key(port.clone())]).span),
-                )],
-                InputRef::Many(rs) => {
-                    if spec.is_some_and(|s| !s.many) {
-                        v.error(port_key, format!("input `{port}` of `{}` takes a single `<stage>.<output>`, not a list", decl.kind), None);
-                        continue;
-                    }
-                    rs.iter()
-                        .enumerate()
-                        .map(|(i, r)| {
-                            (
-                                r.clone(),
-                                inputs_node.map(|n| {
-                                    n.locate(&[PathSeg::Key(port.clone()), PathSeg::Index(i)])
-                                        .span
-                                }),
-                            )
-                        })
-                        .collect()
-                }
-            };
-            let mut resolved = Vec::new();
-            for (text, span) in list {
-                let span = span.unwrap_or(port_key);
-                if let Some(r) = v.output_ref(&text, span, &file, &outputs_of) {
-                    deps.insert(r.stage.clone());
-                    resolved.push(r);
-                }
-            }
-            inputs.insert(port.clone(), resolved);
-        }
-        if let Inputs::Fixed(list) = &ports {
-            for p in list
-                .iter()
-                .filter(|p| p.required && !decl.inputs.contains_key(p.name))
-            {
-                v.error(
-                    key_node.span,
-                    format!("stage `{name}` ({}) needs input `{}`", decl.kind, p.name),
-                    Some(format!("add `inputs: {{ {}: <stage>.<output> }}`", p.name)),
-                );
-            }
-        }
-        for (i, need) in decl.needs.iter().enumerate() {
-            let span = stage_node
-                .locate(&[PathSeg::Key("needs".into()), PathSeg::Index(i)])
-                .span;
-            if file.stages.contains_key(need) {
-                deps.insert(need.clone());
-            } else {
-                v.unknown_stage(need, span, &file);
-            }
-        }
-        if deps.contains(name) {
-            v.error(
-                key_node.span,
-                format!("stage `{name}` depends on itself"),
-                None,
-            );
-        }
-        let Some((kind, prep, with, params_used)) = prep else {
-            continue;
-        };
-        let resource = decl.resource.clone().or_else(|| prep.resource());
-        stages.insert(
-            name.clone(),
-            PlannedStage {
-                name: name.clone(),
-                uses_backend: prep.uses_backend(),
-                outputs: prep.outputs(),
-                kind,
-                prepared: prep,
-                with,
-                params_used,
-                inputs,
-                deps,
-                resource,
-            },
-        );
-    }
-
-    if stages.values().any(|s| s.uses_backend) {
-        if let Err(why) = (opts.check_backend)(&backend) {
+    let backend = v.backend(&root, &params, opts);
+    let prepared = v.prepare_stages(&file, &stages_node, &params, opts.registry);
+    let stages = v.connect_stages(&file, &stages_node, prepared);
+    if stages.values().any(|s| s.requirements.backend) {
+        if let Err(why) = (opts.backends.check)(&backend) {
             let span = root.get("backend").map_or(root.span, |n| n.span);
             v.error(span, format!("backend `{backend}`: {why}"), None);
         }
     }
-
-    if v.diags.is_empty() {
-        match dag::topo_order(&stages) {
-            Ok(order) => {
-                let mut sorted = IndexMap::new();
-                for name in order {
-                    let s = stages
-                        .shift_remove(&name)
-                        .expect("ordered names come from the map");
-                    sorted.insert(name, s);
-                }
-                stages = sorted;
-            }
-            Err(cycle) => {
-                let span = stages_node.locate_key(&[], &cycle[0]);
-                v.error(
-                    span,
-                    format!("dependency cycle: {}", cycle.join(" -> ")),
-                    Some("remove one of these dependencies".into()),
-                );
-            }
-        }
-    }
-
+    let stages = v.order(stages, &stages_node);
     if !v.diags.is_empty() {
         return Err(LoadError::Invalid(Diagnostics(v.diags)));
     }
@@ -411,6 +233,14 @@ pub fn load_source(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadE
         stages,
         source,
     })
+}
+
+/// A stage whose kind and `with` passed: what the second pass connects.
+struct PreparedDecl {
+    kind: Arc<dyn DynKind>,
+    prepared: Box<dyn Prepared>,
+    with: Json,
+    params_used: BTreeSet<String>,
 }
 
 fn valid_stage_name(name: &str) -> bool {
@@ -471,6 +301,262 @@ impl Validator<'_> {
         let mut d = Diagnostic::new(self.source, span, message);
         d.help = help;
         self.diags.push(d);
+    }
+
+    /// The run's backend: `--backend`, else the pipeline's (params allowed), else the
+    /// setting's default.
+    fn backend(
+        &mut self,
+        root: &Node,
+        params: &IndexMap<String, Json>,
+        opts: &LoadOptions<'_>,
+    ) -> String {
+        match (opts.backend, root.get("backend")) {
+            (Some(b), _) => b.to_string(),
+            (None, Some(node)) => match self.interpolate(node, params, &mut BTreeSet::new()) {
+                Json::String(s) => s,
+                _ => {
+                    self.error(node.span, "`backend` must be a string", None);
+                    String::new()
+                }
+            },
+            (None, None) => opts.backends.default.to_string(),
+        }
+    }
+
+    /// First pass: each stage on its own (name, kind, `with`).
+    fn prepare_stages(
+        &mut self,
+        file: &PipelineFile,
+        stages_node: &Node,
+        params: &IndexMap<String, Json>,
+        registry: &Registry,
+    ) -> IndexMap<String, PreparedDecl> {
+        let mut prepared = IndexMap::new();
+        for (name, decl) in &file.stages {
+            let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
+            if !valid_stage_name(name) {
+                self.error(
+                    key_node.span,
+                    format!("invalid stage name `{name}`"),
+                    Some("use letters, digits, `_` and `-` (a `.` separates stage and output in references)".into()),
+                );
+            }
+            let Some(kind) = registry.get(&decl.kind) else {
+                let help = match closest(&decl.kind, registry.names()) {
+                    Some(c) => format!(
+                        "did you mean `{c}`? known kinds: {}",
+                        one_of(registry.names())
+                    ),
+                    None => format!("known kinds: {}", one_of(registry.names())),
+                };
+                let kind_node = stage_node.get("kind").unwrap_or(stage_node);
+                self.error(
+                    kind_node.span,
+                    format!("unknown stage kind `{}`", decl.kind),
+                    Some(help),
+                );
+                continue;
+            };
+            let with_node = stage_node.get("with");
+            let mut params_used = BTreeSet::new();
+            let with = with_node.map_or(Json::Object(Default::default()), |n| match n.value {
+                yaml::Value::Null => Json::Object(Default::default()),
+                _ => self.interpolate(n, params, &mut params_used),
+            });
+            match kind.prepare(with) {
+                Ok((p, resolved)) => {
+                    prepared.insert(
+                        name.clone(),
+                        PreparedDecl {
+                            kind: Arc::clone(kind),
+                            prepared: p,
+                            with: resolved,
+                            params_used,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let span =
+                        with_node.map_or(key_node.span, |w| error_span(w, &e.path, &e.message));
+                    let place: String = e.path.iter().map(ToString::to_string).collect();
+                    self.error(
+                        span,
+                        format!("stage `{name}` ({}): with{place}: {}", decl.kind, e.message),
+                        e.help.clone(),
+                    );
+                }
+            }
+        }
+        prepared
+    }
+
+    /// Second pass: inputs and `needs`, checked against the kinds' ports and outputs.
+    /// A stage whose kind or `with` was rejected still has its references checked.
+    fn connect_stages(
+        &mut self,
+        file: &PipelineFile,
+        stages_node: &Node,
+        mut prepared: IndexMap<String, PreparedDecl>,
+    ) -> IndexMap<String, PlannedStage> {
+        let outputs_of: BTreeMap<String, Vec<String>> = prepared
+            .iter()
+            .map(|(name, p)| (name.clone(), p.prepared.outputs()))
+            .collect();
+        let mut stages = IndexMap::new();
+        for (name, decl) in &file.stages {
+            let prep = prepared.shift_remove(name);
+            let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
+            let ports = prep.as_ref().map_or(Inputs::Any, |p| p.prepared.inputs());
+            let inputs = self.inputs(name, decl, key_node, stage_node, &ports, file, &outputs_of);
+            let mut deps: BTreeSet<String> =
+                inputs.values().flatten().map(|r| r.stage.clone()).collect();
+            for (i, need) in decl.needs.iter().enumerate() {
+                let span = stage_node
+                    .locate(&[PathSeg::Key("needs".into()), PathSeg::Index(i)])
+                    .span;
+                if file.stages.contains_key(need) {
+                    deps.insert(need.clone());
+                } else {
+                    self.unknown_stage(need, span, file);
+                }
+            }
+            if deps.contains(name) {
+                self.error(
+                    key_node.span,
+                    format!("stage `{name}` depends on itself"),
+                    None,
+                );
+            }
+            let Some(p) = prep else {
+                continue;
+            };
+            let mut requirements = p.prepared.requirements();
+            if decl.resource.is_some() {
+                requirements.resource = decl.resource.clone();
+            }
+            stages.insert(
+                name.clone(),
+                PlannedStage {
+                    name: name.clone(),
+                    outputs: p.prepared.outputs(),
+                    kind: p.kind,
+                    prepared: p.prepared,
+                    with: p.with,
+                    params_used: p.params_used,
+                    inputs,
+                    deps,
+                    requirements,
+                },
+            );
+        }
+        stages
+    }
+
+    /// A stage's `inputs`, each resolved to the outputs it names.
+    #[allow(clippy::too_many_arguments)]
+    fn inputs(
+        &mut self,
+        name: &str,
+        decl: &StageDecl,
+        key_node: &Node,
+        stage_node: &Node,
+        ports: &Inputs,
+        file: &PipelineFile,
+        outputs_of: &BTreeMap<String, Vec<String>>,
+    ) -> BTreeMap<String, Vec<OutputRef>> {
+        let inputs_node = stage_node.get("inputs");
+        let mut inputs = BTreeMap::new();
+        for (port, refs) in &decl.inputs {
+            let port_key = inputs_node.map_or(key_node.span, |n| n.locate_key(&[], port));
+            let spec = match ports {
+                Inputs::Any => None,
+                Inputs::Fixed(list) => match list.iter().find(|p| p.name == port) {
+                    Some(p) => Some(p),
+                    None => {
+                        self.error(
+                            port_key,
+                            format!("stage `{name}` ({}) has no input `{port}`", decl.kind),
+                            Some(format!(
+                                "inputs of `{}`: {}",
+                                decl.kind,
+                                one_of(list.iter().map(|p| p.name))
+                            )),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let at = |path: &[PathSeg]| inputs_node.map_or(port_key, |n| n.locate(path).span);
+            let list = match refs {
+                InputRef::One(r) => vec![(r.clone(), at(&[PathSeg::Key(port.clone())]))],
+                InputRef::Many(rs) => {
+                    if spec.is_some_and(|s| !s.many) {
+                        self.error(port_key, format!("input `{port}` of `{}` takes a single `<stage>.<output>`, not a list", decl.kind), None);
+                        continue;
+                    }
+                    rs.iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            (
+                                r.clone(),
+                                at(&[PathSeg::Key(port.clone()), PathSeg::Index(i)]),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            let resolved = list
+                .into_iter()
+                .filter_map(|(text, span)| self.output_ref(&text, span, file, outputs_of))
+                .collect();
+            inputs.insert(port.clone(), resolved);
+        }
+        if let Inputs::Fixed(list) = ports {
+            for p in list
+                .iter()
+                .filter(|p| p.required && !decl.inputs.contains_key(p.name))
+            {
+                self.error(
+                    key_node.span,
+                    format!("stage `{name}` ({}) needs input `{}`", decl.kind, p.name),
+                    Some(format!("add `inputs: {{ {}: <stage>.<output> }}`", p.name)),
+                );
+            }
+        }
+        inputs
+    }
+
+    /// Last pass: the stages in an order that runs every dependency first, or the cycle
+    /// that prevents one (checked only once everything else holds).
+    fn order(
+        &mut self,
+        mut stages: IndexMap<String, PlannedStage>,
+        stages_node: &Node,
+    ) -> IndexMap<String, PlannedStage> {
+        if !self.diags.is_empty() {
+            return stages;
+        }
+        match dag::topo_order(&stages) {
+            Ok(order) => order
+                .into_iter()
+                .map(|name| {
+                    let s = stages
+                        .shift_remove(&name)
+                        .expect("ordered names come from the map");
+                    (name, s)
+                })
+                .collect(),
+            Err(cycle) => {
+                let span = stages_node.locate_key(&[], &cycle[0]);
+                self.error(
+                    span,
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                    Some("remove one of these dependencies".into()),
+                );
+                stages
+            }
+        }
     }
 
     fn interpolate(

@@ -47,18 +47,6 @@ pub enum RunStatus {
     Interrupted,
 }
 
-impl RunStatus {
-    /// The process exit code documented in README.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            RunStatus::Ok => 0,
-            RunStatus::Failed => 1,
-            RunStatus::Deferred => 3,
-            RunStatus::Interrupted => 130,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
     pub kind: String,

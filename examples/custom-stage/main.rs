@@ -96,10 +96,7 @@ fn env() -> Env {
     registry.register(WordCount);
     Env {
         registry,
-        check_backend: |name| match name {
-            "ndarray" => Ok(()),
-            other => Err(format!("this example only runs `ndarray`, not `{other}`")),
-        },
+        backend: soma_flow_stages::backend::SETTING,
     }
 }
 
@@ -115,7 +112,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match app::run_command(&env(), cli.command, &cli.store) {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(status) => status.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -146,7 +143,7 @@ mod tests {
             registry: &env.registry,
             overrides,
             backend: None,
-            check_backend: &env.check_backend,
+            backends: env.backend,
         };
         load(&file, &opts)
     }

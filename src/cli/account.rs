@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use soma_flow_chain::SomaAddress;
-use soma_flow_engine::app::StoreArgs;
+use soma_flow_engine::app::{ExitStatus, StoreArgs};
 use soma_flow_stages::network::local::Settings;
 use soma_flow_stages::network::{signer, soma, Endpoint, Network};
 
@@ -60,31 +60,35 @@ impl AccountArgs {
     }
 }
 
-pub fn keygen(out: PathBuf) -> Result<i32> {
+pub fn keygen(out: PathBuf) -> Result<ExitStatus> {
     let key = signer::keygen(&out)?;
     println!("created {} (mode 0600)", out.display());
     println!("address {}", key.address());
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }
 
-pub fn address(key_file: Option<PathBuf>) -> Result<i32> {
+pub fn address(key_file: Option<PathBuf>) -> Result<ExitStatus> {
     let (key, source) = signer::resolve(key_file.as_deref(), None)?;
     eprintln!("{source}");
     println!("{}", key.address());
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }
 
-pub fn balance(network: NetworkArgs, account: AccountArgs, store: &StoreArgs) -> Result<i32> {
+pub fn balance(
+    network: NetworkArgs,
+    account: AccountArgs,
+    store: &StoreArgs,
+) -> Result<ExitStatus> {
     let net = network.connect(store)?;
     let address = account.address(&net)?;
     let balance = net
         .block_on(net.client.balance(&address))
         .with_context(|| format!("cannot read the balance from {}", net.endpoint))?;
     println!("{address}: {balance} shannons ({})", soma(balance));
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }
 
-pub fn faucet(network: NetworkArgs, account: AccountArgs, store: &StoreArgs) -> Result<i32> {
+pub fn faucet(network: NetworkArgs, account: AccountArgs, store: &StoreArgs) -> Result<ExitStatus> {
     let net = network.connect(store)?;
     let address = account.address(&net)?;
     let sent = net
@@ -95,5 +99,5 @@ pub fn faucet(network: NetworkArgs, account: AccountArgs, store: &StoreArgs) -> 
         "{address}: the faucet sent {total} shannons ({})",
         soma(total)
     );
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use soma_flow_engine::app::StoreArgs;
+use soma_flow_engine::app::{ExitStatus, StoreArgs};
 use soma_flow_localnet::server::serve;
 use soma_flow_stages::model::Preset;
 use soma_flow_stages::network::lifecycle::awaiting;
@@ -107,7 +107,7 @@ pub struct SubmitArgs {
     backend: soma_flow_stages::BackendChoice,
 }
 
-fn submit(args: SubmitArgs, store: &StoreArgs) -> Result<i32> {
+fn submit(args: SubmitArgs, store: &StoreArgs) -> Result<ExitStatus> {
     use soma_flow_stages::network::{signer, storage_default, submitter};
     args.backend.ensure_compiled()?;
     let net = args.network.connect(store)?;
@@ -144,9 +144,9 @@ fn submit(args: SubmitArgs, store: &StoreArgs) -> Result<i32> {
     }
     if filled.is_empty() {
         println!("no target filled: no blob's winning embedding lay within a target's distance threshold");
-        return Ok(3);
+        return Ok(ExitStatus::Deferred);
     }
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }
 
 fn targets(
@@ -155,7 +155,7 @@ fn targets(
     epoch: Option<u64>,
     json: bool,
     store: &StoreArgs,
-) -> Result<i32> {
+) -> Result<ExitStatus> {
     let net = network.connect(store)?;
     let epoch = match epoch {
         Some(e) => e,
@@ -184,7 +184,7 @@ fn targets(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "epoch": epoch, "targets": rows }))?
         );
-        return Ok(0);
+        return Ok(ExitStatus::Ok);
     }
     println!("epoch {epoch}: {} target(s)", rows.len());
     for r in &rows {
@@ -199,7 +199,7 @@ fn targets(
                 .map_or(String::new(), |w| format!("won by {w}"))
         );
     }
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }
 
 fn parse_preset(name: &str) -> Result<Preset, String> {
@@ -215,7 +215,7 @@ fn parse_preset(name: &str) -> Result<Preset, String> {
         })
 }
 
-pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<i32> {
+pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<ExitStatus> {
     match cmd {
         LocalnetCommand::Serve(args) => {
             let dir = match args.dir.clone() {
@@ -240,7 +240,7 @@ pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<i32> {
                 None => local::advance_epoch(&local::dir(store.open()?.root()))?,
             };
             println!("epoch {epoch}");
-            Ok(0)
+            Ok(ExitStatus::Ok)
         }
         LocalnetCommand::Models { network, json } => {
             let info = network.connect(store)?.epoch()?;
@@ -266,7 +266,7 @@ pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<i32> {
             if json {
                 let out = serde_json::json!({ "epoch": info.epoch, "models": rows });
                 println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(0);
+                return Ok(ExitStatus::Ok);
             }
             let p = &info.system.parameters;
             println!(
@@ -292,12 +292,12 @@ pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<i32> {
                     field("url")
                 );
             }
-            Ok(0)
+            Ok(ExitStatus::Ok)
         }
     }
 }
 
-fn serve_until_interrupted(args: ServeArgs, dir: PathBuf) -> Result<i32> {
+fn serve_until_interrupted(args: ServeArgs, dir: PathBuf) -> Result<ExitStatus> {
     let lock = local::try_lock(&dir)?.with_context(|| {
         format!(
             "the local network in {} is already being served by another process",
@@ -337,7 +337,7 @@ fn serve_until_interrupted(args: ServeArgs, dir: PathBuf) -> Result<i32> {
     runtime.block_on(wait_for_interrupt())?;
     runtime.block_on(handle.shutdown());
     drop(lock);
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }
 
 async fn wait_for_interrupt() -> Result<()> {

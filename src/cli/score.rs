@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use soma_flow_engine::app::ExitStatus;
 use soma_flow_stages::formats::embedding;
 use soma_flow_stages::kinds::score::{label, table};
 use soma_flow_stages::score::{map_data, score_models};
@@ -34,7 +35,7 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
-pub fn run(args: ScoreArgs) -> Result<i32> {
+pub fn run(args: ScoreArgs) -> Result<ExitStatus> {
     args.backend.ensure_compiled()?;
     let data = map_data(&args.data)?;
     let target = args.target.as_deref().map(embedding::read).transpose()?;
@@ -65,5 +66,5 @@ pub fn run(args: ScoreArgs) -> Result<i32> {
     } else {
         println!("{}", table(&scores));
     }
-    Ok(0)
+    Ok(ExitStatus::Ok)
 }

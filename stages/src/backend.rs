@@ -10,6 +10,7 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
+use soma_flow_engine::pipeline::BackendSetting;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -174,6 +175,13 @@ pub fn resolve(name: &str) -> anyhow::Result<BackendChoice> {
     choice.ensure_compiled()?;
     Ok(choice)
 }
+
+/// The engine's backend setting, as soma-flow offers it: the CPU backend by default,
+/// any compiled-in backend by name.
+pub const SETTING: BackendSetting = BackendSetting {
+    default: "ndarray",
+    check: |name| resolve(name).map(drop).map_err(|e| e.to_string()),
+};
 
 #[cfg(test)]
 mod tests {

@@ -3,9 +3,9 @@
 //! 'moto[server]'`; a missing server fails the test, it never skips) and from
 //! `file://`. No internet is used.
 
-mod common;
-mod data_common;
-mod moto;
+use crate::common;
+use crate::data_common;
+use crate::moto;
 
 use std::path::Path;
 
@@ -179,15 +179,7 @@ fn downloads_checks_and_validates_weights_over_http() {
 
 #[test]
 fn downloads_weights_from_s3_and_file_urls() {
-    let server = moto::start_moto();
-    moto::create_bucket(server.port, "soma-models");
-    std::env::set_var(
-        "AWS_ENDPOINT_URL",
-        format!("http://127.0.0.1:{}", server.port),
-    );
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_REGION", "us-east-1");
+    moto::shared("soma-models");
     let store = AmazonS3Builder::from_env()
         .with_bucket_name("soma-models")
         .with_allow_http(true)

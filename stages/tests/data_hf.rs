@@ -2,7 +2,7 @@
 //! `data_common/hub.rs`): listing, pattern matching, downloads with checksums and
 //! resumption, the cache, and the Hub's error classes. No internet is used.
 
-mod data_common;
+use crate::data_common;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::OnceLock;

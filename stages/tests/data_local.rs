@@ -1,7 +1,7 @@
 //! The data library on local files: formats, compression, filters, limits, holdout,
 //! determinism, the reader, and the errors that name what is wrong.
 
-mod data_common;
+use crate::data_common;
 
 use data_common::*;
 use serde_json::json;

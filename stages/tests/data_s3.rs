@@ -2,13 +2,12 @@
 //! `python3 -m pip install 'moto[server]'`; a missing server fails the test, it never
 //! skips), and `file://` URLs.
 
-mod data_common;
-mod moto;
+use crate::data_common;
+use crate::moto;
 
 use std::sync::OnceLock;
 
 use data_common::*;
-use moto::{create_bucket, start_moto, ServerProcess};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -25,18 +24,12 @@ fn parquet_file() -> Vec<u8> {
     )
 }
 
-/// The server, with credentials in the environment the way users set them, and the
-/// objects uploaded.
-fn moto() -> &'static ServerProcess {
-    static MOTO: OnceLock<ServerProcess> = OnceLock::new();
-    MOTO.get_or_init(|| {
-        let moto = start_moto();
-        create_bucket(moto.port, BUCKET);
-        let endpoint = format!("http://127.0.0.1:{}", moto.port);
-        std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_REGION", "us-east-1");
+/// The shared server (credentials in the environment the way users set them), with
+/// this test's objects uploaded once.
+fn moto() {
+    static UPLOADED: OnceLock<()> = OnceLock::new();
+    UPLOADED.get_or_init(|| {
+        moto::shared(BUCKET);
         let store = AmazonS3Builder::from_env()
             .with_bucket_name(BUCKET)
             .with_allow_http(true)
@@ -58,8 +51,7 @@ fn moto() -> &'static ServerProcess {
                     .unwrap();
             }
         });
-        moto
-    })
+    });
 }
 
 #[test]

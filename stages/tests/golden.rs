@@ -1,7 +1,7 @@
 //! The on-chain score computed by Rust matches the one computed with the public
 //! soma-models (Flax) and soma-arrgen packages.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! epochs and balances exactly as the chain does, so what passes here is what the
 //! chain accepts.
 
-mod network_fixtures;
+use crate::network_fixtures;
 
 use network_fixtures::*;
 use soma_flow_chain::SecretKey;

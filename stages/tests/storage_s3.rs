@@ -2,14 +2,14 @@
 //! port for this test only. The server is required (install with
 //! `pip install 'moto[server]'`): a missing server fails the test, it never skips.
 
-mod moto;
-mod network_fixtures;
+use crate::moto;
+use crate::network_fixtures;
 
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use moto::{create_bucket, free_port, start_moto, ServerProcess};
+use moto::{free_port, ServerProcess};
 use network_fixtures::*;
 use soma_flow_chain::SecretKey;
 use soma_flow_stages::crypto::{CtrStream, Hash256};
@@ -44,15 +44,7 @@ fn start_static_http_server(dir: &std::path::Path) -> ServerProcess {
 
 #[test]
 fn commit_reveal_and_fetch_through_a_local_s3_server() {
-    let moto = start_moto();
-    create_bucket(moto.port, BUCKET);
-    std::env::set_var(
-        "AWS_ENDPOINT_URL",
-        format!("http://127.0.0.1:{}", moto.port),
-    );
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_REGION", "us-east-1");
+    let moto_port = moto::shared(BUCKET);
 
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
@@ -135,7 +127,7 @@ fn commit_reveal_and_fetch_through_a_local_s3_server() {
 
         // http(s):// URLs: a plain HTTP PUT (moto takes it as an unsigned PutObject,
         // read back through S3), and a verified GET from Python's static file server.
-        let http_url = format!("http://127.0.0.1:{}/{BUCKET}/via-http/small.bin", moto.port);
+        let http_url = format!("http://127.0.0.1:{}/{BUCKET}/via-http/small.bin", moto_port);
         let manifest = storage::upload_file(&small, &http_url).await.unwrap();
         let via_s3 = soma_flow_stages::storage::Manifest {
             url: format!("s3://{BUCKET}/via-http/small.bin"),

@@ -1,6 +1,6 @@
 //! Canonical weights: bit-exact round trips and clear errors for bad files.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -489,12 +489,7 @@ fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         .parent()
         .expect("atomic writes target files in directories");
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        path.file_name().unwrap().to_string_lossy(),
-        std::process::id(),
-        unique()
-    ));
+    let tmp = dir.join(temp_name(&path.file_name().unwrap().to_string_lossy()));
     let mut f = File::create(&tmp)?;
     f.write_all(bytes)?;
     if durable {
@@ -506,6 +501,12 @@ fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// A hidden temporary name beside `name`, unique across processes and threads
+/// (`gc` sweeps the stale ones: dot-prefixed, `.tmp`).
+fn temp_name(name: &str) -> String {
+    format!(".{name}.{}.{}.tmp", std::process::id(), unique())
 }
 
 fn unique() -> String {

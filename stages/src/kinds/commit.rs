@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use soma_flow_engine::{
-    CachedOutputs, InputPort, Inputs, Outcome, RunContext, StageKind, WithError,
+    CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
 
 use crate::formats::embedding;
@@ -70,9 +70,9 @@ impl StageKind for CommitKind {
         vec!["record".into()]
     }
 
-    /// Computing a missing embedding runs the model.
-    fn uses_backend(&self, _: &CommitWith) -> bool {
-        true
+    /// Computing a missing embedding reads and runs the model.
+    fn requirements(&self, _: &CommitWith) -> Requirements {
+        Requirements::backend_in(super::MODEL_RESOURCE)
     }
 
     fn check(&self, with: &CommitWith) -> Result<(), WithError> {

@@ -8,7 +8,9 @@ use anyhow::{ensure, Result};
 use burn::tensor::backend::AutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{
+    InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
+};
 
 use crate::formats::competitors;
 use crate::model::{ArchConfig, SomaModel};
@@ -171,12 +173,8 @@ impl StageKind for DistillKind {
         crate::training::stage::training_irreproducible(output)
     }
 
-    fn uses_backend(&self, _: &DistillWith) -> bool {
-        true
-    }
-
-    fn resource(&self, _: &DistillWith) -> Option<String> {
-        Some(super::MODEL_RESOURCE.into())
+    fn requirements(&self, _: &DistillWith) -> Requirements {
+        Requirements::backend_in(super::MODEL_RESOURCE)
     }
 
     fn run(&self, with: &DistillWith, ctx: &RunContext<'_>) -> Result<Outcome> {

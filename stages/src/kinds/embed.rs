@@ -2,7 +2,9 @@
 //! data (genesis) or from the data it won (update).
 
 use anyhow::Result;
-use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{
+    InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
+};
 
 use crate::formats::embedding::write;
 use crate::training::documents::open_documents;
@@ -45,12 +47,8 @@ impl StageKind for EmbedKind {
         Ok(())
     }
 
-    fn uses_backend(&self, _: &EmbedWith) -> bool {
-        true
-    }
-
-    fn resource(&self, _: &EmbedWith) -> Option<String> {
-        Some(super::MODEL_RESOURCE.into())
+    fn requirements(&self, _: &EmbedWith) -> Requirements {
+        Requirements::backend_in(super::MODEL_RESOURCE)
     }
 
     fn run(&self, with: &EmbedWith, ctx: &RunContext<'_>) -> Result<Outcome> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use soma_flow_engine::{InputPort, Inputs, Outcome, RunContext, StageKind};
+use soma_flow_engine::{InputPort, Inputs, Outcome, Requirements, RunContext, StageKind};
 
 use crate::formats::{competitors, embedding};
 use crate::score::{cosine_distance, score_models, ScoreReport};
@@ -83,12 +83,8 @@ impl StageKind for ScoreKind {
         vec!["scores".into(), "winner".into()]
     }
 
-    fn uses_backend(&self, _: &ScoreWith) -> bool {
-        true
-    }
-
-    fn resource(&self, _: &ScoreWith) -> Option<String> {
-        Some(super::MODEL_RESOURCE.into())
+    fn requirements(&self, _: &ScoreWith) -> Requirements {
+        Requirements::backend_in(super::MODEL_RESOURCE)
     }
 
     fn run(&self, with: &ScoreWith, ctx: &RunContext<'_>) -> Result<Outcome> {

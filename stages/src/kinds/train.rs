@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use soma_flow_engine::{Inputs, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{Inputs, Outcome, Requirements, RunContext, StageKind, WithError};
 
 use crate::training::objective::TaskLoss;
 use crate::training::settings::{reject_unknown, Settings};
@@ -50,12 +50,8 @@ impl StageKind for TrainKind {
         training_irreproducible(output)
     }
 
-    fn uses_backend(&self, _: &TrainWith) -> bool {
-        true
-    }
-
-    fn resource(&self, _: &TrainWith) -> Option<String> {
-        Some(super::MODEL_RESOURCE.into())
+    fn requirements(&self, _: &TrainWith) -> Requirements {
+        Requirements::backend_in(super::MODEL_RESOURCE)
     }
 
     fn run(&self, with: &TrainWith, ctx: &RunContext<'_>) -> Result<Outcome> {

@@ -111,9 +111,20 @@ pub fn local_throwaway(local_dir: &Path) -> Result<(SecretKey, Source)> {
 /// The signer: `SOMA_SECRET_KEY`, else `key_file`, else (on the local network,
 /// whose folder is `local_dir`) its throwaway key.
 pub fn resolve(key_file: Option<&Path>, local_dir: Option<&Path>) -> Result<(SecretKey, Source)> {
-    if let Some(text) = std::env::var_os(SECRET_KEY_ENV) {
-        let text = Zeroizing::new(text.to_string_lossy().into_owned());
-        return Ok((parse(&text, SECRET_KEY_ENV)?, Source::Environment));
+    let env = std::env::var_os(SECRET_KEY_ENV)
+        .map(|text| Zeroizing::new(text.to_string_lossy().into_owned()));
+    resolve_from(env.as_deref().map(String::as_str), key_file, local_dir)
+}
+
+/// [`resolve`] with the value of `SOMA_SECRET_KEY` given rather than read, so that it
+/// can be tested without changing the process's environment.
+pub fn resolve_from(
+    env: Option<&str>,
+    key_file: Option<&Path>,
+    local_dir: Option<&Path>,
+) -> Result<(SecretKey, Source)> {
+    if let Some(text) = env {
+        return Ok((parse(text, SECRET_KEY_ENV)?, Source::Environment));
     }
     if let Some(path) = key_file {
         return Ok((load(path)?, Source::KeyFile(path.to_owned())));

@@ -11,7 +11,7 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use soma_flow_engine::exec::{self, ExecOptions};
+use soma_flow_engine::exec::{self, ExecOptions, StopOn};
 use soma_flow_engine::pipeline::{load, LoadOptions};
 use soma_flow_engine::record::RunRecord;
 use soma_flow_engine::store::Store;
@@ -182,7 +182,7 @@ pub fn run_pipeline(dir: &Path, yaml: &str) -> RunRecord {
         registry: &registry,
         overrides: &[],
         backend: None,
-        check_backend: &|_| Ok(()),
+        backends: soma_flow_stages::backend::SETTING,
     };
     let plan = load(&path, &options).unwrap_or_else(|e| panic!("{e}"));
     let store = Store::open(&dir.join("store")).unwrap();
@@ -190,6 +190,7 @@ pub fn run_pipeline(dir: &Path, yaml: &str) -> RunRecord {
         jobs: 1,
         no_cache: false,
         overrides: Vec::new(),
+        stop_on: StopOn::Notified(Default::default()),
     };
     tokio::runtime::Runtime::new()
         .unwrap()

@@ -6,6 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const INSTALL: &str = "this test needs a local S3 server: install it with \
@@ -90,4 +91,27 @@ pub fn create_bucket(port: u16, bucket: &str) {
         response.starts_with("HTTP/1.1 200"),
         "create bucket: {response}"
     );
+}
+
+/// The process's one moto server, with its endpoint and test credentials in the
+/// environment the way users set them (object_store reads `AWS_*`). The tests share
+/// one process, so they share one server and one environment; each uses its own
+/// bucket, created here.
+pub fn shared(bucket: &str) -> u16 {
+    static MOTO: OnceLock<ServerProcess> = OnceLock::new();
+    let port = MOTO
+        .get_or_init(|| {
+            let moto = start_moto();
+            std::env::set_var(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", moto.port),
+            );
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::set_var("AWS_REGION", "us-east-1");
+            moto
+        })
+        .port;
+    create_bucket(port, bucket);
+    port
 }

@@ -1,83 +1,81 @@
-//! Runs a plan: stages start as soon as their dependencies are done, up to `--jobs` at a
-//! time and one per resource class; each is restored from the cache when its key is known.
+//! The stage runner: for one stage the scheduler hands out, compute its key, look it up,
+//! else take the key's lock, execute the kind in a fresh working directory, store its
+//! outputs and cache entry, and say how it finished.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::Value as Json;
-use tokio::sync::{mpsc, Semaphore};
 
-use crate::kind::{CachedOutputs, KeyContext, Outcome, RunContext};
-use crate::pipeline::{Plan, PlannedStage};
-use crate::progress::Progress;
-use crate::record::{self, RunRecord, RunStatus, StageRecord, StageStatus};
+use super::Shared;
+use crate::key::CacheKey;
+use crate::kind::{CachedOutputs, Outcome, RunContext};
+use crate::pipeline::PlannedStage;
+use crate::record::{StageRecord, StageStatus};
 use crate::store::{self, Artifact, CacheEntry, Check, Store};
 
-pub struct ExecOptions {
-    pub jobs: usize,
-    pub no_cache: bool,
-    /// The `--set` overrides, kept in the run record for `rerun`.
-    pub overrides: Vec<String>,
+pub(super) struct Finished {
+    pub status: StageStatus,
+    key: Option<CacheKey>,
+    inputs: BTreeMap<String, Vec<String>>,
+    pub outputs: BTreeMap<String, Artifact>,
+    message: Option<String>,
+    notes: Vec<String>,
+    start: Duration,
+    elapsed: Duration,
 }
 
-/// JSON with object keys sorted, so that equal values always hash equally.
-pub fn canonical_json(v: &Json) -> String {
-    fn sort(v: &Json) -> Json {
-        match v {
-            Json::Object(m) => {
-                let sorted: BTreeMap<&String, Json> = m.iter().map(|(k, v)| (k, sort(v))).collect();
-                Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            Json::Array(a) => Json::Array(a.iter().map(sort).collect()),
-            _ => v.clone(),
+impl Finished {
+    /// A stage that produced nothing (skipped, or cut short by an interrupt), now.
+    pub(super) fn without_outputs(
+        status: StageStatus,
+        message: String,
+        shared: &Shared,
+    ) -> Finished {
+        Finished {
+            status,
+            key: None,
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            message: Some(message),
+            notes: Vec::new(),
+            start: shared.t0.elapsed(),
+            elapsed: Duration::ZERO,
         }
     }
-    sort(v).to_string()
-}
 
-/// The cache key of a stage given its input artifacts, and the kind's extra key material.
-pub fn stage_key(
-    stage: &PlannedStage,
-    plan: &Plan,
-    inputs: &BTreeMap<String, Vec<Artifact>>,
-) -> Result<(String, Json)> {
-    let extra = stage
-        .prepared
-        .key_material(&KeyContext {
-            stage: &stage.name,
-            pipeline_dir: &plan.dir,
-        })
-        .with_context(|| format!("stage `{}`: cannot compute its cache key", stage.name))?;
-    let material = serde_json::json!({
-        "kind": stage.kind.name(),
-        "version": stage.kind.version(),
-        "with": stage.with,
-        "inputs": input_hashes(inputs),
-        "backend": if stage.uses_backend { Json::String(plan.backend.clone()) } else { Json::Null },
-        "extra": extra,
-    });
-    let key = blake3::hash(canonical_json(&material).as_bytes())
-        .to_hex()
-        .to_string();
-    tracing::debug!(stage = %stage.name, %key, "cache key");
-    Ok((key, extra))
-}
-
-fn input_hashes(inputs: &BTreeMap<String, Vec<Artifact>>) -> BTreeMap<String, Vec<String>> {
-    inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), v.iter().map(|a| a.hash.to_string()).collect()))
-        .collect()
+    /// The stage's record in the run.
+    pub(super) fn into_record(self, stage: &PlannedStage) -> StageRecord {
+        let (key, key_material) = match self.key {
+            Some(k) => (Some(k.hash), k.extra),
+            None => (None, Json::Null),
+        };
+        StageRecord {
+            kind: stage.kind.name().to_string(),
+            version: stage.kind.version(),
+            status: self.status,
+            key,
+            start_ms: self.start.as_millis() as u64,
+            duration_ms: self.elapsed.as_millis() as u64,
+            with: stage.with.clone(),
+            params_used: stage.params_used.iter().cloned().collect(),
+            inputs: self.inputs,
+            key_material,
+            outputs: self.outputs,
+            message: self.message,
+            notes: self.notes,
+        }
+    }
 }
 
 /// The stored outputs for a key, if the entry is this store's, names exactly the
 /// stage's outputs, every one of them is present and intact, and the stage still
 /// vouches for them. Anything else is a miss (with a warning), and an untrustworthy
 /// entry is removed.
-pub fn lookup(
+fn lookup(
     store: &Store,
     stage: &PlannedStage,
     key: &str,
@@ -185,293 +183,7 @@ fn check_inputs(
     Ok(())
 }
 
-struct Shared {
-    plan: Arc<Plan>,
-    store: Store,
-    progress: Progress,
-    jobs: Arc<Semaphore>,
-    resources: HashMap<String, Arc<Semaphore>>,
-    no_cache: bool,
-    run_id: String,
-    t0: Instant,
-}
-
-struct Finished {
-    status: StageStatus,
-    key: Option<String>,
-    key_material: Json,
-    inputs: BTreeMap<String, Vec<String>>,
-    outputs: BTreeMap<String, Artifact>,
-    message: Option<String>,
-    notes: Vec<String>,
-    start: Duration,
-    elapsed: Duration,
-}
-
-impl Finished {
-    /// A stage that produced nothing (skipped, or cut short by an interrupt), now.
-    fn without_outputs(status: StageStatus, message: String, shared: &Shared) -> Finished {
-        Finished {
-            status,
-            key: None,
-            key_material: Json::Null,
-            inputs: BTreeMap::new(),
-            outputs: BTreeMap::new(),
-            message: Some(message),
-            notes: Vec::new(),
-            start: shared.t0.elapsed(),
-            elapsed: Duration::ZERO,
-        }
-    }
-}
-
-pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<RunRecord> {
-    let lock_store = store.clone();
-    let _store_lock = tokio::task::spawn_blocking(move || lock_store.lock_store(false)).await??;
-    let n = plan.stages.len();
-    let mut resources = HashMap::new();
-    for s in plan.stages.values() {
-        if let Some(class) = &s.resource {
-            let cap = plan.resources.get(class).copied().unwrap_or(1).max(1);
-            resources
-                .entry(class.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(cap)));
-        }
-    }
-    let shared = Arc::new(Shared {
-        progress: Progress::new(n),
-        jobs: Arc::new(Semaphore::new(opts.jobs.max(1))),
-        resources,
-        no_cache: opts.no_cache,
-        run_id: record::new_run_id(),
-        t0: Instant::now(),
-        store,
-        plan: Arc::clone(&plan),
-    });
-    let started = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-
-    let index = |name: &str| plan.stages.get_index_of(name).expect("validated reference");
-    let mut waiting: Vec<usize> = plan.stages.values().map(|s| s.deps.len()).collect();
-    let mut dependents = vec![Vec::new(); n];
-    for (i, s) in plan.stages.values().enumerate() {
-        for d in &s.deps {
-            dependents[index(d)].push(i);
-        }
-    }
-    let mut results: Vec<Option<Finished>> = (0..n).map(|_| None).collect();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Finished)>();
-    let mut running = 0usize;
-
-    let spawn = |i: usize, results: &Vec<Option<Finished>>, running: &mut usize| {
-        let stage = &plan.stages[i];
-        let inputs: BTreeMap<String, Vec<Artifact>> = stage
-            .inputs
-            .iter()
-            .map(|(port, refs)| {
-                let arts = refs
-                    .iter()
-                    .map(|r| {
-                        results[index(&r.stage)]
-                            .as_ref()
-                            .expect("dependency finished")
-                            .outputs[&r.output]
-                            .clone()
-                    })
-                    .collect();
-                (port.clone(), arts)
-            })
-            .collect();
-        let shared = Arc::clone(&shared);
-        let tx = tx.clone();
-        *running += 1;
-        tokio::spawn(async move {
-            let f = run_stage(&shared, i, inputs).await;
-            let _ = tx.send((i, f));
-        });
-    };
-
-    let ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
-    for i in ready {
-        spawn(i, &results, &mut running);
-    }
-    let mut interrupts = Interrupts::new()?;
-    let mut interrupted = None;
-    while running > 0 {
-        let (i, f) = tokio::select! {
-            msg = rx.recv() => msg.expect("senders live while stages run"),
-            signal = interrupts.recv() => {
-                interrupted = Some(signal);
-                break;
-            }
-        };
-        running -= 1;
-        let ok = matches!(f.status, StageStatus::Hit | StageStatus::Ran);
-        let why = format!(
-            "`{}` {}",
-            plan.stages[i].name,
-            f.status.label().to_lowercase()
-        );
-        results[i] = Some(f);
-        if ok {
-            for &d in &dependents[i] {
-                waiting[d] -= 1;
-                if waiting[d] == 0 && results[d].is_none() {
-                    spawn(d, &results, &mut running);
-                }
-            }
-        } else {
-            skip_dependents(i, &dependents, &mut results, &why, &shared);
-        }
-    }
-
-    if let Some(signal) = interrupted {
-        shared.progress.warn(&format!(
-            "interrupted ({signal}): stopping the running stages; unfinished stages keep \
-             nothing (checkpoints are kept), the next run starts them again"
-        ));
-        tokio::task::spawn_blocking(|| crate::process::terminate_all(Duration::from_secs(2)))
-            .await?;
-        for i in 0..n {
-            if results[i].is_none() {
-                // A stage is started exactly when its last dependency finishes.
-                let (status, message) = if waiting[i] == 0 {
-                    (StageStatus::Interrupted, format!("interrupted by {signal}"))
-                } else {
-                    (
-                        StageStatus::Skipped,
-                        format!("not run: interrupted by {signal}"),
-                    )
-                };
-                results[i] = Some(Finished::without_outputs(status, message, &shared));
-            }
-        }
-    }
-
-    let mut stages = indexmap::IndexMap::new();
-    for (i, s) in plan.stages.values().enumerate() {
-        let f = results[i]
-            .take()
-            .expect("every stage finished or was skipped");
-        stages.insert(
-            s.name.clone(),
-            StageRecord {
-                kind: s.kind.name().to_string(),
-                version: s.kind.version(),
-                status: f.status,
-                key: f.key,
-                start_ms: f.start.as_millis() as u64,
-                duration_ms: f.elapsed.as_millis() as u64,
-                with: s.with.clone(),
-                params_used: s.params_used.iter().cloned().collect(),
-                inputs: f.inputs,
-                key_material: f.key_material,
-                outputs: f.outputs,
-                message: f.message,
-                notes: f.notes,
-            },
-        );
-    }
-    let status = if interrupted.is_some() {
-        RunStatus::Interrupted
-    } else if stages.values().any(|s| s.status == StageStatus::Failed) {
-        RunStatus::Failed
-    } else if stages
-        .values()
-        .any(|s| matches!(s.status, StageStatus::Deferred | StageStatus::Skipped))
-    {
-        RunStatus::Deferred
-    } else {
-        RunStatus::Ok
-    };
-    let record = RunRecord {
-        id: shared.run_id.clone(),
-        started,
-        duration_ms: shared.t0.elapsed().as_millis() as u64,
-        pipeline: std::path::absolute(&plan.source.path)
-            .unwrap_or_else(|_| plan.source.path.clone()),
-        name: plan.name.clone(),
-        pipeline_hash: plan.pipeline_hash(),
-        pipeline_source: plan.source.text.clone(),
-        overrides: opts.overrides,
-        params: plan.params.clone(),
-        backend: plan.backend.clone(),
-        no_cache: opts.no_cache,
-        soma_flow_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: record::git_commit(&plan.dir),
-        status,
-        stages,
-    };
-    record::save(&shared.store, &record)?;
-    Ok(record)
-}
-
-/// SIGINT, SIGTERM and SIGHUP, listened to for the whole run so that none is lost.
-#[cfg(unix)]
-struct Interrupts {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-#[cfg(unix)]
-impl Interrupts {
-    fn new() -> Result<Interrupts> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Interrupts {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The name of the next signal received.
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.hup.recv() => "SIGHUP",
-        }
-    }
-}
-
-#[cfg(not(unix))]
-struct Interrupts;
-
-#[cfg(not(unix))]
-impl Interrupts {
-    fn new() -> Result<Interrupts> {
-        Ok(Interrupts)
-    }
-    async fn recv(&mut self) -> &'static str {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    }
-}
-
-fn skip_dependents(
-    i: usize,
-    dependents: &[Vec<usize>],
-    results: &mut [Option<Finished>],
-    why: &str,
-    shared: &Shared,
-) {
-    for &d in &dependents[i] {
-        if results[d].is_none() {
-            let name = &shared.plan.stages[d].name;
-            shared
-                .progress
-                .finished(name, StageStatus::Skipped, Duration::ZERO, Some(why));
-            results[d] = Some(Finished::without_outputs(
-                StageStatus::Skipped,
-                format!("not run: {why}"),
-                shared,
-            ));
-            skip_dependents(d, dependents, results, why, shared);
-        }
-    }
-}
-
-async fn run_stage(
+pub(super) async fn run_stage(
     shared: &Arc<Shared>,
     i: usize,
     inputs: BTreeMap<String, Vec<Artifact>>,
@@ -481,8 +193,7 @@ async fn run_stage(
     let mut f = Finished {
         status: StageStatus::Failed,
         key: None,
-        key_material: Json::Null,
-        inputs: input_hashes(&inputs),
+        inputs: crate::key::input_hashes(&inputs),
         outputs: BTreeMap::new(),
         message: None,
         notes: Vec::new(),
@@ -495,25 +206,25 @@ async fn run_stage(
     let inputs2 = inputs.clone();
     let keyed = tokio::task::spawn_blocking(move || {
         let stage = &s2.plan.stages[i];
-        let (key, extra) = stage_key(stage, &s2.plan, &inputs2)?;
+        let key = CacheKey::compute(stage, &s2.plan, &inputs2)?;
         let hit = if s2.no_cache {
             None
         } else {
-            lookup(&s2.store, stage, &key, &|w| {
+            lookup(&s2.store, stage, &key.hash, &|w| {
                 s2.progress.warn(&format!("{}: {w}", stage.name))
             })
         };
-        anyhow::Ok((key, extra, hit))
+        anyhow::Ok((key, hit))
     })
     .await
     .map_err(anyhow::Error::from)
     .and_then(|r| r);
-    let (key, extra, hit) = match keyed {
+    let (key, hit) = match keyed {
         Ok(k) => k,
         Err(e) => return fail(shared, f, &stage.name, format!("{e:#}")),
     };
-    f.key = Some(key.clone());
-    f.key_material = extra;
+    let hash = key.hash.clone();
+    f.key = Some(key);
     if let Some(entry) = hit {
         f.status = StageStatus::Hit;
         f.outputs = entry.outputs;
@@ -530,6 +241,7 @@ async fn run_stage(
         .await
         .expect("semaphore never closes");
     let _class = match stage
+        .requirements
         .resource
         .as_ref()
         .and_then(|c| shared.resources.get(c))
@@ -546,7 +258,7 @@ async fn run_stage(
     f.start = shared.t0.elapsed();
     shared.progress.started(&stage.name, stage.kind.name());
     let s2 = Arc::clone(shared);
-    let result = tokio::task::spawn_blocking(move || execute(&s2, i, &key, &inputs)).await;
+    let result = tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs)).await;
     f.elapsed = shared.t0.elapsed() - f.start;
     match result {
         Ok(Ok(Executed::Done(entry, cached))) => {

@@ -1,6 +1,6 @@
 //! Signing keys: `SOMA_SECRET_KEY`, key files, formats, and that a key never
-//! leaks into an error. Kept in its own test binary (one test) because it changes
-//! the process environment.
+//! leaks into an error. The environment's value is passed in (`resolve_from`): tests
+//! share one process and must not change its environment.
 
 use soma_flow_chain::SecretKey;
 use soma_flow_stages::network::signer::{self, Source, SECRET_KEY_ENV};
@@ -8,7 +8,6 @@ use soma_flow_stages::network::signer::{self, Source, SECRET_KEY_ENV};
 #[test]
 fn keys_come_from_the_environment_a_key_file_or_the_local_throwaway_and_never_leak() {
     let dir = tempfile::tempdir().unwrap();
-    std::env::remove_var(SECRET_KEY_ENV);
 
     // keygen: a 0600 somaprivkey1… file that is never overwritten.
     let file = dir.path().join("me.key");
@@ -22,7 +21,7 @@ fn keys_come_from_the_environment_a_key_file_or_the_local_throwaway_and_never_le
         .to_string()
         .contains("refusing to overwrite"));
 
-    let (key, source) = signer::resolve(Some(&file), Some(dir.path())).unwrap();
+    let (key, source) = signer::resolve_from(None, Some(&file), Some(dir.path())).unwrap();
     assert_eq!(source, Source::KeyFile(file.clone()));
     assert_eq!(key.address(), made.address());
 
@@ -41,15 +40,17 @@ fn keys_come_from_the_environment_a_key_file_or_the_local_throwaway_and_never_le
 
     // The environment wins over the file.
     let other = SecretKey::from_bytes(&[7; 32]);
-    std::env::set_var(SECRET_KEY_ENV, other.to_bech32().as_str());
-    let (key, source) = signer::resolve(Some(&file), None).unwrap();
+    let (key, source) =
+        signer::resolve_from(Some(other.to_bech32().as_str()), Some(&file), None).unwrap();
     assert_eq!(source, Source::Environment);
     assert_eq!(key.address(), other.address());
 
     // A malformed key is named by where it came from, never shown.
     let mangled = format!("{}xyz", &*other.expose_hex());
-    std::env::set_var(SECRET_KEY_ENV, &mangled);
-    let err = format!("{:#}", signer::resolve(None, None).unwrap_err());
+    let err = format!(
+        "{:#}",
+        signer::resolve_from(Some(&mangled), None, None).unwrap_err()
+    );
     assert!(
         err.contains(SECRET_KEY_ENV) && err.contains("somaprivkey1"),
         "{err}"
@@ -66,16 +67,17 @@ fn keys_come_from_the_environment_a_key_file_or_the_local_throwaway_and_never_le
     );
 
     // No key anywhere: say how to make one; on the local network, a throwaway.
-    std::env::remove_var(SECRET_KEY_ENV);
-    let err = signer::resolve(None, None).unwrap_err().to_string();
+    let err = signer::resolve_from(None, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("soma-flow keygen"), "{err}");
     let local = dir.path().join("localnet");
-    let (first, source) = signer::resolve(None, Some(&local)).unwrap();
+    let (first, source) = signer::resolve_from(None, None, Some(&local)).unwrap();
     assert!(
         matches!(source, Source::LocalThrowaway { created: true, .. }),
         "{source:?}"
     );
-    let (again, source) = signer::resolve(None, Some(&local)).unwrap();
+    let (again, source) = signer::resolve_from(None, None, Some(&local)).unwrap();
     assert!(matches!(
         source,
         Source::LocalThrowaway { created: false, .. }

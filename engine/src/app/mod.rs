@@ -1,0 +1,255 @@
+//! The generic commands of the `soma-flow` binary: run, validate, status, dag, path,
+//! runs, rerun, verify, report, gc, schema, one file each. The binary adds its domain
+//! commands beside these.
+
+mod dag;
+mod gc;
+mod path;
+mod report;
+mod rerun;
+mod run;
+mod runs;
+mod schema;
+mod status;
+mod validate;
+mod verify;
+
+pub use gc::{gc, Swept};
+pub use run::{execute, print_summary};
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use crate::dag::Format;
+use crate::diag::Source;
+use crate::exec::{ExecOptions, StopOn};
+use crate::kind::Registry;
+use crate::pipeline::{self, BackendSetting, LoadError, LoadOptions, Plan};
+use crate::record::{RunRecord, RunStatus};
+use crate::store::Store;
+
+/// How a command ends, as the process's exit status (documented in README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Done; for `run`, every stage ran or was cached.
+    Ok,
+    /// A stage failed, or the command could not do what was asked.
+    Failed,
+    /// Usage or validation error: nothing ran.
+    Usage,
+    /// Some stage is not ready yet (e.g. a reveal before its epoch); run again later.
+    Deferred,
+    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), as shells report SIGINT.
+    Interrupted,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Ok => 0,
+            ExitStatus::Failed => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::Deferred => 3,
+            ExitStatus::Interrupted => 130,
+        }
+    }
+}
+
+impl From<RunStatus> for ExitStatus {
+    fn from(status: RunStatus) -> ExitStatus {
+        match status {
+            RunStatus::Ok => ExitStatus::Ok,
+            RunStatus::Failed => ExitStatus::Failed,
+            RunStatus::Deferred => ExitStatus::Deferred,
+            RunStatus::Interrupted => ExitStatus::Interrupted,
+        }
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status.code())
+    }
+}
+
+/// What the binary provides to the generic commands.
+pub struct Env {
+    pub registry: Registry,
+    /// The backend setting: its default and the names it accepts.
+    pub backend: BackendSetting,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Content-addressed store [default: .soma-flow in the current directory]
+    #[arg(long, global = true, env = "SOMA_FLOW_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn open(&self) -> Result<Store> {
+        Store::open(self.store.as_deref().unwrap_or(Path::new(".soma-flow")))
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// The pipeline file
+    pub file: PathBuf,
+    /// Override a param: NAME=VALUE (repeatable; VALUE is read as YAML)
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Backend for the stages that compute on one (overrides the pipeline's `backend`)
+    #[arg(long)]
+    pub backend: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// Stages run at once [default: number of cores]
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Run every stage even if its outputs are cached
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl ExecArgs {
+    /// The run's options, stopped by signals.
+    pub fn options(&self, overrides: Vec<String>) -> ExecOptions {
+        ExecOptions {
+            jobs: self
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            no_cache: self.no_cache,
+            overrides,
+            stop_on: StopOn::Signals,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run a pipeline: only stages whose inputs changed, in parallel where possible
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Check a pipeline file without running anything
+    Validate {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Say, per stage, whether it would run and why
+    Status {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Print the stage graph
+    Dag {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: Format,
+    },
+    /// Print the stored path of a stage output from the latest run of a pipeline
+    Path {
+        file: PathBuf,
+        /// STAGE.OUTPUT
+        output: String,
+    },
+    /// List recorded runs
+    Runs {
+        /// Print the records as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a recorded run's pipeline again with its recorded params and backend
+    Rerun {
+        id: String,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Repeat a recorded run from nothing in a scratch store and say, per stage,
+    /// whether its outputs are bit-identical to the recorded ones
+    Verify {
+        id: String,
+        /// Keep the scratch store (its path is printed) instead of removing it
+        #[arg(long)]
+        keep: bool,
+        /// Stages run at once [default: number of cores]
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+    },
+    /// Write an HTML report of a recorded run (graph, timeline, stages, notes, images)
+    Report {
+        id: String,
+        /// Directory for index.html and the PNG outputs [default: report-<run id>]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Remove stored objects that no run record references
+    Gc {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the JSON Schema of pipeline files
+    Schema,
+}
+
+pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitStatus> {
+    match cmd {
+        Command::Run { pipeline, exec } => run::run(env, &pipeline, &exec, store),
+        Command::Validate { pipeline } => validate::run(env, &pipeline),
+        Command::Status { pipeline } => status::run(env, &pipeline, store),
+        Command::Dag { pipeline, format } => dag::run(env, &pipeline, format),
+        Command::Path { file, output } => path::run(&file, &output, store),
+        Command::Runs { json } => runs::run(json, store),
+        Command::Rerun { id, exec } => rerun::run(env, &id, &exec, store),
+        Command::Verify { id, keep, jobs } => verify::run(env, &store.open()?, &id, keep, jobs),
+        Command::Report { id, out } => report::run(env, &id, out, store),
+        Command::Gc { dry_run } => gc::run(&store.open()?, dry_run),
+        Command::Schema => schema::run(env),
+    }
+}
+
+/// Loads and validates; on failure prints the diagnostics and gives the exit status.
+pub fn load(env: &Env, args: &PipelineArgs) -> Result<Plan, ExitStatus> {
+    let opts = LoadOptions {
+        registry: &env.registry,
+        overrides: &args.set,
+        backend: args.backend.as_deref(),
+        backends: env.backend,
+    };
+    pipeline::load(&args.file, &opts).map_err(|e: LoadError| {
+        eprintln!("{e}");
+        ExitStatus::Usage
+    })
+}
+
+/// The plan of a recorded run: its recorded pipeline text, params and backend, so that
+/// later edits to the file change nothing.
+fn load_recorded(env: &Env, rec: &RunRecord, backends: BackendSetting) -> Result<Plan, LoadError> {
+    let opts = LoadOptions {
+        registry: &env.registry,
+        overrides: &rec.overrides,
+        backend: Some(&rec.backend),
+        backends,
+    };
+    pipeline::load_source(
+        Source::new(&rec.pipeline, rec.pipeline_source.clone()),
+        &opts,
+    )
+}
+
+/// The plan of a recorded run, or the exit status after printing why it does not load.
+fn recorded_plan(env: &Env, rec: &RunRecord) -> Result<Plan, ExitStatus> {
+    load_recorded(env, rec, env.backend).map_err(|e| {
+        eprintln!("{e}");
+        ExitStatus::Usage
+    })
+}

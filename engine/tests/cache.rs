@@ -1,0 +1,147 @@
+//! The cache: a rerun runs only what changed; a damaged store is detected and rebuilt;
+//! concurrent runs build a key once.
+
+use soma_flow_engine::record::StageStatus;
+
+use crate::harness::{options, output, statuses, Project};
+
+const CHAIN: &str = "
+name: chain
+params: {greeting: hello}
+stages:
+  make: {kind: step, with: {text: '${params.greeting}', tally: TALLY}}
+  shout: {kind: step, inputs: {src: make.out}, with: {text: '!', tally: TALLY}}
+  apart: {kind: step, with: {text: alone, tally: TALLY}}
+";
+
+#[test]
+fn a_rerun_runs_nothing_then_only_what_a_changed_param_reaches() {
+    let p = Project::new();
+    p.write("p.yaml", CHAIN);
+    let first = p.run("p.yaml", &[]);
+    assert!(statuses(&first).iter().all(|(_, s)| *s == StageStatus::Ran));
+    assert_eq!(output(&p.store(), &first, "shout"), "hello!");
+
+    let second = p.run("p.yaml", &[]);
+    assert!(statuses(&second)
+        .iter()
+        .all(|(_, s)| *s == StageStatus::Hit));
+    assert_eq!(p.executed().len(), 3, "nothing executed again");
+
+    let third = p.run("p.yaml", &["greeting=hi"]);
+    assert_eq!(
+        statuses(&third),
+        [
+            ("make", StageStatus::Ran),
+            ("shout", StageStatus::Ran),
+            ("apart", StageStatus::Hit)
+        ]
+    );
+    assert_eq!(output(&p.store(), &third, "shout"), "hi!");
+    // The same output as before gives the same key downstream.
+    let fourth = p.run("p.yaml", &[]);
+    assert!(statuses(&fourth)
+        .iter()
+        .all(|(_, s)| *s == StageStatus::Hit));
+    assert_eq!(fourth.stages["shout"].key, first.stages["shout"].key);
+}
+
+#[test]
+fn no_cache_executes_every_stage() {
+    let p = Project::new();
+    p.write("p.yaml", CHAIN);
+    p.run("p.yaml", &[]);
+    let mut opts = options(2, &[]);
+    opts.no_cache = true;
+    let again = p.run_with("p.yaml", &[], opts);
+    assert!(statuses(&again).iter().all(|(_, s)| *s == StageStatus::Ran));
+    assert_eq!(p.executed().len(), 6);
+}
+
+#[test]
+fn a_corrupt_or_missing_object_is_rebuilt_not_reused() {
+    let p = Project::new();
+    p.write("p.yaml", CHAIN);
+    let first = p.run("p.yaml", &[]);
+    let store = p.store();
+    let made = store.path_of(&first.stages["make"].outputs["out"]);
+    let mut perm = std::fs::metadata(&made).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&made, perm).unwrap();
+    std::fs::write(&made, "tampered").unwrap();
+    std::fs::remove_file(store.path_of(&first.stages["apart"].outputs["out"])).unwrap();
+
+    let second = p.run("p.yaml", &[]);
+    assert_eq!(
+        statuses(&second),
+        [
+            ("make", StageStatus::Ran),
+            ("shout", StageStatus::Hit),
+            ("apart", StageStatus::Ran)
+        ],
+        "make's rebuilt output is the same, so shout's key is unchanged"
+    );
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "hello");
+}
+
+#[test]
+fn concurrent_runs_share_the_store_and_build_a_key_once() {
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: slow\nstages:\n  s: {kind: step, with: {sleep_ms: 500, tally: TALLY}}\n",
+    );
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| p.run("p.yaml", &[]));
+        let b = scope.spawn(|| p.run("p.yaml", &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(p.executed(), ["s"], "the second run waited and reused it");
+    let mut got = [a.stages["s"].status, b.stages["s"].status];
+    got.sort_by_key(|s| s.label());
+    assert_eq!(got, [StageStatus::Hit, StageStatus::Ran]);
+}
+
+#[test]
+fn the_backend_enters_the_key_of_the_stages_that_require_it_only() {
+    let p = Project::new();
+    let pipeline = "name: b\nparams: {backend: cpu}\nbackend: '${params.backend}'\nstages:\n  \
+                    model: {kind: step, with: {backend: true, tally: TALLY}}\n  \
+                    plain: {kind: step, with: {tally: TALLY}}\n";
+    p.write("p.yaml", pipeline);
+    let cpu = p.run("p.yaml", &[]);
+    assert_eq!(cpu.backend, "cpu");
+    let fast = p.run("p.yaml", &["backend=fast"]);
+    assert_eq!(fast.backend, "fast");
+    assert_eq!(
+        statuses(&fast),
+        [("model", StageStatus::Ran), ("plain", StageStatus::Hit)]
+    );
+    let plan = p.load("p.yaml", &["backend=cpu"]).unwrap();
+    let store = p.store();
+    let verdicts = soma_flow_engine::explain::explain(&plan, &store, Some(&fast)).unwrap();
+    assert_eq!(verdicts[1].1, soma_flow_engine::explain::Verdict::Cached);
+    assert_eq!(
+        verdicts[0].1,
+        soma_flow_engine::explain::Verdict::Cached,
+        "cpu's entry is still there"
+    );
+
+    // The binary's setting judges the name, and only when some stage needs it.
+    let err = p
+        .load("p.yaml", &["backend=gpu"])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("backend `gpu`: this test offers `cpu` and `fast`")
+            && err.contains("p.yaml:3:"),
+        "{err}"
+    );
+    p.write(
+        "plain.yaml",
+        "name: plain\nbackend: gpu\nstages:\n  s: {kind: step}\n",
+    );
+    assert!(p.load("plain.yaml", &[]).is_ok());
+}

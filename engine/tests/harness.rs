@@ -1,0 +1,228 @@
+//! A temporary project, the test kinds, and in-process load and run.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use soma_flow_engine::app;
+use soma_flow_engine::command::CommandKind;
+use soma_flow_engine::exec::{ExecOptions, StopOn};
+use soma_flow_engine::pipeline::{load, BackendSetting, LoadError, LoadOptions, Plan};
+use soma_flow_engine::record::{RunRecord, StageStatus};
+use soma_flow_engine::store::Store;
+use soma_flow_engine::{Inputs, Outcome, Registry, Requirements, RunContext, StageKind};
+
+/// `step`: writes its inputs' contents followed by `text` to `out`, after `sleep_ms`,
+/// and logs each execution to `tally`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepWith {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// A file that gets one line per execution: `<stage> <start ms> <end ms>`.
+    pub tally: Option<PathBuf>,
+    #[serde(default)]
+    pub fail: bool,
+    #[serde(default)]
+    pub defer: bool,
+    pub resource: Option<String>,
+    /// Computes on the run's backend.
+    #[serde(default)]
+    pub backend: bool,
+}
+
+pub struct Step;
+
+impl StageKind for Step {
+    type With = StepWith;
+    const NAME: &'static str = "step";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "A test stage";
+
+    fn inputs(&self, _: &StepWith) -> Inputs {
+        Inputs::Any
+    }
+    fn outputs(&self, _: &StepWith) -> Vec<String> {
+        vec!["out".into()]
+    }
+    fn requirements(&self, with: &StepWith) -> Requirements {
+        Requirements {
+            backend: with.backend,
+            resource: with.resource.clone(),
+        }
+    }
+    fn run(&self, with: &StepWith, ctx: &RunContext<'_>) -> anyhow::Result<Outcome> {
+        let start = now_ms();
+        let mut text = String::new();
+        for paths in ctx.inputs.values() {
+            for p in paths {
+                text += &std::fs::read_to_string(p)?;
+            }
+        }
+        text += &with.text;
+        std::thread::sleep(Duration::from_millis(with.sleep_ms));
+        if let Some(tally) = &with.tally {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(tally)?;
+            // One write per line: concurrent stages append to the same file.
+            f.write_all(format!("{} {start} {}\n", ctx.stage, now_ms()).as_bytes())?;
+        }
+        if with.fail {
+            anyhow::bail!("asked to fail");
+        }
+        if with.defer {
+            return Ok(Outcome::Deferred("not yet".into()));
+        }
+        std::fs::write(ctx.output("out"), text)?;
+        Ok(Outcome::Done)
+    }
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(CommandKind);
+    r.register(Step);
+    r
+}
+
+/// One execution of a `step` stage, from its tally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    pub stage: String,
+    pub start: u128,
+    pub end: u128,
+}
+
+impl Execution {
+    pub fn overlaps(&self, other: &Execution) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a pipeline, with `TALLY` replaced by the project's tally file.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        let tally = self.tally();
+        std::fs::write(&path, text.replace("TALLY", tally.to_str().unwrap())).unwrap();
+        path
+    }
+
+    pub fn tally(&self) -> PathBuf {
+        self.path().join("tally")
+    }
+
+    /// Executions so far, in the order they ended.
+    pub fn executions(&self) -> Vec<Execution> {
+        std::fs::read_to_string(self.tally())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let mut f = l.split(' ');
+                Execution {
+                    stage: f.next().unwrap().to_string(),
+                    start: f.next().unwrap().parse().unwrap(),
+                    end: f.next().unwrap().parse().unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn executed(&self) -> Vec<String> {
+        self.executions().into_iter().map(|e| e.stage).collect()
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.path().join("store")).unwrap()
+    }
+
+    pub fn load(&self, file: &str, overrides: &[&str]) -> Result<Plan, LoadError> {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let registry = registry();
+        let opts = LoadOptions {
+            registry: &registry,
+            overrides: &overrides,
+            backend: None,
+            backends: BackendSetting {
+                default: "cpu",
+                check: |name| match name {
+                    "cpu" | "fast" => Ok(()),
+                    other => Err(format!("this test offers `cpu` and `fast`, not `{other}`")),
+                },
+            },
+        };
+        load(&self.path().join(file), &opts)
+    }
+
+    /// Loads and runs `file` with `--set` overrides, four stages at a time.
+    pub fn run(&self, file: &str, overrides: &[&str]) -> RunRecord {
+        self.run_with(file, overrides, options(4, overrides))
+    }
+
+    pub fn run_with(&self, file: &str, overrides: &[&str], opts: ExecOptions) -> RunRecord {
+        let plan = self.load(file, overrides).unwrap_or_else(|e| panic!("{e}"));
+        app::execute(Arc::new(plan), self.store(), opts).unwrap()
+    }
+}
+
+pub fn options(jobs: usize, overrides: &[&str]) -> ExecOptions {
+    ExecOptions {
+        jobs,
+        no_cache: false,
+        overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        stop_on: StopOn::Notified(Default::default()),
+    }
+}
+
+/// Each stage's status, in pipeline order.
+pub fn statuses(record: &RunRecord) -> Vec<(&str, StageStatus)> {
+    record
+        .stages
+        .iter()
+        .map(|(name, s)| (name.as_str(), s.status))
+        .collect()
+}
+
+/// The stored content of `stage`'s `out` in `record`.
+pub fn output(store: &Store, record: &RunRecord, stage: &str) -> String {
+    let artifact = &record.stages[stage].outputs["out"];
+    std::fs::read_to_string(store.path_of(artifact)).unwrap()
+}
+
+/// Each stage's cache key in `record`.
+pub fn keys(record: &RunRecord) -> BTreeMap<&str, &str> {
+    record
+        .stages
+        .iter()
+        .filter_map(|(name, s)| Some((name.as_str(), s.key.as_deref()?)))
+        .collect()
+}

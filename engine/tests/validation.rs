@@ -1,0 +1,132 @@
+//! Every validation error is reported with file:line:column before anything runs, and
+//! several together.
+
+use crate::harness::Project;
+
+/// The diagnostics for pipeline `text`.
+fn reject(text: &str) -> String {
+    let p = Project::new();
+    p.write("p.yaml", text);
+    match p.load("p.yaml", &[]) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_at(err: &str, place: &str, needle: &str) {
+    assert!(
+        err.contains(&format!("p.yaml:{place}:")),
+        "expected p.yaml:{place} in:\n{err}"
+    );
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+}
+
+#[test]
+fn unknown_keys() {
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    wiht: {run: 'true'}\n");
+    assert_at(&err, "5:5", "unknown field `wiht`");
+    let err = reject("name: x\nstage: {}\n");
+    assert_at(&err, "2:1", "unknown field `stage`");
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      ouputs: [x]\n");
+    assert_at(&err, "7:7", "unknown field `ouputs`");
+}
+
+#[test]
+fn unknown_kind_suggests_the_closest() {
+    let err = reject("name: x\nstages:\n  a:\n    kind: comand\n");
+    assert_at(&err, "4:11", "unknown stage kind `comand`");
+    assert!(err.contains("did you mean `command`"), "{err}");
+}
+
+#[test]
+fn bad_with_values() {
+    let err = reject(
+        "name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: 3\n",
+    );
+    assert_at(
+        &err,
+        "7:13",
+        "invalid type: integer `3`, expected a sequence",
+    );
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: {outs: [x]}\n");
+    assert_at(&err, "5:11", "missing field `run`");
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: [ok, 'a/b']\n");
+    assert_at(&err, "7:18", "invalid output name `a/b`");
+    let err = reject("name: x\nstages:\n  a:\n    kind: step\n    with: {sleep_ms: soon}\n");
+    assert_at(&err, "5:22", "invalid type: string \"soon\"");
+}
+
+#[test]
+fn references_to_missing_stages_and_outputs() {
+    let err = reject(
+        "name: x\nstages:\n  make:\n    kind: command\n    with: {run: 'true', outs: [text]}\n  b:\n    kind: command\n    inputs: {src: mkae.text}\n    with: {run: 'true'}\n",
+    );
+    assert_at(&err, "8:19", "no stage named `mkae`");
+    assert!(err.contains("did you mean `make`"), "{err}");
+    let err = reject(
+        "name: x\nstages:\n  make:\n    kind: command\n    with: {run: 'true', outs: [text]}\n  b:\n    kind: command\n    inputs: {src: make.txt}\n    with: {run: 'true'}\n",
+    );
+    assert_at(&err, "8:19", "stage `make` has no output `txt`");
+    let err = reject(
+        "name: x\nstages:\n  b:\n    kind: command\n    needs: [ghost]\n    with: {run: 'true'}\n",
+    );
+    assert_at(&err, "5:13", "no stage named `ghost`");
+    let err = reject("name: x\nstages:\n  b:\n    kind: command\n    inputs: {src: nodot}\n    with: {run: 'true'}\n");
+    assert_at(&err, "5:19", "is not a reference");
+}
+
+#[test]
+fn cycles_print_their_path() {
+    let err = reject(
+        "name: x\nstages:\n  a:\n    kind: command\n    needs: [c]\n    with: {run: 'true'}\n  b:\n    kind: command\n    needs: [a]\n    with: {run: 'true'}\n  c:\n    kind: command\n    needs: [b]\n    with: {run: 'true'}\n",
+    );
+    let cycle = err
+        .lines()
+        .find(|l| l.contains("dependency cycle:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    for s in ["a", "b", "c"] {
+        assert!(
+            cycle.contains(&format!("{s} ->")) || cycle.ends_with(s),
+            "{cycle}"
+        );
+    }
+    assert!(err.contains("p.yaml:"), "{err}");
+}
+
+#[test]
+fn undefined_params_and_overrides() {
+    let err = reject("name: x\nparams: {greeting: hi}\nstages:\n  a:\n    kind: command\n    with:\n      run: 'echo ${params.greting}'\n");
+    assert_at(&err, "7:12", "undefined param `greting`");
+    assert!(err.contains("did you mean `greeting`"), "{err}");
+
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: x\nparams: {steps: 1}\nstages:\n  a: {kind: step}\n",
+    );
+    let err = p.load("p.yaml", &["stpes=3"]).err().unwrap().to_string();
+    assert!(err.contains("did you mean `steps`"), "{err}");
+    let err = p.load("p.yaml", &["steps"]).err().unwrap().to_string();
+    assert!(err.contains("expected NAME=VALUE"), "{err}");
+    assert!(p.load("p.yaml", &["steps=3"]).is_ok());
+}
+
+#[test]
+fn yaml_syntax_and_duplicates() {
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: {run: 'true'\n  b: 1\n");
+    assert!(
+        err.contains("p.yaml:") && err.contains("invalid YAML"),
+        "{err}"
+    );
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: {run: 'true'}\n  a:\n    kind: command\n");
+    assert_at(&err, "6:3", "duplicate key `a`");
+}
+
+#[test]
+fn several_errors_are_reported_together() {
+    let err = reject("name: x\nstages:\n  a:\n    kind: nope\n  b:\n    kind: command\n    needs: [zzz]\n    with: {run: 'true'}\n");
+    assert!(
+        err.trim_end().ends_with("p.yaml") && err.contains("2 errors in "),
+        "{err}"
+    );
+}

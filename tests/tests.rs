@@ -1,0 +1,11 @@
+//! soma-flow's integration tests (the product binary), in one test binary: a change
+//! relinks once, not once per file.
+
+mod common;
+mod engine_run;
+mod engine_validate;
+mod hostile_store;
+mod localnet_cli;
+mod network_stages;
+mod pipelines;
+mod schema;
