@@ -89,6 +89,11 @@ impl WithError {
         self.help = Some(help.into());
         self
     }
+    /// The same error, for a value nested under `key` (e.g. commit's `embed`).
+    pub fn within(mut self, key: &str) -> Self {
+        self.path.insert(0, PathSeg::Key(key.to_string()));
+        self
+    }
 }
 
 /// What a stage needs of the run, beyond its inputs.

@@ -6,6 +6,7 @@ pub mod app;
 pub mod command;
 pub mod dag;
 pub mod diag;
+pub mod duration;
 pub mod exec;
 pub mod explain;
 pub mod hash;

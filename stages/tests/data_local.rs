@@ -381,3 +381,36 @@ fn reader_rejects_a_truncated_dataset() {
         "{e}"
     );
 }
+
+#[test]
+fn option_and_duration_errors_are_located_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    let mut registry = soma_flow_engine::Registry::new();
+    soma_flow_stages::kinds::register(&mut registry);
+    let opts = soma_flow_engine::pipeline::LoadOptions {
+        registry: &registry,
+        overrides: &[],
+        backend: None,
+        backends: soma_flow_stages::backend::SETTING,
+    };
+    for (stage, place, needle) in [
+        (
+            "kind: fetch-dataset\n    with:\n      source: hf\n      paths: [a.txt]",
+            "p.yaml:7:14",
+            "with.paths: `paths` belongs to `source: local`",
+        ),
+        (
+            "kind: reveal\n    with:\n      poll: 1s\n      wait: soon",
+            "p.yaml:7:13",
+            "with.wait: `soon` is not a duration",
+        ),
+    ] {
+        std::fs::write(&path, format!("name: x\nstages:\n  s:\n    {stage}\n")).unwrap();
+        let err = soma_flow_engine::pipeline::load(&path, &opts)
+            .err()
+            .expect("rejected")
+            .to_string();
+        assert!(err.contains(place) && err.contains(needle), "{err}");
+    }
+}

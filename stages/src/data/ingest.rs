@@ -29,7 +29,9 @@ pub fn fetch_dataset(
     holdout_dir: &Path,
     progress: ProgressFn<'_>,
 ) -> Result<FetchReport, DataError> {
-    options.validate()?;
+    options
+        .validate()
+        .map_err(|e| DataError::InvalidOptions(e.message))?;
     let mut files = fetch_files(options, dirs, progress)?;
     for file in &mut files {
         file.record.blake3 = blake3_file(&file.path)?;

@@ -2,8 +2,8 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use super::error::DataError;
+use serde_inline_default::serde_inline_default;
+use soma_flow_engine::WithError;
 
 /// Where the documents come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -19,6 +19,7 @@ pub enum SourceKind {
 
 /// Options of one dataset fetch. Documents keep their boundaries: each file of plain
 /// text, each JSON Lines record and each Parquet row is one document.
+#[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FetchOptions {
@@ -78,49 +79,34 @@ pub struct FetchOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     /// Fraction of the documents held out as a second dataset, in [0, 1).
-    #[serde(default = "default_holdout")]
+    #[serde_inline_default(0.05)]
     pub holdout: f64,
-}
-
-fn default_holdout() -> f64 {
-    0.05
 }
 
 impl FetchOptions {
     /// Options for `source` with every other key at its default.
     pub fn new(source: SourceKind) -> Self {
-        FetchOptions {
-            source,
-            paths: Vec::new(),
-            repo: None,
-            revision: None,
-            files: Vec::new(),
-            field: None,
-            url: None,
-            max_bytes: None,
-            max_docs: None,
-            shuffle: false,
-            seed: 0,
-            extensions: Vec::new(),
-            pattern: None,
-            min_len: None,
-            max_len: None,
-            language: None,
-            holdout: default_holdout(),
-        }
+        serde_json::from_value(serde_json::json!({ "source": source }))
+            .expect("every key but `source` has a default")
     }
 }
 
 impl FetchOptions {
-    /// Checks what deserialisation cannot: the keys each source needs or ignores.
-    pub fn validate(&self) -> Result<(), DataError> {
-        let invalid = |message: String| Err(DataError::InvalidOptions(message));
+    /// Checks what deserialisation cannot: the keys each source needs or ignores. The
+    /// error is located at the key at fault.
+    pub fn validate(&self) -> Result<(), WithError> {
         if !(0.0..1.0).contains(&self.holdout) {
-            return invalid(format!("`holdout` is {}, not in [0, 1)", self.holdout));
+            return Err(WithError::at(
+                &["holdout"],
+                format!("`holdout` is {}, not in [0, 1)", self.holdout),
+            ));
         }
         if let (Some(min), Some(max)) = (self.min_len, self.max_len) {
             if min > max {
-                return invalid(format!("`min_len` {min} is above `max_len` {max}"));
+                return Err(WithError::at(
+                    &["min_len"],
+                    format!("`min_len` {min} is above `max_len` {max}"),
+                ));
             }
         }
         let given = [
@@ -131,23 +117,25 @@ impl FetchOptions {
         ];
         for (key, present, owner) in given {
             if present && owner != self.source {
-                return invalid(format!(
-                    "`{key}` belongs to `source: {}`, not `source: {}`",
-                    owner.name(),
-                    self.source.name()
+                return Err(WithError::at(
+                    &[key],
+                    format!(
+                        "`{key}` belongs to `source: {}`, not `source: {}`",
+                        owner.name(),
+                        self.source.name()
+                    ),
                 ));
             }
         }
-        let required = match self.source {
+        let (needed, present) = match self.source {
             SourceKind::Local => ("paths", !self.paths.is_empty()),
             SourceKind::Hf => ("repo", self.repo.is_some()),
             SourceKind::Url => ("url", self.url.is_some()),
         };
-        if !required.1 {
-            return invalid(format!(
-                "`source: {}` needs `{}`",
-                self.source.name(),
-                required.0
+        if !present {
+            return Err(WithError::at(
+                &["source"],
+                format!("`source: {}` needs `{needed}`", self.source.name()),
             ));
         }
         Ok(())

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use soma_flow_engine::{
     CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
@@ -15,6 +16,7 @@ use crate::network::{key_dir, Endpoint};
 use crate::training::documents::open_documents;
 use crate::training::embedding::{embed_file, EmbedWith};
 
+#[serde_inline_default]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitWith {
@@ -33,7 +35,7 @@ pub struct CommitWith {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// Commission in basis points (at most 10000) when the first commit creates the model.
-    #[serde(default = "default_commission")]
+    #[serde_inline_default(1000)]
     pub commission: u16,
     /// Stake in shannons (10^-9 SOMA) when the first commit creates the model;
     /// default: the chain's minimum model stake.
@@ -42,11 +44,7 @@ pub struct CommitWith {
     /// Without an `embedding` input, the genesis embedding is computed from `data`
     /// with these settings (the `embed` kind's `with`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embed: Option<serde_json::Value>,
-}
-
-fn default_commission() -> u16 {
-    1000
+    pub embed: Option<EmbedWith>,
 }
 
 pub struct CommitKind;
@@ -76,7 +74,9 @@ impl StageKind for CommitKind {
     }
 
     fn check(&self, with: &CommitWith) -> Result<(), WithError> {
-        embed_settings(with).map_err(|e| WithError::at(&["embed"], format!("{e:#}")))?;
+        if let Some(embed) = &with.embed {
+            embed.check().map_err(|e| e.within("embed"))?;
+        }
         if with.commission > 10_000 {
             return Err(WithError::at(
                 &["commission"],
@@ -128,7 +128,7 @@ impl StageKind for CommitKind {
             (Some(file), _) => embedding::read(file)?,
             (None, Some(data)) => {
                 let docs = open_documents(data)?;
-                let settings = embed_settings(with)?;
+                let settings = with.embed.clone().unwrap_or_default();
                 let file = embed_file(weights, docs.as_ref(), &settings, crate::backend::resolve(ctx.backend)?, ctx.progress)?;
                 file.embedding
             }
@@ -175,10 +175,4 @@ impl StageKind for CommitKind {
             RecordStatus::Superseded => anyhow::bail!("the network no longer holds this commit"),
         }
     }
-}
-
-fn embed_settings(with: &CommitWith) -> Result<EmbedWith> {
-    let value = with.embed.clone().unwrap_or_else(|| serde_json::json!({}));
-    serde_json::from_value(value)
-        .context("`embed` takes the `embed` kind's keys: mode, sequences, seed, seq_len, heads")
 }

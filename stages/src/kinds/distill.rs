@@ -8,6 +8,7 @@ use anyhow::{ensure, Result};
 use burn::tensor::backend::AutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use soma_flow_engine::{
     InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
@@ -20,10 +21,11 @@ use crate::training::settings::{reject_unknown, Settings};
 use crate::training::stage::{run_training, training_inputs, training_outputs};
 
 /// The settings only distillation has.
+#[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DistillSettings {
     /// Weight of the task loss; `1 − alpha` weighs the embedding MSE.
-    #[serde(default = "default_alpha")]
+    #[serde_inline_default(0.5)]
     pub alpha: f64,
     /// One weight per teacher (normalised by their sum); default: equal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,15 +33,8 @@ pub struct DistillSettings {
     /// Weight of the logit distillation term (KL with temperature); 0: off.
     #[serde(default)]
     pub kl_weight: f64,
-    #[serde(default = "default_temperature")]
+    #[serde_inline_default(1.0)]
     pub temperature: f64,
-}
-
-fn default_alpha() -> f64 {
-    0.5
-}
-fn default_temperature() -> f64 {
-    1.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -32,19 +32,7 @@ impl StageKind for EmbedKind {
     }
 
     fn check(&self, with: &EmbedWith) -> Result<(), WithError> {
-        if with.sequences == 0 {
-            return Err(WithError::at(
-                &["sequences"],
-                "`sequences` must be at least 1",
-            ));
-        }
-        if with.seq_len == 0 {
-            return Err(WithError::at(&["seq_len"], "`seq_len` must be at least 1"));
-        }
-        if with.heads == Some(0) {
-            return Err(WithError::at(&["heads"], "`heads` must be at least 1"));
-        }
-        Ok(())
+        with.check()
     }
 
     fn requirements(&self, _: &EmbedWith) -> Requirements {

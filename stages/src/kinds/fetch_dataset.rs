@@ -32,11 +32,7 @@ impl StageKind for FetchDatasetKind {
     }
 
     fn check(&self, with: &FetchOptions) -> Result<(), WithError> {
-        with.validate().map_err(|e| WithError {
-            path: Vec::new(),
-            message: e.to_string(),
-            help: None,
-        })
+        with.validate()
     }
 
     /// Local files enter the key by content, so editing them refetches; a Hub

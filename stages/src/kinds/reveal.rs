@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use serde_json::json;
+use soma_flow_engine::duration::HumanDuration;
 use soma_flow_engine::{
     CachedOutputs, InputPort, Inputs, Outcome, RunContext, StageKind, WithError,
 };
@@ -14,6 +16,7 @@ use crate::network::key_dir;
 use crate::network::lifecycle::{self, CommitRecord, RevealOutcome};
 use crate::network::with::{NetworkSchema, NetworkWith};
 
+#[serde_inline_default]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealWith {
@@ -23,14 +26,10 @@ pub struct RevealWith {
     pub network: NetworkWith,
     /// Keep polling this long for the reveal epoch (e.g. `30s`); default: defer at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait: Option<String>,
+    pub wait: Option<HumanDuration>,
     /// Time between polls while waiting.
-    #[serde(default = "default_poll")]
-    pub poll: String,
-}
-
-fn default_poll() -> String {
-    "1s".into()
+    #[serde_inline_default("1s".parse().expect("a valid duration"))]
+    pub poll: HumanDuration,
 }
 
 pub struct RevealKind;
@@ -51,18 +50,7 @@ impl StageKind for RevealKind {
     }
 
     fn check(&self, with: &RevealWith) -> Result<(), WithError> {
-        with.network.check()?;
-        for (key, value) in [
-            ("wait", with.wait.as_deref()),
-            ("poll", Some(with.poll.as_str())),
-        ] {
-            if let Some(v) = value {
-                humantime::parse_duration(v).map_err(|e| {
-                    WithError::at(&[key], format!("`{v}`: {e}")).help("e.g. `2s`, `10m`, `6h`")
-                })?;
-            }
-        }
-        Ok(())
+        with.network.check()
     }
 
     /// A reveal of "whatever is pending" holds only while nothing new is pending.
@@ -105,11 +93,10 @@ impl StageKind for RevealKind {
         };
         let wait = with
             .wait
-            .as_deref()
-            .map(humantime::parse_duration)
-            .transpose()?
+            .as_ref()
+            .map(HumanDuration::get)
             .unwrap_or_default();
-        let poll = humantime::parse_duration(&with.poll)?.max(Duration::from_millis(50));
+        let poll = with.poll.get().max(Duration::from_millis(50));
         let started = Instant::now();
         let outcome = loop {
             let outcome = lifecycle::reveal(&net, &key, &record, &key_dir(ctx.store))?;

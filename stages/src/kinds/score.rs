@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use soma_flow_engine::{InputPort, Inputs, Outcome, Requirements, RunContext, StageKind};
 
 use crate::formats::{competitors, embedding};
 use crate::score::{cosine_distance, score_models, ScoreReport};
 use crate::training::documents::{open_documents, Documents};
 
+#[serde_inline_default]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreWith {
@@ -23,12 +25,8 @@ pub struct ScoreWith {
     pub heads: Option<usize>,
     /// With a dataset as `data`, each document is one blob (one data submission); at
     /// most this many are scored.
-    #[serde(default = "default_max_blobs")]
+    #[serde_inline_default(16)]
     pub max_blobs: usize,
-}
-
-fn default_max_blobs() -> usize {
-    16
 }
 
 pub struct ScoreKind;

@@ -1,12 +1,14 @@
 //! The `network` key of the network stages: which network, who signs, how a new
 //! local network is made.
 
+use soma_flow_engine::duration::HumanDuration;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_inline_default::serde_inline_default;
 use soma_flow_chain::SecretKey;
 use soma_flow_engine::{RunContext, WithError};
 
@@ -16,12 +18,13 @@ use super::{Endpoint, Network};
 
 /// Which network a stage uses, and who signs. Written as a name (`local`,
 /// `testnet`, or a fullnode URL) or as a map with these keys.
+#[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct NetworkWith {
     /// `local` (the default: a local SOMA network in the store, served by soma-flow
     /// itself), `testnet`, or the URL of a fullnode.
-    #[serde(default = "local")]
+    #[serde_inline_default(local())]
     pub name: String,
     /// A fullnode URL (the same as giving it as `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,25 +44,23 @@ pub struct NetworkWith {
     /// for demos, `24h` like testnet); default: epochs advance only with
     /// `soma-flow localnet advance-epoch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch_duration: Option<String>,
+    pub epoch_duration: Option<HumanDuration>,
     /// Local network only, when this stage creates it: the architecture it demands
     /// (`v1-tiny`, `v1-small`, `v1`); its embedding dimension follows.
-    #[serde(default = "tiny")]
+    #[serde_inline_default(tiny())]
     pub arch: String,
     /// Local network only, when this stage creates it: start with the genesis
     /// competitors revealed (`v1-tiny` networks).
-    #[serde(default = "yes")]
+    #[serde_inline_default(true)]
     pub genesis: bool,
 }
 
+/// Defaults shared by serde and `Default` (a bare name is the map with only `name`).
 fn local() -> String {
     "local".into()
 }
 fn tiny() -> String {
     super::genesis::ARCH.into()
-}
-fn yes() -> bool {
-    true
 }
 
 impl Default for NetworkWith {
@@ -138,12 +139,6 @@ impl NetworkWith {
             WithError::at(&["network", "name"], format!("{e:#}"))
                 .help("`local`, `testnet`, or http(s)://host:port of a fullnode")
         })?;
-        if let Some(d) = &self.epoch_duration {
-            humantime::parse_duration(d).map_err(|e| {
-                WithError::at(&["network", "epoch_duration"], format!("`{d}`: {e}"))
-                    .help("e.g. `2s`, `10m`, `24h`")
-            })?;
-        }
         self.arch.parse::<crate::ArchConfig>().map_err(|e| {
             WithError::at(&["network", "arch"], format!("{e:#}")).help("v1-tiny, v1-small or v1")
         })?;
@@ -156,23 +151,21 @@ impl NetworkWith {
         Ok(())
     }
 
-    pub fn settings(&self) -> Result<Settings> {
-        let epoch_duration_ms = self
-            .epoch_duration
-            .as_deref()
-            .map(humantime::parse_duration)
-            .transpose()?
-            .map(|d| d.as_millis().max(1) as u64);
-        Ok(Settings {
+    /// How a local network is created when this stage creates it.
+    pub fn settings(&self) -> Settings {
+        Settings {
             arch: self.arch.clone(),
-            epoch_duration_ms,
+            epoch_duration_ms: self
+                .epoch_duration
+                .as_ref()
+                .map(|d| d.get().as_millis().max(1) as u64),
             genesis: self.genesis,
-        })
+        }
     }
 
     /// Connects; the local network lives in `store`.
     pub fn open(&self, store: &Path) -> Result<Network> {
-        Network::connect(&self.endpoint()?, store, &self.settings()?)
+        Network::connect(&self.endpoint()?, store, &self.settings())
     }
 
     /// The signer, saying (in the run summary) when a throwaway key was created.

@@ -8,6 +8,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
+use soma_flow_engine::WithError;
 
 use super::documents::Documents;
 use super::sampler::{derive_seed, SequenceIndex, Stream};
@@ -103,32 +105,46 @@ pub fn embed<B: Backend>(
 }
 
 /// How an embedding is computed: the `embed` kind's `with`, and commit's `embed`.
+#[serde_inline_default]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedWith {
-    #[serde(default = "default_mode")]
+    #[serde_inline_default(EmbedMode::Genesis)]
     pub mode: EmbedMode,
     /// Sequences sampled in genesis mode (update mode uses them all).
-    #[serde(default = "default_sequences")]
+    #[serde_inline_default(256)]
     pub sequences: usize,
     /// Seeds the genesis sample.
     #[serde(default)]
     pub seed: u64,
-    #[serde(default = "default_seq_len")]
+    #[serde_inline_default(SEQ_LEN)]
     pub seq_len: usize,
     /// Attention heads of the model (default: V1's 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<usize>,
 }
 
-fn default_mode() -> EmbedMode {
-    EmbedMode::Genesis
+impl Default for EmbedWith {
+    /// The defaults above, as an empty `with` gives them.
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("every field has a default")
+    }
 }
-fn default_sequences() -> usize {
-    256
-}
-fn default_seq_len() -> usize {
-    SEQ_LEN
+
+impl EmbedWith {
+    /// Checks what deserialisation cannot.
+    pub fn check(&self) -> Result<(), WithError> {
+        for (key, value) in [
+            ("sequences", Some(self.sequences)),
+            ("seq_len", Some(self.seq_len)),
+            ("heads", self.heads),
+        ] {
+            if value == Some(0) {
+                return Err(WithError::at(&[key], format!("`{key}` must be at least 1")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Computes the embedding of the weights at `model` with its provenance.

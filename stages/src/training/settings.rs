@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use soma_flow_engine::WithError;
 
 use crate::contract::SEQ_LEN;
@@ -32,6 +33,7 @@ pub enum Schedule {
 }
 
 /// Training settings (flattened into the kinds' `with`).
+#[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Architecture: a preset name or `{preset, dim, layers, heads, hidden, ...}`.
@@ -40,12 +42,12 @@ pub struct Settings {
     #[schemars(with = "Option<serde_json::Value>")]
     pub arch: Option<ArchConfig>,
     /// Optimizer steps.
-    #[serde(default = "default_steps")]
+    #[serde_inline_default(1000)]
     pub steps: usize,
     /// Seeds initialisation, sequence sampling, dropout and SIGReg noise.
     #[serde(default)]
     pub seed: u64,
-    #[serde(default = "default_lr")]
+    #[serde_inline_default(1e-4)]
     pub lr: f64,
     /// Final learning rate of the cosine schedule.
     #[serde(default)]
@@ -55,66 +57,35 @@ pub struct Settings {
     /// Steps of linear warmup to `lr`.
     #[serde(default)]
     pub warmup: usize,
-    #[serde(default = "default_beta1")]
+    #[serde_inline_default(0.9)]
     pub beta1: f64,
-    #[serde(default = "default_beta2")]
+    #[serde_inline_default(0.999)]
     pub beta2: f64,
-    #[serde(default = "default_eps")]
+    #[serde_inline_default(1e-8)]
     pub eps: f64,
     /// L2 penalty added to the gradients (Adam's coupled weight decay).
     #[serde(default)]
     pub weight_decay: f64,
     /// Sequences per micro-batch.
-    #[serde(default = "default_batch")]
+    #[serde_inline_default(2)]
     pub batch: usize,
     /// Micro-batches accumulated per optimizer step.
-    #[serde(default = "default_accum")]
+    #[serde_inline_default(64)]
     pub accum: usize,
     /// Dropout on the residual branches while training.
-    #[serde(default = "default_dropout")]
+    #[serde_inline_default(0.1)]
     pub dropout: f64,
     #[serde(default)]
     pub positions: Positions,
     /// Sequence length (the chain's is 1024; shorter for quick CPU runs).
-    #[serde(default = "default_seq_len")]
+    #[serde_inline_default(SEQ_LEN)]
     pub seq_len: usize,
     /// Steps between checkpoints (0: none).
-    #[serde(default = "default_checkpoint_every")]
+    #[serde_inline_default(100)]
     pub checkpoint_every: usize,
     /// Attention heads of `init`/teacher weights (default: V1's 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<usize>,
-}
-
-fn default_steps() -> usize {
-    1000
-}
-fn default_lr() -> f64 {
-    1e-4
-}
-fn default_beta1() -> f64 {
-    0.9
-}
-fn default_beta2() -> f64 {
-    0.999
-}
-fn default_eps() -> f64 {
-    1e-8
-}
-fn default_batch() -> usize {
-    2
-}
-fn default_accum() -> usize {
-    64
-}
-fn default_dropout() -> f64 {
-    0.1
-}
-fn default_seq_len() -> usize {
-    SEQ_LEN
-}
-fn default_checkpoint_every() -> usize {
-    100
 }
 
 impl Default for Settings {
