@@ -33,6 +33,11 @@ fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
         "the score table is in the summary: {stdout}"
     );
     assert!(stdout.contains("holdout score"), "{stdout}");
+    assert!(
+        stdout.contains("average.model WINS"),
+        "the main job's model beats every competitor on held-out data, even at CI size: {stdout}"
+    );
+    assert!(stdout.contains("β chosen on held-out data"), "{stdout}");
 
     assert!(
         stdout.contains("fetched 2 competitor(s): 0x"),

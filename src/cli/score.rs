@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use soma_flow_engine::app::ExitStatus;
 use soma_flow_stages::formats::embedding;
-use soma_flow_stages::kinds::score::{label, table};
+use soma_flow_stages::formats::scores::{label, table};
 use soma_flow_stages::score::{map_data, score_models};
 use soma_flow_stages::BackendChoice;
 

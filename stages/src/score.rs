@@ -186,6 +186,16 @@ pub fn map_data(path: &Path) -> Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))
 }
 
+/// The blobs to score: each document is one blob (a file is one document); empty
+/// documents have nothing to score and are left out.
+pub fn blobs(docs: &dyn crate::training::documents::Documents, max: usize) -> Vec<&[u8]> {
+    (0..docs.len())
+        .map(|i| docs.get(i))
+        .filter(|d| !d.is_empty())
+        .take(max)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -381,6 +381,29 @@ fn bad_with_values_are_rejected_naming_the_key() {
         key("weights")
     );
     assert_eq!(with_error("average", json!({"beta": 1.5})), key("beta"));
+    assert_eq!(with_error("average", json!({"betas": []})), key("betas"));
+    assert_eq!(
+        with_error("average", json!({"betas": [0, 2]})),
+        key("betas")
+    );
+    assert_eq!(
+        with_error("average", json!({"beta": 0.3, "betas": [0]})),
+        key("beta")
+    );
+    assert_eq!(
+        with_error("commit", json!({"embed": {"sequences": 0}})),
+        vec![
+            PathSeg::Key("embed".into()),
+            PathSeg::Key("sequences".into())
+        ]
+    );
+    assert_eq!(
+        with_error("commit", json!({"embed": {"sequencez": 3}})),
+        vec![
+            PathSeg::Key("embed".into()),
+            PathSeg::Key("sequencez".into())
+        ]
+    );
     assert_eq!(
         with_error("embed", json!({"sequences": 0})),
         key("sequences")
@@ -397,4 +420,72 @@ fn bad_with_values_are_rejected_naming_the_key() {
     assert_eq!(resolved["steps"], 3);
     assert_eq!(resolved["accum"], 64);
     assert!(resolved.get("unknown").is_none());
+}
+
+/// `average` with `betas`: every candidate is scored on the holdout with the chain's
+/// score, the lowest kept; the kept model and its recorded loss agree with an
+/// independent score of the output.
+#[test]
+fn average_keeps_the_beta_with_the_lowest_held_out_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = repo_sources();
+    let held_out = holdout();
+    let stage = |seed: u64| {
+        format!(
+            "kind: train\n    inputs: {{data: data.dataset}}\n    with: {{arch: v1-tiny, heads: 4, steps: 2, seed: {seed}, lr: 0.003, batch: 2, accum: 1, seq_len: 64, checkpoint_every: 0}}"
+        )
+    };
+    let yaml = format!(
+        "name: search\nstages:\n  \
+         data:\n    kind: fetch-dataset\n    with: {{source: local, paths: ['{}'], holdout: 0}}\n  \
+         held:\n    kind: fetch-dataset\n    with: {{source: local, paths: ['{}'], holdout: 0}}\n  \
+         a:\n    {}\n  b:\n    {}\n  \
+         mix:\n    kind: average\n    inputs: {{models: [a.model, b.model], holdout: held.dataset}}\n    \
+         with: {{betas: [0, 0.5, 1], heads: 4, max_blobs: 1}}\n",
+        sources.join("*.rs").display(),
+        held_out.display(),
+        stage(1),
+        stage(2)
+    );
+    let record = crate::data_common::run_pipeline(dir.path(), &yaml);
+    let store = soma_flow_engine::store::Store::open(&dir.path().join("store")).unwrap();
+    let output = |stage: &str, name: &str| store.path_of(&record.stages[stage].outputs[name]);
+    let search: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(output("mix", "search")).unwrap()).unwrap();
+    let candidates = search["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 3, "{search}");
+    let best = candidates
+        .iter()
+        .min_by(|x, y| {
+            x["loss"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&y["loss"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(search["kept"]["beta"], best["beta"], "{search}");
+
+    let blob = std::fs::read(&held_out).unwrap();
+    let kept = output("mix", "model");
+    let rescored = soma_flow_stages::score_models(
+        std::slice::from_ref(&kept),
+        &blob,
+        0,
+        Some(4),
+        BackendChoice::NdArray,
+    )
+    .unwrap();
+    crate::common::assert_close(
+        "kept loss",
+        rescored.models[0].loss,
+        search["kept"]["loss"].as_f64().unwrap() as f32,
+        1.0,
+    );
+    // β = 0 and β = 1 are the two models themselves.
+    for (beta, stage) in [(0.0, "a"), (1.0, "b")] {
+        if search["kept"]["beta"] == beta {
+            let read = |p: &Path| std::fs::read(p).unwrap();
+            assert!(read(&kept) == read(&output(stage, "model")));
+        }
+    }
 }

@@ -6,8 +6,10 @@
 //!   and the "a model file or a fetch-competitors directory" inputs.
 //! - [`embedding`]: embeddings (`embedding.json` + `embedding.f32`, or a JSON array or
 //!   little-endian f32 file given by hand).
+//! - [`scores`]: the `scores` of `score`, and the table people read.
 //!
 //! Commit records are `network::lifecycle::CommitRecord` (`read`, `write`).
 
 pub mod competitors;
 pub mod embedding;
+pub mod scores;

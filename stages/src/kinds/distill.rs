@@ -92,6 +92,19 @@ pub struct DistillSpec<'a> {
 impl ObjectiveSpec for DistillSpec<'_> {
     type Built<B: AutodiffBackend> = Distillation<B::InnerBackend>;
 
+    fn label(&self) -> String {
+        let s = self.settings;
+        let mut label = format!(
+            "loss = {} task (CE + 0.02 SIGReg) + {} embedding MSE",
+            s.alpha,
+            1.0 - s.alpha
+        );
+        if s.kl_weight > 0.0 {
+            label += &format!(" + {} KL", s.kl_weight);
+        }
+        label
+    }
+
     fn build<B: AutodiffBackend>(
         &self,
         student: &ArchConfig,
@@ -144,7 +157,8 @@ pub struct DistillKind;
 impl StageKind for DistillKind {
     type With = DistillWith;
     const NAME: &'static str = "distill";
-    const VERSION: u32 = 1;
+    // 2: the curve names the distillation objective and shows the held-out score.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "Distils frozen teachers into a student: alpha task loss + (1 - alpha) embedding MSE";
 

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use soma_flow_engine::{InputPort, Inputs, Outcome, Requirements, RunContext, StageKind};
 
+use crate::formats::scores::{label, table, verdict};
 use crate::formats::{competitors, embedding};
-use crate::score::{cosine_distance, score_models, ScoreReport};
-use crate::training::documents::{open_documents, Documents};
+use crate::score::{blobs, score_models};
+use crate::training::documents::open_documents;
 
 #[serde_inline_default]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -30,29 +31,6 @@ pub struct ScoreWith {
 }
 
 pub struct ScoreKind;
-
-/// One scored model, labelled for people.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScoredModel {
-    pub name: String,
-    /// Mean on-chain loss over the blobs scored.
-    pub loss: f32,
-    /// Blobs on which this model had the lowest loss.
-    #[serde(default)]
-    pub wins: usize,
-    pub embedding: Vec<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distance: Option<f64>,
-}
-
-/// The `scores` output.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Scores {
-    pub seed: u64,
-    pub blobs: usize,
-    pub models: Vec<ScoredModel>,
-    pub winner: usize,
-}
 
 impl StageKind for ScoreKind {
     type With = ScoreWith;
@@ -116,89 +94,15 @@ impl StageKind for ScoreKind {
             reports.push(score_models(&paths, blob, with.seed, with.heads, backend)?);
         }
         let scores = label(&reports, &names, with.seed, target.as_deref())?;
+        // `model` is mine: say first whether it wins.
+        if ctx.input("model").is_some() {
+            ctx.note(verdict(&scores, 0));
+        }
         ctx.note(table(&scores));
         std::fs::write(ctx.output("scores"), serde_json::to_vec_pretty(&scores)?)?;
         link_or_copy(&paths[scores.winner], &ctx.output("winner"))?;
         Ok(Outcome::Done)
     }
-}
-
-/// Combines the scores of several blobs (mean loss and embedding, wins per model),
-/// names the models and adds their distance to `target`. One blob is exactly the chain's.
-pub fn label(
-    reports: &[ScoreReport],
-    names: &[String],
-    seed: u64,
-    target: Option<&[f32]>,
-) -> Result<Scores> {
-    anyhow::ensure!(
-        !reports.is_empty(),
-        "no data to score: the data input holds no documents"
-    );
-    let n = reports.len() as f32;
-    let models = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let loss = reports.iter().map(|r| r.models[i].loss).sum::<f32>() / n;
-            let mut embedding = vec![0.0f32; reports[0].models[i].embedding.len()];
-            for r in reports {
-                for (acc, x) in embedding.iter_mut().zip(&r.models[i].embedding) {
-                    *acc += x / n;
-                }
-            }
-            let distance = target.map(|t| cosine_distance(&embedding, t)).transpose()?;
-            let wins = reports.iter().filter(|r| r.winner == i).count();
-            Ok(ScoredModel {
-                name: name.clone(),
-                loss,
-                wins,
-                embedding,
-                distance,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let losses: Vec<f32> = models.iter().map(|m| m.loss).collect();
-    let winner = crate::score::winner_index(&losses).context("every model's loss is NaN")?;
-    Ok(Scores {
-        seed,
-        blobs: reports.len(),
-        models,
-        winner,
-    })
-}
-
-/// The human table printed by `soma-flow score` and in run summaries.
-pub fn table(scores: &Scores) -> String {
-    let with_distance = scores.models.iter().any(|m| m.distance.is_some());
-    let w = scores
-        .models
-        .iter()
-        .map(|m| m.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    let mut out = format!("{:<3} {:<w$} {:>12} {:>5}", "#", "model", "loss", "wins");
-    if with_distance {
-        out.push_str(&format!(" {:>10}", "distance"));
-    }
-    for (i, m) in scores.models.iter().enumerate() {
-        out.push_str(&format!(
-            "\n{:<3} {:<w$} {:>12.6} {:>5}",
-            i, m.name, m.loss, m.wins
-        ));
-        if let Some(d) = m.distance {
-            out.push_str(&format!(" {d:>10.6}"));
-        }
-        if i == scores.winner {
-            out.push_str("  ← winner");
-        }
-    }
-    out.push_str(&format!(
-        "\n(on-chain loss, noise seed {}, mean over {} blob(s))",
-        scores.seed, scores.blobs
-    ));
-    out
 }
 
 /// Stored inputs are immutable, so a hard link is as good as a copy and costs
@@ -209,14 +113,4 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
             .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     }
     Ok(())
-}
-
-/// The blobs to score: each document is one blob (a file is one document); empty
-/// documents have nothing to score and are left out.
-fn blobs(docs: &dyn Documents, max: usize) -> Vec<&[u8]> {
-    (0..docs.len())
-        .map(|i| docs.get(i))
-        .filter(|d| !d.is_empty())
-        .take(max)
-        .collect()
 }

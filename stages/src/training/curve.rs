@@ -28,23 +28,29 @@ pub fn series(metrics: &[serde_json::Value], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Plots the `loss` (and `ce`, when present) of each step into a PNG at
-/// `path`, whatever its extension (stage outputs have none).
-pub fn plot_loss(metrics: &[serde_json::Value], title: &str, path: &Path) -> Result<()> {
+/// Plots the `loss` (labelled `label`), `ce` and `holdout_score` (when present) of each
+/// step into a PNG at `path`, whatever its extension (stage outputs have none).
+pub fn plot_loss(
+    metrics: &[serde_json::Value],
+    title: &str,
+    label: &str,
+    path: &Path,
+) -> Result<()> {
     // The encoder picks the format from the extension.
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("curve");
     let png = path.with_file_name(format!("{name}.tmp.png"));
-    draw_loss(metrics, title, &png)?;
+    draw_loss(metrics, title, label, &png)?;
     std::fs::rename(&png, path)?;
     Ok(())
 }
 
-fn draw_loss(metrics: &[serde_json::Value], title: &str, path: &Path) -> Result<()> {
+fn draw_loss(metrics: &[serde_json::Value], title: &str, label: &str, path: &Path) -> Result<()> {
     register_font();
     let loss = series(metrics, "loss");
     ensure!(!loss.is_empty(), "no loss values to plot");
     let ce = series(metrics, "ce");
-    let values = loss.iter().chain(&ce).map(|(_, v)| *v);
+    let holdout = series(metrics, "holdout_score");
+    let values = loss.iter().chain(&ce).chain(&holdout).map(|(_, v)| *v);
     let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
         (l.min(v), h.max(v))
     });
@@ -67,9 +73,15 @@ fn draw_loss(metrics: &[serde_json::Value], title: &str, path: &Path) -> Result<
         .label_style((FAMILY, 14))
         .draw()
         .map_err(|e| draw(&e))?;
-    let mut lines = vec![("loss = CE + 0.02 SIGReg", loss, BLUE)];
+    let mut lines = vec![(label, loss, BLUE)];
     if !ce.is_empty() {
         lines.push(("cross-entropy", ce, RED));
+    }
+    if !holdout.is_empty() {
+        chart
+            .draw_series(holdout.iter().map(|p| Circle::new(*p, 4, GREEN.filled())))
+            .map_err(|e| draw(&e))?;
+        lines.push(("held-out on-chain score", holdout, GREEN));
     }
     for (label, points, colour) in lines {
         chart

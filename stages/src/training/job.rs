@@ -21,6 +21,8 @@ use crate::score::score_model;
 /// Builds a step objective on the backend chosen at run time.
 pub trait ObjectiveSpec: Sync {
     type Built<B: AutodiffBackend>: Objective<B>;
+    /// What the `loss` metric is, for the loss curve's legend.
+    fn label(&self) -> String;
     fn build<B: AutodiffBackend>(
         &self,
         student: &ArchConfig,
@@ -30,6 +32,9 @@ pub trait ObjectiveSpec: Sync {
 
 impl ObjectiveSpec for TaskLoss {
     type Built<B: AutodiffBackend> = TaskLoss;
+    fn label(&self) -> String {
+        "loss = CE + 0.02 SIGReg".into()
+    }
     fn build<B: AutodiffBackend>(&self, _: &ArchConfig, _: &B::Device) -> Result<TaskLoss> {
         Ok(TaskLoss)
     }
@@ -196,7 +201,7 @@ impl<S: ObjectiveSpec> BackendTask for Task<'_, S> {
             let lines: String = metrics.iter().map(|m| format!("{m}\n")).collect();
             std::fs::write(&self.outputs.metrics, lines)
                 .with_context(|| format!("writing {}", self.outputs.metrics.display()))?;
-            plot_loss(&metrics, job.title, &self.outputs.curve)?;
+            plot_loss(&metrics, job.title, &self.spec.label(), &self.outputs.curve)?;
         }
         Ok(report)
     }

@@ -1,0 +1,137 @@
+//! The `scores` output of `score` (and `soma-flow score --json`): each model's mean
+//! on-chain loss, wins and embedding over the blobs scored, and the winner; with the
+//! table people read in run summaries.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::score::{cosine_distance, ScoreReport};
+
+/// One scored model, labelled for people.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoredModel {
+    pub name: String,
+    /// Mean on-chain loss over the blobs scored.
+    pub loss: f32,
+    /// Blobs on which this model had the lowest loss.
+    #[serde(default)]
+    pub wins: usize,
+    pub embedding: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f64>,
+}
+
+/// The `scores` output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scores {
+    pub seed: u64,
+    pub blobs: usize,
+    pub models: Vec<ScoredModel>,
+    pub winner: usize,
+}
+
+/// Combines the scores of several blobs (mean loss and embedding, wins per model),
+/// names the models and adds their distance to `target`. One blob is exactly the chain's.
+pub fn label(
+    reports: &[ScoreReport],
+    names: &[String],
+    seed: u64,
+    target: Option<&[f32]>,
+) -> Result<Scores> {
+    anyhow::ensure!(
+        !reports.is_empty(),
+        "no data to score: the data input holds no documents"
+    );
+    let n = reports.len() as f32;
+    let models = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let loss = reports.iter().map(|r| r.models[i].loss).sum::<f32>() / n;
+            let mut embedding = vec![0.0f32; reports[0].models[i].embedding.len()];
+            for r in reports {
+                for (acc, x) in embedding.iter_mut().zip(&r.models[i].embedding) {
+                    *acc += x / n;
+                }
+            }
+            let distance = target.map(|t| cosine_distance(&embedding, t)).transpose()?;
+            let wins = reports.iter().filter(|r| r.winner == i).count();
+            Ok(ScoredModel {
+                name: name.clone(),
+                loss,
+                wins,
+                embedding,
+                distance,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let losses: Vec<f32> = models.iter().map(|m| m.loss).collect();
+    let winner = crate::score::winner_index(&losses).context("every model's loss is NaN")?;
+    Ok(Scores {
+        seed,
+        blobs: reports.len(),
+        models,
+        winner,
+    })
+}
+
+/// The human table printed by `soma-flow score` and in run summaries.
+pub fn table(scores: &Scores) -> String {
+    let with_distance = scores.models.iter().any(|m| m.distance.is_some());
+    let w = scores
+        .models
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut out = format!("{:<3} {:<w$} {:>12} {:>5}", "#", "model", "loss", "wins");
+    if with_distance {
+        out.push_str(&format!(" {:>10}", "distance"));
+    }
+    for (i, m) in scores.models.iter().enumerate() {
+        out.push_str(&format!(
+            "\n{:<3} {:<w$} {:>12.6} {:>5}",
+            i, m.name, m.loss, m.wins
+        ));
+        if let Some(d) = m.distance {
+            out.push_str(&format!(" {d:>10.6}"));
+        }
+        if i == scores.winner {
+            out.push_str("  ← winner");
+        }
+    }
+    out.push_str(&format!(
+        "\n(on-chain loss, noise seed {}, mean over {} blob(s))",
+        scores.seed, scores.blobs
+    ));
+    out
+}
+
+/// Whether model `mine` wins, by how much and against whom: the line a run summary
+/// leads with.
+pub fn verdict(scores: &Scores, mine: usize) -> String {
+    let me = &scores.models[mine];
+    let best_other = scores
+        .models
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != mine)
+        .min_by(|a, b| a.1.loss.total_cmp(&b.1.loss));
+    let Some((_, other)) = best_other else {
+        return format!("{} has no competitor to beat here", me.name);
+    };
+    let margin = (other.loss - me.loss).abs();
+    let percent = 100.0 * margin / other.loss.abs().max(f32::MIN_POSITIVE);
+    if scores.winner == mine {
+        format!(
+            "{} WINS: loss {:.4} against {:.4} of the strongest competitor, {} ({margin:.4} lower, {percent:.1}%)",
+            me.name, me.loss, other.loss, other.name
+        )
+    } else {
+        format!(
+            "{} LOSES: loss {:.4}; {} wins with {:.4} ({margin:.4} lower, {percent:.1}%)",
+            me.name, me.loss, other.name, other.loss
+        )
+    }
+}
