@@ -20,6 +20,7 @@ pub mod record;
 pub mod report;
 pub mod schema;
 pub mod store;
+pub mod table;
 pub mod verify;
 pub mod yaml;
 

@@ -124,7 +124,7 @@ h3{font-size:1rem}\
 table{border-collapse:collapse}\
 th,td{text-align:left;vertical-align:top;padding:.25rem .7rem;border-bottom:1px solid #eaeef2}\
 table.meta th{font-weight:normal;color:#57606a}\
-td.num{text-align:right}\
+td.num,th.num{text-align:right}\
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}\
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;margin:.3rem 0}\
 .status{border:1px solid;border-radius:4px;padding:0 .4rem;margin-right:.4rem}\
@@ -251,14 +251,28 @@ fn stage_table(r: &RunRecord) -> String {
     out
 }
 
+/// Each stage's notes: pipe tables drawn as tables, the rest as preformatted text.
 fn notes(r: &RunRecord) -> String {
     let mut out = String::new();
     for (name, s) in r.stages.iter().filter(|(_, s)| !s.notes.is_empty()) {
-        out.push_str(&format!(
-            "<h3>{}</h3>\n<pre>{}</pre>\n",
-            esc(name),
-            esc(&s.notes.join("\n"))
-        ));
+        out.push_str(&format!("<h3>{}</h3>\n", esc(name)));
+        let mut text: Vec<&str> = Vec::new();
+        let flush = |text: &mut Vec<&str>, out: &mut String| {
+            if !text.is_empty() {
+                out.push_str(&format!("<pre>{}</pre>\n", esc(&text.join("\n"))));
+                text.clear();
+            }
+        };
+        for note in &s.notes {
+            match crate::table::to_html(note, esc) {
+                Some(table) => {
+                    flush(&mut text, &mut out);
+                    out.push_str(&table);
+                }
+                None => text.push(note),
+            }
+        }
+        flush(&mut text, &mut out);
     }
     if out.is_empty() {
         out.push_str("<p>No stage reported notes.</p>\n");
@@ -342,7 +356,12 @@ mod tests {
         let mut bad = stage("command", StageStatus::Failed, 0, 10);
         bad.message = Some("exit 1: <stderr> & more".to_string());
         let mut score = stage("score", StageStatus::Ran, 10, 20);
-        score.notes = vec!["mine <0.1> vs them".to_string(), "winner: mine".to_string()];
+        score.notes = vec![
+            "mine <0.1> vs them".to_string(),
+            "winner: mine".to_string(),
+            "| model | loss |\n| --- | ---: |\n| <mine> | 0.1 |".to_string(),
+            "(after the table)".to_string(),
+        ];
         let mut r = record(vec![("bad", bad), ("score", score)]);
         r.name = "a<b>".to_string();
         let page = render(
@@ -353,7 +372,12 @@ mod tests {
         assert!(page.contains("<title>a&lt;b&gt;: run 20250101-120000-abcdef</title>"));
         assert!(!page.contains("a<b>"));
         assert!(page.contains("<pre>exit 1: &lt;stderr&gt; &amp; more</pre>"));
-        assert!(page.contains("<h3>score</h3>\n<pre>mine &lt;0.1&gt; vs them\nwinner: mine</pre>"));
+        assert!(page.contains(
+            "<h3>score</h3>\n<pre>mine &lt;0.1&gt; vs them\nwinner: mine</pre>\n\
+             <table class=\"note\">\n<tr><th>model</th><th class=\"num\">loss</th></tr>\n\
+             <tr><td>&lt;mine&gt;</td><td class=\"num\">0.1</td></tr>\n</table>\n\
+             <pre>(after the table)</pre>"
+        ));
         assert!(page.contains("shows no dependencies:</p>\n<pre>kind `x` is unknown</pre>"));
         assert!(
             page.contains("<code>0123456789ab</code>"),

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use soma_flow_engine::app::ExitStatus;
 use soma_flow_stages::formats::embedding;
-use soma_flow_stages::formats::scores::{label, table};
+use soma_flow_stages::formats::scores::{caption, label, table};
 use soma_flow_stages::score::{map_data, score_models};
 use soma_flow_stages::BackendChoice;
 
@@ -64,7 +64,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitStatus> {
             serde_json::json!({"models": models, "winner": scores.winner})
         );
     } else {
-        println!("{}", table(&scores));
+        println!("{}\n{}", table(&scores), caption(&scores));
     }
     Ok(ExitStatus::Ok)
 }

@@ -5,6 +5,8 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use soma_flow_engine::table::{pipe, Align};
+
 use crate::score::{cosine_distance, ScoreReport};
 
 /// One scored model, labelled for people.
@@ -75,37 +77,47 @@ pub fn label(
     })
 }
 
-/// The human table printed by `soma-flow score` and in run summaries.
+/// How the scores were computed, the line under [`table`].
+pub fn caption(scores: &Scores) -> String {
+    format!(
+        "(on-chain loss, noise seed {}, mean over {} blob(s))",
+        scores.seed, scores.blobs
+    )
+}
+
+/// The table printed by `soma-flow score` and in run summaries: a pipe table, which
+/// `report` draws as a table.
 pub fn table(scores: &Scores) -> String {
     let with_distance = scores.models.iter().any(|m| m.distance.is_some());
-    let w = scores
+    let mut columns = vec![
+        ("#", Align::Right),
+        ("model", Align::Left),
+        ("loss", Align::Right),
+        ("wins", Align::Right),
+    ];
+    if with_distance {
+        columns.push(("distance", Align::Right));
+    }
+    columns.push(("", Align::Left));
+    let rows: Vec<Vec<String>> = scores
         .models
         .iter()
-        .map(|m| m.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    let mut out = format!("{:<3} {:<w$} {:>12} {:>5}", "#", "model", "loss", "wins");
-    if with_distance {
-        out.push_str(&format!(" {:>10}", "distance"));
-    }
-    for (i, m) in scores.models.iter().enumerate() {
-        out.push_str(&format!(
-            "\n{:<3} {:<w$} {:>12.6} {:>5}",
-            i, m.name, m.loss, m.wins
-        ));
-        if let Some(d) = m.distance {
-            out.push_str(&format!(" {d:>10.6}"));
-        }
-        if i == scores.winner {
-            out.push_str("  ← winner");
-        }
-    }
-    out.push_str(&format!(
-        "\n(on-chain loss, noise seed {}, mean over {} blob(s))",
-        scores.seed, scores.blobs
-    ));
-    out
+        .enumerate()
+        .map(|(i, m)| {
+            let mut row = vec![
+                i.to_string(),
+                m.name.clone(),
+                format!("{:.6}", m.loss),
+                m.wins.to_string(),
+            ];
+            if with_distance {
+                row.push(m.distance.map_or(String::new(), |d| format!("{d:.6}")));
+            }
+            row.push(if i == scores.winner { "← winner" } else { "" }.into());
+            row
+        })
+        .collect();
+    pipe(&columns, &rows)
 }
 
 /// Whether model `mine` wins, by how much and against whom: the line a run summary

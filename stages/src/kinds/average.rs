@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
+use soma_flow_engine::table::{pipe, Align};
 use soma_flow_engine::{
     InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
@@ -205,17 +206,25 @@ fn search(
         }
     }
     let (beta, loss) = best.expect("betas is not empty");
-    let mut table = format!(
-        "β chosen on held-out data (on-chain loss, mean over {} blob(s)):",
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(b, l)| {
+            let mark = if *b == beta { "← kept" } else { "" };
+            vec![b.to_string(), format!("{l:.6}"), mark.into()]
+        })
+        .collect();
+    ctx.note(format!(
+        "β chosen on held-out data (on-chain loss, mean over {} blob(s)): {beta}",
         blobs.len()
-    );
-    for (b, l) in &results {
-        table.push_str(&format!("\n  β = {b:<5} {l:>10.6}"));
-        if *b == beta {
-            table.push_str("  ← kept");
-        }
-    }
-    ctx.note(table);
+    ));
+    ctx.note(pipe(
+        &[
+            ("β", Align::Right),
+            ("loss", Align::Right),
+            ("", Align::Left),
+        ],
+        &rows,
+    ));
     let search = serde_json::json!({
         "blobs": blobs.len(),
         "seed": with.seed,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use soma_flow_engine::{InputPort, Inputs, Outcome, Requirements, RunContext, StageKind};
 
-use crate::formats::scores::{label, table, verdict};
+use crate::formats::scores::{caption, label, table, verdict};
 use crate::formats::{competitors, embedding};
 use crate::score::{blobs, score_models};
 use crate::training::documents::open_documents;
@@ -99,6 +99,7 @@ impl StageKind for ScoreKind {
             ctx.note(verdict(&scores, 0));
         }
         ctx.note(table(&scores));
+        ctx.note(caption(&scores));
         std::fs::write(ctx.output("scores"), serde_json::to_vec_pretty(&scores)?)?;
         link_or_copy(&paths[scores.winner], &ctx.output("winner"))?;
         Ok(Outcome::Done)
