@@ -124,31 +124,74 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> Result<f64> {
 
 struct ScoreTask<'a> {
     models: &'a [PathBuf],
-    data: &'a [u8],
+    blobs: &'a [&'a [u8]],
     seed: u64,
     heads: Option<usize>,
 }
 
 impl BackendTask for ScoreTask<'_> {
-    type Output = Result<Vec<ModelScore>>;
+    /// Per model, its score on each blob.
+    type Output = Result<Vec<Vec<ModelScore>>>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         self.models
             .iter()
             .map(|path| {
-                // One model at a time: a V1 model is 4.8 GB.
+                // One model at a time (a V1 model is 4.8 GB), loaded once for every blob.
                 let model =
                     SomaModel::<B::InnerBackend>::load_inferred(path, self.heads, 0.0, &device)?;
-                let (loss, embedding) = score_model(&model, self.data, self.seed, &device)
-                    .with_context(|| format!("scoring {}", path.display()))?;
-                Ok(ModelScore {
-                    path: path.clone(),
-                    loss,
-                    embedding,
-                })
+                self.blobs
+                    .iter()
+                    .map(|blob| {
+                        let (loss, embedding) = score_model(&model, blob, self.seed, &device)
+                            .with_context(|| format!("scoring {}", path.display()))?;
+                        Ok(ModelScore {
+                            path: path.clone(),
+                            loss,
+                            embedding,
+                        })
+                    })
+                    .collect()
             })
             .collect()
     }
+}
+
+/// Scores competing weights files on each blob as the chain does: one report per blob.
+pub fn score_on_blobs(
+    models: &[PathBuf],
+    blobs: &[&[u8]],
+    seed: u64,
+    heads: Option<usize>,
+    backend: BackendChoice,
+) -> Result<Vec<ScoreReport>> {
+    if models.is_empty() {
+        bail!("no models to score");
+    }
+    let per_model = run_on(
+        backend,
+        ScoreTask {
+            models,
+            blobs,
+            seed,
+            heads,
+        },
+    )??;
+    let mut columns: Vec<_> = per_model.into_iter().map(Vec::into_iter).collect();
+    (0..blobs.len())
+        .map(|_| {
+            let scores: Vec<ModelScore> = columns
+                .iter_mut()
+                .map(|c| c.next().expect("a score per blob"))
+                .collect();
+            let losses: Vec<f32> = scores.iter().map(|s| s.loss).collect();
+            let winner = winner_index(&losses).context("every model's loss is NaN")?;
+            Ok(ScoreReport {
+                models: scores,
+                winner,
+            })
+        })
+        .collect()
 }
 
 /// Scores competing weights files on one blob as the chain does.
@@ -159,24 +202,8 @@ pub fn score_models(
     heads: Option<usize>,
     backend: BackendChoice,
 ) -> Result<ScoreReport> {
-    if models.is_empty() {
-        bail!("no models to score");
-    }
-    let scores = run_on(
-        backend,
-        ScoreTask {
-            models,
-            data,
-            seed,
-            heads,
-        },
-    )??;
-    let losses: Vec<f32> = scores.iter().map(|s| s.loss).collect();
-    let winner = winner_index(&losses).context("every model's loss is NaN")?;
-    Ok(ScoreReport {
-        models: scores,
-        winner,
-    })
+    let mut reports = score_on_blobs(models, &[data], seed, heads, backend)?;
+    Ok(reports.pop().expect("one report per blob"))
 }
 
 /// Reads a blob to score; large files are mapped rather than read.

@@ -15,7 +15,7 @@ use soma_flow_engine::{
 
 use crate::backend::BackendChoice;
 use crate::merge::{average_files, check_weights, lerp_weights};
-use crate::score::{blobs, score_models};
+use crate::score::{blobs, score_on_blobs, winner_index};
 use crate::training::documents::open_documents;
 
 #[serde_inline_default]
@@ -163,7 +163,7 @@ impl StageKind for AverageKind {
 
 /// Mixes the two models at each β, scores each mix on the holdout blobs, and keeps the
 /// mix with the lowest mean loss (the first of equals). One candidate is on disk
-/// beside the best at a time.
+/// beside the best so far.
 fn search(
     with: &AverageWith,
     betas: &[f64],
@@ -176,9 +176,7 @@ fn search(
     let blobs = blobs(docs.as_ref(), with.max_blobs);
     anyhow::ensure!(!blobs.is_empty(), "the holdout data holds no documents");
     let candidate = ctx.workdir.join("candidate.safetensors");
-    let kept = ctx.output("model");
-    let mut results: Vec<(f64, f32)> = Vec::new();
-    let mut best: Option<(f64, f32)> = None;
+    let mut losses: Vec<f32> = Vec::with_capacity(betas.len());
     for (i, &beta) in betas.iter().enumerate() {
         (ctx.progress)(&format!(
             "β = {beta}: mixing and scoring on {} holdout blob(s) ({}/{})",
@@ -187,29 +185,27 @@ fn search(
             betas.len()
         ));
         average_files(models, &lerp_weights(beta), &candidate)?;
-        let mut total = 0.0f32;
-        for blob in &blobs {
-            let report = score_models(
-                std::slice::from_ref(&candidate),
-                blob,
-                with.seed,
-                with.heads,
-                backend,
-            )?;
-            total += report.models[0].loss;
-        }
-        let loss = total / blobs.len() as f32;
-        results.push((beta, loss));
-        if best.is_none_or(|(_, l)| loss < l) {
-            best = Some((beta, loss));
-            std::fs::rename(&candidate, &kept)?;
+        let reports = score_on_blobs(
+            std::slice::from_ref(&candidate),
+            &blobs,
+            with.seed,
+            with.heads,
+            backend,
+        )?;
+        losses.push(reports.iter().map(|r| r.models[0].loss).sum::<f32>() / blobs.len() as f32);
+        // The best so far, by the chain's rule (lowest loss, first of equals), is kept.
+        if winner_index(&losses) == Some(i) {
+            std::fs::rename(&candidate, ctx.output("model"))?;
         }
     }
-    let (beta, loss) = best.expect("betas is not empty");
-    let rows: Vec<Vec<String>> = results
+    let best = winner_index(&losses).context("every candidate's held-out loss is NaN")?;
+    let (beta, loss) = (betas[best], losses[best]);
+    let rows: Vec<Vec<String>> = betas
         .iter()
-        .map(|(b, l)| {
-            let mark = if *b == beta { "← kept" } else { "" };
+        .zip(&losses)
+        .enumerate()
+        .map(|(i, (b, l))| {
+            let mark = if i == best { "← kept" } else { "" };
             vec![b.to_string(), format!("{l:.6}"), mark.into()]
         })
         .collect();
@@ -228,7 +224,11 @@ fn search(
     let search = serde_json::json!({
         "blobs": blobs.len(),
         "seed": with.seed,
-        "candidates": results.iter().map(|(b, l)| serde_json::json!({"beta": b, "loss": l})).collect::<Vec<_>>(),
+        "candidates": betas
+            .iter()
+            .zip(&losses)
+            .map(|(b, l)| serde_json::json!({"beta": b, "loss": l}))
+            .collect::<Vec<_>>(),
         "kept": {"beta": beta, "loss": loss},
     });
     std::fs::write(ctx.output("search"), serde_json::to_vec_pretty(&search)?)?;

@@ -11,7 +11,7 @@ use soma_flow_engine::{InputPort, Inputs, Outcome, Requirements, RunContext, Sta
 
 use crate::formats::scores::{caption, label, table, verdict};
 use crate::formats::{competitors, embedding};
-use crate::score::{blobs, score_models};
+use crate::score::{blobs, score_on_blobs};
 use crate::training::documents::open_documents;
 
 #[serde_inline_default]
@@ -82,17 +82,12 @@ impl StageKind for ScoreKind {
         let backend = crate::backend::resolve(ctx.backend)?;
         let docs = open_documents(ctx.input("data").expect("required input"))?;
         let blobs = blobs(docs.as_ref(), with.max_blobs);
-        let mut reports = Vec::new();
-        for (i, blob) in blobs.iter().enumerate() {
-            (ctx.progress)(&format!(
-                "scoring {} model(s) on blob {}/{} ({} bytes)",
-                paths.len(),
-                i + 1,
-                blobs.len(),
-                blob.len()
-            ));
-            reports.push(score_models(&paths, blob, with.seed, with.heads, backend)?);
-        }
+        (ctx.progress)(&format!(
+            "scoring {} model(s) on {} blob(s)",
+            paths.len(),
+            blobs.len()
+        ));
+        let reports = score_on_blobs(&paths, &blobs, with.seed, with.heads, backend)?;
         let scores = label(&reports, &names, with.seed, target.as_deref())?;
         // `model` is mine: say first whether it wins.
         if ctx.input("model").is_some() {
