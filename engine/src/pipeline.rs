@@ -169,16 +169,17 @@ pub struct LoadOptions<'a> {
     pub backends: BackendSetting,
 }
 
-pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
+/// Reads a pipeline file, for [`load`].
+pub fn read(path: &Path) -> Result<Source, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-    load_source(Source::new(path, text), opts)
+    Ok(Source::new(path, text))
 }
 
 /// Validates a pipeline in passes: the YAML and its shape; params and overrides; each
 /// stage on its own (kind, `with`); the references between stages; the backend; the
 /// order. Every pass after the shape reports all it finds, so that one run of
 /// `validate` lists every problem.
-pub fn load_source(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
+pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     let root = yaml::parse(&source.text).map_err(|e| {
         LoadError::Invalid(Diagnostics(vec![Diagnostic::new(
             &source,
@@ -313,13 +314,17 @@ impl Validator<'_> {
     ) -> String {
         match (opts.backend, root.get("backend")) {
             (Some(b), _) => b.to_string(),
-            (None, Some(node)) => match self.interpolate(node, params, &mut BTreeSet::new()) {
-                Json::String(s) => s,
-                _ => {
-                    self.error(node.span, "`backend` must be a string", None);
-                    String::new()
+            (None, Some(node)) => {
+                match params::interpolate(node, params, &mut BTreeSet::new(), &mut |s, m, h| {
+                    self.error(s, m, h)
+                }) {
+                    Json::String(s) => s,
+                    _ => {
+                        self.error(node.span, "`backend` must be a string", None);
+                        String::new()
+                    }
                 }
-            },
+            }
             (None, None) => opts.backends.default.to_string(),
         }
     }
@@ -362,7 +367,9 @@ impl Validator<'_> {
             let mut params_used = BTreeSet::new();
             let with = with_node.map_or(Json::Object(Default::default()), |n| match n.value {
                 yaml::Value::Null => Json::Object(Default::default()),
-                _ => self.interpolate(n, params, &mut params_used),
+                _ => params::interpolate(n, params, &mut params_used, &mut |s, m, h| {
+                    self.error(s, m, h)
+                }),
             });
             match kind.prepare(with) {
                 Ok((p, resolved)) => {
@@ -557,17 +564,6 @@ impl Validator<'_> {
                 stages
             }
         }
-    }
-
-    fn interpolate(
-        &mut self,
-        node: &Node,
-        params: &IndexMap<String, Json>,
-        used: &mut BTreeSet<String>,
-    ) -> Json {
-        params::interpolate(node, params, used, &mut |span, msg, help| {
-            self.error(span, msg, help)
-        })
     }
 
     fn unknown_stage(&mut self, name: &str, span: Span, file: &PipelineFile) {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use soma_flow_engine::app;
 use soma_flow_engine::command::CommandKind;
 use soma_flow_engine::exec::{ExecOptions, StopOn};
-use soma_flow_engine::pipeline::{load, BackendSetting, LoadError, LoadOptions, Plan};
+use soma_flow_engine::pipeline::{load, read, BackendSetting, LoadError, LoadOptions, Plan};
 use soma_flow_engine::record::{RunRecord, StageStatus};
 use soma_flow_engine::store::Store;
 use soma_flow_engine::{Inputs, Outcome, Registry, Requirements, RunContext, StageKind};
@@ -180,7 +180,7 @@ impl Project {
                 },
             },
         };
-        load(&self.path().join(file), &opts)
+        load(read(&self.path().join(file))?, &opts)
     }
 
     /// Loads and runs `file` with `--set` overrides, four stages at a time.

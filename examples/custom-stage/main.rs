@@ -123,7 +123,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use soma_flow_engine::pipeline::{load, LoadError, LoadOptions, Plan};
+    use soma_flow_engine::pipeline::{load, read, LoadError, LoadOptions, Plan};
 
     #[test]
     fn counts_words_most_frequent_first() {
@@ -145,7 +145,7 @@ mod tests {
             backend: None,
             backends: env.backend,
         };
-        load(&file, &opts)
+        load(read(&file)?, &opts)
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub struct LossTerms<B: Backend> {
 
 /// `CE + 0.02 · SIGReg` of `model` on one batch with projection `noise`
 /// (`[dim, 256]`). On an autodiff backend `total` is differentiable; pass
-/// fresh noise (e.g. `sigreg::random_noise`) each training step.
+/// fresh noise (`sigreg::chain_noise`, or the training step's seeded draw) each step.
 pub fn objective<B: Backend>(
     model: &SomaModel<B>,
     batch: &BatchTensors<B>,

@@ -3,7 +3,7 @@
 //! function on 17 points of [0, 3].
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::noise::normal_array;
 
@@ -25,11 +25,6 @@ pub fn chain_noise<B: Backend>(
 ) -> Tensor<B, 2> {
     let values = normal_array(seed.wrapping_add(batch_index), dim, SLICES);
     Tensor::from_data(TensorData::new(values, [dim, SLICES]), device)
-}
-
-/// Fresh standard normal noise from the backend's generator, for training.
-pub fn random_noise<B: Backend>(dim: usize, device: &B::Device) -> Tensor<B, 2> {
-    Tensor::random([dim, SLICES], Distribution::Normal(0.0, 1.0), device)
 }
 
 /// Host-side constants of the quadrature: points t, Gaussian CF phi(t), and
@@ -76,6 +71,7 @@ pub fn sigreg<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1
 #[cfg(all(test, feature = "ndarray"))]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
     type B = burn::backend::NdArray<f32>;
 
     #[test]

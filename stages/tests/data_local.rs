@@ -407,7 +407,8 @@ fn option_and_duration_errors_are_located_at_their_key() {
         ),
     ] {
         std::fs::write(&path, format!("name: x\nstages:\n  s:\n    {stage}\n")).unwrap();
-        let err = soma_flow_engine::pipeline::load(&path, &opts)
+        let err = soma_flow_engine::pipeline::read(&path)
+            .and_then(|source| soma_flow_engine::pipeline::load(source, &opts))
             .err()
             .expect("rejected")
             .to_string();

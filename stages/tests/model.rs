@@ -8,7 +8,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use soma_flow_stages::contract::Batches;
 use soma_flow_stages::loss::{objective, BatchTensors};
 use soma_flow_stages::model::{Preset, SomaModel};
-use soma_flow_stages::sigreg::random_noise;
+use soma_flow_stages::sigreg::chain_noise;
+use soma_flow_stages::training::trainer::seeded;
 
 type A = Autodiff<NdArray<f32>>;
 
@@ -33,11 +34,11 @@ fn encode<B: Backend>(model: &SomaModel<B>) -> Vec<f32> {
 #[test]
 fn dropout_acts_in_training_only() {
     let config = Preset::V1Tiny.config().with_dropout(0.5);
-    let model = SomaModel::<A>::init(&config, 1, &Default::default());
-    assert!(
-        encode(&model) != encode(&model),
-        "training passes should differ"
-    );
+    let device = Default::default();
+    let model = SomaModel::<A>::init(&config, 1, &device);
+    let pass = |seed| seeded::<A, _>(&device, seed, || encode(&model));
+    assert!(pass(1) != pass(2), "training passes should differ");
+    assert!(pass(1) == pass(1), "dropout depends on the seed alone");
     let eval = model.valid();
     assert!(
         encode(&eval) == encode(&eval),
@@ -55,7 +56,7 @@ fn the_objective_reaches_every_parameter() {
     let terms = objective(
         &model,
         &BatchTensors::new(&batch, &device),
-        random_noise::<A>(config.embedding_dim, &device),
+        chain_noise::<A>(2, 0, config.embedding_dim, &device),
     );
     assert!(terms.total.clone().into_scalar().is_finite());
     let grads = terms.total.backward();

@@ -6,6 +6,7 @@ use burn::backend::NdArray;
 use serde_json::json;
 use soma_flow_engine::yaml::PathSeg;
 use soma_flow_engine::Registry;
+use soma_flow_stages::backend::run_on;
 use soma_flow_stages::kinds::distill::{teacher_files, DistillSettings, DistillSpec};
 use soma_flow_stages::merge::{average_files, lerp_weights};
 use soma_flow_stages::model::{ArchConfig, SomaModel};
@@ -75,8 +76,10 @@ fn train<S: ObjectiveSpec>(
 ) -> Report {
     std::fs::create_dir_all(out).unwrap();
     let data = repo_sources();
+    let outputs = outputs(out);
     let job = Job {
         settings,
+        spec,
         data: &data,
         init: None,
         holdout,
@@ -84,9 +87,9 @@ fn train<S: ObjectiveSpec>(
         progress: &quiet,
         halt_after,
         title: "test",
+        outputs: &outputs,
     };
-    job.run(spec, BackendChoice::NdArray, &outputs(out))
-        .unwrap()
+    run_on(BackendChoice::NdArray, job).unwrap().unwrap()
 }
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {

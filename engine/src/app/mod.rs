@@ -225,10 +225,12 @@ pub fn load(env: &Env, args: &PipelineArgs) -> Result<Plan, ExitStatus> {
         backend: args.backend.as_deref(),
         backends: env.backend,
     };
-    pipeline::load(&args.file, &opts).map_err(|e: LoadError| {
-        eprintln!("{e}");
-        ExitStatus::Usage
-    })
+    pipeline::read(&args.file)
+        .and_then(|source| pipeline::load(source, &opts))
+        .map_err(|e: LoadError| {
+            eprintln!("{e}");
+            ExitStatus::Usage
+        })
 }
 
 /// The plan of a recorded run: its recorded pipeline text, params and backend, so that
@@ -240,7 +242,7 @@ fn load_recorded(env: &Env, rec: &RunRecord, backends: BackendSetting) -> Result
         backend: Some(&rec.backend),
         backends,
     };
-    pipeline::load_source(
+    pipeline::load(
         Source::new(&rec.pipeline, rec.pipeline_source.clone()),
         &opts,
     )

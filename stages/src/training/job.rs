@@ -1,20 +1,24 @@
 //! One training run as a stage performs it: resolve the architecture, start
-//! from a seeded init or `init`'s weights, score the holdout before and after,
-//! train, and write the model, metrics and loss curve.
+//! from a seeded init, `init`'s weights or the latest checkpoint, score the holdout
+//! before and after, take the optimiser's steps (`trainer`), and write the model,
+//! metrics and loss curve.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 
+use super::checkpoint::{self, State};
 use super::curve::plot_loss;
-use super::documents::{open_documents, Documents};
+use super::documents::open_documents;
 use super::objective::{Objective, TaskLoss};
+use super::sampler::SequenceIndex;
 use super::settings::Settings;
-use super::trainer::Trainer;
-use crate::backend::{run_on, BackendChoice, BackendTask};
+use super::trainer;
+use crate::backend::BackendTask;
 use crate::model::{ArchConfig, SomaModel};
 use crate::score::score_model;
 
@@ -47,17 +51,22 @@ pub struct Outputs {
     pub curve: PathBuf,
 }
 
-pub struct Job<'a> {
+/// A training run, handed to [`crate::backend::run_on`].
+pub struct Job<'a, S> {
     pub settings: &'a Settings,
+    /// The step objective (`TaskLoss`, or distillation's).
+    pub spec: &'a S,
     pub data: &'a Path,
     pub init: Option<&'a Path>,
     pub holdout: Option<&'a Path>,
+    /// Where checkpoints live; a run finding one there resumes from it.
     pub scratch: &'a Path,
     pub progress: &'a (dyn Fn(&str) + Sync),
-    /// Test hook: stop after this many steps as if killed (see [`Trainer`]).
+    /// Test hook: return after this many steps as if killed there.
     pub halt_after: Option<usize>,
     /// Title of the loss curve.
     pub title: &'a str,
+    pub outputs: &'a Outputs,
 }
 
 /// What a finished (or halted) job reports.
@@ -77,7 +86,7 @@ impl Report {
     }
 }
 
-impl Job<'_> {
+impl<S> Job<'_, S> {
     /// The architecture to train: `init`'s (read from its weights) or `arch`
     /// (default `v1`), with the training dropout.
     pub fn arch(&self) -> Result<ArchConfig> {
@@ -108,101 +117,124 @@ impl Job<'_> {
         Ok(arch.with_dropout(s.dropout))
     }
 
-    pub fn run<S: ObjectiveSpec>(
-        &self,
-        spec: &S,
-        backend: BackendChoice,
-        outputs: &Outputs,
-    ) -> Result<Report> {
-        let docs = open_documents(self.data)?;
-        let holdout = match self.holdout {
-            Some(path) => Some(joined(open_documents(path)?.as_ref())),
-            None => None,
+    /// The holdout documents joined into one blob, as the chain scores a submission.
+    fn holdout_blob(&self) -> Result<Option<Vec<u8>>> {
+        let Some(path) = self.holdout else {
+            return Ok(None);
         };
-        if let Some(blob) = &holdout {
-            ensure!(!blob.is_empty(), "the holdout data is empty");
-        }
-        run_on(
-            backend,
-            Task {
-                job: self,
-                spec,
-                docs: docs.as_ref(),
-                holdout: holdout.as_deref(),
-                outputs,
-            },
-        )?
+        let docs = open_documents(path)?;
+        let blob: Vec<u8> = (0..docs.len())
+            .flat_map(|i| docs.get(i).iter().copied())
+            .collect();
+        ensure!(!blob.is_empty(), "the holdout data is empty");
+        Ok(Some(blob))
     }
 }
 
-fn joined(docs: &dyn Documents) -> Vec<u8> {
-    (0..docs.len())
-        .flat_map(|i| docs.get(i).iter().copied())
-        .collect()
-}
-
-struct Task<'a, S> {
-    job: &'a Job<'a>,
-    spec: &'a S,
-    docs: &'a dyn Documents,
-    holdout: Option<&'a [u8]>,
-    outputs: &'a Outputs,
-}
-
-impl<S: ObjectiveSpec> BackendTask for Task<'_, S> {
+impl<S: ObjectiveSpec> BackendTask for Job<'_, S> {
     type Output = Result<Report>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Report> {
-        let job = self.job;
-        let s = job.settings;
-        let arch = job.arch()?;
-        let model = match job.init {
+        let s = self.settings;
+        let docs = open_documents(self.data)?;
+        let holdout = self.holdout_blob()?;
+        let score = |model: &SomaModel<B>, step: usize| -> Result<Option<serde_json::Value>> {
+            let Some(blob) = &holdout else {
+                return Ok(None);
+            };
+            (self.progress)("scoring the holdout data");
+            let (loss, _) = score_model(&model.valid(), blob, s.seed, &device)?;
+            Ok(Some(
+                json!({"step": step, "holdout_score": f64::from(loss)}),
+            ))
+        };
+        let arch = self.arch()?;
+        ensure!(
+            s.seq_len <= arch.max_seq_len,
+            "seq_len {} exceeds the model's max_seq_len {}",
+            s.seq_len,
+            arch.max_seq_len
+        );
+        let index = SequenceIndex::new(docs.as_ref(), s.seq_len, false)?;
+        let model = match self.init {
             Some(init) => SomaModel::<B>::load(init, &arch, &device)?,
             None => SomaModel::<B>::init(&arch, s.seed, &device),
         };
         let objective = self.spec.build::<B>(&arch, &device)?;
-        let score = |model: &SomaModel<B>| -> Result<Option<f64>> {
-            self.holdout
-                .map(|blob| {
-                    (job.progress)("scoring the holdout data");
-                    let (loss, _) = score_model(&model.valid(), blob, s.seed, &device)?;
-                    Ok(f64::from(loss))
-                })
-                .transpose()
-        };
-        let trainer = Trainer {
-            settings: s,
-            docs: self.docs,
-            scratch: job.scratch,
-            progress: job.progress,
-            halt_after: job.halt_after,
-        };
-        let trained = trainer.run(model, &objective, &device, |m| {
-            Ok(score(m)?
-                .map(|v| vec![json!({"step": 0, "holdout_score": v})])
-                .unwrap_or_default())
-        })?;
-        let mut metrics = trained.metrics;
-        let mut report = Report {
-            finished: trained.finished,
-            steps: s.steps,
-            holdout: None,
-        };
-        if trained.finished {
-            if let Some(after) = score(&trained.model)? {
-                metrics.push(json!({"step": s.steps, "holdout_score": after}));
-                let before = metrics
-                    .iter()
-                    .find_map(|m| m.get("holdout_score")?.as_f64())
-                    .unwrap_or(after);
-                report.holdout = Some((before, after));
+        let resumed = trainer::resume(
+            s,
+            self.scratch,
+            model.clone(),
+            trainer::optimizer(s),
+            self.progress,
+            &device,
+        )?;
+        let (mut model, mut optim, mut state) = match resumed {
+            Some(resumed) => resumed,
+            None => {
+                let metrics = score(&model, 0)?.into_iter().collect();
+                let state = State {
+                    step: 0,
+                    seed: s.seed,
+                    metrics,
+                };
+                (model, trainer::optimizer(s), state)
             }
-            trained.model.save(&self.outputs.model)?;
-            let lines: String = metrics.iter().map(|m| format!("{m}\n")).collect();
-            std::fs::write(&self.outputs.metrics, lines)
-                .with_context(|| format!("writing {}", self.outputs.metrics.display()))?;
-            plot_loss(&metrics, job.title, &self.spec.label(), &self.outputs.curve)?;
+        };
+        let started = Instant::now();
+        let first_step = state.step;
+        while state.step < s.steps {
+            let (next, line) = trainer::step(
+                s, &index, &objective, model, &mut optim, state.step, &device,
+            );
+            model = next;
+            state.step += 1;
+            let done = state.step - first_step;
+            let eta = started.elapsed().as_secs_f64() / done as f64 * (s.steps - state.step) as f64;
+            (self.progress)(&format!(
+                "step {}/{} loss {:.4} {:.0} tok/s ETA {}",
+                state.step,
+                s.steps,
+                line["loss"].as_f64().unwrap_or(f64::NAN),
+                line["tokens_per_s"].as_f64().unwrap_or(0.0),
+                humantime::format_duration(std::time::Duration::from_secs(eta as u64))
+            ));
+            state.metrics.push(line);
+            if state.step < s.steps {
+                let every = s.checkpoint_every;
+                if every > 0 && state.step.is_multiple_of(every) {
+                    checkpoint::save(self.scratch, &model, &optim, &state)?;
+                }
+                if self.halt_after == Some(state.step) {
+                    return Ok(Report {
+                        finished: false,
+                        steps: s.steps,
+                        holdout: None,
+                    });
+                }
+            }
         }
-        Ok(report)
+        let mut metrics = state.metrics;
+        let after = score(&model, s.steps)?;
+        let holdout = after.map(|line| {
+            let after = line["holdout_score"].as_f64().unwrap_or(f64::NAN);
+            let before = metrics
+                .iter()
+                .find_map(|m| m.get("holdout_score")?.as_f64())
+                .unwrap_or(after);
+            metrics.push(line);
+            (before, after)
+        });
+        let out = self.outputs;
+        model.save(&out.model)?;
+        let lines: String = metrics.iter().map(|m| format!("{m}\n")).collect();
+        std::fs::write(&out.metrics, lines)
+            .with_context(|| format!("writing {}", out.metrics.display()))?;
+        plot_loss(&metrics, self.title, &self.spec.label(), &out.curve)?;
+        Ok(Report {
+            finished: true,
+            steps: s.steps,
+            holdout,
+        })
     }
 }

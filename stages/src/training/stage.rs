@@ -6,6 +6,7 @@ use soma_flow_engine::{InputPort, Outcome, RunContext};
 
 use super::job::{Job, ObjectiveSpec, Outputs};
 use super::settings::Settings;
+use crate::backend::run_on;
 use crate::formats::competitors::single_model;
 
 /// The inputs `train` and `distill` share.
@@ -43,8 +44,14 @@ pub fn run_training<S: ObjectiveSpec>(
         (Some(file), _) => (ctx.progress)(&format!("starting from {}", file.display())),
         (None, None) => {}
     }
+    let outputs = Outputs {
+        model: ctx.output("model"),
+        metrics: ctx.output("metrics"),
+        curve: ctx.output("curve"),
+    };
     let job = Job {
         settings,
+        spec,
         data: ctx.input("data").expect("required input"),
         init: init.as_deref(),
         holdout: ctx.input("holdout"),
@@ -52,13 +59,9 @@ pub fn run_training<S: ObjectiveSpec>(
         progress: ctx.progress,
         halt_after: None,
         title,
+        outputs: &outputs,
     };
-    let outputs = Outputs {
-        model: ctx.output("model"),
-        metrics: ctx.output("metrics"),
-        curve: ctx.output("curve"),
-    };
-    let report = job.run(spec, crate::backend::resolve(ctx.backend)?, &outputs)?;
+    let report = run_on(crate::backend::resolve(ctx.backend)?, job)??;
     ctx.note(format!("trained {} steps", report.steps));
     if let Some(note) = report.note() {
         ctx.note(note);

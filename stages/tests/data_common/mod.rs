@@ -12,7 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use soma_flow_engine::exec::{self, ExecOptions, StopOn};
-use soma_flow_engine::pipeline::{load, LoadOptions};
+use soma_flow_engine::pipeline::{load, read, LoadOptions};
 use soma_flow_engine::record::RunRecord;
 use soma_flow_engine::store::Store;
 use soma_flow_engine::Registry;
@@ -184,7 +184,9 @@ pub fn run_pipeline(dir: &Path, yaml: &str) -> RunRecord {
         backend: None,
         backends: soma_flow_stages::backend::SETTING,
     };
-    let plan = load(&path, &options).unwrap_or_else(|e| panic!("{e}"));
+    let plan = read(&path)
+        .and_then(|source| load(source, &options))
+        .unwrap_or_else(|e| panic!("{e}"));
     let store = Store::open(&dir.join("store")).unwrap();
     let exec_options = ExecOptions {
         jobs: 1,
