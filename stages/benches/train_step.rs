@@ -9,7 +9,7 @@ use burn::backend::{Autodiff, NdArray};
 use soma_flow_stages::contract::{Batches, SEQ_LEN};
 use soma_flow_stages::loss::{objective, BatchTensors};
 use soma_flow_stages::model::{Preset, SomaModel};
-use soma_flow_stages::sigreg::random_noise;
+use soma_flow_stages::sigreg::chain_noise;
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -31,7 +31,7 @@ fn main() {
             let terms = objective(
                 &model,
                 &tensors,
-                random_noise::<B>(config.embedding_dim, &device),
+                chain_noise::<B>(0, 0, config.embedding_dim, &device),
             );
             let grads = terms.total.backward();
             drop(grads);
