@@ -8,6 +8,10 @@ use soma_flow_engine::app::{self, ExitStatus, StoreArgs};
 mod cli;
 mod kinds;
 
+/// Freed tensor buffers are reused, not unmapped and faulted in again (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "soma-flow",

@@ -9,7 +9,11 @@ use burn::backend::{Autodiff, NdArray};
 use soma_flow_stages::contract::{Batches, SEQ_LEN};
 use soma_flow_stages::loss::{objective, BatchTensors};
 use soma_flow_stages::model::{Preset, SomaModel};
-use soma_flow_stages::sigreg::chain_noise;
+use soma_flow_stages::sigreg::{chain_noise, Pass};
+
+/// As `soma-flow` allocates (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -32,6 +36,7 @@ fn main() {
                 &model,
                 &tensors,
                 chain_noise::<B>(0, 0, config.embedding_dim, &device),
+                Pass::for_training::<B>(&device),
             );
             let grads = terms.total.backward();
             drop(grads);

@@ -13,6 +13,10 @@ use serde_json::json;
 use soma_flow_engine::{RunContext, StageKind};
 use soma_flow_stages::kinds::train::{TrainKind, TrainWith};
 
+/// As `soma-flow` allocates (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const STEPS: usize = 4;
 
 fn main() {

@@ -169,6 +169,28 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
     Ok(output)
 }
 
+/// Whether `device` of backend `B` computes on the host CPU (burn-ndarray, or LibTorch
+/// on its CPU device), where work done on the host costs no transfer.
+pub fn on_host<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+    use std::any::{Any, TypeId};
+    let _ = device as &dyn Any;
+    #[cfg(feature = "ndarray")]
+    {
+        let ndarray = TypeId::of::<burn::backend::NdArray<f32>>();
+        if [ndarray, TypeId::of::<NdArrayBackend>()].contains(&TypeId::of::<B>()) {
+            return true;
+        }
+    }
+    #[cfg(feature = "tch")]
+    {
+        use burn::backend::libtorch::LibTorchDevice;
+        if let Some(device) = (device as &dyn Any).downcast_ref::<LibTorchDevice>() {
+            return *device == LibTorchDevice::Cpu;
+        }
+    }
+    false
+}
+
 /// The backend a model stage runs on, from the pipeline's resolved backend name.
 pub fn resolve(name: &str) -> anyhow::Result<BackendChoice> {
     let choice: BackendChoice = name.parse()?;

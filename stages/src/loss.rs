@@ -7,7 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::contract::{Batch, PAD_TOKEN};
 use crate::model::SomaModel;
-use crate::sigreg::{sigreg, COEFFICIENT};
+use crate::sigreg::{sigreg_by, Pass, COEFFICIENT};
 
 /// One contract batch on a device.
 #[derive(Debug, Clone)]
@@ -59,17 +59,19 @@ pub struct LossTerms<B: Backend> {
 }
 
 /// `CE + 0.02 · SIGReg` of `model` on one batch with projection `noise`
-/// (`[dim, 256]`). On an autodiff backend `total` is differentiable; pass
+/// (`[dim, 256]`), SIGReg computed as `pass` says (scores: `Pass::Device`, as the
+/// chain computes them). On an autodiff backend `total` is differentiable; pass
 /// fresh noise (`sigreg::chain_noise`, or the training step's seeded draw) each step.
 pub fn objective<B: Backend>(
     model: &SomaModel<B>,
     batch: &BatchTensors<B>,
     noise: Tensor<B, 2>,
+    pass: Pass,
 ) -> LossTerms<B> {
     let rep = model.encode(batch.token_ids.clone(), batch.positions.clone());
     let logits = model.predict(rep.clone());
     let cross_entropy = cross_entropy(logits, batch.targets.clone());
-    let sigreg = sigreg(rep.clone(), noise);
+    let sigreg = sigreg_by(rep.clone(), noise, pass);
     let total = cross_entropy.clone() + sigreg.clone().mul_scalar(COEFFICIENT);
     LossTerms {
         total,

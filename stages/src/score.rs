@@ -12,7 +12,7 @@ use crate::backend::{run_on, BackendChoice, BackendTask};
 use crate::contract::chain_batches;
 use crate::loss::{objective, BatchTensors};
 use crate::model::SomaModel;
-use crate::sigreg::chain_noise;
+use crate::sigreg::{chain_noise, Pass};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelScore {
@@ -77,7 +77,7 @@ pub fn score_model<B: Backend>(
     for (index, batch) in chain_batches(data).enumerate() {
         let tensors = BatchTensors::new(&batch, device);
         let noise = chain_noise::<B>(seed, index as u64, dim, device);
-        let terms = objective(model, &tensors, noise);
+        let terms = objective(model, &tensors, noise, Pass::Device);
         let embedding = terms.rep.mean_dim(1).mean_dim(0).reshape([dim]);
         let loss = terms.total.into_scalar().elem::<f32>();
         let embedding = embedding

@@ -29,7 +29,7 @@ pub fn chain_noise<B: Backend>(
 
 /// Host-side constants of the quadrature: points t, Gaussian CF phi(t), and
 /// trapezoid weights times phi.
-fn quadrature() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn quadrature() -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let dt = T_MAX / (POINTS - 1) as f64;
     let t: Vec<f64> = (0..POINTS).map(|j| j as f64 * dt).collect();
     let phi: Vec<f64> = t.iter().map(|t| (-t * t / 2.0).exp()).collect();
@@ -41,20 +41,53 @@ fn quadrature() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
             (if edge { dt } else { 2.0 * dt }) * phi
         })
         .collect::<Vec<f64>>();
-    let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
-    (f32s(t), f32s(phi), f32s(weights))
+    (t, phi, weights)
+}
+
+/// How SIGReg is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Tensor operations on the backend, exactly as the chain's scoring runs them.
+    Device,
+    /// One fused pass on the host, in f64, giving the value and the gradient together
+    /// (see [`sigreg_on_host`]). For training on a CPU backend.
+    Host,
+}
+
+impl Pass {
+    /// [`Pass::Host`] where `device` computes on the host CPU, else [`Pass::Device`].
+    pub fn for_training<B: Backend>(device: &B::Device) -> Pass {
+        if crate::backend::on_host::<B>(device) {
+            Pass::Host
+        } else {
+            Pass::Device
+        }
+    }
+}
+
+/// [`sigreg`] computed as `pass` says.
+pub fn sigreg_by<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>, pass: Pass) -> Tensor<B, 1> {
+    match pass {
+        Pass::Device => sigreg(rep, noise),
+        Pass::Host => sigreg_on_host(rep, noise),
+    }
+}
+
+/// `rep [batch, len, dim]` projected on the unit columns of `noise [dim, SLICES]`.
+fn project<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [batch, len, dim] = rep.dims();
+    let column_norms = noise.clone().powf_scalar(2.0).sum_dim(0).sqrt();
+    rep.reshape([batch * len, dim]).matmul(noise / column_norms)
 }
 
 /// Unscaled SIGReg of representations `[batch, len, dim]` with projection noise
 /// `[dim, SLICES]`: the mean over all batch·len positions (shape `[1]`).
 pub fn sigreg<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1> {
-    let [batch, len, dim] = rep.dims();
     let device = rep.device();
-    let column_norms = noise.clone().powf_scalar(2.0).sum_dim(0).sqrt();
-    let projections = noise / column_norms;
-    let x = rep.reshape([batch * len, dim]).matmul(projections);
+    let x = project(rep, noise);
     let (t, phi, weights) = quadrature();
-    let point_row = |v: Vec<f32>| {
+    let point_row = |v: Vec<f64>| {
+        let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
         Tensor::<B, 1>::from_data(TensorData::new(v, [POINTS]), &device).reshape([1, 1, POINTS])
     };
     let x_t = x.unsqueeze_dim::<3>(2) * point_row(t);
@@ -66,6 +99,78 @@ pub fn sigreg<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1
         .sum_dim(2)
         .mul_scalar(SLICES as f64);
     integrated.mean()
+}
+
+/// [`sigreg`] with its value and its gradient with respect to the projections computed
+/// in one pass on the host, in f64: per projection one `sin_cos`, the other 16 points
+/// by rotation, instead of `[batch·len, 256, 17]` tensors of cos and sin and their
+/// derivatives. The result is `value + Σ x·g − Σ detach(x·g)`: it equals `value`, and
+/// autodiff carries the gradient `g` back into `rep` through the projection. With
+/// `K = 256` projections and `N = batch·len` positions,
+/// `c_j = mean_k cos(t_j x_k)`, `s_j = mean_k sin(t_j x_k)`,
+/// `err = K Σ_j w_j ((c_j − phi_j)² + s_j²)`, the value is `mean err`, and
+/// `∂value/∂x_k = (2/N) Σ_j w_j t_j (s_j cos(t_j x_k) − (c_j − phi_j) sin(t_j x_k))`.
+/// Rows are independent and summed in order: the result is the same on any number of
+/// threads.
+pub fn sigreg_on_host<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1> {
+    use rayon::prelude::*;
+    let device = rep.device();
+    let x = project(rep, noise);
+    let [rows, _] = x.dims();
+    let values: Vec<f32> = x
+        .to_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("converted to f32");
+    let (t, phi, weights) = quadrature();
+    let dt = t[1];
+    // The points' rotations of one projection: (cos, sin) of t_j·x for every j.
+    let rotations = |x: f32| {
+        let (s1, c1) = (dt * f64::from(x)).sin_cos();
+        let (mut c, mut s) = (1.0f64, 0.0f64);
+        std::array::from_fn::<(f64, f64), POINTS, _>(|_| {
+            let here = (c, s);
+            (c, s) = (c * c1 - s * s1, s * c1 + c * s1);
+            here
+        })
+    };
+    let scale = 2.0 / rows as f64;
+    let per_row: Vec<(f64, Vec<f32>)> = values
+        .par_chunks(SLICES)
+        .map(|row| {
+            let mut cos_mean = [0.0f64; POINTS];
+            let mut sin_mean = [0.0f64; POINTS];
+            for &x in row {
+                for (j, (c, s)) in rotations(x).into_iter().enumerate() {
+                    cos_mean[j] += c / SLICES as f64;
+                    sin_mean[j] += s / SLICES as f64;
+                }
+            }
+            let err: f64 = (0..POINTS)
+                .map(|j| weights[j] * ((cos_mean[j] - phi[j]).powi(2) + sin_mean[j].powi(2)))
+                .sum::<f64>()
+                * SLICES as f64;
+            let grad = row
+                .iter()
+                .map(|&x| {
+                    let g: f64 = rotations(x)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(j, (c, s))| {
+                            weights[j] * t[j] * (sin_mean[j] * c - (cos_mean[j] - phi[j]) * s)
+                        })
+                        .sum();
+                    (g * scale) as f32
+                })
+                .collect();
+            (err, grad)
+        })
+        .collect();
+    let value = per_row.iter().map(|(err, _)| err).sum::<f64>() / rows as f64;
+    let grad: Vec<f32> = per_row.into_iter().flat_map(|(_, g)| g).collect();
+    let grad = Tensor::<B, 2>::from_data(TensorData::new(grad, [rows, SLICES]), &device);
+    let linear = (x * grad).sum();
+    (linear.clone() - linear.detach()).add_scalar(value)
 }
 
 #[cfg(all(test, feature = "ndarray"))]

@@ -7,8 +7,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use soma_flow_stages::contract::Batches;
 use soma_flow_stages::loss::{objective, BatchTensors};
+use soma_flow_stages::model::ArchConfig;
 use soma_flow_stages::model::{Preset, SomaModel};
-use soma_flow_stages::sigreg::chain_noise;
+use soma_flow_stages::noise::normal_array;
+use soma_flow_stages::sigreg::{chain_noise, sigreg_by, Pass};
 use soma_flow_stages::training::trainer::seeded;
 
 type A = Autodiff<NdArray<f32>>;
@@ -48,15 +50,22 @@ fn dropout_acts_in_training_only() {
 
 #[test]
 fn the_objective_reaches_every_parameter() {
-    let device = Default::default();
     let config = Preset::V1Tiny.config().with_dropout(0.0);
-    let model = SomaModel::<A>::init(&config, 2, &device);
+    for pass in [Pass::Device, Pass::Host] {
+        objective_reaches_every_parameter(&config, pass);
+    }
+}
+
+fn objective_reaches_every_parameter(config: &ArchConfig, pass: Pass) {
+    let device = Default::default();
+    let model = SomaModel::<A>::init(config, 2, &device);
     let data: Vec<u8> = b"fn main() { println!(\"hello\"); }".repeat(3);
     let batch = Batches::new(&data, 64, 2).next().unwrap();
     let terms = objective(
         &model,
         &BatchTensors::new(&batch, &device),
         chain_noise::<A>(2, 0, config.embedding_dim, &device),
+        pass,
     );
     assert!(terms.total.clone().into_scalar().is_finite());
     let grads = terms.total.backward();
@@ -79,4 +88,53 @@ fn the_objective_reaches_every_parameter() {
         assert!(g.into_scalar() > 0.0);
     }
     assert!(first_norm_grad.abs().sum().into_scalar() > 0.0);
+}
+
+/// The host pass of SIGReg (one fused f64 pass giving value and gradient) against the
+/// tensor operations autodiff differentiates, on representations near and far from
+/// standard normal.
+#[test]
+fn host_sigreg_matches_the_tensor_ops_in_value_and_gradient() {
+    let device = Default::default();
+    assert_eq!(Pass::for_training::<A>(&device), Pass::Host);
+    let [batch, len, dim] = [2, 48, 64];
+    let noise = chain_noise::<A>(5, 0, dim, &device);
+    for (seed, scale, shift) in [(1, 1.0, 0.0), (2, 0.3, 0.5), (3, 4.0, -1.0)] {
+        let values: Vec<f32> = normal_array(seed, batch * len, dim)
+            .into_iter()
+            .map(|v| v * scale + shift)
+            .collect();
+        let run = |pass| {
+            let rep = Tensor::<A, 3>::from_data(
+                TensorData::new(values.clone(), [batch, len, dim]),
+                &device,
+            )
+            .require_grad();
+            let value = sigreg_by(rep.clone(), noise.clone(), pass);
+            let grads = value.clone().mul_scalar(3.0).backward();
+            let grad: Vec<f32> = rep.grad(&grads).unwrap().into_data().into_vec().unwrap();
+            (value.into_scalar(), grad)
+        };
+        let (want, want_grad) = run(Pass::Device);
+        let (got, got_grad) = run(Pass::Host);
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs(),
+            "value {got} vs {want}"
+        );
+        let largest = want_grad.iter().fold(0f32, |m, g| m.max(g.abs()));
+        assert!(largest > 0.0);
+        let worst = want_grad
+            .iter()
+            .zip(&got_grad)
+            .fold(0f32, |m, (w, g)| m.max((w - g).abs()));
+        assert!(
+            worst <= 1e-3 * largest,
+            "gradient off by {worst} (largest {largest}), seed {seed}"
+        );
+        assert_eq!(
+            run(Pass::Host),
+            (got, got_grad),
+            "the host pass is deterministic"
+        );
+    }
 }

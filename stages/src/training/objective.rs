@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 use super::embedding::pool;
 use crate::loss::{objective, BatchTensors};
 use crate::model::SomaModel;
+use crate::sigreg::Pass;
 
 /// The differentiable total and the named scalar parts reported in metrics.
 pub struct StepTerms<B: Backend> {
@@ -35,7 +36,8 @@ impl<B: AutodiffBackend> Objective<B> for TaskLoss {
         batch: &BatchTensors<B>,
         noise: Tensor<B, 2>,
     ) -> StepTerms<B> {
-        let terms = objective(model, batch, noise);
+        let pass = Pass::for_training::<B>(&noise.device());
+        let terms = objective(model, batch, noise, pass);
         StepTerms {
             total: terms.total,
             parts: vec![("ce", terms.cross_entropy), ("sigreg", terms.sigreg)],
@@ -88,7 +90,8 @@ impl<B: AutodiffBackend> Objective<B> for Distillation<B::InnerBackend> {
         batch: &BatchTensors<B>,
         noise: Tensor<B, 2>,
     ) -> StepTerms<B> {
-        let task = objective(model, batch, noise);
+        let pass = Pass::for_training::<B>(&noise.device());
+        let task = objective(model, batch, noise, pass);
         let use_kl = self.kl_weight > 0.0;
         let (teacher_embedding, teacher_probs) = self.targets(
             batch.token_ids.clone().inner(),
