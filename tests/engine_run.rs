@@ -104,6 +104,65 @@ fn example_runs_then_reruns_nothing_then_only_what_changed() {
 }
 
 #[test]
+fn dry_run_runs_nothing_and_a_target_runs_its_part_which_rerun_repeats() {
+    let p = Project::new();
+    let counter = example(&p);
+
+    let dry = p.run(&["run", "example.yaml", "--dry-run"]);
+    assert_eq!(dry.code(), 0, "{}", dry.all());
+    for stage in ["make", "shout", "after"] {
+        assert!(
+            dry.stdout()
+                .lines()
+                .any(|l| l.starts_with(stage) && l.contains("would run")),
+            "{stage}: {}",
+            dry.all()
+        );
+    }
+    assert!(count(&counter).is_empty(), "a dry run executes nothing");
+
+    let part = p.run(&["run", "example.yaml", "--target", "shout"]);
+    assert_eq!(part.code(), 0, "{}", part.all());
+    assert_eq!(count(&counter), ["make", "shout"]);
+    let rec = p.last_record();
+    assert_eq!(
+        statuses(&rec),
+        [
+            ("make".into(), "ran".into()),
+            ("shout".into(), "ran".into())
+        ]
+    );
+
+    let id = rec["id"].as_str().unwrap();
+    let rerun = p.run(&["rerun", id, "--no-cache"]);
+    assert_eq!(rerun.code(), 0, "{}", rerun.all());
+    assert_eq!(
+        count(&counter),
+        ["make", "shout", "make", "shout"],
+        "rerun repeats the part, not the whole file"
+    );
+
+    let dry = p.run(&["run", "example.yaml", "--dry-run"]);
+    let line = |stage: &str| {
+        dry.stdout()
+            .lines()
+            .find(|l| l.starts_with(stage))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("shout").contains("cached"), "{}", dry.all());
+    assert!(line("after").contains("would run"), "{}", dry.all());
+
+    let bad = p.run(&["run", "example.yaml", "--target", "shot"]);
+    assert_eq!(bad.code(), 2, "{}", bad.all());
+    assert!(
+        bad.stderr().contains("did you mean `shout`"),
+        "{}",
+        bad.all()
+    );
+}
+
+#[test]
 fn killed_run_leaves_nothing_trusted_and_reruns_cleanly() {
     let p = Project::new();
     let mark = p.path().join("started");

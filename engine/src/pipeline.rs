@@ -111,6 +111,38 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan of `targets` and every stage they need, in the same order (all of it
+    /// when `targets` is empty). An unknown name is an error naming the stages there are.
+    pub fn only(mut self, targets: &[String]) -> Result<Plan, String> {
+        if targets.is_empty() {
+            return Ok(self);
+        }
+        let names = || self.stages.keys().map(String::as_str);
+        let mut todo = Vec::new();
+        for target in targets {
+            if !self.stages.contains_key(target) {
+                let hint = closest(target, names())
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{}: no stage `{target}`; {hint}stages: {}",
+                    self.source.path.display(),
+                    one_of(names())
+                ));
+            }
+            todo.push(target.clone());
+        }
+        let mut keep = BTreeSet::new();
+        while let Some(name) = todo.pop() {
+            if let Some(stage) = self.stages.get(&name) {
+                todo.extend(stage.deps.iter().filter(|d| !keep.contains(*d)).cloned());
+                keep.insert(name);
+            }
+        }
+        self.stages.retain(|name, _| keep.contains(name));
+        Ok(self)
+    }
+
     pub fn pipeline_hash(&self) -> String {
         blake3::hash(self.source.text.as_bytes())
             .to_hex()

@@ -1,10 +1,11 @@
 //! The engine's behaviour, in process, with test kinds: scheduling, cache, locks,
-//! records, validation, status, verify and gc. No SOMA, no Burn: a change to the engine
+//! records, validation, status, partial runs, verify and gc. No SOMA, no Burn: a change to the engine
 //! is tested by relinking this one binary.
 
 mod harness;
 
 mod cache;
+mod partial;
 mod records;
 mod scheduling;
 mod status;

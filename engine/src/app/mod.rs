@@ -138,6 +138,12 @@ pub enum Command {
         pipeline: PipelineArgs,
         #[command(flatten)]
         exec: ExecArgs,
+        /// Run only this stage and what it needs (repeatable)
+        #[arg(long = "target", value_name = "STAGE")]
+        targets: Vec<String>,
+        /// Say what would run and why, and run nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a pipeline file without running anything
     Validate {
@@ -203,7 +209,12 @@ pub enum Command {
 
 pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitStatus> {
     match cmd {
-        Command::Run { pipeline, exec } => run::run(env, &pipeline, &exec, store),
+        Command::Run {
+            pipeline,
+            exec,
+            targets,
+            dry_run,
+        } => run::run(env, &pipeline, &exec, &targets, dry_run, store),
         Command::Validate { pipeline } => validate::run(env, &pipeline),
         Command::Status { pipeline } => status::run(env, &pipeline, store),
         Command::Dag { pipeline, format } => dag::run(env, &pipeline, format),
@@ -248,10 +259,16 @@ fn load_recorded(env: &Env, rec: &RunRecord, backends: BackendSetting) -> Result
     )
 }
 
-/// The plan of a recorded run, or the exit status after printing why it does not load.
+/// The plan of a recorded run, its stages only (a `run --target` recorded a part), or
+/// the exit status after printing why it does not load.
 fn recorded_plan(env: &Env, rec: &RunRecord) -> Result<Plan, ExitStatus> {
-    load_recorded(env, rec, env.backend).map_err(|e| {
+    let plan = load_recorded(env, rec, env.backend).map_err(|e| {
         eprintln!("{e}");
+        ExitStatus::Usage
+    })?;
+    let stages: Vec<String> = rec.stages.keys().cloned().collect();
+    plan.only(&stages).map_err(|why| {
+        eprintln!("error: run {}: {why}", rec.id);
         ExitStatus::Usage
     })
 }

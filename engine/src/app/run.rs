@@ -15,12 +15,23 @@ pub(super) fn run(
     env: &Env,
     pipeline: &PipelineArgs,
     exec: &ExecArgs,
+    targets: &[String],
+    dry_run: bool,
     store: &StoreArgs,
 ) -> Result<ExitStatus> {
-    match load(env, pipeline) {
-        Ok(plan) => run_plan(plan, store.open()?, exec, pipeline.set.clone()),
-        Err(status) => Ok(status),
+    let plan = match load(env, pipeline).map(|plan| plan.only(targets)) {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(why)) => {
+            eprintln!("error: {why}");
+            return Ok(ExitStatus::Usage);
+        }
+        Err(status) => return Ok(status),
+    };
+    let store = store.open()?;
+    if dry_run {
+        return super::status::print(&plan, &store, &pipeline.file);
     }
+    run_plan(plan, store, exec, pipeline.set.clone())
 }
 
 pub(super) fn run_plan(
