@@ -153,12 +153,82 @@ fn dry_run_runs_nothing_and_a_target_runs_its_part_which_rerun_repeats() {
     assert!(line("shout").contains("cached"), "{}", dry.all());
     assert!(line("after").contains("would run"), "{}", dry.all());
 
+    let compared = p.run(&[
+        "compare",
+        "--last",
+        "2",
+        "--pipeline",
+        "example.yaml",
+        "--json",
+    ]);
+    assert_eq!(compared.code(), 0, "{}", compared.all());
+    let json: serde_json::Value = serde_json::from_str(&compared.stdout()).unwrap();
+    assert_eq!(json["runs"].as_array().map(Vec::len), Some(2), "{json}");
+    let id = |i: usize| json["runs"][i].as_str().unwrap();
+    let table = p.run(&["compare", id(0), id(1)]);
+    assert_eq!(table.code(), 0, "{}", table.all());
+    assert!(table.stdout().contains("wall time"), "{}", table.all());
+
     let bad = p.run(&["run", "example.yaml", "--target", "shot"]);
     assert_eq!(bad.code(), 2, "{}", bad.all());
     assert!(
         bad.stderr().contains("did you mean `shout`"),
         "{}",
         bad.all()
+    );
+}
+
+#[test]
+fn a_sweep_runs_each_point_as_its_own_run_and_shared_stages_once() {
+    let p = Project::new();
+    let counter = p.path().join("counter.txt");
+    p.write(
+        "sweep.yaml",
+        &r#"
+name: sweep
+params: {a: 1, b: x, counter: COUNTER}
+stages:
+  shared:
+    kind: command
+    with: {run: "echo shared >> ${params.counter}; echo base > outputs/o", outs: [o]}
+  point:
+    kind: command
+    inputs: {src: shared.o}
+    with: {run: "echo point >> ${params.counter}; echo ${params.a}${params.b} > outputs/o", outs: [o]}
+"#
+        .replace("COUNTER", counter.to_str().unwrap()),
+    );
+    let out = p.run(&["run", "sweep.yaml", "--set", "a=1,2", "--set", "b=x,y"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let lines = count(&counter);
+    assert_eq!(
+        lines.iter().filter(|l| *l == "shared").count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| *l == "point").count(),
+        4,
+        "{lines:?}"
+    );
+    assert!(out.stdout().contains("sweep of 4 runs"), "{}", out.all());
+    for row in ["--set a", "--set b", "wall time"] {
+        assert!(out.stdout().contains(row), "{row}: {}", out.all());
+    }
+    let runs = p.run(&["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout()).unwrap();
+    assert_eq!(
+        runs.as_array().map(Vec::len),
+        Some(4),
+        "each point is its own run"
+    );
+
+    let bad = p.run(&["run", "sweep.yaml", "--set", "a=1,2", "--set", "c=3"]);
+    assert_eq!(bad.code(), 2, "{}", bad.all());
+    assert_eq!(
+        count(&counter).len(),
+        5,
+        "a bad point stops the sweep before it runs"
     );
 }
 

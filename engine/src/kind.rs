@@ -125,7 +125,8 @@ pub struct KeyContext<'a> {
     pub pipeline_dir: &'a Path,
 }
 
-/// What `revalidate` sees of a cached result.
+/// A stage's stored outputs: what `revalidate` sees of a cached result, and what
+/// `headline` summarises.
 pub struct CachedOutputs<'a> {
     /// Each output's path in the store.
     pub outputs: &'a BTreeMap<String, PathBuf>,
@@ -237,6 +238,17 @@ pub trait StageKind: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The stage's headline results, read from its stored outputs: named values that
+    /// `soma-flow compare` puts side by side across runs (a final loss, whether my
+    /// model wins). Numbers compare best; most kinds have none.
+    fn headline(
+        &self,
+        _with: &Self::With,
+        _outputs: &CachedOutputs<'_>,
+    ) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+        Ok(Vec::new())
+    }
+
     /// Why two executions with the same inputs give a different `output` (a fresh
     /// encryption key, the network's clock, timings), or `None` when it is a function
     /// of the inputs alone. `soma-flow verify` compares only the latter.
@@ -253,6 +265,10 @@ pub trait Prepared: Send + Sync {
     fn key_material(&self, ctx: &KeyContext<'_>) -> anyhow::Result<serde_json::Value>;
     fn run(&self, ctx: &RunContext<'_>) -> anyhow::Result<Outcome>;
     fn revalidate(&self, cached: &CachedOutputs<'_>) -> anyhow::Result<()>;
+    fn headline(
+        &self,
+        outputs: &CachedOutputs<'_>,
+    ) -> anyhow::Result<Vec<(String, serde_json::Value)>>;
     fn irreproducible(&self, output: &str) -> Option<&'static str>;
 }
 
@@ -279,6 +295,12 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     }
     fn revalidate(&self, cached: &CachedOutputs<'_>) -> anyhow::Result<()> {
         self.kind.revalidate(&self.with, cached)
+    }
+    fn headline(
+        &self,
+        outputs: &CachedOutputs<'_>,
+    ) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+        self.kind.headline(&self.with, outputs)
     }
     fn irreproducible(&self, output: &str) -> Option<&'static str> {
         self.kind.irreproducible(&self.with, output)

@@ -8,6 +8,56 @@ use serde_json::Value as Json;
 use crate::diag::{closest, one_of};
 use crate::yaml::{self, Node, Span};
 
+/// The grid of a sweep: `NAME=A,B` gives one point per value (commas inside `[...]`,
+/// `{...}` or quotes do not split), and several such overrides give every combination,
+/// the first varying slowest. Without a comma there is one point: the overrides as given.
+pub fn grid(overrides: &[String]) -> Vec<Vec<String>> {
+    let mut points: Vec<Vec<String>> = vec![Vec::new()];
+    for item in overrides {
+        let choices = match item.split_once('=') {
+            Some((name, text)) => split_top_level(text)
+                .into_iter()
+                .map(|value| format!("{name}={value}"))
+                .collect(),
+            None => vec![item.clone()],
+        };
+        points = points
+            .into_iter()
+            .flat_map(|point| {
+                choices.iter().map(move |choice| {
+                    let mut next = point.clone();
+                    next.push(choice.clone());
+                    next
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// `text` split at the commas outside brackets, braces and quotes.
+fn split_top_level(text: &str) -> Vec<String> {
+    let (mut parts, mut current) = (Vec::new(), String::new());
+    let (mut depth, mut quote) = (0i32, None);
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+}
+
 /// Applies `NAME=VALUE` overrides; values are read as YAML, so `steps=10` stays a number.
 pub fn apply_overrides(
     defaults: &IndexMap<String, Json>,

@@ -14,7 +14,9 @@ use soma_flow_engine::exec::{ExecOptions, StopOn};
 use soma_flow_engine::pipeline::{load, read, BackendSetting, LoadError, LoadOptions, Plan};
 use soma_flow_engine::record::{RunRecord, StageStatus};
 use soma_flow_engine::store::Store;
-use soma_flow_engine::{Inputs, Outcome, Registry, Requirements, RunContext, StageKind};
+use soma_flow_engine::{
+    CachedOutputs, Inputs, Outcome, Registry, Requirements, RunContext, StageKind,
+};
 
 /// `step`: writes its inputs' contents followed by `text` to `out`, after `sleep_ms`,
 /// and logs each execution to `tally`.
@@ -84,6 +86,19 @@ impl StageKind for Step {
         std::fs::write(ctx.output("out"), text)?;
         Ok(Outcome::Done)
     }
+
+    /// The output's text and its length.
+    fn headline(
+        &self,
+        _: &StepWith,
+        outputs: &CachedOutputs<'_>,
+    ) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+        let text = std::fs::read_to_string(outputs.output("out")?)?;
+        Ok(vec![
+            ("out".into(), text.clone().into()),
+            ("length".into(), text.len().into()),
+        ])
+    }
 }
 
 fn now_ms() -> u128 {
@@ -91,6 +106,20 @@ fn now_ms() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis()
+}
+
+/// The test kinds, and a backend setting that offers `cpu` (the default) and `fast`.
+pub fn env() -> app::Env {
+    app::Env {
+        registry: registry(),
+        backend: BackendSetting {
+            default: "cpu",
+            check: |name| match name {
+                "cpu" | "fast" => Ok(()),
+                other => Err(format!("this test offers `cpu` and `fast`, not `{other}`")),
+            },
+        },
+    }
 }
 
 pub fn registry() -> Registry {
@@ -167,18 +196,12 @@ impl Project {
 
     pub fn load(&self, file: &str, overrides: &[&str]) -> Result<Plan, LoadError> {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        let registry = registry();
+        let env = env();
         let opts = LoadOptions {
-            registry: &registry,
+            registry: &env.registry,
             overrides: &overrides,
             backend: None,
-            backends: BackendSetting {
-                default: "cpu",
-                check: |name| match name {
-                    "cpu" | "fast" => Ok(()),
-                    other => Err(format!("this test offers `cpu` and `fast`, not `{other}`")),
-                },
-            },
+            backends: env.backend,
         };
         load(read(&self.path().join(file))?, &opts)
     }

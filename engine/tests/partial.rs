@@ -1,4 +1,5 @@
-//! Part of a pipeline: `run --target` keeps the targets and what they need.
+//! Part of a pipeline (`run --target` keeps the targets and what they need) and sweeps
+//! (`--set NAME=A,B` runs every combination).
 
 use std::sync::Arc;
 
@@ -70,4 +71,27 @@ fn a_partial_run_runs_and_records_only_its_part_and_the_rest_follows_from_the_ca
             ("apart", StageStatus::Ran)
         ]
     );
+}
+
+#[test]
+fn a_sweep_is_every_combination_and_brackets_and_quotes_keep_their_commas() {
+    let set = |items: &[&str]| -> Vec<String> { items.iter().map(|s| s.to_string()).collect() };
+    assert_eq!(
+        soma_flow_engine::params::grid(&set(&["lr=1e-4,3e-4", "beta=0.1,0.3", "steps=5"])),
+        [
+            set(&["lr=1e-4", "beta=0.1", "steps=5"]),
+            set(&["lr=1e-4", "beta=0.3", "steps=5"]),
+            set(&["lr=3e-4", "beta=0.1", "steps=5"]),
+            set(&["lr=3e-4", "beta=0.3", "steps=5"]),
+        ]
+    );
+    assert_eq!(
+        soma_flow_engine::params::grid(&set(&["betas=[0, 0.3]", "name=\"a,b\"", "m={x: 1, y: 2}"])),
+        [set(&["betas=[0, 0.3]", "name=\"a,b\"", "m={x: 1, y: 2}"])]
+    );
+    assert_eq!(
+        soma_flow_engine::params::grid(&set(&["betas=[0],[0.1, 0.2]"])),
+        [set(&["betas=[0]"]), set(&["betas=[0.1, 0.2]"])]
+    );
+    assert_eq!(soma_flow_engine::params::grid(&[]), [Vec::<String>::new()]);
 }

@@ -5,6 +5,7 @@
 mod harness;
 
 mod cache;
+mod compare;
 mod partial;
 mod records;
 mod scheduling;

@@ -2,6 +2,7 @@
 //! runs, rerun, verify, report, gc, schema, one file each. The binary adds its domain
 //! commands beside these.
 
+pub mod compare;
 mod dag;
 mod gc;
 mod path;
@@ -203,6 +204,20 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Put runs side by side: the params that differ and each stage's headline results
+    Compare {
+        /// Run ids (or unique prefixes); without them, the last `--last` runs
+        ids: Vec<String>,
+        /// Compare the last N runs [default: 2]
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+        /// Only runs of this pipeline file (with `--last`)
+        #[arg(long, value_name = "FILE")]
+        pipeline: Option<PathBuf>,
+        /// Print the comparison as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of pipeline files
     Schema,
 }
@@ -224,6 +239,19 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
         Command::Verify { id, keep, jobs } => verify::run(env, &store.open()?, &id, keep, jobs),
         Command::Report { id, out } => report::run(env, &id, out, store),
         Command::Gc { dry_run } => gc::run(&store.open()?, dry_run),
+        Command::Compare {
+            ids,
+            last,
+            pipeline,
+            json,
+        } => {
+            let which = compare::Selection {
+                ids: &ids,
+                last: last.unwrap_or(2),
+                pipeline: pipeline.as_deref(),
+            };
+            compare::run(env, &store.open()?, &which, json)
+        }
         Command::Schema => schema::run(env),
     }
 }

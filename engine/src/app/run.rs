@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use super::{load, Env, ExecArgs, ExitStatus, PipelineArgs, StoreArgs};
 use crate::exec::{self, ExecOptions};
+use crate::params;
 use crate::pipeline::Plan;
 use crate::progress::fmt_duration;
 use crate::record::{RunRecord, StageStatus};
@@ -19,19 +20,75 @@ pub(super) fn run(
     dry_run: bool,
     store: &StoreArgs,
 ) -> Result<ExitStatus> {
-    let plan = match load(env, pipeline).map(|plan| plan.only(targets)) {
-        Ok(Ok(plan)) => plan,
-        Ok(Err(why)) => {
-            eprintln!("error: {why}");
-            return Ok(ExitStatus::Usage);
+    let points = params::grid(&pipeline.set);
+    // Every grid point loads before any runs: a bad value stops the sweep up front.
+    let mut plans = Vec::new();
+    for set in &points {
+        let point = PipelineArgs {
+            set: set.clone(),
+            ..pipeline.clone()
+        };
+        match load(env, &point).map(|plan| plan.only(targets)) {
+            Ok(Ok(plan)) => plans.push((plan, point.set)),
+            Ok(Err(why)) => {
+                eprintln!("error: {why}");
+                return Ok(ExitStatus::Usage);
+            }
+            Err(status) => return Ok(status),
         }
-        Err(status) => return Ok(status),
-    };
+    }
     let store = store.open()?;
     if dry_run {
-        return super::status::print(&plan, &store, &pipeline.file);
+        for (plan, set) in &plans {
+            if points.len() > 1 {
+                println!("--set {}:", set.join(" --set "));
+            }
+            super::status::print(plan, &store, &pipeline.file)?;
+        }
+        return Ok(ExitStatus::Ok);
     }
-    run_plan(plan, store, exec, pipeline.set.clone())
+    if points.len() == 1 {
+        let (plan, set) = plans.pop().expect("one point");
+        return run_plan(plan, store, exec, set);
+    }
+    sweep(env, plans, &store, exec)
+}
+
+/// Runs the grid points one after another, each its own run: a stage that several
+/// points share (same key) runs in the first and is a cache hit in the others. Ends
+/// with the points side by side.
+fn sweep(
+    env: &Env,
+    plans: Vec<(Plan, Vec<String>)>,
+    store: &Store,
+    exec: &ExecArgs,
+) -> Result<ExitStatus> {
+    let total = plans.len();
+    let mut records = Vec::new();
+    let mut worst = ExitStatus::Ok;
+    for (i, (plan, set)) in plans.into_iter().enumerate() {
+        eprintln!("sweep {}/{total}: --set {}", i + 1, set.join(" --set "));
+        let record = execute(Arc::new(plan), store.clone(), exec.options(set))?;
+        print_summary(&record);
+        let status = ExitStatus::from(record.status);
+        records.push(record);
+        // A stopped sweep stops; otherwise a failure outranks a deferral.
+        let rank = |s: ExitStatus| match s {
+            ExitStatus::Ok => 0,
+            ExitStatus::Deferred => 1,
+            ExitStatus::Failed | ExitStatus::Usage => 2,
+            ExitStatus::Interrupted => 3,
+        };
+        if rank(status) > rank(worst) {
+            worst = status;
+        }
+        if status == ExitStatus::Interrupted {
+            break;
+        }
+    }
+    println!("\nsweep of {total} runs ({} done):", records.len());
+    print!("{}", super::compare::compare(env, store, &records).table());
+    Ok(worst)
 }
 
 pub(super) fn run_plan(

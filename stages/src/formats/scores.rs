@@ -30,6 +30,9 @@ pub struct Scores {
     pub blobs: usize,
     pub models: Vec<ScoredModel>,
     pub winner: usize,
+    /// The model that is mine (the `model` input), if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mine: Option<usize>,
 }
 
 /// Combines the scores of several blobs (mean loss and embedding, wins per model),
@@ -74,6 +77,7 @@ pub fn label(
         blobs: reports.len(),
         models,
         winner,
+        mine: None,
     })
 }
 
@@ -120,21 +124,52 @@ pub fn table(scores: &Scores) -> String {
     pipe(&columns, &rows)
 }
 
-/// Whether model `mine` wins, by how much and against whom: the line a run summary
-/// leads with.
-pub fn verdict(scores: &Scores, mine: usize) -> String {
-    let me = &scores.models[mine];
-    let best_other = scores
+/// The competitor with the lowest loss other than model `mine`.
+fn strongest_other(scores: &Scores, mine: usize) -> Option<&ScoredModel> {
+    scores
         .models
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != mine)
-        .min_by(|a, b| a.1.loss.total_cmp(&b.1.loss));
-    let Some((_, other)) = best_other else {
+        .map(|(_, m)| m)
+        .min_by(|a, b| a.loss.total_cmp(&b.loss))
+}
+
+/// By how much `other`'s loss exceeds `me`'s, as a percentage of `other`'s (negative:
+/// mine is worse).
+fn lead_percent(me: &ScoredModel, other: &ScoredModel) -> f32 {
+    100.0 * (other.loss - me.loss) / other.loss.abs().max(f32::MIN_POSITIVE)
+}
+
+/// What `compare` shows of a score table: the winner and its loss, and with a model of
+/// mine, its loss, whether it wins and its lead over the strongest competitor in %.
+pub fn headline(scores: &Scores) -> Vec<(String, serde_json::Value)> {
+    use serde_json::json;
+    let winner = &scores.models[scores.winner];
+    let mut out = vec![
+        ("winner".to_string(), json!(winner.name)),
+        ("winner loss".to_string(), json!(winner.loss)),
+    ];
+    if let Some(mine) = scores.mine {
+        let me = &scores.models[mine];
+        out.push(("my loss".into(), json!(me.loss)));
+        out.push(("I win".into(), json!(scores.winner == mine)));
+        if let Some(other) = strongest_other(scores, mine) {
+            out.push(("my lead %".into(), json!(lead_percent(me, other))));
+        }
+    }
+    out
+}
+
+/// Whether model `mine` wins, by how much and against whom: the line a run summary
+/// leads with.
+pub fn verdict(scores: &Scores, mine: usize) -> String {
+    let me = &scores.models[mine];
+    let Some(other) = strongest_other(scores, mine) else {
         return format!("{} has no competitor to beat here", me.name);
     };
     let margin = (other.loss - me.loss).abs();
-    let percent = 100.0 * margin / other.loss.abs().max(f32::MIN_POSITIVE);
+    let percent = lead_percent(me, other).abs();
     if scores.winner == mine {
         format!(
             "{} WINS: loss {:.4} against {:.4} of the strongest competitor, {} ({margin:.4} lower, {percent:.1}%)",

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use soma_flow_engine::table::{pipe, Align};
 use soma_flow_engine::{
-    InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
+    CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
 
 use crate::backend::BackendChoice;
@@ -87,6 +87,25 @@ impl StageKind for AverageKind {
             Some(_) => Requirements::backend_in(super::MODEL_RESOURCE),
             None => Requirements::default(),
         }
+    }
+
+    /// With `betas`: the β kept and its held-out loss.
+    fn headline(
+        &self,
+        with: &AverageWith,
+        outputs: &CachedOutputs<'_>,
+    ) -> Result<Vec<(String, serde_json::Value)>> {
+        if with.betas.is_none() {
+            return Ok(Vec::new());
+        }
+        let path = outputs.output("search")?;
+        let search: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)
+            .with_context(|| format!("{} is not a β search", path.display()))?;
+        let kept = &search["kept"];
+        Ok(vec![
+            ("β kept".into(), kept["beta"].clone()),
+            ("held-out loss".into(), kept["loss"].clone()),
+        ])
     }
 
     fn check(&self, with: &AverageWith) -> Result<(), WithError> {

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use soma_flow_engine::{
-    InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
+    CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
 
 use crate::formats::competitors;
@@ -180,6 +180,14 @@ impl StageKind for DistillKind {
 
     fn irreproducible(&self, _: &DistillWith, output: &str) -> Option<&'static str> {
         crate::training::stage::training_irreproducible(output)
+    }
+
+    fn headline(
+        &self,
+        _: &DistillWith,
+        outputs: &CachedOutputs<'_>,
+    ) -> Result<Vec<(String, serde_json::Value)>> {
+        crate::training::stage::training_headline(outputs)
     }
 
     fn requirements(&self, _: &DistillWith) -> Requirements {

@@ -7,9 +7,12 @@ use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
-use soma_flow_engine::{InputPort, Inputs, Outcome, Requirements, RunContext, StageKind};
+use serde_json::Value as Json;
+use soma_flow_engine::{
+    CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind,
+};
 
-use crate::formats::scores::{caption, label, table, verdict};
+use crate::formats::scores::{caption, headline, label, table, verdict, Scores};
 use crate::formats::{competitors, embedding};
 use crate::score::{blobs, score_on_blobs};
 use crate::training::documents::open_documents;
@@ -35,7 +38,8 @@ pub struct ScoreKind;
 impl StageKind for ScoreKind {
     type With = ScoreWith;
     const NAME: &'static str = "score";
-    const VERSION: u32 = 2;
+    // 3: `scores` says which model is mine.
+    const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "On-chain loss and embedding of models on a data blob, and the winner";
 
@@ -63,6 +67,14 @@ impl StageKind for ScoreKind {
         Requirements::backend_in(super::MODEL_RESOURCE)
     }
 
+    fn headline(&self, _: &ScoreWith, outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Json)>> {
+        let path = outputs.output("scores")?;
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let scores: Scores = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a score table", path.display()))?;
+        Ok(headline(&scores))
+    }
+
     fn run(&self, with: &ScoreWith, ctx: &RunContext<'_>) -> Result<Outcome> {
         let mut named: Vec<(String, PathBuf)> = Vec::new();
         for port in ["model", "models"] {
@@ -88,10 +100,11 @@ impl StageKind for ScoreKind {
             blobs.len()
         ));
         let reports = score_on_blobs(&paths, &blobs, with.seed, with.heads, backend)?;
-        let scores = label(&reports, &names, with.seed, target.as_deref())?;
-        // `model` is mine: say first whether it wins.
-        if ctx.input("model").is_some() {
-            ctx.note(verdict(&scores, 0));
+        let mut scores = label(&reports, &names, with.seed, target.as_deref())?;
+        // `model` is mine (it comes first): say first whether it wins.
+        scores.mine = ctx.input("model").map(|_| 0);
+        if let Some(mine) = scores.mine {
+            ctx.note(verdict(&scores, mine));
         }
         ctx.note(table(&scores));
         ctx.note(caption(&scores));

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use soma_flow_engine::{Inputs, Outcome, Requirements, RunContext, StageKind, WithError};
+use soma_flow_engine::{
+    CachedOutputs, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
+};
 
 use crate::training::objective::TaskLoss;
 use crate::training::settings::{reject_unknown, Settings};
 use crate::training::stage::{
-    run_training, training_inputs, training_irreproducible, training_outputs,
+    run_training, training_headline, training_inputs, training_irreproducible, training_outputs,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -49,6 +51,14 @@ impl StageKind for TrainKind {
 
     fn irreproducible(&self, _: &TrainWith, output: &str) -> Option<&'static str> {
         training_irreproducible(output)
+    }
+
+    fn headline(
+        &self,
+        _: &TrainWith,
+        outputs: &CachedOutputs<'_>,
+    ) -> Result<Vec<(String, serde_json::Value)>> {
+        training_headline(outputs)
     }
 
     fn requirements(&self, _: &TrainWith) -> Requirements {

@@ -1,8 +1,9 @@
 //! What the training kinds (`train`, `distill`) share as stages: their inputs and
 //! outputs, and running a [`Job`] from a stage's context.
 
-use anyhow::Result;
-use soma_flow_engine::{InputPort, Outcome, RunContext};
+use anyhow::{Context, Result};
+use serde_json::{json, Value as Json};
+use soma_flow_engine::{CachedOutputs, InputPort, Outcome, RunContext};
 
 use super::job::{Job, ObjectiveSpec, Outputs};
 use super::settings::Settings;
@@ -26,6 +27,38 @@ pub fn training_outputs() -> Vec<String> {
 /// The metrics hold wall-clock speed (tokens/s); the model and curve do not.
 pub fn training_irreproducible(output: &str) -> Option<&'static str> {
     (output == "metrics").then_some("holds wall-clock timings (tokens/s)")
+}
+
+/// What `compare` shows of a training: the last step's loss, the holdout score before
+/// and after, and the mean tokens/s, from the `metrics` output.
+pub fn training_headline(outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Json)>> {
+    let path = outputs.output("metrics")?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let lines: Vec<Json> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not JSON Lines", path.display()))?;
+    let values = |key: &str| -> Vec<f64> { lines.iter().filter_map(|l| l[key].as_f64()).collect() };
+    let (losses, holdout, speeds) = (
+        values("loss"),
+        values("holdout_score"),
+        values("tokens_per_s"),
+    );
+    let mut out = Vec::new();
+    if let Some(last) = losses.last() {
+        out.push(("final loss".to_string(), json!(last)));
+    }
+    if let (Some(before), Some(after)) = (holdout.first(), holdout.last()) {
+        out.push(("holdout before".to_string(), json!(before)));
+        out.push(("holdout after".to_string(), json!(after)));
+    }
+    if !speeds.is_empty() {
+        let mean = speeds.iter().sum::<f64>() / speeds.len() as f64;
+        out.push(("tokens/s".to_string(), json!(mean.round() as u64)));
+    }
+    Ok(out)
 }
 
 /// Runs a training job for a stage and leaves its notes.

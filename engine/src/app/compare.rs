@@ -1,0 +1,216 @@
+//! `compare`: runs side by side: the params that differ, each stage's headline results
+//! (what its kind reads from its stored outputs), status and wall time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::{load_recorded, Env, ExitStatus};
+use crate::kind::CachedOutputs;
+use crate::record::{self, RunRecord};
+use crate::store::Store;
+use crate::table::{pipe, Align};
+
+/// Which runs to compare: these ids, else the last `last` (of `pipeline`, if given).
+pub struct Selection<'a> {
+    pub ids: &'a [String],
+    pub last: usize,
+    pub pipeline: Option<&'a Path>,
+}
+
+/// One named value per run (`None`: the run has none).
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub values: Vec<Option<Json>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub runs: Vec<String>,
+    /// Params (and the backend) whose values differ between the runs.
+    pub params: Vec<Row>,
+    /// `stage.result` headlines, then each run's status and wall time.
+    pub results: Vec<Row>,
+    /// Why some results are missing (an output removed by `gc`, a kind that failed to
+    /// read its output).
+    pub problems: Vec<String>,
+}
+
+pub(super) fn run(
+    env: &Env,
+    store: &Store,
+    which: &Selection<'_>,
+    json: bool,
+) -> Result<ExitStatus> {
+    let records = select(store, which)?;
+    let comparison = compare(env, store, &records);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        print!("{}", comparison.table());
+        for problem in &comparison.problems {
+            eprintln!("warning: {problem}");
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// The records `which` names, oldest first.
+pub fn select(store: &Store, which: &Selection<'_>) -> Result<Vec<RunRecord>> {
+    if !which.ids.is_empty() {
+        return which.ids.iter().map(|id| record::find(store, id)).collect();
+    }
+    let pipeline = which
+        .pipeline
+        .map(|p| {
+            p.canonicalize()
+                .map_err(|e| anyhow::anyhow!("cannot find {}: {e}", p.display()))
+        })
+        .transpose()?;
+    let mut all: Vec<RunRecord> = record::list(store)?
+        .into_iter()
+        .filter(|r| pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
+        .collect();
+    if all.is_empty() {
+        bail!("no recorded runs to compare (see `soma-flow runs`)");
+    }
+    let skip = all.len().saturating_sub(which.last.max(1));
+    Ok(all.split_off(skip))
+}
+
+pub fn compare(env: &Env, store: &Store, records: &[RunRecord]) -> Comparison {
+    let mut problems = Vec::new();
+    let mut params = Rows::default();
+    let mut results = Rows::default();
+    for (i, rec) in records.iter().enumerate() {
+        params.set("backend", i, Json::String(rec.backend.clone()));
+        for (name, value) in &rec.params {
+            params.set(name, i, value.clone());
+        }
+        for (name, value) in headlines(env, store, rec, &mut problems) {
+            results.set(&name, i, value);
+        }
+    }
+    let mut results = results.into_rows(records.len());
+    let each = |f: &dyn Fn(&RunRecord) -> Json| records.iter().map(|r| Some(f(r))).collect();
+    results.push(Row {
+        name: "status".into(),
+        values: each(&|r| serde_json::to_value(r.status).unwrap_or(Json::Null)),
+    });
+    results.push(Row {
+        name: "wall time".into(),
+        values: each(&|r| {
+            let d = std::time::Duration::from_millis(r.duration_ms);
+            Json::String(crate::progress::fmt_duration(d))
+        }),
+    });
+    let params = params
+        .into_rows(records.len())
+        .into_iter()
+        .filter(|row| row.values.iter().any(|v| v != &row.values[0]))
+        .collect();
+    Comparison {
+        runs: records.iter().map(|r| r.id.clone()).collect(),
+        params,
+        results,
+        problems,
+    }
+}
+
+/// Every stage's headline results in a recorded run, named `stage.result`.
+fn headlines(
+    env: &Env,
+    store: &Store,
+    rec: &RunRecord,
+    problems: &mut Vec<String>,
+) -> Vec<(String, Json)> {
+    // Nothing runs: a backend this build lacks must not hide the results.
+    let plan = match load_recorded(env, rec, env.backend.unchecked()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            problems.push(format!("run {}: its pipeline does not load: {e}", rec.id));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (name, stage) in &rec.stages {
+        let Some(planned) = plan.stages.get(name) else {
+            continue;
+        };
+        if stage.outputs.is_empty() {
+            continue;
+        }
+        let outputs: BTreeMap<String, PathBuf> = stage
+            .outputs
+            .iter()
+            .map(|(output, artifact)| (output.clone(), store.path_of(artifact)))
+            .filter(|(_, path)| path.exists())
+            .collect();
+        let cached = CachedOutputs {
+            outputs: &outputs,
+            store: store.root(),
+        };
+        match planned.prepared.headline(&cached) {
+            Ok(values) => out.extend(values.into_iter().map(|(k, v)| (format!("{name}.{k}"), v))),
+            Err(e) => problems.push(format!("run {}, stage `{name}`: {e:#}", rec.id)),
+        }
+    }
+    out
+}
+
+/// Rows in order of first appearance.
+#[derive(Default)]
+struct Rows(indexmap::IndexMap<String, BTreeMap<usize, Json>>);
+
+impl Rows {
+    fn set(&mut self, name: &str, run: usize, value: Json) {
+        self.0
+            .entry(name.to_string())
+            .or_default()
+            .insert(run, value);
+    }
+
+    fn into_rows(self, runs: usize) -> Vec<Row> {
+        self.0
+            .into_iter()
+            .map(|(name, mut values)| Row {
+                name,
+                values: (0..runs).map(|i| values.remove(&i)).collect(),
+            })
+            .collect()
+    }
+}
+
+impl Comparison {
+    /// Params that differ, then results: one column per run.
+    pub fn table(&self) -> String {
+        let mut columns = vec![("", Align::Left)];
+        columns.extend(self.runs.iter().map(|id| (id.as_str(), Align::Right)));
+        let rows: Vec<Vec<String>> = self
+            .params
+            .iter()
+            .map(|row| (format!("--set {}", row.name), row))
+            .chain(self.results.iter().map(|row| (row.name.clone(), row)))
+            .map(|(label, row)| {
+                std::iter::once(label)
+                    .chain(row.values.iter().map(|v| show(v.as_ref())))
+                    .collect()
+            })
+            .collect();
+        pipe(&columns, &rows)
+    }
+}
+
+/// A value as a table cell: fractions to 4 decimals, text as it is, `-` for none.
+fn show(value: Option<&Json>) -> String {
+    match value {
+        None | Some(Json::Null) => "-".into(),
+        Some(Json::Number(n)) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(f64::NAN)),
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
