@@ -172,8 +172,9 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
 /// Whether `device` of backend `B` computes on the host CPU (burn-ndarray, or LibTorch
 /// on its CPU device), where work done on the host costs no transfer.
 pub fn on_host<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+    #[allow(unused_imports)] // `Any` serves the `tch` arm
     use std::any::{Any, TypeId};
-    let _ = device as &dyn Any;
+    let _ = device; // read by the `tch` arm only
     #[cfg(feature = "ndarray")]
     {
         let ndarray = TypeId::of::<burn::backend::NdArray<f32>>();

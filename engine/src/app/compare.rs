@@ -31,7 +31,7 @@ pub struct Row {
 #[derive(Debug, Serialize)]
 pub struct Comparison {
     pub runs: Vec<String>,
-    /// Params (and the backend) whose values differ between the runs.
+    /// Params whose values differ between the runs, and `--backend` if it does.
     pub params: Vec<Row>,
     /// `stage.result` headlines, then each run's status and wall time.
     pub results: Vec<Row>,
@@ -87,7 +87,7 @@ pub fn compare(env: &Env, store: &Store, records: &[RunRecord]) -> Comparison {
     let mut params = Rows::default();
     let mut results = Rows::default();
     for (i, rec) in records.iter().enumerate() {
-        params.set("backend", i, Json::String(rec.backend.clone()));
+        params.set("--backend", i, Json::String(rec.backend.clone()));
         for (name, value) in &rec.params {
             params.set(name, i, value.clone());
         }
@@ -193,7 +193,10 @@ impl Comparison {
         let rows: Vec<Vec<String>> = self
             .params
             .iter()
-            .map(|row| (format!("--set {}", row.name), row))
+            .map(|row| match row.name.starts_with("--") {
+                true => (row.name.clone(), row),
+                false => (format!("--set {}", row.name), row),
+            })
             .chain(self.results.iter().map(|row| (row.name.clone(), row)))
             .map(|(label, row)| {
                 std::iter::once(label)
