@@ -51,7 +51,7 @@ pub(super) fn run(
     if json {
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
-        print!("{}", comparison.table());
+        println!("{}", comparison.table());
         for problem in &comparison.problems {
             eprintln!("warning: {problem}");
         }
@@ -208,12 +208,22 @@ impl Comparison {
     }
 }
 
-/// A value as a table cell: fractions to 4 decimals, text as it is, `-` for none.
+/// A value as a table cell: fractions to 4 decimals, `-` for none, and text over 24
+/// characters (a model id) as its start and end (`--json` has it whole).
 fn show(value: Option<&Json>) -> String {
-    match value {
+    let text = match value {
         None | Some(Json::Null) => "-".into(),
         Some(Json::Number(n)) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(f64::NAN)),
         Some(Json::String(s)) => s.clone(),
         Some(other) => other.to_string(),
+    };
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 24 {
+        return text;
     }
+    let (head, tail): (String, String) = (
+        chars[..12].iter().collect(),
+        chars[chars.len() - 6..].iter().collect(),
+    );
+    format!("{head}…{tail}")
 }

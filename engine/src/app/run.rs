@@ -87,7 +87,7 @@ fn sweep(
         }
     }
     println!("\nsweep of {total} runs ({} done):", records.len());
-    print!("{}", super::compare::compare(env, store, &records).table());
+    println!("{}", super::compare::compare(env, store, &records).table());
     Ok(worst)
 }
 
