@@ -143,6 +143,9 @@ impl CachedOutputs<'_> {
     }
 }
 
+/// A named series of `(x, y)` points, e.g. `("loss", [(step, loss), ...])`.
+pub type Curve = (String, Vec<(f64, f64)>);
+
 /// What a running stage sees.
 pub struct RunContext<'a> {
     pub stage: &'a str,
@@ -249,6 +252,16 @@ pub trait StageKind: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Named series of `(x, y)` points read from the stored outputs (a loss per step),
+    /// which `report --compare` draws with one line per run.
+    fn curves(
+        &self,
+        _with: &Self::With,
+        _outputs: &CachedOutputs<'_>,
+    ) -> anyhow::Result<Vec<Curve>> {
+        Ok(Vec::new())
+    }
+
     /// Why two executions with the same inputs give a different `output` (a fresh
     /// encryption key, the network's clock, timings), or `None` when it is a function
     /// of the inputs alone. `soma-flow verify` compares only the latter.
@@ -269,6 +282,7 @@ pub trait Prepared: Send + Sync {
         &self,
         outputs: &CachedOutputs<'_>,
     ) -> anyhow::Result<Vec<(String, serde_json::Value)>>;
+    fn curves(&self, outputs: &CachedOutputs<'_>) -> anyhow::Result<Vec<Curve>>;
     fn irreproducible(&self, output: &str) -> Option<&'static str>;
 }
 
@@ -301,6 +315,9 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
         outputs: &CachedOutputs<'_>,
     ) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
         self.kind.headline(&self.with, outputs)
+    }
+    fn curves(&self, outputs: &CachedOutputs<'_>) -> anyhow::Result<Vec<Curve>> {
+        self.kind.curves(&self.with, outputs)
     }
     fn irreproducible(&self, output: &str) -> Option<&'static str> {
         self.kind.irreproducible(&self.with, output)

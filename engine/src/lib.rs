@@ -25,6 +25,6 @@ pub mod verify;
 pub mod yaml;
 
 pub use kind::{
-    CachedOutputs, InputPort, Inputs, KeyContext, Outcome, Registry, Requirements, RunContext,
-    StageKind, WithError,
+    CachedOutputs, Curve, InputPort, Inputs, KeyContext, Outcome, Registry, Requirements,
+    RunContext, StageKind, WithError,
 };

@@ -1,7 +1,9 @@
 //! `soma-flow report`: one self-contained HTML page about a recorded run (header, stage
 //! graph, timeline, stage table, notes, PNG outputs), with the PNGs also copied beside
-//! it so that they can be used on their own.
+//! it so that they can be used on their own; or, with `--compare`, one page putting
+//! runs side by side (their comparison table and each curve with a line per run).
 
+mod chart;
 mod graph;
 mod html;
 mod images;
@@ -82,12 +84,63 @@ pub fn write(
     Ok(index)
 }
 
-fn render(record: &RunRecord, deps: &Dependencies, images: &Images) -> String {
-    let title = esc(&format!("{}: run {}", record.name, record.id));
-    let mut page = format!(
+/// The start of a page titled `title`, up to its heading.
+fn page_start(title: &str) -> String {
+    let title = esc(title);
+    format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
-    );
+    )
+}
+
+/// One named curve of a comparison: per run (its label), its points.
+pub type CurveLines = (String, Vec<(String, Vec<(f64, f64)>)>);
+
+/// Writes `out/index.html` comparing runs: `table` (a pipe table: the params that
+/// differ and the headline results) and one chart per curve, a line per run.
+pub fn write_comparison(
+    title: &str,
+    table: &str,
+    curves: &[CurveLines],
+    problems: &[String],
+    out: &Path,
+) -> Result<PathBuf> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!(
+            "{} exists and is not a directory; choose another --out",
+            out.display()
+        );
+    }
+    let mut page = page_start(title);
+    page.push_str("<h2>Runs side by side</h2>\n");
+    match crate::table::to_html(table, esc) {
+        Some(html) => page.push_str(&html),
+        None => page.push_str(&format!("<pre>{}</pre>\n", esc(table))),
+    }
+    for problem in problems {
+        page.push_str(&format!("<p class=\"warn\">{}</p>\n", esc(problem)));
+    }
+    page.push_str("<h2>Curves</h2>\n");
+    if curves.is_empty() {
+        page.push_str("<p>No stage of these runs has curves.</p>\n");
+    }
+    for (name, lines) in curves {
+        page.push_str(&format!("<h3>{}</h3>\n", esc(name)));
+        let series: Vec<(&str, &[(f64, f64)])> = lines
+            .iter()
+            .map(|(label, points)| (label.as_str(), points.as_slice()))
+            .collect();
+        page.push_str(&chart::svg(&series));
+    }
+    page.push_str("</body>\n</html>\n");
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let index = out.join("index.html");
+    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
+    Ok(index)
+}
+
+fn render(record: &RunRecord, deps: &Dependencies, images: &Images) -> String {
+    let mut page = page_start(&format!("{}: run {}", record.name, record.id));
     page.push_str(&header(record));
     page.push_str("<h2>Stage graph</h2>\n");
     page.push_str(&legend());

@@ -1,6 +1,7 @@
 //! `compare`: the params that differ between runs and each stage's headline results.
 
 use soma_flow_engine::app::compare::{compare, select, Selection};
+use soma_flow_engine::app::{self, Command, ExitStatus, StoreArgs};
 
 use crate::harness::{env, Project};
 
@@ -66,4 +67,37 @@ fn compare_shows_the_params_that_differ_and_each_stages_headline() {
     assert_eq!(row(&c.results, "shout.out"), ["-", "\"hi!\""]);
     assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
     assert!(c.problems[0].contains("shout"), "{:?}", c.problems);
+}
+
+#[test]
+fn report_compare_draws_each_curve_with_a_line_per_run_under_the_table() {
+    let p = Project::new();
+    p.write("p.yaml", CHAIN);
+    let ids: Vec<String> = [&[][..], &["greeting=hi"][..]]
+        .iter()
+        .map(|set| p.run("p.yaml", set).id)
+        .collect();
+    let out = p.path().join("page");
+    let report = |ids: Vec<String>, compare: bool| {
+        let command = Command::Report {
+            ids,
+            compare,
+            out: Some(out.clone()),
+        };
+        let store = StoreArgs {
+            store: Some(p.path().join("store")),
+        };
+        app::run_command(&env(), command, &store).unwrap()
+    };
+    assert_eq!(report(ids.clone(), true), ExitStatus::Ok);
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for id in &ids {
+        assert!(page.contains(id.as_str()), "{id} missing");
+    }
+    assert!(page.contains("<table") && page.contains("--set greeting"));
+    // Two curves (make.chars, shout.chars), a line per run in each.
+    assert_eq!(page.matches("<h3>").count(), 2, "{page}");
+    assert_eq!(page.matches("<polyline").count(), 4, "{page}");
+    // Without --compare, report takes one run.
+    assert_eq!(report(ids, false), ExitStatus::Usage);
 }

@@ -87,6 +87,17 @@ impl StageKind for Step {
         Ok(Outcome::Done)
     }
 
+    /// The output's length so far at each character, as a curve.
+    fn curves(
+        &self,
+        _: &StepWith,
+        outputs: &CachedOutputs<'_>,
+    ) -> anyhow::Result<Vec<soma_flow_engine::Curve>> {
+        let text = std::fs::read_to_string(outputs.output("out")?)?;
+        let points = (0..=text.len()).map(|i| (i as f64, i as f64)).collect();
+        Ok(vec![("chars".into(), points)])
+    }
+
     /// The output's text and its length.
     fn headline(
         &self,

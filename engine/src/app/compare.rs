@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::{load_recorded, Env, ExitStatus};
-use crate::kind::CachedOutputs;
+use crate::kind::{CachedOutputs, Prepared};
 use crate::record::{self, RunRecord};
 use crate::store::Store;
 use crate::table::{pipe, Align};
@@ -28,6 +28,13 @@ pub struct Row {
     pub values: Vec<Option<Json>>,
 }
 
+/// One named curve: per run its `(x, y)` points (`None`: the run has none).
+#[derive(Debug, Serialize)]
+pub struct CurveRow {
+    pub name: String,
+    pub runs: Vec<Option<Vec<(f64, f64)>>>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Comparison {
     pub runs: Vec<String>,
@@ -35,6 +42,8 @@ pub struct Comparison {
     pub params: Vec<Row>,
     /// `stage.result` headlines, then each run's status and wall time.
     pub results: Vec<Row>,
+    /// `stage.series` curves: per run its points, if it has them.
+    pub curves: Vec<CurveRow>,
     /// Why some results are missing (an output removed by `gc`, a kind that failed to
     /// read its output).
     pub problems: Vec<String>,
@@ -86,15 +95,37 @@ pub fn compare(env: &Env, store: &Store, records: &[RunRecord]) -> Comparison {
     let mut problems = Vec::new();
     let mut params = Rows::default();
     let mut results = Rows::default();
+    let mut curves: indexmap::IndexMap<String, BTreeMap<usize, Vec<(f64, f64)>>> =
+        Default::default();
     for (i, rec) in records.iter().enumerate() {
         params.set("--backend", i, Json::String(rec.backend.clone()));
         for (name, value) in &rec.params {
             params.set(name, i, value.clone());
         }
-        for (name, value) in headlines(env, store, rec, &mut problems) {
-            results.set(&name, i, value);
-        }
+        each_stage(
+            env,
+            store,
+            rec,
+            &mut problems,
+            |stage, prepared, outputs| {
+                for (name, value) in prepared.headline(outputs)? {
+                    results.set(&format!("{stage}.{name}"), i, value);
+                }
+                for (name, points) in prepared.curves(outputs)? {
+                    let curve = curves.entry(format!("{stage}.{name}")).or_default();
+                    curve.insert(i, points);
+                }
+                Ok(())
+            },
+        );
     }
+    let curves = curves
+        .into_iter()
+        .map(|(name, mut runs)| CurveRow {
+            name,
+            runs: (0..records.len()).map(|i| runs.remove(&i)).collect(),
+        })
+        .collect();
     let mut results = results.into_rows(records.len());
     let each = |f: &dyn Fn(&RunRecord) -> Json| records.iter().map(|r| Some(f(r))).collect();
     results.push(Row {
@@ -117,26 +148,28 @@ pub fn compare(env: &Env, store: &Store, records: &[RunRecord]) -> Comparison {
         runs: records.iter().map(|r| r.id.clone()).collect(),
         params,
         results,
+        curves,
         problems,
     }
 }
 
-/// Every stage's headline results in a recorded run, named `stage.result`.
-fn headlines(
+/// Calls `read` with each stage of a recorded run that has outputs, its prepared kind
+/// (from the recorded pipeline) and its stored outputs; what fails becomes a problem.
+fn each_stage(
     env: &Env,
     store: &Store,
     rec: &RunRecord,
     problems: &mut Vec<String>,
-) -> Vec<(String, Json)> {
+    mut read: impl FnMut(&str, &dyn Prepared, &CachedOutputs<'_>) -> Result<()>,
+) {
     // Nothing runs: a backend this build lacks must not hide the results.
     let plan = match load_recorded(env, rec, env.backend.unchecked()) {
         Ok(plan) => plan,
         Err(e) => {
             problems.push(format!("run {}: its pipeline does not load: {e}", rec.id));
-            return Vec::new();
+            return;
         }
     };
-    let mut out = Vec::new();
     for (name, stage) in &rec.stages {
         let Some(planned) = plan.stages.get(name) else {
             continue;
@@ -154,12 +187,10 @@ fn headlines(
             outputs: &outputs,
             store: store.root(),
         };
-        match planned.prepared.headline(&cached) {
-            Ok(values) => out.extend(values.into_iter().map(|(k, v)| (format!("{name}.{k}"), v))),
-            Err(e) => problems.push(format!("run {}, stage `{name}`: {e:#}", rec.id)),
+        if let Err(e) = read(name, planned.prepared.as_ref(), &cached) {
+            problems.push(format!("run {}, stage `{name}`: {e:#}", rec.id));
         }
     }
-    out
 }
 
 /// Rows in order of first appearance.

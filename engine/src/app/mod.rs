@@ -194,7 +194,13 @@ pub enum Command {
     },
     /// Write an HTML report of a recorded run (graph, timeline, stages, notes, images)
     Report {
-        id: String,
+        /// The run, or with `--compare` the runs
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// One page with the runs side by side: their comparison table, and each curve
+        /// (a loss per step) with a line per run
+        #[arg(long)]
+        compare: bool,
         /// Directory for index.html and the PNG outputs [default: report-<run id>]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -237,7 +243,7 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
         Command::Runs { json } => runs::run(json, store),
         Command::Rerun { id, exec } => rerun::run(env, &id, &exec, store),
         Command::Verify { id, keep, jobs } => verify::run(env, &store.open()?, &id, keep, jobs),
-        Command::Report { id, out } => report::run(env, &id, out, store),
+        Command::Report { ids, compare, out } => report::run(env, &ids, compare, out, store),
         Command::Gc { dry_run } => gc::run(&store.open()?, dry_run),
         Command::Compare {
             ids,

@@ -1,22 +1,69 @@
-//! `report`: an HTML report of a recorded run.
+//! `report`: an HTML report of a recorded run, or (`--compare`) of runs side by side.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
+use super::compare::{compare, select, Selection};
 use super::{load_recorded, Env, ExitStatus, StoreArgs};
+use crate::report::CurveLines;
+use crate::store::Store;
 use crate::{dag, record, report};
 
 pub(super) fn run(
     env: &Env,
-    id: &str,
+    ids: &[String],
+    compare: bool,
     out: Option<PathBuf>,
     store: &StoreArgs,
 ) -> Result<ExitStatus> {
     let store = store.open()?;
+    if compare {
+        return run_compare(env, ids, out, &store);
+    }
+    let [id] = ids else {
+        eprintln!("error: `report` takes one run id; to put runs side by side, `report --compare ID ID...`");
+        return Ok(ExitStatus::Usage);
+    };
     let rec = record::find(&store, id)?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("report-{}", rec.id)));
     let index = report::write(&store, &rec, &recorded_dependencies(env, &rec), &out)?;
+    println!("{}", index.display());
+    Ok(ExitStatus::Ok)
+}
+
+/// One page comparing the runs `ids`: the comparison table and each curve with a line
+/// per run.
+fn run_compare(
+    env: &Env,
+    ids: &[String],
+    out: Option<PathBuf>,
+    store: &Store,
+) -> Result<ExitStatus> {
+    let which = Selection {
+        ids,
+        last: 2,
+        pipeline: None,
+    };
+    let records = select(store, &which)?;
+    let c = compare(env, store, &records);
+    let curves: Vec<CurveLines> = c
+        .curves
+        .iter()
+        .map(|curve| {
+            let lines = c
+                .runs
+                .iter()
+                .zip(&curve.runs)
+                .filter_map(|(id, points)| Some((id.clone(), points.clone()?)))
+                .collect();
+            (curve.name.clone(), lines)
+        })
+        .collect();
+    let last = c.runs.last().map_or("", String::as_str);
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("report-compare-{last}")));
+    let title = format!("{} runs side by side", c.runs.len());
+    let index = report::write_comparison(&title, &c.table(), &curves, &c.problems, &out)?;
     println!("{}", index.display());
     Ok(ExitStatus::Ok)
 }

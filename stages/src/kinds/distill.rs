@@ -10,7 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use soma_flow_engine::{
-    CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
+    CachedOutputs, Curve, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind,
+    WithError,
 };
 
 use crate::formats::competitors;
@@ -188,6 +189,10 @@ impl StageKind for DistillKind {
         outputs: &CachedOutputs<'_>,
     ) -> Result<Vec<(String, serde_json::Value)>> {
         crate::training::stage::training_headline(outputs)
+    }
+
+    fn curves(&self, _: &DistillWith, outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
+        crate::training::stage::training_curves(outputs)
     }
 
     fn requirements(&self, _: &DistillWith) -> Requirements {

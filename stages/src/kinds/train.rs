@@ -7,13 +7,14 @@ use anyhow::Result;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use soma_flow_engine::{
-    CachedOutputs, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
+    CachedOutputs, Curve, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
 
 use crate::training::objective::TaskLoss;
 use crate::training::settings::{reject_unknown, Settings};
 use crate::training::stage::{
-    run_training, training_headline, training_inputs, training_irreproducible, training_outputs,
+    run_training, training_curves, training_headline, training_inputs, training_irreproducible,
+    training_outputs,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -59,6 +60,10 @@ impl StageKind for TrainKind {
         outputs: &CachedOutputs<'_>,
     ) -> Result<Vec<(String, serde_json::Value)>> {
         training_headline(outputs)
+    }
+
+    fn curves(&self, _: &TrainWith, outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
+        training_curves(outputs)
     }
 
     fn requirements(&self, _: &TrainWith) -> Requirements {

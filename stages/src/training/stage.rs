@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
-use soma_flow_engine::{CachedOutputs, InputPort, Outcome, RunContext};
+use soma_flow_engine::{CachedOutputs, Curve, InputPort, Outcome, RunContext};
 
 use super::job::{Job, ObjectiveSpec, Outputs};
 use super::settings::Settings;
@@ -32,14 +32,7 @@ pub fn training_irreproducible(output: &str) -> Option<&'static str> {
 /// What `compare` shows of a training: the last step's loss, the holdout score before
 /// and after, and the mean tokens/s, from the `metrics` output.
 pub fn training_headline(outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Json)>> {
-    let path = outputs.output("metrics")?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let lines: Vec<Json> = text
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{} is not JSON Lines", path.display()))?;
+    let lines = metric_lines(outputs)?;
     let values = |key: &str| -> Vec<f64> { lines.iter().filter_map(|l| l[key].as_f64()).collect() };
     let (losses, holdout, speeds) = (
         values("loss"),
@@ -59,6 +52,34 @@ pub fn training_headline(outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Jso
         out.push(("tokens/s".to_string(), json!(mean.round() as u64)));
     }
     Ok(out)
+}
+
+/// What `report --compare` draws of a training: the loss (the objective) and the
+/// holdout score per step.
+pub fn training_curves(outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
+    let lines = metric_lines(outputs)?;
+    let series = |key: &str| -> Vec<(f64, f64)> {
+        lines
+            .iter()
+            .filter_map(|l| Some((l["step"].as_f64()?, l[key].as_f64()?)))
+            .collect()
+    };
+    Ok(["loss", "holdout_score"]
+        .into_iter()
+        .map(|key| (key.replace('_', " "), series(key)))
+        .filter(|(_, points)| !points.is_empty())
+        .collect())
+}
+
+/// The `metrics` output: one JSON object per line.
+fn metric_lines(outputs: &CachedOutputs<'_>) -> Result<Vec<Json>> {
+    let path = outputs.output("metrics")?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not JSON Lines", path.display()))
 }
 
 /// Runs a training job for a stage and leaves its notes.
