@@ -47,12 +47,25 @@ fn run_compare(
     };
     let records = select(store, &which)?;
     let c = compare(env, store, &records);
+    // A line's label: the run, and its values of the params that differ.
+    let labels: Vec<String> = (0..c.runs.len())
+        .map(|i| {
+            let set: Vec<String> = c
+                .params
+                .iter()
+                .filter_map(|row| Some(format!("{}={}", row.name, row.values[i].as_ref()?)))
+                .collect();
+            match set.is_empty() {
+                true => c.runs[i].clone(),
+                false => format!("{} ({})", c.runs[i], set.join(", ")),
+            }
+        })
+        .collect();
     let curves: Vec<CurveLines> = c
         .curves
         .iter()
         .map(|curve| {
-            let lines = c
-                .runs
+            let lines = labels
                 .iter()
                 .zip(&curve.runs)
                 .filter_map(|(id, points)| Some((id.clone(), points.clone()?)))
