@@ -63,14 +63,8 @@ pub fn write(
     deps: &Dependencies,
     out: &Path,
 ) -> Result<PathBuf> {
-    if out.exists() && !out.is_dir() {
-        anyhow::bail!(
-            "{} exists and is not a directory; choose another --out",
-            out.display()
-        );
-    }
+    page_dir(out)?;
     let images = images::collect(store, record);
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for image in &images.found {
         let path = out.join(&image.file_name);
         // Written rather than copied: stored objects are read-only, and a read-only
@@ -78,9 +72,24 @@ pub fn write(
         std::fs::write(&path, &image.bytes)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    write_index(out, render(record, deps, &images))
+}
+
+/// Makes `out` a directory for a page, refusing a file already there.
+fn page_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!(
+            "{} exists and is not a directory; choose another --out",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+}
+
+/// Writes `page` as `out/index.html` and gives its path.
+fn write_index(out: &Path, page: String) -> Result<PathBuf> {
     let index = out.join("index.html");
-    std::fs::write(&index, render(record, deps, &images))
-        .with_context(|| format!("cannot write {}", index.display()))?;
+    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
     Ok(index)
 }
 
@@ -105,12 +114,7 @@ pub fn write_comparison(
     problems: &[String],
     out: &Path,
 ) -> Result<PathBuf> {
-    if out.exists() && !out.is_dir() {
-        anyhow::bail!(
-            "{} exists and is not a directory; choose another --out",
-            out.display()
-        );
-    }
+    page_dir(out)?;
     let mut page = page_start(title);
     page.push_str("<h2>Runs side by side</h2>\n");
     match crate::table::to_html(table, esc) {
@@ -133,10 +137,7 @@ pub fn write_comparison(
         page.push_str(&chart::svg(&series));
     }
     page.push_str("</body>\n</html>\n");
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let index = out.join("index.html");
-    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
-    Ok(index)
+    write_index(out, page)
 }
 
 fn render(record: &RunRecord, deps: &Dependencies, images: &Images) -> String {

@@ -39,7 +39,7 @@ fn compare_shows_the_params_that_differ_and_each_stages_headline() {
     assert!(runs.iter().all(|r| r.name == "chain"));
     assert_eq!(last(5, None).len(), 3);
 
-    let c = compare(&env(), &store, &runs);
+    let c = compare(&env(), &store, &runs, false);
     let row = |rows: &[soma_flow_engine::app::compare::Row], name: &str| -> Vec<String> {
         rows.iter()
             .find(|r| r.name == name)
@@ -63,7 +63,7 @@ fn compare_shows_the_params_that_differ_and_each_stages_headline() {
     // out, and the comparison says why.
     let gone = store.path_of(&runs[0].stages["shout"].outputs["out"]);
     std::fs::remove_file(&gone).unwrap();
-    let c = compare(&env(), &store, &runs);
+    let c = compare(&env(), &store, &runs, false);
     assert_eq!(row(&c.results, "shout.out"), ["-", "\"hi!\""]);
     assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
     assert!(c.problems[0].contains("shout"), "{:?}", c.problems);

@@ -42,7 +42,8 @@ pub struct Comparison {
     pub params: Vec<Row>,
     /// `stage.result` headlines, then each run's status and wall time.
     pub results: Vec<Row>,
-    /// `stage.series` curves: per run its points, if it has them.
+    /// `stage.series` curves: per run its points, if it has them (when asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub curves: Vec<CurveRow>,
     /// Why some results are missing (an output removed by `gc`, a kind that failed to
     /// read its output).
@@ -56,7 +57,8 @@ pub(super) fn run(
     json: bool,
 ) -> Result<ExitStatus> {
     let records = select(store, which)?;
-    let comparison = compare(env, store, &records);
+    // The table shows no curves; `--json` carries them.
+    let comparison = compare(env, store, &records, json);
     if json {
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
@@ -91,12 +93,13 @@ pub fn select(store: &Store, which: &Selection<'_>) -> Result<Vec<RunRecord>> {
     Ok(all.split_off(skip))
 }
 
-pub fn compare(env: &Env, store: &Store, records: &[RunRecord]) -> Comparison {
+/// The runs side by side; each stage's curves too when `with_curves` (they are read
+/// from the outputs, so only when they will be shown).
+pub fn compare(env: &Env, store: &Store, records: &[RunRecord], with_curves: bool) -> Comparison {
     let mut problems = Vec::new();
     let mut params = Rows::default();
     let mut results = Rows::default();
-    let mut curves: indexmap::IndexMap<String, BTreeMap<usize, Vec<(f64, f64)>>> =
-        Default::default();
+    let mut curves = Rows::default();
     for (i, rec) in records.iter().enumerate() {
         params.set("--backend", i, Json::String(rec.backend.clone()));
         for (name, value) in &rec.params {
@@ -111,22 +114,23 @@ pub fn compare(env: &Env, store: &Store, records: &[RunRecord]) -> Comparison {
                 for (name, value) in prepared.headline(outputs)? {
                     results.set(&format!("{stage}.{name}"), i, value);
                 }
-                for (name, points) in prepared.curves(outputs)? {
-                    let curve = curves.entry(format!("{stage}.{name}")).or_default();
-                    curve.insert(i, points);
+                if with_curves {
+                    for (name, points) in prepared.curves(outputs)? {
+                        curves.set(&format!("{stage}.{name}"), i, points);
+                    }
                 }
                 Ok(())
             },
         );
     }
     let curves = curves
-        .into_iter()
-        .map(|(name, mut runs)| CurveRow {
-            name,
-            runs: (0..records.len()).map(|i| runs.remove(&i)).collect(),
-        })
+        .per_run(records.len())
+        .map(|(name, runs)| CurveRow { name, runs })
         .collect();
-    let mut results = results.into_rows(records.len());
+    let mut results: Vec<Row> = results
+        .per_run(records.len())
+        .map(|(name, values)| Row { name, values })
+        .collect();
     let each = |f: &dyn Fn(&RunRecord) -> Json| records.iter().map(|r| Some(f(r))).collect();
     results.push(Row {
         name: "status".into(),
@@ -140,9 +144,9 @@ pub fn compare(env: &Env, store: &Store, records: &[RunRecord]) -> Comparison {
         }),
     });
     let params = params
-        .into_rows(records.len())
-        .into_iter()
-        .filter(|row| row.values.iter().any(|v| v != &row.values[0]))
+        .per_run(records.len())
+        .filter(|(_, values)| values.iter().any(|v| v != &values[0]))
+        .map(|(name, values)| Row { name, values })
         .collect();
     Comparison {
         runs: records.iter().map(|r| r.id.clone()).collect(),
@@ -193,26 +197,28 @@ fn each_stage(
     }
 }
 
-/// Rows in order of first appearance.
-#[derive(Default)]
-struct Rows(indexmap::IndexMap<String, BTreeMap<usize, Json>>);
+/// Named values of runs, gathered run by run; names keep their first appearance.
+struct Rows<T>(indexmap::IndexMap<String, BTreeMap<usize, T>>);
 
-impl Rows {
-    fn set(&mut self, name: &str, run: usize, value: Json) {
+impl<T> Default for Rows<T> {
+    fn default() -> Self {
+        Rows(Default::default())
+    }
+}
+
+impl<T> Rows<T> {
+    fn set(&mut self, name: &str, run: usize, value: T) {
         self.0
             .entry(name.to_string())
             .or_default()
             .insert(run, value);
     }
 
-    fn into_rows(self, runs: usize) -> Vec<Row> {
+    /// Each name with its value per run, `None` where a run has none.
+    fn per_run(self, runs: usize) -> impl Iterator<Item = (String, Vec<Option<T>>)> {
         self.0
             .into_iter()
-            .map(|(name, mut values)| Row {
-                name,
-                values: (0..runs).map(|i| values.remove(&i)).collect(),
-            })
-            .collect()
+            .map(move |(name, mut values)| (name, (0..runs).map(|i| values.remove(&i)).collect()))
     }
 }
 

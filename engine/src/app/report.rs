@@ -46,7 +46,7 @@ fn run_compare(
         pipeline: None,
     };
     let records = select(store, &which)?;
-    let c = compare(env, store, &records);
+    let c = compare(env, store, &records, true);
     // A line's label: the run, and its values of the params that differ.
     let labels: Vec<String> = (0..c.runs.len())
         .map(|i| {

@@ -66,19 +66,19 @@ fn sweep(
     let total = plans.len();
     let mut records = Vec::new();
     let mut worst = ExitStatus::Ok;
+    // A stopped sweep stops; otherwise a failure outranks a deferral.
+    let rank = |s: ExitStatus| match s {
+        ExitStatus::Ok => 0,
+        ExitStatus::Deferred => 1,
+        ExitStatus::Failed | ExitStatus::Usage => 2,
+        ExitStatus::Interrupted => 3,
+    };
     for (i, (plan, set)) in plans.into_iter().enumerate() {
         eprintln!("sweep {}/{total}: --set {}", i + 1, set.join(" --set "));
         let record = execute(Arc::new(plan), store.clone(), exec.options(set))?;
         print_summary(&record);
         let status = ExitStatus::from(record.status);
         records.push(record);
-        // A stopped sweep stops; otherwise a failure outranks a deferral.
-        let rank = |s: ExitStatus| match s {
-            ExitStatus::Ok => 0,
-            ExitStatus::Deferred => 1,
-            ExitStatus::Failed | ExitStatus::Usage => 2,
-            ExitStatus::Interrupted => 3,
-        };
         if rank(status) > rank(worst) {
             worst = status;
         }
@@ -87,7 +87,10 @@ fn sweep(
         }
     }
     println!("\nsweep of {total} runs ({} done):", records.len());
-    println!("{}", super::compare::compare(env, store, &records).table());
+    println!(
+        "{}",
+        super::compare::compare(env, store, &records, false).table()
+    );
     Ok(worst)
 }
 

@@ -76,7 +76,7 @@ pub fn svg(series: &[(&str, &[(f64, f64)])]) -> String {
     out + "</svg>\n"
 }
 
-/// An axis end: integers as they are, other values to 4 significant digits.
+/// An axis end: integers as they are, other values to 4 decimals.
 fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e9 {
         format!("{v:.0}")
