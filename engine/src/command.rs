@@ -57,6 +57,10 @@ pub struct CommandWith {
     /// last output line is the reason (e.g. `3` for a nested `soma-flow run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defer_on_exit: Option<i32>,
+    /// Outputs that must never leave this machine (a key, a token): the stage is never
+    /// uploaded to a remote store, and `soma-flow push` refuses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private: Vec<String>,
 }
 
 pub struct CommandKind;
@@ -98,7 +102,24 @@ impl StageKind for CommandKind {
                 });
             }
         }
+        if let Some(i) = with.private.iter().position(|p| !with.outs.contains(p)) {
+            return Err(WithError {
+                path: vec![
+                    crate::yaml::PathSeg::Key("private".into()),
+                    crate::yaml::PathSeg::Index(i),
+                ],
+                message: format!("`{}` is not one of the stage's `outs`", with.private[i]),
+                help: Some(format!("outs: {:?}", with.outs)),
+            });
+        }
         Ok(())
+    }
+
+    fn private(&self, with: &CommandWith, output: &str) -> Option<&'static str> {
+        with.private
+            .iter()
+            .any(|p| p == output)
+            .then_some("is declared `private` (it must not leave this machine)")
     }
 
     /// The `deps` contents, and the engine's own variables the command sees: two

@@ -4,19 +4,43 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-/// Files at least this big are memory-mapped and hashed on all cores.
+/// Files at least this big are hashed on all cores, a piece of this size at a time:
+/// memory stays constant (a mapping of the whole file would count toward the
+/// process's resident memory, 4.8 GB for a weights file).
 const PARALLEL_FROM: u64 = 4 << 20;
+const PIECE: usize = 16 << 20;
 
 pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let file = open_regular(path)?;
+    let mut file = open_regular(path)?;
     let size = file.metadata()?.len();
     let mut h = blake3::Hasher::new();
     if size >= PARALLEL_FROM {
-        h.update_mmap_rayon(path)?;
+        let mut piece = vec![0u8; PIECE];
+        loop {
+            let n = read_full(&mut file, &mut piece)?;
+            if n == 0 {
+                break;
+            }
+            h.update_rayon(&piece[..n]);
+        }
     } else {
         h.update_reader(file)?;
     }
     Ok((h.finalize().to_hex().to_string(), size))
+}
+
+/// Reads until `buf` is full or the file ends; the number of bytes read.
+pub fn read_full(file: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Opens a regular file for reading. Anything else (a FIFO, a device such as
@@ -138,13 +162,13 @@ fn rel_path(root: &Path, path: &Path) -> io::Result<String> {
 }
 
 #[cfg(unix)]
-fn is_executable(meta: &fs::Metadata) -> bool {
+pub fn is_executable(meta: &fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o111 != 0
 }
 
 #[cfg(not(unix))]
-fn is_executable(_: &fs::Metadata) -> bool {
+pub fn is_executable(_: &fs::Metadata) -> bool {
     false
 }
 

@@ -132,14 +132,25 @@ pub struct CachedOutputs<'a> {
     pub outputs: &'a BTreeMap<String, PathBuf>,
     /// The store's root, for [`crate::store::shared_state`].
     pub store: &'a Path,
+    /// Brings an output into the local store before it is read, when the result is
+    /// the remote store's (it is downloaded only if a kind reads it).
+    pub fetch: Option<&'a FetchOutput<'a>>,
 }
+
+/// Brings one named output into the local store.
+pub type FetchOutput<'a> = dyn Fn(&str) -> anyhow::Result<()> + 'a;
 
 impl CachedOutputs<'_> {
     pub fn output(&self, name: &str) -> anyhow::Result<&Path> {
-        self.outputs
+        let path = self
+            .outputs
             .get(name)
             .map(PathBuf::as_path)
-            .ok_or_else(|| anyhow::anyhow!("the cached result has no output `{name}`"))
+            .ok_or_else(|| anyhow::anyhow!("the cached result has no output `{name}`"))?;
+        if let Some(fetch) = self.fetch {
+            fetch(name)?;
+        }
+        Ok(path)
     }
 }
 
@@ -268,6 +279,13 @@ pub trait StageKind: Send + Sync + 'static {
     fn irreproducible(&self, _with: &Self::With, _output: &str) -> Option<&'static str> {
         None
     }
+
+    /// Why `output` must never leave this machine (it would let a reader decrypt an
+    /// unrevealed commit, say), or `None` when it may be shared. A stage with a private
+    /// output is never uploaded to a remote store, and `push` refuses it.
+    fn private(&self, _with: &Self::With, _output: &str) -> Option<&'static str> {
+        None
+    }
 }
 
 /// A stage whose `with` has been validated; object-safe.
@@ -284,6 +302,7 @@ pub trait Prepared: Send + Sync {
     ) -> anyhow::Result<Vec<(String, serde_json::Value)>>;
     fn curves(&self, outputs: &CachedOutputs<'_>) -> anyhow::Result<Vec<Curve>>;
     fn irreproducible(&self, output: &str) -> Option<&'static str>;
+    fn private(&self, output: &str) -> Option<&'static str>;
 }
 
 struct PreparedStage<K: StageKind> {
@@ -321,6 +340,9 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     }
     fn irreproducible(&self, output: &str) -> Option<&'static str> {
         self.kind.irreproducible(&self.with, output)
+    }
+    fn private(&self, output: &str) -> Option<&'static str> {
+        self.kind.private(&self.with, output)
     }
 }
 

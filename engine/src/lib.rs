@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod process;
 pub mod progress;
 pub mod record;
+pub mod remote;
 pub mod report;
 pub mod schema;
 pub mod store;

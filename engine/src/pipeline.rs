@@ -35,6 +35,11 @@ pub struct PipelineFile {
     /// How many stages of each resource class may run at once (default 1 per class).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub resources: IndexMap<String, usize>,
+    /// A cache shared with other machines: `s3://bucket/prefix`, `gs://…`, `az://…` or
+    /// `file://…`, credentials from the environment; `--remote` and
+    /// `SOMA_FLOW_REMOTE` override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     /// The stages, by name (letters, digits, `_` and `-`).
     pub stages: IndexMap<String, StageDecl>,
 }
@@ -106,6 +111,8 @@ pub struct Plan {
     pub backend: String,
     pub params: IndexMap<String, Json>,
     pub resources: IndexMap<String, usize>,
+    /// The pipeline's `remote` store, if it names one.
+    pub remote: Option<String>,
     /// In topological order.
     pub stages: IndexMap<String, PlannedStage>,
 }
@@ -239,6 +246,15 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
         );
     }
     let backend = v.backend(&root, &params, opts);
+    if let (Some(url), Some(node)) = (&file.remote, root.get("remote")) {
+        if let Err(why) = crate::remote::open_url(url) {
+            v.error(
+                node.span,
+                format!("`remote`: {url:?} is not a usable store URL: {why}"),
+                Some("e.g. s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path".into()),
+            );
+        }
+    }
     let prepared = v.prepare_stages(&file, &stages_node, &params, opts.registry);
     let stages = v.connect_stages(&file, &stages_node, prepared);
     if stages.values().any(|s| s.requirements.backend) {
@@ -263,6 +279,7 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
         backend,
         params,
         resources: file.resources,
+        remote: file.remote,
         stages,
         source,
     })

@@ -371,6 +371,7 @@ pub(crate) mod test_support {
             inputs: Default::default(),
             key_material: serde_json::Value::Null,
             outputs: Default::default(),
+            remote: false,
             message: None,
             notes: Vec::new(),
         }

@@ -37,6 +37,9 @@ pub struct StepWith {
     /// Computes on the run's backend.
     #[serde(default)]
     pub backend: bool,
+    /// Its output must not leave the machine.
+    #[serde(default)]
+    pub private: bool,
 }
 
 pub struct Step;
@@ -85,6 +88,10 @@ impl StageKind for Step {
         }
         std::fs::write(ctx.output("out"), text)?;
         Ok(Outcome::Done)
+    }
+
+    fn private(&self, with: &StepWith, _: &str) -> Option<&'static str> {
+        with.private.then_some("is a test secret")
     }
 
     /// The output's length so far at each character, as a curve.
@@ -234,6 +241,7 @@ pub fn options(jobs: usize, overrides: &[&str]) -> ExecOptions {
         no_cache: false,
         overrides: overrides.iter().map(|s| s.to_string()).collect(),
         stop_on: StopOn::Notified(Default::default()),
+        remote: None,
     }
 }
 

@@ -3,11 +3,14 @@
 //! is tested by relinking this one binary.
 
 mod harness;
+#[path = "../../stages/tests/moto/mod.rs"]
+mod moto;
 
 mod cache;
 mod compare;
 mod partial;
 mod records;
+mod remote;
 mod scheduling;
 mod status;
 mod validation;

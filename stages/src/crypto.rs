@@ -146,19 +146,8 @@ impl fmt::Debug for CtrStream {
     }
 }
 
-/// Reads until `buf` is full or the reader is exhausted; returns the bytes read.
-pub fn read_chunk(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
+/// Reads until the buffer is full or the input ends (the engine's, shared).
+pub use soma_flow_engine::hash::read_full as read_chunk;
 
 /// Streams `reader` through `stream` into `writer` in [`CHUNK_SIZE`] chunks.
 pub fn transform(

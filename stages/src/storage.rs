@@ -48,6 +48,12 @@ pub enum StorageError {
         expected: u64,
         actual: u64,
     },
+    #[error("{url} holds {actual} bytes, more than the {limit} expected there")]
+    TooLarge {
+        url: String,
+        limit: u64,
+        actual: u64,
+    },
     #[error("{url} has checksum {actual} but the manifest says {expected}")]
     ChecksumMismatch {
         url: String,
@@ -71,35 +77,34 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     }
 }
 
-/// Environment prefixes whose variables configure the cloud stores, mirroring each
-/// builder's `from_env` (other variables could clash with builder option names).
-const CREDENTIAL_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
-
-/// Opens the store behind `url` and the object path inside it.
+/// Opens the store behind `url` and the object path inside it (credentials from the
+/// environment, as for the remote store).
 pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), StorageError> {
-    let invalid = |reason: String| StorageError::InvalidUrl {
+    soma_flow_engine::remote::open_url(url).map_err(|reason| StorageError::InvalidUrl {
         url: url.to_owned(),
         reason,
-    };
-    let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-    let mut options: Vec<(String, String)> = std::env::vars()
-        .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
-        .collect();
-    // A plain-http endpoint is a local test server (moto, MinIO): allow it rather
-    // than making every such setup also set AWS_ALLOW_HTTP.
-    let http_endpoint = options
-        .iter()
-        .any(|(k, v)| k.starts_with("AWS_ENDPOINT") && v.starts_with("http://"));
-    if http_endpoint {
-        options.push(("aws_allow_http".into(), "true".into()));
+    })
+}
+
+/// Writes a small object (`bytes`, whole) at `url`.
+pub async fn put_small(url: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+    let (store, path) = open(url)?;
+    store.put(&path, bytes.into()).await?;
+    Ok(())
+}
+
+/// Reads a small object at `url` whole, refusing one over `limit` bytes.
+pub async fn get_small(url: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+    let (store, path) = open(url)?;
+    let got = store.get(&path).await?;
+    if got.meta.size > limit {
+        return Err(StorageError::TooLarge {
+            url: url.to_owned(),
+            limit,
+            actual: got.meta.size,
+        });
     }
-    // An explicit http:// URL is the caller's choice of plain HTTP.
-    if parsed.scheme() == "http" {
-        options.push(("allow_http".into(), "true".into()));
-    }
-    let (store, path) =
-        object_store::parse_url_opts(&parsed, options).map_err(|e| invalid(e.to_string()))?;
-    Ok((Arc::from(store), path))
+    Ok(got.bytes().await?.to_vec())
 }
 
 /// The `file://` URL of a local directory (created if missing), e.g. the default

@@ -174,6 +174,99 @@ fn commit_and_reveal_follow_the_chain_rules_and_are_idempotent() {
 }
 
 #[test]
+fn a_machine_without_the_key_folder_reveals_from_the_escrow_with_the_signing_key_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = empty_network(dir.path());
+    let me = key(1);
+    let (weights, _) = write_weights(dir.path(), "w.safetensors", 1 << 20, 1);
+    let emb = embedding(1.0);
+    let up = publish(dir.path());
+    let record = lifecycle::commit(&net, &me, &weights, &emb, &up, &quiet).unwrap();
+    net.block_on(net.client.advance_epoch()).unwrap();
+
+    // The escrow beside the ciphertext holds neither key nor embedding in the clear.
+    let key_file = record.key_path(&dir.path().join("keys"));
+    let key_hex = std::fs::read_to_string(&key_file).unwrap();
+    let escrow_path = dir
+        .path()
+        .join("bucket")
+        .join(&record.model_id)
+        .join(format!("{}.escrow", &record.key_commitment.to_hex()[..16]));
+    let sealed = std::fs::read(&escrow_path).unwrap();
+    let sealed_text = String::from_utf8_lossy(&sealed);
+    assert!(!sealed_text.contains(key_hex.trim()) && !sealed_text.contains("embedding"));
+
+    // Another owner's key does not open it; nothing is revealed.
+    let fresh = dir.path().join("fresh-keys");
+    let err = lifecycle::pending_record(&net, &me.address(), Some(&key(2)), &fresh).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not open with this signing key"),
+        "{err:#}"
+    );
+    // Without a signing key there is nothing to open it with.
+    assert!(lifecycle::pending_record(&net, &me.address(), None, &fresh).is_err());
+
+    // The owner's key restores the record (the chain's epoch) and the key folder.
+    let restored = lifecycle::pending_record(&net, &me.address(), Some(&me), &fresh)
+        .unwrap()
+        .expect("a pending commit");
+    assert_eq!(restored.embedding, record.embedding);
+    assert_eq!(restored.key_commitment, record.key_commitment);
+    assert_eq!(restored.commit_epoch, record.commit_epoch);
+    assert_eq!(
+        std::fs::read_to_string(restored.key_path(&fresh)).unwrap(),
+        key_hex
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(restored.key_path(&fresh))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The reveal, given only the record (from a shared cache, say), restores the key
+    // from the escrow on its own.
+    let bare = dir.path().join("bare-keys");
+    assert_eq!(
+        lifecycle::reveal(&net, &me, &record, &bare).unwrap(),
+        RevealOutcome::Revealed { epoch: 1 }
+    );
+}
+
+#[test]
+fn a_tampered_escrow_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = empty_network(dir.path());
+    let me = key(1);
+    let (weights, _) = write_weights(dir.path(), "w.safetensors", 4096, 1);
+    let up = publish(dir.path());
+    let record = lifecycle::commit(&net, &me, &weights, &embedding(1.0), &up, &quiet).unwrap();
+    let escrow_path = dir
+        .path()
+        .join("bucket")
+        .join(&record.model_id)
+        .join(format!("{}.escrow", &record.key_commitment.to_hex()[..16]));
+    let mut sealed = std::fs::read(&escrow_path).unwrap();
+    let n = sealed.len();
+    sealed[n - 20] ^= 0x55; // inside the embedding's digits
+    let mut perm = std::fs::metadata(&escrow_path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&escrow_path, perm).unwrap();
+    std::fs::write(&escrow_path, &sealed).unwrap();
+    let err = lifecycle::pending_record(&net, &me.address(), Some(&me), &dir.path().join("fresh"))
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("does not match the commitments on chain")
+            || text.contains("does not open with this signing key"),
+        "{text}"
+    );
+}
+
+#[test]
 fn what_the_chain_would_reject_is_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let net = empty_network(dir.path());

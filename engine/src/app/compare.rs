@@ -190,6 +190,7 @@ fn each_stage(
         let cached = CachedOutputs {
             outputs: &outputs,
             store: store.root(),
+            fetch: None,
         };
         if let Err(e) = read(name, planned.prepared.as_ref(), &cached) {
             problems.push(format!("run {}, stage `{name}`: {e:#}", rec.id));

@@ -6,6 +6,7 @@ pub mod compare;
 mod dag;
 mod gc;
 mod path;
+mod remote;
 mod report;
 mod rerun;
 mod run;
@@ -20,7 +21,9 @@ pub use run::{execute, print_summary};
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::dag::Format;
@@ -29,6 +32,7 @@ use crate::exec::{ExecOptions, StopOn};
 use crate::kind::Registry;
 use crate::pipeline::{self, BackendSetting, LoadError, LoadOptions, Plan};
 use crate::record::{RunRecord, RunStatus};
+use crate::remote::Remote;
 use crate::store::Store;
 
 /// How a command ends, as the process's exit status (documented in README).
@@ -115,11 +119,53 @@ pub struct ExecArgs {
     /// Run every stage even if its outputs are cached
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// A cache shared with other machines (s3://bucket/prefix, gs://, az://, file://);
+    /// overrides the pipeline's `remote`; `none` runs without one
+    #[arg(long = "remote", env = "SOMA_FLOW_REMOTE", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The remote store to use: `--remote`, else the pipeline's. One that cannot be
+    /// used is a warning, and the run goes on with the local store alone.
+    pub fn open(&self, pipeline: Option<&str>) -> Option<Arc<Remote>> {
+        let url = self.url.as_deref().or(pipeline)?;
+        if url.is_empty() || url == "none" {
+            return None;
+        }
+        match Remote::open(url) {
+            Ok(remote) => Some(Arc::new(remote)),
+            Err(e) => {
+                eprintln!("warning: {e:#}; running with the local store alone");
+                None
+            }
+        }
+    }
+
+    /// The remote store, or an error when none is named or it cannot be used (for the
+    /// commands that exist to talk to it).
+    pub fn require(&self, pipeline: Option<&str>) -> Result<Arc<Remote>> {
+        let url = self
+            .url
+            .as_deref()
+            .or(pipeline)
+            .filter(|u| !u.is_empty() && *u != "none");
+        let url = url.context(
+            "no remote store: give --remote URL, set SOMA_FLOW_REMOTE, or name `remote` in the pipeline",
+        )?;
+        Ok(Arc::new(Remote::open(url)?))
+    }
 }
 
 impl ExecArgs {
     /// The run's options, stopped by signals.
-    pub fn options(&self, overrides: Vec<String>) -> ExecOptions {
+    pub fn options(&self, overrides: Vec<String>, remote: Option<Arc<Remote>>) -> ExecOptions {
         ExecOptions {
             jobs: self
                 .jobs
@@ -127,6 +173,7 @@ impl ExecArgs {
             no_cache: self.no_cache,
             overrides,
             stop_on: StopOn::Signals,
+            remote,
         }
     }
 }
@@ -224,6 +271,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Upload a run's outputs and cache entries to the remote store [default: the latest run]
+    Push {
+        /// The run (or a unique prefix of its id)
+        id: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Download results from the remote store into this one: every stage of a pipeline
+    /// file the remote has, or a recorded run's stages [default: the latest run]
+    Pull {
+        /// A pipeline file, or a run id
+        #[arg(value_name = "FILE|RUN")]
+        target: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Print the JSON Schema of pipeline files
     Schema,
 }
@@ -245,6 +308,10 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
         Command::Verify { id, keep, jobs } => verify::run(env, &store.open()?, &id, keep, jobs),
         Command::Report { ids, compare, out } => report::run(env, &ids, compare, out, store),
         Command::Gc { dry_run } => gc::run(&store.open()?, dry_run),
+        Command::Push { id, remote } => remote::push(env, &store.open()?, id.as_deref(), &remote),
+        Command::Pull { target, remote } => {
+            remote::pull(env, &store.open()?, target.as_deref(), &remote)
+        }
         Command::Compare {
             ids,
             last,

@@ -73,9 +73,11 @@ fn sweep(
         ExitStatus::Failed | ExitStatus::Usage => 2,
         ExitStatus::Interrupted => 3,
     };
+    let remote = exec.remote.open(plans[0].0.remote.as_deref());
     for (i, (plan, set)) in plans.into_iter().enumerate() {
         eprintln!("sweep {}/{total}: --set {}", i + 1, set.join(" --set "));
-        let record = execute(Arc::new(plan), store.clone(), exec.options(set))?;
+        let options = exec.options(set, remote.clone());
+        let record = execute(Arc::new(plan), store.clone(), options)?;
         print_summary(&record);
         let status = ExitStatus::from(record.status);
         records.push(record);
@@ -100,7 +102,8 @@ pub(super) fn run_plan(
     exec: &ExecArgs,
     overrides: Vec<String>,
 ) -> Result<ExitStatus> {
-    let record = execute(Arc::new(plan), store, exec.options(overrides))?;
+    let remote = exec.remote.open(plan.remote.as_deref());
+    let record = execute(Arc::new(plan), store, exec.options(overrides, remote))?;
     print_summary(&record);
     Ok(record.status.into())
 }
@@ -127,7 +130,7 @@ pub fn print_summary(r: &RunRecord) {
         println!(
             "{name:<24} {:<18} {:<9} {:>8}",
             s.kind,
-            s.status.label(),
+            if s.remote { "remote" } else { s.status.label() },
             s.time_label()
         );
         if let (Some(msg), StageStatus::Failed | StageStatus::Deferred) = (&s.message, s.status) {

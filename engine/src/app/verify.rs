@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::{execute, recorded_plan, Env, ExecArgs, ExitStatus};
+use super::{execute, recorded_plan, Env, ExecArgs, ExitStatus, RemoteArgs};
 use crate::record;
 use crate::store::{self, Store};
 
@@ -31,15 +31,17 @@ pub(super) fn run(
         original.pipeline.display(),
         scratch_dir.display()
     );
+    // From nothing: no remote store either.
     let exec = ExecArgs {
         jobs,
         no_cache: true,
+        remote: RemoteArgs { url: None },
     };
     let plan = Arc::new(plan);
     let repeat = execute(
         Arc::clone(&plan),
         Store::open(&scratch_dir)?,
-        exec.options(original.overrides.clone()),
+        exec.options(original.overrides.clone(), None),
     )?;
     let verdicts = crate::verify::compare(&plan, &original, &repeat);
     println!("\n{:<24} {:<18} result", "stage", "kind");

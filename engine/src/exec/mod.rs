@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use crate::pipeline::Plan;
 use crate::progress::Progress;
 use crate::record::{self, RunRecord, RunStatus, StageStatus};
+use crate::remote::Remote;
 use crate::store::{Artifact, Store};
 use runner::{run_stage, Finished};
 
@@ -24,6 +25,9 @@ pub struct ExecOptions {
     /// The `--set` overrides, kept in the run record for `rerun`.
     pub overrides: Vec<String>,
     pub stop_on: StopOn,
+    /// The cache shared with other machines, if any: looked up on a local miss,
+    /// given what ran.
+    pub remote: Option<Arc<Remote>>,
 }
 
 /// What interrupts a run: its running stages are stopped, unstarted ones skipped, and
@@ -45,6 +49,7 @@ struct Shared {
     jobs: Arc<Semaphore>,
     resources: HashMap<String, Arc<Semaphore>>,
     no_cache: bool,
+    remote: Option<Arc<Remote>>,
     run_id: String,
     t0: Instant,
 }
@@ -67,6 +72,7 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
         jobs: Arc::new(Semaphore::new(opts.jobs.max(1))),
         resources,
         no_cache: opts.no_cache,
+        remote: opts.remote.clone(),
         run_id: record::new_run_id(),
         t0: Instant::now(),
         store,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 
 use super::Shared;
@@ -15,6 +15,7 @@ use crate::key::CacheKey;
 use crate::kind::{CachedOutputs, Outcome, RunContext};
 use crate::pipeline::PlannedStage;
 use crate::record::{StageRecord, StageStatus};
+use crate::remote::{Claim, Lease, Meter, Remote};
 use crate::store::{self, Artifact, CacheEntry, Check, Store};
 
 pub(super) struct Finished {
@@ -22,6 +23,8 @@ pub(super) struct Finished {
     key: Option<CacheKey>,
     inputs: BTreeMap<String, Vec<String>>,
     pub outputs: BTreeMap<String, Artifact>,
+    /// A hit in the remote store: the outputs come down only when a stage needs them.
+    remote: bool,
     message: Option<String>,
     notes: Vec<String>,
     start: Duration,
@@ -40,6 +43,7 @@ impl Finished {
             key: None,
             inputs: BTreeMap::new(),
             outputs: BTreeMap::new(),
+            remote: false,
             message: Some(message),
             notes: Vec::new(),
             start: shared.t0.elapsed(),
@@ -65,6 +69,7 @@ impl Finished {
             inputs: self.inputs,
             key_material,
             outputs: self.outputs,
+            remote: self.remote,
             message: self.message,
             notes: self.notes,
         }
@@ -120,6 +125,7 @@ fn lookup(
     let cached = CachedOutputs {
         outputs: &paths,
         store: store.root(),
+        fetch: None,
     };
     if let Err(why) = stage.prepared.revalidate(&cached) {
         warn(&format!(
@@ -150,6 +156,163 @@ fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The remote store's result for `key`, if it has one that fits the stage, holds every
+/// object it names, and still stands (`revalidate`, which downloads what it reads).
+/// Anything else is a warning and a miss: the stage is built here. An entry whose
+/// objects are gone is removed from the remote, so that it stops misleading others.
+fn remote_lookup(shared: &Shared, stage: &PlannedStage, key: &str) -> Option<CacheEntry> {
+    let remote = shared.remote.as_ref()?;
+    let found = || -> Result<Option<CacheEntry>> {
+        let Some(entry) = remote.entry(key)? else {
+            return Ok(None);
+        };
+        entry_fits(&entry, stage).map_err(anyhow::Error::msg)?;
+        for (name, a) in &entry.outputs {
+            if !remote.has(a)? {
+                remote.remove_entry(key)?;
+                bail!(
+                    "its output `{name}` ({}) is missing there, so the entry was removed",
+                    a.hash.short()
+                );
+            }
+        }
+        let paths = entry
+            .outputs
+            .iter()
+            .map(|(k, a)| (k.clone(), shared.store.path_of(a)))
+            .collect();
+        let fetch = |name: &str| -> Result<()> {
+            let a = &entry.outputs[name];
+            download(shared, stage, remote, &format!("output `{name}`"), a)
+        };
+        let cached = CachedOutputs {
+            outputs: &paths,
+            store: shared.store.root(),
+            fetch: Some(&fetch),
+        };
+        stage
+            .prepared
+            .revalidate(&cached)
+            .map_err(|e| anyhow!("it no longer holds ({e:#})"))?;
+        Ok(Some(entry))
+    };
+    match found() {
+        Ok(hit) => hit,
+        Err(e) => {
+            shared.progress.warn(&format!(
+                "{}: the remote store's result is not used: {e:#}; building it here",
+                stage.name
+            ));
+            None
+        }
+    }
+}
+
+enum Claimed {
+    /// Another machine built the key while this one waited.
+    Built(CacheEntry),
+    Lease(Lease),
+}
+
+/// Takes the key's lease in the remote store, or waits while another machine holds it
+/// until its result appears (a hit) or its lease expires (it died: build it here).
+fn claim_or_wait(
+    shared: &Shared,
+    stage: &PlannedStage,
+    remote: &Arc<Remote>,
+    key: &str,
+) -> Result<Claimed> {
+    let mut told = false;
+    loop {
+        if let Some(entry) = remote_lookup(shared, stage, key) {
+            return Ok(Claimed::Built(entry));
+        }
+        match remote.claim(key)? {
+            Claim::Mine(lease) => return Ok(Claimed::Lease(lease)),
+            Claim::Theirs { owner, expires } => {
+                if !told {
+                    shared.progress.message(
+                        &stage.name,
+                        &format!(
+                            "{owner} is building it (its lease runs to {}); waiting for its result",
+                            humantime::format_rfc3339_seconds(expires)
+                        ),
+                    );
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Downloads one artifact from the remote into the local store, showing progress.
+fn download(
+    shared: &Shared,
+    stage: &PlannedStage,
+    remote: &Remote,
+    what: &str,
+    a: &Artifact,
+) -> Result<()> {
+    let report = |msg: &str| shared.progress.message(&stage.name, msg);
+    let meter = Meter::new(format!("downloading {what}"), a.size, &report);
+    remote
+        .download(&shared.store, a, &meter)
+        .with_context(|| format!("{what} ({}) from the remote store", a.hash.short()))
+}
+
+/// Brings the inputs a remote hit upstream left in the remote into the local store.
+/// One that cannot come down fails the stage; an object found corrupt or missing is
+/// removed from the remote, so the stage that makes it is built here next time.
+fn fetch_inputs(
+    shared: &Shared,
+    stage: &PlannedStage,
+    remote: &Remote,
+    inputs: &BTreeMap<String, Vec<Artifact>>,
+) -> Result<()> {
+    for (name, arts) in inputs {
+        for a in arts {
+            if let Check::Missing = shared.store.verify(a)? {
+                download(shared, stage, remote, &format!("input `{name}`"), a).map_err(|e| {
+                    anyhow!("{e:#}; run again, and the stage that makes it is built here")
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives the remote store what a stage built: its outputs, then its entry (create-only,
+/// so a key is never published twice). A stage with an output that must stay on this
+/// machine is not shared at all. Failures are warnings: the result stands here.
+fn share(shared: &Shared, stage: &PlannedStage, remote: &Remote, entry: &CacheEntry) {
+    let report = |msg: &str| shared.progress.message(&stage.name, msg);
+    if let Some((name, why)) = stage
+        .outputs
+        .iter()
+        .find_map(|o| stage.prepared.private(o).map(|why| (o, why)))
+    {
+        report(&format!(
+            "not shared with the remote store: output `{name}` {why}"
+        ));
+        return;
+    }
+    let total = entry.outputs.values().map(|a| a.size).sum();
+    let meter = Meter::new("uploading outputs".into(), total, &report);
+    let shared_ok = || -> Result<bool> {
+        for a in entry.outputs.values() {
+            remote.upload(&shared.store, a, &meter)?;
+        }
+        remote.publish_entry(entry)
+    };
+    if let Err(e) = shared_ok() {
+        shared.progress.warn(&format!(
+            "{}: not shared with the remote store: {e:#}",
+            stage.name
+        ));
+    }
 }
 
 /// Every input must be intact when a stage starts and still when it ends: inputs are
@@ -195,6 +358,7 @@ pub(super) async fn run_stage(
         key: None,
         inputs: crate::key::input_hashes(&inputs),
         outputs: BTreeMap::new(),
+        remote: false,
         message: None,
         notes: Vec::new(),
         start,
@@ -213,6 +377,8 @@ pub(super) async fn run_stage(
             lookup(&s2.store, stage, &key.hash, &|w| {
                 s2.progress.warn(&format!("{}: {w}", stage.name))
             })
+            .map(|entry| (entry, false))
+            .or_else(|| remote_lookup(&s2, stage, &key.hash).map(|entry| (entry, true)))
         };
         anyhow::Ok((key, hit))
     })
@@ -225,14 +391,16 @@ pub(super) async fn run_stage(
     };
     let hash = key.hash.clone();
     f.key = Some(key);
-    if let Some(entry) = hit {
+    if let Some((entry, remote)) = hit {
         f.status = StageStatus::Hit;
         f.outputs = entry.outputs;
         f.notes = entry.notes;
+        f.remote = remote;
         f.elapsed = shared.t0.elapsed() - start;
+        let note = remote.then_some("in the remote store");
         shared
             .progress
-            .finished(&stage.name, StageStatus::Hit, f.elapsed, None);
+            .finished(&stage.name, StageStatus::Hit, f.elapsed, note);
         return f;
     }
 
@@ -261,12 +429,12 @@ pub(super) async fn run_stage(
     let result = tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs)).await;
     f.elapsed = shared.t0.elapsed() - f.start;
     match result {
-        Ok(Ok(Executed::Done(entry, cached))) => {
-            f.status = if cached {
-                StageStatus::Hit
-            } else {
-                StageStatus::Ran
+        Ok(Ok(Executed::Done(entry, origin))) => {
+            f.status = match origin {
+                Origin::Ran => StageStatus::Ran,
+                Origin::Local | Origin::Remote => StageStatus::Hit,
             };
+            f.remote = origin == Origin::Remote;
             f.outputs = entry.outputs;
             f.notes = entry.notes;
         }
@@ -294,9 +462,18 @@ fn fail(shared: &Shared, mut f: Finished, stage: &str, message: String) -> Finis
 }
 
 enum Executed {
-    /// Outputs, and whether another process produced them while we waited.
-    Done(CacheEntry, bool),
+    /// Outputs, and where they came from.
+    Done(CacheEntry, Origin),
     Deferred(String),
+}
+
+/// Who produced a stage's outputs: this execution, or another process while this one
+/// waited (on this machine, or elsewhere through the remote store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Ran,
+    Local,
+    Remote,
 }
 
 fn execute(
@@ -318,9 +495,24 @@ fn execute(
         if let Some(entry) = lookup(store, stage, key, &|w| {
             shared.progress.warn(&format!("{}: {w}", stage.name))
         }) {
-            return Ok(Executed::Done(entry, true));
+            return Ok(Executed::Done(entry, Origin::Local));
         }
     }
+    // Other machines: take the key's lease, or wait for whoever holds it.
+    let _lease = match &shared.remote {
+        Some(remote) if !shared.no_cache => match claim_or_wait(shared, stage, remote, key) {
+            Ok(Claimed::Built(entry)) => return Ok(Executed::Done(entry, Origin::Remote)),
+            Ok(Claimed::Lease(lease)) => Some(lease),
+            Err(e) => {
+                shared.progress.warn(&format!(
+                    "{}: cannot claim it in the remote store ({e:#}); building it here",
+                    stage.name
+                ));
+                None
+            }
+        },
+        _ => None,
+    };
     tracing::debug!(stage = %stage.name, %key, "running");
     let tag = &key[..16];
     store.clear_stale_tmp(tag);
@@ -340,6 +532,9 @@ fn execute_in(
     let store = &shared.store;
     let outputs_dir = work.join("outputs");
     std::fs::create_dir_all(&outputs_dir)?;
+    if let Some(remote) = &shared.remote {
+        fetch_inputs(shared, stage, remote, inputs)?;
+    }
     check_inputs(store, inputs, false)?;
     let input_paths = link_inputs(store, work, inputs)?;
     let scratch = store.scratch_dir(key);
@@ -404,7 +599,10 @@ fn execute_in(
     };
     store.cache_put(&entry)?;
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(Executed::Done(entry, false))
+    if let Some(remote) = &shared.remote {
+        share(shared, stage, remote, &entry);
+    }
+    Ok(Executed::Done(entry, Origin::Ran))
 }
 
 /// Links each input artifact at `inputs/<name>` (or `inputs/<name>/<i>` for lists).

@@ -65,7 +65,7 @@ impl StageKind for RevealKind {
             .parse()
             .map_err(|_| anyhow::anyhow!("the reveal record names no valid owner"))?;
         let net = with.network.open(cached.store)?;
-        match lifecycle::pending_record(&net, &owner, &key_dir(cached.store))? {
+        match lifecycle::pending_record(&net, &owner, None, &key_dir(cached.store))? {
             Some(record) => anyhow::bail!("model {} has a commit awaiting reveal", record.model_id),
             None => Ok(()),
         }
@@ -81,7 +81,8 @@ impl StageKind for RevealKind {
         let owner = key.address();
         let record = match ctx.input("commit") {
             Some(path) => CommitRecord::read(path)?,
-            None => match lifecycle::pending_record(&net, &owner, &key_dir(ctx.store))? {
+            None => match lifecycle::pending_record(&net, &owner, Some(&key), &key_dir(ctx.store))?
+            {
                 Some(record) => record,
                 None => {
                     ctx.note(format!("nothing to reveal: no pending commit of {owner}"));

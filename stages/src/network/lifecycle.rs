@@ -240,6 +240,113 @@ fn kept_record(key_dir: &Path, model: &ObjectID, key_commitment: Digest) -> Opti
     CommitRecord::read(&record_path(key_dir, &model.to_hex(), hash(key_commitment))).ok()
 }
 
+/// What a machine that did not commit needs to reveal (the decryption key and the
+/// record), sealed for the owner alone and kept beside the ciphertext as
+/// `<model>/<key commitment>.escrow`: a scheduled run on a fresh runner reveals with
+/// nothing but the owner's signing key, and nothing that opens an unrevealed commit
+/// sits readable in a bucket or a shared cache.
+///
+/// AES-256-CTR under a key derived (BLAKE3 `derive_key`) from the signing key, the
+/// model id and the key commitment: one key per commit, so the zero IV never encrypts
+/// two plaintexts under one key. What comes back is authenticated by the chain: the
+/// key must match the key commitment the chain holds, the embedding its embedding
+/// commitment.
+#[derive(Serialize, Deserialize)]
+struct Escrow {
+    /// Hex.
+    key: String,
+    record: CommitRecord,
+}
+
+/// Escrows are small; a larger object at the escrow's address is not one.
+const ESCROW_MAX: u64 = 1 << 20;
+
+fn escrow_cipher(owner: &SecretKey, model_hex: &str, key_commitment: Hash256) -> CtrStream {
+    let mut material = zeroize::Zeroizing::new(Vec::new());
+    material.extend_from_slice(owner.expose_hex().as_bytes());
+    material.extend_from_slice(model_hex.as_bytes());
+    material.extend_from_slice(&key_commitment.0);
+    let key = blake3::derive_key("soma-flow 2026-12-02 commit escrow v1", &material);
+    CtrStream::keyed(&DecryptionKey::from_bytes(key))
+}
+
+/// The escrow's name beside the ciphertext's (`….bin`).
+fn escrow_name(ciphertext: &str) -> String {
+    format!("{}.escrow", ciphertext.trim_end_matches(".bin"))
+}
+
+/// Seals `key` and `record` for `owner` and uploads them as the escrow of the
+/// ciphertext at `upload_url`.
+fn escrow(
+    net: &Network,
+    owner: &SecretKey,
+    key: &DecryptionKey,
+    record: &CommitRecord,
+    upload_url: &str,
+) -> Result<()> {
+    let escrow = Escrow {
+        key: hex::encode(key.expose_bytes()),
+        record: record.clone(),
+    };
+    let mut bytes = zeroize::Zeroizing::new(serde_json::to_vec(&escrow)?);
+    drop(zeroize::Zeroizing::new(escrow.key));
+    escrow_cipher(owner, &record.model_id, record.key_commitment).process(&mut bytes);
+    let url = escrow_name(upload_url);
+    net.block_on(storage::put_small(&url, bytes.to_vec()))
+        .with_context(|| format!("cannot upload the commit's escrow to {url}"))
+}
+
+/// Restores the key folder's key and record of `model`'s awaiting commit `a` from its
+/// escrow, checked against the chain's commitments.
+fn recover(
+    net: &Network,
+    owner: &SecretKey,
+    model: &ModelInfo,
+    a: &Awaiting,
+    key_dir: &Path,
+) -> Result<CommitRecord> {
+    let url = escrow_name(a.manifest.url().as_str());
+    let model_hex = model.id.to_hex();
+    let opened = || -> Result<(DecryptionKey, CommitRecord)> {
+        let mut bytes = net.block_on(storage::get_small(&url, ESCROW_MAX))?;
+        escrow_cipher(owner, &model_hex, hash(a.key_commitment)).process(&mut bytes);
+        let escrow: Escrow = serde_json::from_slice(&bytes)
+            .map_err(|_| anyhow!("it does not open with this signing key"))?;
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&escrow.key, key.as_mut())
+            .map_err(|_| anyhow!("it holds no 32-byte key"))?;
+        let key = DecryptionKey::from_bytes(*key);
+        let mut record = escrow.record;
+        let embedding = embedding_commitment(&record.embedding)?;
+        anyhow::ensure!(
+            key.commitment() == a.key_commitment
+                && embedding == a.embedding_commitment
+                && record.model_id == model_hex,
+            "its key or embedding does not match the commitments on chain"
+        );
+        record.commit_epoch = a.commit_epoch;
+        Ok((key, record))
+    };
+    let (key, record) = opened().with_context(|| {
+        format!(
+            "model {} has a commit awaiting reveal that {} holds no record of, and its \
+             escrow {url} cannot restore it",
+            model.id,
+            key_dir.display()
+        )
+    })?;
+    soma_flow_engine::store::private_dir(key_dir)?;
+    write_private(
+        &record.key_path(key_dir),
+        hex::encode(key.expose_bytes()).as_bytes(),
+    )?;
+    write_private(
+        &record_path(key_dir, &model_hex, record.key_commitment),
+        &serde_json::to_vec_pretty(&record)?,
+    )?;
+    Ok(record)
+}
+
 /// The signer's models that are not Inactive, in registry order.
 pub fn own_models<'m>(models: &'m [ModelInfo], owner: &SomaAddress) -> Vec<&'m ModelInfo> {
     models
@@ -248,11 +355,13 @@ pub fn own_models<'m>(models: &'m [ModelInfo], owner: &SomaAddress) -> Vec<&'m M
         .collect()
 }
 
-/// The signer's commit that can still be revealed, rebuilt from the network and
-/// the key folder; `None` when there is none.
+/// The owner's commit that can still be revealed, rebuilt from the network and the
+/// key folder, or from the commit's escrow when `signer` (the owner's key) is given;
+/// `None` when there is none.
 pub fn pending_record(
     net: &Network,
     owner: &SomaAddress,
+    signer: Option<&SecretKey>,
     key_dir: &Path,
 ) -> Result<Option<CommitRecord>> {
     let info = net.epoch()?;
@@ -261,14 +370,15 @@ pub fn pending_record(
         else {
             continue;
         };
-        let record = kept_record(key_dir, &model.id, a.key_commitment).ok_or_else(|| {
-            anyhow!(
-                "model {} has a commit awaiting reveal, but {} holds no record of it: it was \
-                 committed with another key folder (keep the store's state/network/ between scheduled runs)",
+        let record = match (kept_record(key_dir, &model.id, a.key_commitment), signer) {
+            (Some(record), _) => record,
+            (None, Some(signer)) => recover(net, signer, model, &a, key_dir)?,
+            (None, None) => bail!(
+                "model {} has a commit awaiting reveal, but {} holds no record of it",
                 model.id,
                 key_dir.display()
-            )
-        })?;
+            ),
+        };
         return Ok(Some(record));
     }
     Ok(None)
@@ -432,6 +542,13 @@ pub fn commit(
     };
     let record_file = record_path(key_dir, &model_hex, key_commitment);
     write_private(&record_file, &serde_json::to_vec_pretty(&record)?)?;
+    escrow(
+        net,
+        key,
+        &decryption_key,
+        &record,
+        &storage::join_url(&upload.upload, &name),
+    )?;
     let executed = net
         .block_on(net.client.commit_model(
             key,
@@ -471,6 +588,13 @@ pub fn reveal(
             from_epoch: reveal_epoch,
         }),
         RecordStatus::AwaitingReveal { .. } => {
+            if load_key(&record.key_path(key_dir)).is_err() {
+                let model = info.system.model(&record.model()?);
+                let live = model.and_then(|m| awaiting(m).map(|a| (m, a)));
+                if let Some((model, a)) = live {
+                    recover(net, key, model, &a, key_dir)?;
+                }
+            }
             let decryption_key = load_key(&record.key_path(key_dir))?;
             net.block_on(net.client.reveal_model(
                 key,

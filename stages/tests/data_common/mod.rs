@@ -193,6 +193,7 @@ pub fn run_pipeline(dir: &Path, yaml: &str) -> RunRecord {
         no_cache: false,
         overrides: Vec::new(),
         stop_on: StopOn::Notified(Default::default()),
+        remote: None,
     };
     tokio::runtime::Runtime::new()
         .unwrap()

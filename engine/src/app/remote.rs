@@ -1,0 +1,225 @@
+//! `push` and `pull`: move results between the local store and the remote store by
+//! hand (a run shares what it builds by itself; these are for what ran without a
+//! remote, and for bringing a remote hit's outputs onto this machine).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::{load, recorded_plan, Env, ExitStatus, PipelineArgs, RemoteArgs};
+use crate::key::CacheKey;
+use crate::record::{self, RunRecord, StageRecord};
+use crate::remote::{human_bytes, Meter, Remote};
+use crate::store::{Artifact, CacheEntry, Check, Store};
+
+/// Progress lines of a transfer, on stderr.
+fn say(line: &str) {
+    eprintln!("  {line}");
+}
+
+/// The recorded run `id`, or the latest one.
+fn record_or_latest(store: &Store, id: Option<&str>) -> Result<RunRecord> {
+    match id {
+        Some(id) => record::find(store, id),
+        None => record::list(store)?
+            .pop()
+            .context("no recorded runs in this store; run a pipeline first"),
+    }
+}
+
+/// The cache entry a recorded stage stands for: the local store's own, else one made
+/// from the record.
+fn entry_of(store: &Store, s: &StageRecord, key: &str) -> CacheEntry {
+    match store.cache_get(key) {
+        Ok(Some(entry)) => entry,
+        _ => CacheEntry {
+            key: key.to_string(),
+            kind: s.kind.clone(),
+            outputs: s.outputs.clone(),
+            duration_ms: s.duration_ms,
+            notes: s.notes.clone(),
+            seal: String::new(),
+        },
+    }
+}
+
+fn total_size(outputs: &BTreeMap<String, Artifact>) -> u64 {
+    outputs.values().map(|a| a.size).sum()
+}
+
+/// `soma-flow push [RUN]`: uploads each stage's outputs, then its entry. A stage with
+/// a private output is refused and named; a stage whose outputs are no longer stored
+/// here fails the push.
+pub(super) fn push(
+    env: &Env,
+    store: &Store,
+    id: Option<&str>,
+    remote: &RemoteArgs,
+) -> Result<ExitStatus> {
+    let rec = record_or_latest(store, id)?;
+    let plan = match recorded_plan(env, &rec) {
+        Ok(plan) => plan,
+        Err(status) => return Ok(status),
+    };
+    let remote = remote.require(plan.remote.as_deref())?;
+    eprintln!("pushing run {} to {}", rec.id, remote.url());
+    let mut status = ExitStatus::Ok;
+    for (name, s) in &rec.stages {
+        let Some(key) = s.key.as_deref().filter(|_| !s.outputs.is_empty()) else {
+            continue;
+        };
+        let private = plan.stages.get(name).and_then(|stage| {
+            stage
+                .outputs
+                .iter()
+                .find_map(|o| stage.prepared.private(o).map(|why| (o.clone(), why)))
+        });
+        if let Some((output, why)) = private {
+            println!("{name:<24} refused: output `{output}` {why}");
+            continue;
+        }
+        let missing = s
+            .outputs
+            .iter()
+            .find(|(_, a)| !matches!(store.verify(a), Ok(Check::Ok)));
+        if let Some((output, a)) = missing {
+            if s.remote && remote.entry(key)?.is_some() {
+                println!("{name:<24} in the remote store already");
+            } else {
+                println!(
+                    "{name:<24} FAILED: output `{output}` ({}) is no longer in this store",
+                    a.hash.short()
+                );
+                status = ExitStatus::Failed;
+            }
+            continue;
+        }
+        let meter = Meter::new(name.clone(), total_size(&s.outputs), &say);
+        let pushed = || -> Result<bool> {
+            for a in s.outputs.values() {
+                remote.upload(store, a, &meter)?;
+            }
+            remote.publish_entry(&entry_of(store, s, key))
+        };
+        match pushed() {
+            Ok(true) => println!(
+                "{name:<24} pushed ({})",
+                human_bytes(total_size(&s.outputs))
+            ),
+            Ok(false) => println!("{name:<24} in the remote store already"),
+            Err(e) => {
+                println!("{name:<24} FAILED: {e:#}");
+                status = ExitStatus::Failed;
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// `soma-flow pull [FILE|RUN]`: brings results into the local store, each output
+/// verified, with a local cache entry so that the next run here finds them. A pipeline
+/// file pulls every stage the remote has for it with its current params (a stage whose
+/// upstream the remote lacks cannot be keyed, and is named); a run pulls its stages.
+pub(super) fn pull(
+    env: &Env,
+    store: &Store,
+    target: Option<&str>,
+    remote: &RemoteArgs,
+) -> Result<ExitStatus> {
+    if let Some(file) = target.filter(|t| Path::new(t).is_file()) {
+        let args = PipelineArgs {
+            file: file.into(),
+            set: Vec::new(),
+            backend: None,
+        };
+        let plan = match load(env, &args) {
+            Ok(plan) => plan,
+            Err(status) => return Ok(status),
+        };
+        let remote = remote.require(plan.remote.as_deref())?;
+        eprintln!("pulling {file} from {}", remote.url());
+        let mut known: BTreeMap<String, BTreeMap<String, Artifact>> = BTreeMap::new();
+        let mut status = ExitStatus::Ok;
+        for stage in plan.stages.values() {
+            let name = &stage.name;
+            if let Some(up) = stage
+                .inputs
+                .values()
+                .flatten()
+                .find(|r| !known.contains_key(&r.stage))
+            {
+                println!(
+                    "{name:<24} not pulled: upstream `{}` is not available",
+                    up.stage
+                );
+                continue;
+            }
+            let inputs = stage
+                .inputs
+                .iter()
+                .map(|(port, refs)| {
+                    let arts = refs.iter().map(|r| known[&r.stage][&r.output].clone());
+                    (port.clone(), arts.collect())
+                })
+                .collect();
+            let key = CacheKey::compute(stage, &plan, &inputs)?.hash;
+            let entry = match store.cache_get(&key) {
+                Ok(Some(entry)) => Some(entry),
+                _ => remote.entry(&key)?,
+            };
+            let Some(entry) = entry else {
+                println!("{name:<24} not in the remote store");
+                continue;
+            };
+            match pull_entry(store, &remote, name, &entry) {
+                Ok(()) => {
+                    known.insert(name.clone(), entry.outputs);
+                }
+                Err(e) => {
+                    println!("{name:<24} FAILED: {e:#}");
+                    status = ExitStatus::Failed;
+                }
+            }
+        }
+        return Ok(status);
+    }
+    let rec = record_or_latest(store, target)?;
+    let plan = match recorded_plan(env, &rec) {
+        Ok(plan) => plan,
+        Err(status) => return Ok(status),
+    };
+    let remote = remote.require(plan.remote.as_deref())?;
+    eprintln!("pulling run {} from {}", rec.id, remote.url());
+    let mut status = ExitStatus::Ok;
+    for (name, s) in &rec.stages {
+        let Some(key) = s.key.as_deref().filter(|_| !s.outputs.is_empty()) else {
+            continue;
+        };
+        let entry = match remote.entry(key)? {
+            Some(entry) => entry,
+            None => entry_of(store, s, key),
+        };
+        if let Err(e) = pull_entry(store, &remote, name, &entry) {
+            println!("{name:<24} FAILED: {e:#}");
+            status = ExitStatus::Failed;
+        }
+    }
+    Ok(status)
+}
+
+/// Downloads an entry's outputs (those not here already) and files the entry locally.
+fn pull_entry(store: &Store, remote: &Remote, name: &str, entry: &CacheEntry) -> Result<()> {
+    let meter = Meter::new(name.to_string(), total_size(&entry.outputs), &say);
+    for (output, a) in &entry.outputs {
+        remote
+            .download(store, a, &meter)
+            .with_context(|| format!("output `{output}` ({})", a.hash.short()))?;
+    }
+    store.cache_put(entry)?;
+    println!(
+        "{name:<24} pulled ({})",
+        human_bytes(total_size(&entry.outputs))
+    );
+    Ok(())
+}

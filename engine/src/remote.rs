@@ -1,0 +1,783 @@
+//! The remote store: one cache shared between machines through the object storage users
+//! already have (`s3://`, `gs://`, `az://`, `file://`), with no server of its own.
+//!
+//! ```text
+//! <prefix>/soma-flow-remote.json   the layout's version (written by its first user)
+//! <prefix>/objects/<hash>          file artifacts, named by their BLAKE3 as in a local store
+//! <prefix>/trees/<hash>.json       directory artifacts: their files (each in objects/)
+//! <prefix>/cache/<key>.json        cache entries: written last, create-only, never replaced
+//! <prefix>/leases/<key>.json       who is building a key, and until when
+//! ```
+//!
+//! An entry is written only after every object it names, and never replaced: a reader
+//! never sees an entry whose objects were not uploaded, and a key is never published
+//! twice with different content. Every object that comes down is hashed before the local
+//! store takes it. Entries carry no seal (machines share no key): whoever may write to
+//! the bucket is trusted to say which outputs a key has, as with any shared cache, but
+//! not what they contain. Nothing here lists the bucket: every read names its object.
+//!
+//! Transfers go in [`PART_SIZE`] parts, [`PARTS_IN_FLIGHT`] at once, in both
+//! directions: memory stays bounded whatever the size of the file. A download resumes
+//! where a killed one stopped; an upload skips what the remote already holds.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::future::Future;
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::hash;
+use crate::store::{Artifact, ArtifactKind, CacheEntry, Check, ContentHash, Store};
+
+/// Bytes per part of a transfer.
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts moving at once, per file.
+pub const PARTS_IN_FLIGHT: usize = 8;
+/// The layout this code reads and writes.
+const LAYOUT: u32 = 1;
+const LAYOUT_FILE: &str = "soma-flow-remote.json";
+/// How long a lease holds without renewal (`SOMA_FLOW_REMOTE_LEASE` overrides), so that
+/// a machine that dies while building a key blocks the others only that long.
+const LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// Environment prefixes whose variables configure the cloud stores, mirroring each
+/// builder's `from_env` (other variables could clash with builder option names).
+const CREDENTIAL_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
+
+/// Opens the object store behind `url` and the path inside it, with credentials from
+/// the environment as each cloud's own tools read them; `Err` says why the URL is
+/// unusable.
+pub fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let mut options: Vec<(String, String)> = std::env::vars()
+        .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
+        .collect();
+    // A plain-http endpoint is a local test server (moto, MinIO): allow it rather
+    // than making every such setup also set AWS_ALLOW_HTTP.
+    let http_endpoint = options
+        .iter()
+        .any(|(k, v)| k.starts_with("AWS_ENDPOINT") && v.starts_with("http://"));
+    if http_endpoint {
+        options.push(("aws_allow_http".into(), "true".into()));
+    }
+    // An explicit http:// URL is the caller's choice of plain HTTP.
+    if parsed.scheme() == "http" {
+        options.push(("allow_http".into(), "true".into()));
+    }
+    let (store, path) =
+        object_store::parse_url_opts(&parsed, options).map_err(|e| e.to_string())?;
+    Ok((Arc::from(store), path))
+}
+
+/// A directory artifact as the remote keeps it: every file by its content hash, and the
+/// empty directories, so that the local store can rebuild it and check its tree hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Listing {
+    files: Vec<ListedFile>,
+    #[serde(default)]
+    empty_dirs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ListedFile {
+    path: String,
+    hash: ContentHash,
+    size: u64,
+    executable: bool,
+}
+
+impl Listing {
+    fn of(dir: &Path) -> Result<Listing> {
+        let mut listing = Listing {
+            files: Vec::new(),
+            empty_dirs: Vec::new(),
+        };
+        hash::walk(dir, dir, &mut |rel, meta, abs| {
+            if meta.is_dir() {
+                listing.empty_dirs.push(rel.to_string());
+            } else {
+                let (h, size) = hash::hash_file(abs)?;
+                listing.files.push(ListedFile {
+                    path: rel.to_string(),
+                    hash: ContentHash::parse(&h)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+                    size,
+                    executable: hash::is_executable(meta),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(listing)
+    }
+
+    /// The relative paths, refusing any that would leave the tree.
+    fn check_paths(&self) -> Result<()> {
+        let names = self.files.iter().map(|f| &f.path).chain(&self.empty_dirs);
+        for name in names {
+            let path = Path::new(name);
+            ensure!(
+                !name.is_empty()
+                    && path
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_))),
+                "the remote tree names the path {name:?}, which is not inside it"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct LayoutFile {
+    layout: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaseFile {
+    owner: String,
+    /// Milliseconds since the Unix epoch.
+    expires: u64,
+}
+
+/// Why a download failed, so that a caller can tell a remote that lies (its object does
+/// not match its name, or is gone) from one it could not reach.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the remote holds no object {0}")]
+    Missing(String),
+    #[error("the remote object {0} does not match its hash; it was deleted from the remote")]
+    Corrupt(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Counts the bytes of a transfer and says how far it is, every few seconds.
+pub struct Meter<'a> {
+    label: String,
+    total: u64,
+    done: AtomicU64,
+    last: Mutex<Instant>,
+    report: &'a (dyn Fn(&str) + Sync),
+}
+
+impl<'a> Meter<'a> {
+    pub fn new(label: String, total: u64, report: &'a (dyn Fn(&str) + Sync)) -> Meter<'a> {
+        Meter {
+            label,
+            total,
+            done: AtomicU64::new(0),
+            last: Mutex::new(Instant::now()),
+            report,
+        }
+    }
+
+    fn add(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        let mut last = self.last.lock().expect("meter lock");
+        if last.elapsed() >= Duration::from_secs(2) && done < self.total {
+            *last = Instant::now();
+            (self.report)(&format!(
+                "{}: {} of {}",
+                self.label,
+                human_bytes(done),
+                human_bytes(self.total)
+            ));
+        }
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{n} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
+/// A remote store, opened and checked.
+pub struct Remote {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// Its own runtime: the remote is used from blocking code (stage runners on the
+    /// scheduler's blocking threads, the push and pull commands).
+    runtime: Option<tokio::runtime::Runtime>,
+    owner: String,
+    lease_ttl: Duration,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Remote({})", self.url)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+fn is_taken(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Remote {
+    /// Opens the remote at `url` and checks that it can be used: the bucket exists,
+    /// the credentials reach it, and its layout is this one.
+    pub fn open(url: &str) -> Result<Remote> {
+        let (store, prefix) = open_url(url).map_err(|why| anyhow!("remote {url}: {why}"))?;
+        let lease_ttl = match std::env::var("SOMA_FLOW_REMOTE_LEASE") {
+            Ok(text) => humantime::parse_duration(&text).map_err(|e| {
+                anyhow!("SOMA_FLOW_REMOTE_LEASE={text:?}: {e} (expected a duration, e.g. 5m)")
+            })?,
+            Err(_) => LEASE_TTL,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("remote")
+            .enable_all()
+            .build()?;
+        let remote = Remote {
+            url: url.to_string(),
+            store,
+            prefix,
+            runtime: Some(runtime),
+            owner: owner_name(),
+            lease_ttl,
+        };
+        remote
+            .check_layout()
+            .with_context(|| format!("remote {url} cannot be used"))?;
+        Ok(remote)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the remote")
+            .block_on(future)
+    }
+
+    fn path(&self, rel: &str) -> ObjectPath {
+        if self.prefix.as_ref().is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn object_path(&self, hash: &str) -> ObjectPath {
+        self.path(&format!("objects/{hash}"))
+    }
+
+    fn artifact_path(&self, a: &Artifact) -> ObjectPath {
+        match a.kind {
+            ArtifactKind::File => self.object_path(&a.hash),
+            ArtifactKind::Dir => self.path(&format!("trees/{}.json", a.hash)),
+        }
+    }
+
+    /// The whole object, or `None` when there is none.
+    fn get_bytes(&self, path: &ObjectPath) -> Result<Option<Bytes>> {
+        self.block_on(async {
+            match self.store.get(path).await {
+                Ok(got) => Ok(Some(got.bytes().await?)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Writes `bytes` at `path` unless something is there: `Ok(false)` when it was.
+    fn put_new(&self, path: &ObjectPath, bytes: Vec<u8>) -> Result<bool> {
+        let put = self.block_on(self.store.put_opts(
+            path,
+            PutPayload::from(bytes),
+            PutMode::Create.into(),
+        ));
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if is_taken(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn check_layout(&self) -> Result<()> {
+        let path = self.path(LAYOUT_FILE);
+        match self.get_bytes(&path)? {
+            Some(bytes) => {
+                let found: LayoutFile = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{path} is not a soma-flow layout file"))?;
+                ensure!(
+                    found.layout == LAYOUT,
+                    "its layout is version {} and this soma-flow reads version {LAYOUT}",
+                    found.layout
+                );
+            }
+            None => {
+                let body = serde_json::to_vec(&LayoutFile { layout: LAYOUT })?;
+                self.put_new(&path, body)
+                    .with_context(|| format!("cannot write {path}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The remote's cache entry for `key`, if it has one.
+    pub fn entry(&self, key: &str) -> Result<Option<CacheEntry>> {
+        let path = self.path(&format!("cache/{key}.json"));
+        let Some(bytes) = self.get_bytes(&path)? else {
+            return Ok(None);
+        };
+        let entry: CacheEntry = serde_json::from_slice(&bytes)
+            .with_context(|| format!("the remote's entry {path} is malformed"))?;
+        ensure!(
+            entry.key == key,
+            "the remote's entry {path} belongs to another key"
+        );
+        Ok(Some(entry))
+    }
+
+    /// Publishes `entry` unless the remote has one for its key: `Ok(false)` when it
+    /// had (made elsewhere first; it is kept, never replaced).
+    pub fn publish_entry(&self, entry: &CacheEntry) -> Result<bool> {
+        let unsealed = CacheEntry {
+            seal: String::new(),
+            ..entry.clone()
+        };
+        let path = self.path(&format!("cache/{}.json", entry.key));
+        self.put_new(&path, serde_json::to_vec_pretty(&unsealed)?)
+    }
+
+    /// Removes the remote's entry for `key` (it names an object that is gone or wrong).
+    pub fn remove_entry(&self, key: &str) -> Result<()> {
+        let path = self.path(&format!("cache/{key}.json"));
+        match self.block_on(self.store.delete(&path)) {
+            Err(e) if !is_not_found(&e) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the remote holds `a` (a file of the right size, or a tree's listing).
+    pub fn has(&self, a: &Artifact) -> Result<bool> {
+        match self.block_on(self.store.head(&self.artifact_path(a))) {
+            Ok(meta) => Ok(a.kind == ArtifactKind::Dir || meta.size == a.size),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Uploads a stored artifact of `local`, unless the remote holds it already.
+    pub fn upload(&self, local: &Store, a: &Artifact, meter: &Meter<'_>) -> Result<()> {
+        if self.has(a)? {
+            meter.add(a.size);
+            return Ok(());
+        }
+        let path = local.path_of(a);
+        match a.kind {
+            ArtifactKind::File => self.upload_file(&path, &a.hash, meter),
+            ArtifactKind::Dir => {
+                let listing = Listing::of(&path)?;
+                for f in &listing.files {
+                    let exists = self.block_on(self.store.head(&self.object_path(&f.hash)));
+                    match exists {
+                        Ok(meta) if meta.size == f.size => meter.add(f.size),
+                        _ => self.upload_file(&path.join(&f.path), &f.hash, meter)?,
+                    }
+                }
+                // Last, so that a listing never names a file that is not there.
+                let body = serde_json::to_vec_pretty(&listing)?;
+                self.block_on(
+                    self.store
+                        .put(&self.artifact_path(a), PutPayload::from(body)),
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Streams a file up in parts, hashing it on the way: if it no longer matches its
+    /// name the upload is abandoned, so the remote never holds an object that lies.
+    fn upload_file(&self, src: &Path, hash: &str, meter: &Meter<'_>) -> Result<()> {
+        let dest = self.object_path(hash);
+        let mut file = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+        self.block_on(async {
+            let mut writer =
+                BufWriter::with_capacity(Arc::clone(&self.store), dest.clone(), PART_SIZE)
+                    .with_max_concurrency(PARTS_IN_FLIGHT);
+            let mut hasher = blake3::Hasher::new();
+            let sent = async {
+                loop {
+                    let mut buf = vec![0u8; PART_SIZE];
+                    let n = hash::read_full(&mut file, &mut buf)
+                        .with_context(|| format!("cannot read {}", src.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    hasher.update(&buf);
+                    writer.put(Bytes::from(buf)).await?;
+                    meter.add(n as u64);
+                }
+                ensure!(
+                    hasher.finalize().to_hex().as_str() == hash,
+                    "{} changed while it was uploaded; nothing was published",
+                    src.display()
+                );
+                Ok(())
+            }
+            .await;
+            match sent {
+                Ok(()) => writer
+                    .shutdown()
+                    .await
+                    .with_context(|| format!("cannot complete the upload of {dest}")),
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Downloads `a` into `local`, verified, unless it is there already.
+    pub fn download(
+        &self,
+        local: &Store,
+        a: &Artifact,
+        meter: &Meter<'_>,
+    ) -> Result<(), FetchError> {
+        if let Ok(Check::Ok) = local.verify(a) {
+            meter.add(a.size);
+            return Ok(());
+        }
+        let staging = local.root().join("tmp").join("remote");
+        fs::create_dir_all(&staging).map_err(anyhow::Error::from)?;
+        let built = match a.kind {
+            ArtifactKind::File => {
+                let dest = staging.join(format!("{}.file", a.hash));
+                self.download_file(&a.hash, a.size, &staging, &dest, meter)?;
+                dest
+            }
+            ArtifactKind::Dir => {
+                let path = self.artifact_path(a);
+                let bytes = self
+                    .get_bytes(&path)?
+                    .ok_or_else(|| FetchError::Missing(path.to_string()))?;
+                let listing: Listing = serde_json::from_slice(&bytes)
+                    .map_err(|e| anyhow!("the remote's tree {path} is malformed: {e}"))?;
+                listing.check_paths()?;
+                let dest = staging.join(format!("{}.tree", a.hash));
+                crate::store::discard(&dest).map_err(anyhow::Error::from)?;
+                for dir in &listing.empty_dirs {
+                    fs::create_dir_all(dest.join(dir)).map_err(anyhow::Error::from)?;
+                }
+                for f in &listing.files {
+                    let target = dest.join(&f.path);
+                    fs::create_dir_all(target.parent().expect("inside the tree"))
+                        .map_err(anyhow::Error::from)?;
+                    self.download_file(&f.hash, f.size, &staging, &target, meter)?;
+                    set_executable(&target, f.executable).map_err(anyhow::Error::from)?;
+                }
+                dest
+            }
+        };
+        let stored = local.publish(&built)?;
+        if stored != *a {
+            // Each file matched its hash, but the tree they make is not the one named.
+            let _ = local.remove_object(&stored);
+            let path = self.artifact_path(a);
+            let _ = self.block_on(self.store.delete(&path));
+            return Err(FetchError::Corrupt(path.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Downloads one object into `dest`, parts in parallel, resuming the parts a killed
+    /// download already wrote, and checks its hash before `dest` appears.
+    fn download_file(
+        &self,
+        hash: &str,
+        size: u64,
+        staging: &Path,
+        dest: &Path,
+        meter: &Meter<'_>,
+    ) -> Result<(), FetchError> {
+        let path = self.object_path(hash);
+        let remote_size = match self.block_on(self.store.head(&path)) {
+            Ok(meta) => meta.size,
+            Err(e) if is_not_found(&e) => return Err(FetchError::Missing(path.to_string())),
+            Err(e) => return Err(anyhow::Error::from(e).into()),
+        };
+        if remote_size != size {
+            let _ = self.block_on(self.store.delete(&path));
+            return Err(FetchError::Corrupt(path.to_string()));
+        }
+        let partial = staging.join(format!("{hash}.part"));
+        let log_path = staging.join(format!("{hash}.parts"));
+        // Twice at most: when a resumed download does not match, the fault may be the
+        // part this machine wrote before it was killed, so fetch it all once more
+        // before blaming the remote.
+        for attempt in 0..2 {
+            let resumed = self
+                .fetch_parts(&path, size, &partial, &log_path, meter)
+                .with_context(|| format!("cannot download {path}"))?;
+            let (actual, actual_size) = hash::hash_file(&partial).map_err(anyhow::Error::from)?;
+            let _ = fs::remove_file(&log_path);
+            if actual == hash && actual_size == size {
+                fs::rename(&partial, dest).map_err(anyhow::Error::from)?;
+                return Ok(());
+            }
+            let _ = fs::remove_file(&partial);
+            if !resumed || attempt == 1 {
+                break;
+            }
+        }
+        let _ = self.block_on(self.store.delete(&path));
+        Err(FetchError::Corrupt(path.to_string()))
+    }
+
+    fn fetch_parts(
+        &self,
+        path: &ObjectPath,
+        size: u64,
+        partial: &Path,
+        log_path: &Path,
+        meter: &Meter<'_>,
+    ) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let part = PART_SIZE as u64;
+        let count = size.div_ceil(part);
+        // Parts logged as written by an earlier, interrupted download of this object.
+        let resumed = fs::metadata(partial).is_ok_and(|m| m.len() == size);
+        let done: BTreeSet<u64> = match File::open(log_path) {
+            Ok(log) if resumed => io::BufReader::new(log)
+                .lines()
+                .map_while(|l| l.ok()?.trim().parse().ok())
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(!resumed)
+            .open(partial)?;
+        file.set_len(size)?;
+        let log = Mutex::new(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .truncate(false)
+                .open(log_path)?,
+        );
+        for i in &done {
+            meter.add((size - i * part).min(part));
+        }
+        let todo: Vec<u64> = (0..count).filter(|i| !done.contains(i)).collect();
+        self.block_on(
+            futures::stream::iter(todo)
+                .map(|i| {
+                    let range = i * part..((i + 1) * part).min(size);
+                    let (file, log) = (&file, &log);
+                    async move {
+                        let bytes = self.store.get_range(path, range.clone()).await?;
+                        ensure!(
+                            bytes.len() as u64 == range.end - range.start,
+                            "the remote sent {} bytes for a part of {}",
+                            bytes.len(),
+                            range.end - range.start
+                        );
+                        file.write_all_at(&bytes, range.start)?;
+                        writeln!(log.lock().expect("log lock"), "{i}")?;
+                        meter.add(bytes.len() as u64);
+                        anyhow::Ok(())
+                    }
+                })
+                .buffer_unordered(PARTS_IN_FLIGHT)
+                .try_collect::<()>(),
+        )?;
+        file.sync_all()?;
+        Ok(!done.is_empty())
+    }
+
+    /// Claims the right to build `key` for a while, so that machines running the same
+    /// pipeline at once build it once.
+    pub fn claim(self: &Arc<Self>, key: &str) -> Result<Claim> {
+        let path = self.path(&format!("leases/{key}.json"));
+        for _ in 0..5 {
+            if self.put_new(&path, self.lease_body()?)? {
+                return Ok(Claim::Mine(Lease::start(Arc::clone(self), path)));
+            }
+            let got = match self.block_on(self.store.get(&path)) {
+                Ok(got) => got,
+                Err(e) if is_not_found(&e) => continue, // released meanwhile
+                Err(e) => return Err(e.into()),
+            };
+            let version = UpdateVersion {
+                e_tag: got.meta.e_tag.clone(),
+                version: got.meta.version.clone(),
+            };
+            let bytes = self.block_on(got.bytes())?;
+            // A lease that does not parse counts as expired.
+            if let Ok(held) = serde_json::from_slice::<LeaseFile>(&bytes) {
+                if held.expires > now_ms() {
+                    return Ok(Claim::Theirs {
+                        owner: held.owner,
+                        expires: UNIX_EPOCH + Duration::from_millis(held.expires),
+                    });
+                }
+            }
+            // Expired: take it over, only if nobody else did since it was read.
+            let update = self.block_on(self.store.put_opts(
+                &path,
+                PutPayload::from(self.lease_body()?),
+                PutMode::Update(version).into(),
+            ));
+            match update {
+                Ok(_) => return Ok(Claim::Mine(Lease::start(Arc::clone(self), path))),
+                Err(e) if is_taken(&e) || is_not_found(&e) => continue,
+                // Stores without conditional updates (a local directory): remove the
+                // expired lease and race for a new one.
+                Err(object_store::Error::NotImplemented { .. }) => {
+                    let _ = self.block_on(self.store.delete(&path));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("could not claim {path}: it changed hands five times in a row")
+    }
+
+    fn lease_body(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec(&LeaseFile {
+            owner: self.owner.clone(),
+            expires: now_ms() + self.lease_ttl.as_millis() as u64,
+        })?)
+    }
+}
+
+/// The outcome of [`Remote::claim`].
+pub enum Claim {
+    /// This process builds the key; dropping the lease releases it.
+    Mine(Lease),
+    /// Another machine builds it, and holds the lease until `expires`.
+    Theirs { owner: String, expires: SystemTime },
+}
+
+/// A held lease, renewed in the background until dropped, then removed.
+pub struct Lease {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+    remote: Arc<Remote>,
+    path: ObjectPath,
+}
+
+impl Lease {
+    fn start(remote: Arc<Remote>, path: ObjectPath) -> Lease {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (stop2, remote2, path2) = (Arc::clone(&stop), Arc::clone(&remote), path.clone());
+        let renewer = std::thread::spawn(move || {
+            let (flag, wake) = &*stop2;
+            let mut stopped = flag.lock().expect("lease lock");
+            loop {
+                let (guard, _) = wake
+                    .wait_timeout(stopped, remote2.lease_ttl / 3)
+                    .expect("lease lock");
+                stopped = guard;
+                if *stopped {
+                    return;
+                }
+                if let Ok(body) = remote2.lease_body() {
+                    let _ = remote2.block_on(remote2.store.put(&path2, PutPayload::from(body)));
+                }
+            }
+        });
+        Lease {
+            stop,
+            renewer: Some(renewer),
+            remote,
+            path,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let (flag, wake) = &*self.stop;
+        *flag.lock().expect("lease lock") = true;
+        wake.notify_all();
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.join();
+        }
+        let _ = self.remote.block_on(self.remote.store.delete(&self.path));
+    }
+}
+
+/// Who holds a lease, as others see it: host, process and a random tag.
+fn owner_name() -> String {
+    let mut buf = [0u8; 256];
+    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown-host".into()
+    };
+    let mut tag = [0u8; 4];
+    let _ = getrandom::fill(&mut tag);
+    format!(
+        "{host} (pid {}, {:02x}{:02x}{:02x}{:02x})",
+        std::process::id(),
+        tag[0],
+        tag[1],
+        tag[2],
+        tag[3]
+    )
+}
+
+fn set_executable(path: &Path, executable: bool) -> io::Result<()> {
+    #[cfg(unix)]
+    if executable {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)?.permissions().mode();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o111))?;
+    }
+    let _ = (path, executable);
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! The remote store against a local S3 server (moto): two stores stand for two
+//! machines sharing one bucket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use soma_flow_engine::app::{self, RemoteArgs};
+use soma_flow_engine::record::{RunRecord, StageStatus};
+use soma_flow_engine::remote::{open_url, Remote};
+use soma_flow_engine::store::{Check, Store};
+
+use crate::harness::{options, statuses, Project};
+use crate::moto;
+
+const PIPELINE: &str = r#"
+name: shared
+params:
+  text: hello
+stages:
+  a:
+    kind: step
+    with: { text: "${params.text}", tally: TALLY }
+  b:
+    kind: step
+    inputs: { x: a.out }
+    with: { text: " world", tally: TALLY }
+  tree:
+    kind: command
+    with:
+      run: mkdir -p outputs/t/sub outputs/t/empty && echo data > outputs/t/sub/f && printf '#!/bin/sh\n' > outputs/t/x.sh && chmod +x outputs/t/x.sh
+      outs: [t]
+"#;
+
+/// `PIPELINE` plus a stage that needs `b`'s output, so it must come down.
+const DOWNSTREAM: &str = r#"
+  c:
+    kind: step
+    inputs: { x: b.out }
+    with: { text: "!", tally: TALLY }
+"#;
+
+/// A fresh bucket on the shared moto server, as an `s3://` URL.
+fn bucket(name: &str) -> String {
+    moto::shared(name);
+    format!("s3://{name}/cache")
+}
+
+fn remote(url: &str) -> Arc<Remote> {
+    Arc::new(Remote::open(url).unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+/// Runs `file` of `project` against `store_dir` (one "machine") and `remote`.
+fn run_on(project: &Project, store_dir: &str, file: &str, remote: &Arc<Remote>) -> RunRecord {
+    let plan = project.load(file, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = options(4, &[]);
+    opts.remote = Some(Arc::clone(remote));
+    let store = Store::open(&project.path().join(store_dir)).unwrap();
+    app::execute(Arc::new(plan), store, opts).unwrap()
+}
+
+fn store(project: &Project, dir: &str) -> Store {
+    Store::open(&project.path().join(dir)).unwrap()
+}
+
+/// Writes `bytes` at `rel` under the bucket URL, as someone else with access might.
+fn put_raw(url: &str, rel: &str, bytes: &[u8]) {
+    let (store, prefix) = open_url(url).unwrap();
+    let path = ObjectPath::from(format!("{prefix}/{rel}"));
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.put(&path, PutPayload::from(bytes.to_vec())))
+        .unwrap();
+}
+
+fn delete_raw(url: &str, rel: &str) {
+    let (store, prefix) = open_url(url).unwrap();
+    let path = ObjectPath::from(format!("{prefix}/{rel}"));
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.delete(&path))
+        .unwrap();
+}
+
+fn remote_has(url: &str, rel: &str) -> bool {
+    let (store, prefix) = open_url(url).unwrap();
+    let path = ObjectPath::from(format!("{prefix}/{rel}"));
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.head(&path))
+        .is_ok()
+}
+
+#[test]
+fn a_second_machine_gets_every_stage_from_the_remote_and_downloads_only_what_it_needs() {
+    let url = bucket("remote-two-machines");
+    let remote = remote(&url);
+    let p = Project::new();
+    p.write("p.yaml", PIPELINE);
+    let a = run_on(&p, "store-a", "p.yaml", &remote);
+    assert!(statuses(&a).iter().all(|(_, s)| *s == StageStatus::Ran));
+    assert_eq!(p.executed().len(), 2);
+
+    // Machine B: every stage is a remote hit, nothing executes, nothing comes down.
+    let b = run_on(&p, "store-b", "p.yaml", &remote);
+    assert_eq!(p.executed().len(), 2, "B executed a stage");
+    for (name, s) in &b.stages {
+        assert_eq!(s.status, StageStatus::Hit, "{name}");
+        assert!(s.remote, "{name} was not a remote hit");
+        assert_eq!(s.outputs, a.stages[name].outputs, "{name}");
+    }
+    let store_b = store(&p, "store-b");
+    for s in b.stages.values() {
+        for out in s.outputs.values() {
+            assert!(matches!(store_b.verify(out).unwrap(), Check::Missing));
+        }
+    }
+
+    // A stage that must run on B brings down exactly the input it reads, verified.
+    p.write("p.yaml", &format!("{PIPELINE}{DOWNSTREAM}"));
+    let b2 = run_on(&p, "store-b", "p.yaml", &remote);
+    assert_eq!(b2.stages["c"].status, StageStatus::Ran);
+    assert_eq!(p.executed(), ["a", "b", "c"]);
+    let text = std::fs::read_to_string(store_b.path_of(&b2.stages["c"].outputs["out"])).unwrap();
+    assert_eq!(text, "hello world!");
+    assert!(matches!(
+        store_b.verify(&b2.stages["b"].outputs["out"]).unwrap(),
+        Check::Ok
+    ));
+    assert!(matches!(
+        store_b.verify(&b2.stages["a"].outputs["out"]).unwrap(),
+        Check::Missing
+    ));
+
+    // `pull` of the pipeline brings the rest, the directory with its modes and empty
+    // directory included, and files entries: B's next run is all local hits.
+    let env = crate::harness::env();
+    let args = RemoteArgs {
+        url: Some(url.clone()),
+    };
+    let pulled = app::run_command(
+        &env,
+        app::Command::Pull {
+            target: Some(p.path().join("p.yaml").display().to_string()),
+            remote: args,
+        },
+        &app::StoreArgs {
+            store: Some(p.path().join("store-b")),
+        },
+    )
+    .unwrap();
+    assert_eq!(pulled, app::ExitStatus::Ok);
+    let tree = store_b.path_of(&a.stages["tree"].outputs["t"]);
+    assert_eq!(
+        std::fs::read_to_string(tree.join("sub/f")).unwrap(),
+        "data\n"
+    );
+    assert!(tree.join("empty").is_dir());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tree.join("x.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_ne!(mode & 0o111, 0, "x.sh lost its executable bit");
+    }
+    let b3 = {
+        let plan = p.load("p.yaml", &[]).unwrap();
+        app::execute(Arc::new(plan), store(&p, "store-b"), options(4, &[])).unwrap()
+    };
+    for (name, s) in &b3.stages {
+        assert_eq!(s.status, StageStatus::Hit, "{name}");
+        assert!(!s.remote, "{name} should be a local hit after pull");
+    }
+}
+
+#[test]
+fn two_machines_at_once_build_a_key_once() {
+    let url = bucket("remote-concurrent");
+    let remote_a = remote(&url);
+    let remote_b = remote(&url);
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: slow\nstages:\n  s:\n    kind: step\n    with: { text: x, sleep_ms: 1500, tally: TALLY }\n",
+    );
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| run_on(&p, "store-a", "p.yaml", &remote_a));
+        std::thread::sleep(Duration::from_millis(100));
+        let b = scope.spawn(|| run_on(&p, "store-b", "p.yaml", &remote_b));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(p.executed(), ["s"], "the key was built twice");
+    let mut both = [a.stages["s"].status, b.stages["s"].status];
+    both.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(both, [StageStatus::Hit, StageStatus::Ran]);
+    assert_eq!(a.stages["s"].outputs, b.stages["s"].outputs);
+    assert!(!remote_has(
+        &url,
+        &format!("leases/{}.json", a.stages["s"].key.as_ref().unwrap())
+    ));
+}
+
+#[test]
+fn a_lease_left_by_a_dead_machine_expires() {
+    let url = bucket("remote-stale-lease");
+    let remote = remote(&url);
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: stale\nstages:\n  s:\n    kind: step\n    with: { text: x, tally: TALLY }\n",
+    );
+    let key = p.load("p.yaml", &[]).unwrap();
+    let key = soma_flow_engine::key::CacheKey::compute(&key.stages["s"], &key, &Default::default())
+        .unwrap()
+        .hash;
+    let expires = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 1500;
+    put_raw(
+        &url,
+        &format!("leases/{key}.json"),
+        format!(r#"{{"owner":"dead-host (pid 1)","expires":{expires}}}"#).as_bytes(),
+    );
+    let t = Instant::now();
+    let r = run_on(&p, "store-a", "p.yaml", &remote);
+    assert_eq!(r.stages["s"].status, StageStatus::Ran);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "it did not wait for the lease"
+    );
+    assert_eq!(p.executed(), ["s"]);
+}
+
+#[test]
+fn a_corrupt_remote_object_is_caught_named_and_rebuilt_and_a_missing_one_falls_back() {
+    let url = bucket("remote-faults");
+    let remote = remote(&url);
+    let p = Project::new();
+    p.write("p.yaml", PIPELINE);
+    let a = run_on(&p, "store-a", "p.yaml", &remote);
+    let b_out = &a.stages["b"].outputs["out"];
+
+    // Someone overwrites b's object with other bytes of the same length.
+    put_raw(&url, &format!("objects/{}", b_out.hash), b"HELLO WORLD");
+    p.write("p.yaml", &format!("{PIPELINE}{DOWNSTREAM}"));
+    let b = run_on(&p, "store-b", "p.yaml", &remote);
+    assert_eq!(b.stages["c"].status, StageStatus::Failed);
+    let message = b.stages["c"].message.as_deref().unwrap();
+    assert!(message.contains("does not match its hash"), "{message}");
+    assert!(message.contains("run again"), "{message}");
+    let store_b = store(&p, "store-b");
+    assert!(matches!(store_b.verify(b_out).unwrap(), Check::Missing));
+    assert!(!remote_has(&url, &format!("objects/{}", b_out.hash)));
+    let staging = p.path().join("store-b/tmp/remote");
+    assert_eq!(
+        std::fs::read_dir(&staging).map_or(0, |d| d.count()),
+        0,
+        "staging left behind"
+    );
+
+    // The next run finds b's entry dangling: removed, b built here and shared again.
+    let b2 = run_on(&p, "store-b", "p.yaml", &remote);
+    assert_eq!(b2.stages["b"].status, StageStatus::Ran);
+    assert_eq!(b2.stages["c"].status, StageStatus::Ran);
+    assert!(remote_has(&url, &format!("objects/{}", b_out.hash)));
+
+    // An entry whose object was deleted: a warning, and the stage runs locally.
+    let a_out = &a.stages["a"].outputs["out"];
+    delete_raw(&url, &format!("objects/{}", a_out.hash));
+    let c = run_on(&p, "store-c", "p.yaml", &remote);
+    assert_eq!(c.stages["a"].status, StageStatus::Ran);
+    assert!(remote_has(&url, &format!("objects/{}", a_out.hash)));
+    assert!(statuses(&c).iter().all(|(_, s)| *s != StageStatus::Failed));
+}
+
+#[test]
+fn private_outputs_never_leave_the_machine() {
+    let url = bucket("remote-private");
+    let remote = remote(&url);
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: private\nstages:\n  key:\n    kind: step\n    with: { text: s3cret, private: true, tally: TALLY }\n  open:\n    kind: step\n    with: { text: public, tally: TALLY }\n",
+    );
+    let a = run_on(&p, "store-a", "p.yaml", &remote);
+    let secret = &a.stages["key"];
+    assert!(!remote_has(
+        &url,
+        &format!("cache/{}.json", secret.key.as_ref().unwrap())
+    ));
+    assert!(!remote_has(
+        &url,
+        &format!("objects/{}", secret.outputs["out"].hash)
+    ));
+    assert!(remote_has(
+        &url,
+        &format!("cache/{}.json", a.stages["open"].key.as_ref().unwrap())
+    ));
+
+    // push refuses it too, and says why.
+    let env = crate::harness::env();
+    let status = app::run_command(
+        &env,
+        app::Command::Push {
+            id: Some(a.id.clone()),
+            remote: RemoteArgs {
+                url: Some(url.clone()),
+            },
+        },
+        &app::StoreArgs {
+            store: Some(p.path().join("store-a")),
+        },
+    )
+    .unwrap();
+    assert_eq!(status, app::ExitStatus::Ok);
+    assert!(!remote_has(
+        &url,
+        &format!("objects/{}", secret.outputs["out"].hash)
+    ));
+
+    let b = run_on(&p, "store-b", "p.yaml", &remote);
+    assert_eq!(b.stages["key"].status, StageStatus::Ran);
+    assert!(b.stages["open"].remote);
+}
+
+#[test]
+fn push_uploads_a_run_made_without_the_remote() {
+    let url = bucket("remote-push");
+    let p = Project::new();
+    p.write("p.yaml", PIPELINE);
+    let local = p.run("p.yaml", &[]);
+    let env = crate::harness::env();
+    let store_args = app::StoreArgs {
+        store: Some(p.path().join("store")),
+    };
+    let push = || {
+        app::run_command(
+            &env,
+            app::Command::Push {
+                id: None,
+                remote: RemoteArgs {
+                    url: Some(url.clone()),
+                },
+            },
+            &store_args,
+        )
+        .unwrap()
+    };
+    assert_eq!(push(), app::ExitStatus::Ok);
+    // Again: nothing to do, still fine.
+    assert_eq!(push(), app::ExitStatus::Ok);
+    let b = run_on(&p, "store-b", "p.yaml", &remote(&url));
+    for (name, s) in &b.stages {
+        assert!(s.remote, "{name}");
+        assert_eq!(s.outputs, local.stages[name].outputs);
+    }
+}
+
+#[test]
+fn an_unusable_remote_is_named_and_the_run_goes_on_locally() {
+    moto::shared("remote-exists");
+    let err = Remote::open("s3://no-such-bucket-here/x").unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("s3://no-such-bucket-here/x"), "{text}");
+    assert!(RemoteArgs {
+        url: Some("s3://no-such-bucket-here/x".into())
+    }
+    .open(None)
+    .is_none());
+    assert!(Remote::open("nonsense:/x").is_err());
+    // A pipeline naming an unusable URL is a validation error at `remote`.
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: x\nremote: \"ftp://h/x\"\nstages:\n  s:\n    kind: step\n",
+    );
+    let err = match p.load("p.yaml", &[]) {
+        Ok(_) => panic!("an ftp:// remote loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("remote"), "{err}");
+    assert!(err.contains("p.yaml:2"), "{err}");
+}
+
+#[test]
+fn an_interrupted_download_resumes_and_a_bad_partial_is_fetched_again() {
+    let url = bucket("remote-resume");
+    let remote = remote(&url);
+    let p = Project::new();
+    // 20 MiB: three parts.
+    let big = p.path().join("big");
+    let bytes: Vec<u8> = (0..20u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&big, &bytes).unwrap();
+    let a = store(&p, "store-a");
+    let artifact = a.publish(&big).unwrap();
+    let quiet = |_: &str| {};
+    let meter = soma_flow_engine::remote::Meter::new("big".into(), artifact.size, &quiet);
+    remote.upload(&a, &artifact, &meter).unwrap();
+
+    // B was killed after writing part 1 of 3 (logged), with garbage elsewhere.
+    let b = store(&p, "store-b");
+    let staging = p.path().join("store-b/tmp/remote");
+    std::fs::create_dir_all(&staging).unwrap();
+    let mut partial = vec![0u8; bytes.len()];
+    let part = soma_flow_engine::remote::PART_SIZE;
+    partial[part..2 * part].copy_from_slice(&bytes[part..2 * part]);
+    std::fs::write(staging.join(format!("{}.part", artifact.hash)), &partial).unwrap();
+    std::fs::write(staging.join(format!("{}.parts", artifact.hash)), "1\n").unwrap();
+    remote.download(&b, &artifact, &meter).unwrap();
+    assert!(matches!(b.verify(&artifact).unwrap(), Check::Ok));
+    assert_eq!(std::fs::read(b.path_of(&artifact)).unwrap(), bytes);
+
+    // A partial whose logged part is wrong (a torn write): fetched again in full, and
+    // the remote's good object is not blamed.
+    let c = store(&p, "store-c");
+    let staging = p.path().join("store-c/tmp/remote");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(
+        staging.join(format!("{}.part", artifact.hash)),
+        vec![1u8; bytes.len()],
+    )
+    .unwrap();
+    std::fs::write(staging.join(format!("{}.parts", artifact.hash)), "0\n1\n").unwrap();
+    remote.download(&c, &artifact, &meter).unwrap();
+    assert_eq!(std::fs::read(c.path_of(&artifact)).unwrap(), bytes);
+    assert!(remote.has(&artifact).unwrap());
+}
