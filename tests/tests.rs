@@ -6,6 +6,9 @@ mod engine_run;
 mod engine_validate;
 mod hostile_store;
 mod localnet_cli;
+#[path = "../stages/tests/moto/mod.rs"]
+mod moto;
 mod network_stages;
 mod pipelines;
+mod remote_cli;
 mod schema;
