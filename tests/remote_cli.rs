@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::Project;
 use crate::moto;
@@ -38,17 +38,35 @@ fn assert_objects_intact(root: &Path) {
     }
 }
 
-/// Runs `args` and kills it with SIGKILL after `after`.
-fn killed(p: &Project, args: &[&str], after: Duration) {
+/// Runs `args` and kills it with SIGKILL once `ready` holds (or after 20 s).
+fn killed(p: &Project, args: &[&str], ready: impl Fn() -> bool) {
     let mut child = p
         .cmd(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(after);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Parts a download in the store at `root` logged as written, over all its files.
+fn parts_logged(root: &Path) -> usize {
+    std::fs::read_dir(root.join("tmp/remote")).map_or(0, |dir| {
+        dir.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "parts"))
+            .map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .sum()
+    })
 }
 
 #[test]
@@ -63,7 +81,10 @@ fn push_and_pull_killed_midway_leave_nothing_that_lies_and_finish_when_run_again
 
     // A push killed midway: whatever the remote shows must be whole. A fresh store
     // pulls either nothing (no entry yet) or the verified object.
-    killed(&p, &[a, "push", "--remote", url], Duration::from_millis(400));
+    let start = Instant::now();
+    killed(&p, &[a, "push", "--remote", url], || {
+        start.elapsed() > Duration::from_millis(150)
+    });
     let pulled = p.run(&[c, "pull", "big.yaml", "--remote", url]);
     assert_eq!(pulled.code(), 0, "{}", pulled.all());
     assert_objects_intact(&p.path().join("c"));
@@ -72,12 +93,19 @@ fn push_and_pull_killed_midway_leave_nothing_that_lies_and_finish_when_run_again
     let push = p.run(&[a, "push", "--remote", url]);
     assert_eq!(push.code(), 0, "{}", push.all());
     let again = p.run(&[a, "push", "--remote", url]);
-    assert!(again.stdout().contains("in the remote store already"), "{}", again.all());
+    assert!(
+        again.stdout().contains("in the remote store already"),
+        "{}",
+        again.all()
+    );
 
     // A pull killed midway leaves no object that is not whole; run again, it
     // finishes (resuming the parts it had) and the next run is a local hit.
-    killed(&p, &[b, "pull", "big.yaml", "--remote", url], Duration::from_millis(1500));
-    assert_objects_intact(&p.path().join("b"));
+    let store_b = p.path().join("b");
+    killed(&p, &[b, "pull", "big.yaml", "--remote", url], || {
+        parts_logged(&store_b) > 0
+    });
+    assert_objects_intact(&store_b);
     let pulled = p.run(&[b, "pull", "big.yaml", "--remote", url]);
     assert_eq!(pulled.code(), 0, "{}", pulled.all());
     assert!(pulled.stdout().contains("pulled"), "{}", pulled.all());

@@ -238,6 +238,27 @@ impl Drop for Remote {
     }
 }
 
+/// object_store's errors repeat their sources and quote whole XML bodies: this says
+/// once what failed, with the server's error code and message when it sent one.
+fn concise(e: object_store::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let field = |tag: &str| {
+        let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+        let end = start + text[start..].find(&format!("</{tag}>"))?;
+        Some(text[start..end].to_string())
+    };
+    let head = text.split(": <?xml").next().unwrap_or(&text);
+    // The first "Error performing …" is the request; what follows repeats it.
+    let head = match head.match_indices(": Error performing").nth(1) {
+        Some((i, _)) => &head[..i],
+        None => head,
+    };
+    match (field("Code"), field("Message")) {
+        (Some(code), Some(message)) => anyhow!("{head}: {code}: {message}"),
+        _ => anyhow!("{head}"),
+    }
+}
+
 fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
@@ -319,9 +340,9 @@ impl Remote {
     fn get_bytes(&self, path: &ObjectPath) -> Result<Option<Bytes>> {
         self.block_on(async {
             match self.store.get(path).await {
-                Ok(got) => Ok(Some(got.bytes().await?)),
+                Ok(got) => Ok(Some(got.bytes().await.map_err(concise)?)),
                 Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(concise(e)),
             }
         })
     }
@@ -336,7 +357,7 @@ impl Remote {
         match put {
             Ok(_) => Ok(true),
             Err(e) if is_taken(&e) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(concise(e)),
         }
     }
 
@@ -391,7 +412,7 @@ impl Remote {
     pub fn remove_entry(&self, key: &str) -> Result<()> {
         let path = self.path(&format!("cache/{key}.json"));
         match self.block_on(self.store.delete(&path)) {
-            Err(e) if !is_not_found(&e) => Err(e.into()),
+            Err(e) if !is_not_found(&e) => Err(concise(e)),
             _ => Ok(()),
         }
     }
@@ -401,7 +422,7 @@ impl Remote {
         match self.block_on(self.store.head(&self.artifact_path(a))) {
             Ok(meta) => Ok(a.kind == ArtifactKind::Dir || meta.size == a.size),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(concise(e)),
         }
     }
 
@@ -428,7 +449,8 @@ impl Remote {
                 self.block_on(
                     self.store
                         .put(&self.artifact_path(a), PutPayload::from(body)),
-                )?;
+                )
+                .map_err(concise)?;
                 Ok(())
             }
         }
@@ -454,7 +476,7 @@ impl Remote {
                     }
                     buf.truncate(n);
                     hasher.update(&buf);
-                    writer.put(Bytes::from(buf)).await?;
+                    writer.put(Bytes::from(buf)).await.map_err(concise)?;
                     meter.add(n as u64);
                 }
                 ensure!(
@@ -545,7 +567,7 @@ impl Remote {
         let remote_size = match self.block_on(self.store.head(&path)) {
             Ok(meta) => meta.size,
             Err(e) if is_not_found(&e) => return Err(FetchError::Missing(path.to_string())),
-            Err(e) => return Err(anyhow::Error::from(e).into()),
+            Err(e) => return Err(concise(e).into()),
         };
         if remote_size != size {
             let _ = self.block_on(self.store.delete(&path));
@@ -618,7 +640,11 @@ impl Remote {
                     let range = i * part..((i + 1) * part).min(size);
                     let (file, log) = (&file, &log);
                     async move {
-                        let bytes = self.store.get_range(path, range.clone()).await?;
+                        let bytes = self
+                            .store
+                            .get_range(path, range.clone())
+                            .await
+                            .map_err(concise)?;
                         ensure!(
                             bytes.len() as u64 == range.end - range.start,
                             "the remote sent {} bytes for a part of {}",
@@ -649,13 +675,13 @@ impl Remote {
             let got = match self.block_on(self.store.get(&path)) {
                 Ok(got) => got,
                 Err(e) if is_not_found(&e) => continue, // released meanwhile
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(concise(e)),
             };
             let version = UpdateVersion {
                 e_tag: got.meta.e_tag.clone(),
                 version: got.meta.version.clone(),
             };
-            let bytes = self.block_on(got.bytes())?;
+            let bytes = self.block_on(got.bytes()).map_err(concise)?;
             // A lease that does not parse counts as expired.
             if let Ok(held) = serde_json::from_slice::<LeaseFile>(&bytes) {
                 if held.expires > now_ms() {
@@ -679,7 +705,7 @@ impl Remote {
                 Err(object_store::Error::NotImplemented { .. }) => {
                     let _ = self.block_on(self.store.delete(&path));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(concise(e)),
             }
         }
         bail!("could not claim {path}: it changed hands five times in a row")
