@@ -62,11 +62,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Piping into `head` must end the process quietly, as for other Unix tools.
-    #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // Piping into `head` must end the process quietly, as for other Unix tools. SIGPIPE
+    // stays ignored (Rust's default): network code writing to a connection the peer
+    // reset must get an error, not die without a word. A closed stdout makes `println!`
+    // panic instead, which ends the process here with the status a shell gives SIGPIPE.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(128 + 13);
+        }
+        default_hook(info);
+    }));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
         .with_writer(std::io::stderr)

@@ -533,3 +533,25 @@ fn report_of_an_unknown_run_names_it() {
     );
     assert!(!p.path().join("report-19990101-no-such-run").exists());
 }
+
+#[test]
+fn a_reader_that_closes_early_ends_the_process_quietly_as_sigpipe_would() {
+    use std::io::Read;
+    let p = Project::new();
+    // The schema is larger than a pipe's buffer, so writing it meets the closed pipe.
+    let mut child = p
+        .cmd(&["schema"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

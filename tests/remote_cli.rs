@@ -2,8 +2,12 @@
 //! and `push` and `pull` killed midway (`kill -9`) leaving nothing that lies, then
 //! finishing when run again.
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::Project;
@@ -132,4 +136,163 @@ fn run_with_remote_on_a_second_store_runs_nothing() {
     let third = p.run(&["--store=c", "run", "p.yaml", "--remote", "none"]);
     assert_eq!(third.code(), 0, "{}", third.all());
     assert!(third.stdout().contains("ran"), "{}", third.all());
+}
+
+#[test]
+fn wrong_credentials_are_named_and_the_run_goes_on_locally() {
+    // A server that checks credentials as S3 does; the test's keys exist nowhere.
+    let strict = moto::start_moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let endpoint = format!("http://127.0.0.1:{}", strict.port);
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: p\nstages:\n  s:\n    kind: command\n    with: { run: echo hi > outputs/o, outs: [o] }\n",
+    );
+    let with_strict = |args: &[&str]| {
+        crate::common::Run(
+            p.cmd(args)
+                .env("AWS_ENDPOINT_URL", &endpoint)
+                .output()
+                .unwrap(),
+        )
+    };
+    let run = with_strict(&["run", "p.yaml", "--remote", "s3://some-bucket/c"]);
+    assert_eq!(run.code(), 0, "{}", run.all());
+    assert!(run.stderr().contains("InvalidAccessKeyId"), "{}", run.all());
+    assert!(
+        run.stderr().contains("running with the local store alone"),
+        "{}",
+        run.all()
+    );
+    assert!(run.stdout().contains("ran"), "{}", run.all());
+    // `push` exists to talk to the remote: there it is an error.
+    let push = with_strict(&["push", "--remote", "s3://some-bucket/c"]);
+    assert_eq!(push.code(), 1, "{}", push.all());
+    assert!(
+        push.stderr().contains("s3://some-bucket/c cannot be used"),
+        "{}",
+        push.all()
+    );
+}
+
+/// A TCP relay to a local port that can be cut: open connections are shut and new ones
+/// refused, as when the network goes away.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+fn relay(upstream: u16) -> Relay {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = Arc::new(AtomicBool::new(false));
+    let cut2 = Arc::clone(&cut);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            if cut2.load(Ordering::SeqCst) {
+                continue; // dropped: the connection is reset
+            }
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let pairs = [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ];
+            for (mut from, mut to) in pairs {
+                let cut = Arc::clone(&cut2);
+                std::thread::spawn(move || {
+                    from.set_read_timeout(Some(Duration::from_millis(20)))
+                        .unwrap();
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        if cut.load(Ordering::SeqCst) {
+                            let _ = from.shutdown(Shutdown::Both);
+                            let _ = to.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        match from.read(&mut buf) {
+                            Ok(0) => {
+                                let _ = to.shutdown(Shutdown::Write);
+                                return;
+                            }
+                            Ok(n) => {
+                                if to.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => return,
+                        }
+                    }
+                });
+            }
+        }
+    });
+    Relay { port, cut }
+}
+
+#[test]
+fn a_network_cut_mid_transfer_fails_clearly_and_leaves_nothing_that_lies() {
+    let port = moto::shared("cli-remote-cut");
+    let url = "s3://cli-remote-cut/cache";
+    let p = Project::new();
+    p.write("big.yaml", BIG);
+    let run = p.run(&["--store=a", "run", "big.yaml"]);
+    assert_eq!(run.code(), 0, "{}", run.all());
+    let through = |relay: &Relay, args: &[&str]| {
+        p.cmd(args)
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", relay.port),
+            )
+            .env("SOMA_FLOW_STORAGE_RETRY", "1s")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // The network goes away while a push uploads.
+    let up = relay(port);
+    let child = through(&up, &["--store=a", "push", "--remote", url]);
+    std::thread::sleep(Duration::from_millis(150));
+    up.cut.store(true, Ordering::SeqCst);
+    let push = crate::common::Run(child.wait_with_output().unwrap());
+    if push.code() != 0 {
+        assert!(push.stdout().contains("FAILED"), "{}", push.all());
+    }
+    // Whatever the remote shows is whole: a fresh store pulls nothing or the object.
+    let pulled = p.run(&["--store=c", "pull", "big.yaml", "--remote", url]);
+    assert_eq!(pulled.code(), 0, "{}", pulled.all());
+    assert_objects_intact(&p.path().join("c"));
+    let push = p.run(&["--store=a", "push", "--remote", url]);
+    assert_eq!(push.code(), 0, "{}", push.all());
+
+    // The network goes away while a pull downloads: it fails naming what, keeps no
+    // object that is not whole, and the next pull resumes and finishes.
+    let down = relay(port);
+    let store_b = p.path().join("b");
+    let child = through(&down, &["--store=b", "pull", "big.yaml", "--remote", url]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while parts_logged(&store_b) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    down.cut.store(true, Ordering::SeqCst);
+    let pull = crate::common::Run(child.wait_with_output().unwrap());
+    if pull.code() != 0 {
+        assert!(
+            pull.stdout().contains("FAILED: output `big`"),
+            "{}",
+            pull.all()
+        );
+    }
+    assert_objects_intact(&store_b);
+    let pulled = p.run(&["--store=b", "pull", "big.yaml", "--remote", url]);
+    assert_eq!(pulled.code(), 0, "{}", pulled.all());
+    assert!(pulled.stdout().contains("pulled"), "{}", pulled.all());
 }

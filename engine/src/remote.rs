@@ -56,19 +56,26 @@ const LEASE_TTL: Duration = Duration::from_secs(300);
 /// builder's `from_env` (other variables could clash with builder option names).
 const CREDENTIAL_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
 
+/// How long a failing request to object storage is retried before it counts as failed,
+/// unless `SOMA_FLOW_STORAGE_RETRY` says otherwise (object_store's default).
+const RETRY_FOR: Duration = Duration::from_secs(180);
+
 /// Opens the object store behind `url` and the path inside it, with credentials from
 /// the environment as each cloud's own tools read them; `Err` says why the URL is
-/// unusable.
+/// unusable. A request that fails (a network cut, a server error) is retried for
+/// `SOMA_FLOW_STORAGE_RETRY` (a duration, default 3m) before it fails.
 pub fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
+    use object_store::{ObjectStoreScheme, RetryConfig};
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
     let mut options: Vec<(String, String)> = std::env::vars()
         .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
+        .map(|(key, value)| (key.to_ascii_lowercase(), value))
         .collect();
     // A plain-http endpoint is a local test server (moto, MinIO): allow it rather
     // than making every such setup also set AWS_ALLOW_HTTP.
     let http_endpoint = options
         .iter()
-        .any(|(k, v)| k.starts_with("AWS_ENDPOINT") && v.starts_with("http://"));
+        .any(|(k, v)| k.starts_with("aws_endpoint") && v.starts_with("http://"));
     if http_endpoint {
         options.push(("aws_allow_http".into(), "true".into()));
     }
@@ -76,9 +83,48 @@ pub fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String>
     if parsed.scheme() == "http" {
         options.push(("allow_http".into(), "true".into()));
     }
-    let (store, path) =
-        object_store::parse_url_opts(&parsed, options).map_err(|e| e.to_string())?;
-    Ok((Arc::from(store), path))
+    let retry = RetryConfig {
+        retry_timeout: match std::env::var("SOMA_FLOW_STORAGE_RETRY") {
+            Ok(text) => humantime::parse_duration(&text).map_err(|e| {
+                format!("SOMA_FLOW_STORAGE_RETRY={text:?}: {e} (expected a duration, e.g. 30s)")
+            })?,
+            Err(_) => RETRY_FOR,
+        },
+        ..RetryConfig::default()
+    };
+    let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| e.to_string())?;
+    let path = ObjectPath::parse(path).map_err(|e| e.to_string())?;
+    // As `object_store::parse_url_opts` builds them, with the retry setting.
+    macro_rules! build {
+        ($builder:ty, $url:expr) => {{
+            let builder = options.into_iter().fold(
+                <$builder>::new()
+                    .with_url($url.to_string())
+                    .with_retry(retry),
+                |builder, (key, value)| match key.parse() {
+                    Ok(k) => builder.with_config(k, value),
+                    Err(_) => builder,
+                },
+            );
+            Arc::new(builder.build().map_err(|e| e.to_string())?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let store = match scheme {
+        ObjectStoreScheme::Local => Arc::new(object_store::local::LocalFileSystem::new()) as _,
+        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder, parsed),
+        ObjectStoreScheme::GoogleCloudStorage => {
+            build!(object_store::gcp::GoogleCloudStorageBuilder, parsed)
+        }
+        ObjectStoreScheme::MicrosoftAzure => {
+            build!(object_store::azure::MicrosoftAzureBuilder, parsed)
+        }
+        ObjectStoreScheme::Http => build!(
+            object_store::http::HttpBuilder,
+            &parsed[..url::Position::BeforePath]
+        ),
+        other => return Err(format!("{other:?} storage is not supported")),
+    };
+    Ok((store, path))
 }
 
 /// A directory artifact as the remote keeps it: every file by its content hash, and the
@@ -240,7 +286,7 @@ impl Drop for Remote {
 
 /// object_store's errors repeat their sources and quote whole XML bodies: this says
 /// once what failed, with the server's error code and message when it sent one.
-fn concise(e: object_store::Error) -> anyhow::Error {
+fn concise(e: impl std::fmt::Display) -> anyhow::Error {
     let text = e.to_string();
     let field = |tag: &str| {
         let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
@@ -488,10 +534,9 @@ impl Remote {
             }
             .await;
             match sent {
-                Ok(()) => writer
-                    .shutdown()
-                    .await
-                    .with_context(|| format!("cannot complete the upload of {dest}")),
+                Ok(()) => writer.shutdown().await.map_err(|e| {
+                    concise(e).context(format!("cannot complete the upload of {dest}"))
+                }),
                 Err(e) => {
                     let _ = writer.abort().await;
                     Err(e)

@@ -46,10 +46,17 @@ fn moto_commands() -> Vec<Vec<String>> {
 }
 
 pub fn start_moto() -> ServerProcess {
+    start_moto_with(&[])
+}
+
+/// A moto server with extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT=0`, which
+/// makes it check credentials as S3 does.
+pub fn start_moto_with(env: &[(&str, &str)]) -> ServerProcess {
     let port = free_port();
     for command in moto_commands() {
         let spawned = Command::new(&command[0])
             .args(&command[1..])
+            .envs(env.iter().copied())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
