@@ -58,11 +58,12 @@ fn killed(p: &Project, args: &[&str], ready: impl Fn() -> bool) {
     let _ = child.wait();
 }
 
-/// Parts a download in the store at `root` logged as written, over all its files.
-fn parts_logged(root: &Path) -> usize {
+/// Lines logged by interrupted transfers in the store at `root`: downloads (`parts`)
+/// or uploads (`upload`), over all their files.
+fn logged(root: &Path, kind: &str) -> usize {
     std::fs::read_dir(root.join("tmp/remote")).map_or(0, |dir| {
         dir.flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "parts"))
+            .filter(|e| e.path().extension().is_some_and(|x| x == kind))
             .map(|e| {
                 std::fs::read_to_string(e.path())
                     .unwrap_or_default()
@@ -85,17 +86,26 @@ fn push_and_pull_killed_midway_leave_nothing_that_lies_and_finish_when_run_again
 
     // A push killed midway: whatever the remote shows must be whole. A fresh store
     // pulls either nothing (no entry yet) or the verified object.
-    let start = Instant::now();
+    let store_a = p.path().join("a");
     killed(&p, &[a, "push", "--remote", url], || {
-        start.elapsed() > Duration::from_millis(150)
+        logged(&store_a, "upload") > 1
     });
     let pulled = p.run(&[c, "pull", "big.yaml", "--remote", url]);
     assert_eq!(pulled.code(), 0, "{}", pulled.all());
     assert_objects_intact(&p.path().join("c"));
 
-    // Pushed again, it completes; the next push has nothing to do.
+    // Pushed again, it completes (resuming the upload when the kill left one); the
+    // next push has nothing to do.
+    let resumable = logged(&store_a, "upload") > 1;
     let push = p.run(&[a, "push", "--remote", url]);
     assert_eq!(push.code(), 0, "{}", push.all());
+    if resumable {
+        assert!(
+            push.stderr().contains("resuming an upload"),
+            "{}",
+            push.all()
+        );
+    }
     let again = p.run(&[a, "push", "--remote", url]);
     assert!(
         again.stdout().contains("in the remote store already"),
@@ -107,7 +117,7 @@ fn push_and_pull_killed_midway_leave_nothing_that_lies_and_finish_when_run_again
     // finishes (resuming the parts it had) and the next run is a local hit.
     let store_b = p.path().join("b");
     killed(&p, &[b, "pull", "big.yaml", "--remote", url], || {
-        parts_logged(&store_b) > 0
+        logged(&store_b, "parts") > 0
     });
     assert_objects_intact(&store_b);
     let pulled = p.run(&[b, "pull", "big.yaml", "--remote", url]);
@@ -279,7 +289,7 @@ fn a_network_cut_mid_transfer_fails_clearly_and_leaves_nothing_that_lies() {
     let store_b = p.path().join("b");
     let child = through(&down, &["--store=b", "pull", "big.yaml", "--remote", url]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while parts_logged(&store_b) == 0 && Instant::now() < deadline {
+    while logged(&store_b, "parts") == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     down.cut.store(true, Ordering::SeqCst);

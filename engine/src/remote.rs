@@ -33,6 +33,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,18 @@ const RETRY_FOR: Duration = Duration::from_secs(180);
 /// unusable. A request that fails (a network cut, a server error) is retried for
 /// `SOMA_FLOW_STORAGE_RETRY` (a duration, default 3m) before it fails.
 pub fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
+    open_stores(url).map(|opened| (opened.store, opened.path))
+}
+
+/// A store as [`open_url`] opens it, with its multipart interface where it has one
+/// (S3, GCS, Azure): uploads through it can resume after an interruption.
+struct Opened {
+    store: Arc<dyn ObjectStore>,
+    parts: Option<Arc<dyn MultipartStore>>,
+    path: ObjectPath,
+}
+
+fn open_stores(url: &str) -> Result<Opened, String> {
     use object_store::{ObjectStoreScheme, RetryConfig};
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
     let mut options: Vec<(String, String)> = std::env::vars()
@@ -106,25 +119,35 @@ pub fn open_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String>
                     Err(_) => builder,
                 },
             );
-            Arc::new(builder.build().map_err(|e| e.to_string())?) as Arc<dyn ObjectStore>
+            Arc::new(builder.build().map_err(|e| e.to_string())?)
         }};
     }
-    let store = match scheme {
-        ObjectStoreScheme::Local => Arc::new(object_store::local::LocalFileSystem::new()) as _,
-        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder, parsed),
+    fn both<S: ObjectStore + MultipartStore>(
+        store: Arc<S>,
+    ) -> (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>) {
+        (Arc::clone(&store) as _, Some(store as _))
+    }
+    let (store, parts) = match scheme {
+        ObjectStoreScheme::Local => (
+            Arc::new(object_store::local::LocalFileSystem::new()) as _,
+            None,
+        ),
+        ObjectStoreScheme::AmazonS3 => both(build!(object_store::aws::AmazonS3Builder, parsed)),
         ObjectStoreScheme::GoogleCloudStorage => {
-            build!(object_store::gcp::GoogleCloudStorageBuilder, parsed)
+            both(build!(object_store::gcp::GoogleCloudStorageBuilder, parsed))
         }
         ObjectStoreScheme::MicrosoftAzure => {
-            build!(object_store::azure::MicrosoftAzureBuilder, parsed)
+            both(build!(object_store::azure::MicrosoftAzureBuilder, parsed))
         }
-        ObjectStoreScheme::Http => build!(
-            object_store::http::HttpBuilder,
-            &parsed[..url::Position::BeforePath]
-        ),
+        ObjectStoreScheme::Http => {
+            let url = &parsed[..url::Position::BeforePath];
+            let http: Arc<object_store::http::HttpStore> =
+                build!(object_store::http::HttpBuilder, url);
+            (http as _, None)
+        }
         other => return Err(format!("{other:?} storage is not supported")),
     };
-    Ok((store, path))
+    Ok(Opened { store, parts, path })
 }
 
 /// A directory artifact as the remote keeps it: every file by its content hash, and the
@@ -197,6 +220,11 @@ struct LeaseFile {
     expires: u64,
 }
 
+/// The multipart upload a log names is gone from the remote.
+#[derive(Debug, thiserror::Error)]
+#[error("the logged multipart upload is gone from the remote")]
+struct UploadGone;
+
 /// Why a download failed, so that a caller can tell a remote that lies (its object does
 /// not match its name, or is gone) from one it could not reach.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +255,11 @@ impl<'a> Meter<'a> {
             last: Mutex::new(Instant::now()),
             report,
         }
+    }
+
+    /// Says something about the transfer now.
+    fn say(&self, what: &str) {
+        (self.report)(&format!("{}: {what}", self.label));
     }
 
     fn add(&self, n: u64) {
@@ -262,6 +295,8 @@ pub fn human_bytes(n: u64) -> String {
 pub struct Remote {
     url: String,
     store: Arc<dyn ObjectStore>,
+    /// The same store's multipart interface, where it has one: resumable uploads.
+    parts: Option<Arc<dyn MultipartStore>>,
     prefix: ObjectPath,
     /// Its own runtime: the remote is used from blocking code (stage runners on the
     /// scheduler's blocking threads, the push and pull commands).
@@ -326,7 +361,7 @@ impl Remote {
     /// Opens the remote at `url` and checks that it can be used: the bucket exists,
     /// the credentials reach it, and its layout is this one.
     pub fn open(url: &str) -> Result<Remote> {
-        let (store, prefix) = open_url(url).map_err(|why| anyhow!("remote {url}: {why}"))?;
+        let opened = open_stores(url).map_err(|why| anyhow!("remote {url}: {why}"))?;
         let lease_ttl = match std::env::var("SOMA_FLOW_REMOTE_LEASE") {
             Ok(text) => humantime::parse_duration(&text).map_err(|e| {
                 anyhow!("SOMA_FLOW_REMOTE_LEASE={text:?}: {e} (expected a duration, e.g. 5m)")
@@ -340,8 +375,9 @@ impl Remote {
             .build()?;
         let remote = Remote {
             url: url.to_string(),
-            store,
-            prefix,
+            store: opened.store,
+            parts: opened.parts,
+            prefix: opened.path,
             runtime: Some(runtime),
             owner: owner_name(),
             lease_ttl,
@@ -480,14 +516,14 @@ impl Remote {
         }
         let path = local.path_of(a);
         match a.kind {
-            ArtifactKind::File => self.upload_file(&path, &a.hash, meter),
+            ArtifactKind::File => self.upload_file(local, &path, &a.hash, meter),
             ArtifactKind::Dir => {
                 let listing = Listing::of(&path)?;
                 for f in &listing.files {
                     let exists = self.block_on(self.store.head(&self.object_path(&f.hash)));
                     match exists {
                         Ok(meta) if meta.size == f.size => meter.add(f.size),
-                        _ => self.upload_file(&path.join(&f.path), &f.hash, meter)?,
+                        _ => self.upload_file(local, &path.join(&f.path), &f.hash, meter)?,
                     }
                 }
                 // Last, so that a listing never names a file that is not there.
@@ -502,9 +538,129 @@ impl Remote {
         }
     }
 
-    /// Streams a file up in parts, hashing it on the way: if it no longer matches its
-    /// name the upload is abandoned, so the remote never holds an object that lies.
-    fn upload_file(&self, src: &Path, hash: &str, meter: &Meter<'_>) -> Result<()> {
+    /// Uploads one file of `local` as the object `hash`. Every path hashes it on the
+    /// way: if it no longer matches its name the upload is abandoned, so the remote
+    /// never holds an object that lies.
+    fn upload_file(&self, local: &Store, src: &Path, hash: &str, meter: &Meter<'_>) -> Result<()> {
+        let size = fs::metadata(src)
+            .with_context(|| format!("cannot read {}", src.display()))?
+            .len();
+        match &self.parts {
+            Some(parts) if size > PART_SIZE as u64 => {
+                let staging = local.root().join("tmp").join("remote");
+                fs::create_dir_all(&staging)?;
+                let log = staging.join(format!("{hash}.upload"));
+                // A logged upload the remote no longer has (aborted, expired) starts over.
+                match self.upload_parts(parts, src, hash, size, &log, meter) {
+                    Err(e) if e.downcast_ref::<UploadGone>().is_some() => {
+                        let _ = fs::remove_file(&log);
+                        self.upload_parts(parts, src, hash, size, &log, meter)
+                    }
+                    done => done,
+                }
+            }
+            _ => self.upload_buffered(src, hash, meter),
+        }
+    }
+
+    /// A large file as a multipart upload whose id and finished parts are logged in
+    /// `log`: a killed upload resumes with the parts the remote has. The file is read
+    /// and hashed whole either way.
+    fn upload_parts(
+        &self,
+        parts: &Arc<dyn MultipartStore>,
+        src: &Path,
+        hash: &str,
+        size: u64,
+        log: &Path,
+        meter: &Meter<'_>,
+    ) -> Result<()> {
+        let dest = self.object_path(hash);
+        let logged = fs::read_to_string(log).unwrap_or_default();
+        let mut lines = logged.lines();
+        let resumed = lines.next().and_then(|l| l.strip_prefix("upload "));
+        let (id, done) = match resumed {
+            Some(id) => {
+                let done: std::collections::BTreeMap<usize, PartId> = lines
+                    .filter_map(|l| {
+                        let (i, content_id) = l.split_once(' ')?;
+                        let content_id = content_id.to_string();
+                        Some((i.parse().ok()?, PartId { content_id }))
+                    })
+                    .collect();
+                meter.say(&format!(
+                    "resuming an upload: {} of {} parts are there already",
+                    done.len(),
+                    size.div_ceil(PART_SIZE as u64)
+                ));
+                (id.to_string(), done)
+            }
+            None => {
+                let id = self
+                    .block_on(parts.create_multipart(&dest))
+                    .map_err(concise)?;
+                crate::store::write_atomic(log, format!("upload {id}\n").as_bytes())?;
+                (id, Default::default())
+            }
+        };
+        let appender = Mutex::new(fs::OpenOptions::new().append(true).open(log)?);
+        let mut file = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+        let mut hasher = blake3::Hasher::new();
+        let count = size.div_ceil(PART_SIZE as u64) as usize;
+        let sent: Result<Vec<PartId>> = self.block_on(
+            futures::stream::iter(0..count)
+                .map(|i| {
+                    // Read and hashed in order, as the buffer below asks for parts.
+                    let mut buf = vec![0u8; PART_SIZE];
+                    let read = hash::read_full(&mut file, &mut buf).map(|n| {
+                        buf.truncate(n);
+                        hasher.update(&buf);
+                        Bytes::from(buf)
+                    });
+                    let (dest, id, done, appender) = (&dest, &id, &done, &appender);
+                    async move {
+                        let bytes =
+                            read.with_context(|| format!("cannot read {}", src.display()))?;
+                        let n = bytes.len() as u64;
+                        let part = match done.get(&i) {
+                            Some(part) => part.clone(),
+                            None => {
+                                let put = parts.put_part(dest, id, i, bytes.into()).await;
+                                let part = put.map_err(|e| match is_not_found(&e) {
+                                    true => anyhow::Error::new(UploadGone),
+                                    false => concise(e),
+                                })?;
+                                let mut log = appender.lock().expect("log lock");
+                                writeln!(log, "{i} {}", part.content_id)?;
+                                part
+                            }
+                        };
+                        meter.add(n);
+                        anyhow::Ok(part)
+                    }
+                })
+                .buffered(PARTS_IN_FLIGHT)
+                .try_collect(),
+        );
+        let sent = sent?;
+        if hasher.finalize().to_hex().as_str() != hash {
+            let _ = self.block_on(parts.abort_multipart(&dest, &id));
+            let _ = fs::remove_file(log);
+            bail!(
+                "{} changed while it was uploaded; nothing was published",
+                src.display()
+            );
+        }
+        self.block_on(parts.complete_multipart(&dest, &id, sent))
+            .map_err(concise)
+            .with_context(|| format!("cannot complete the upload of {dest}"))?;
+        let _ = fs::remove_file(log);
+        Ok(())
+    }
+
+    /// A file through a buffered writer (stores without a multipart interface, and
+    /// files of one part).
+    fn upload_buffered(&self, src: &Path, hash: &str, meter: &Meter<'_>) -> Result<()> {
         let dest = self.object_path(hash);
         let mut file = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
         self.block_on(async {
