@@ -102,6 +102,16 @@ pub struct PlannedStage {
     pub requirements: Requirements,
 }
 
+impl PlannedStage {
+    /// The first output that must not leave this machine, and why
+    /// ([`crate::StageKind::private`]).
+    pub fn private_output(&self) -> Option<(&str, &'static str)> {
+        self.outputs
+            .iter()
+            .find_map(|o| self.prepared.private(o).map(|why| (o.as_str(), why)))
+    }
+}
+
 /// A validated pipeline, ready to schedule.
 pub struct Plan {
     pub source: Source,

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use indicatif::HumanBytes;
 use object_store::buffered::BufWriter;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
@@ -270,24 +271,10 @@ impl<'a> Meter<'a> {
             (self.report)(&format!(
                 "{}: {} of {}",
                 self.label,
-                human_bytes(done),
-                human_bytes(self.total)
+                HumanBytes(done),
+                HumanBytes(self.total)
             ));
         }
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{n} B"),
-        _ => format!("{value:.1} {}", UNITS[unit]),
     }
 }
 

@@ -4,14 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use super::{load, recorded_plan, Env, ExitStatus, PipelineArgs, RemoteArgs};
 use crate::key::CacheKey;
+use crate::pipeline::Plan;
 use crate::record::{self, RunRecord, StageRecord};
-use crate::remote::{human_bytes, Meter, Remote};
+use crate::remote::{Meter, Remote};
 use crate::store::{Artifact, CacheEntry, Check, Store};
+use indicatif::HumanBytes;
 
 /// Progress lines of a transfer, on stderr.
 fn say(line: &str) {
@@ -26,6 +29,34 @@ fn record_or_latest(store: &Store, id: Option<&str>) -> Result<RunRecord> {
             .pop()
             .context("no recorded runs in this store; run a pipeline first"),
     }
+}
+
+/// A recorded run, its plan, and the remote store.
+type Recorded = (RunRecord, Plan, Arc<Remote>);
+
+/// A recorded run (or the latest), its plan and the remote store, or the exit status
+/// after saying why not.
+fn recorded(
+    env: &Env,
+    store: &Store,
+    id: Option<&str>,
+    remote: &RemoteArgs,
+) -> Result<Result<Recorded, ExitStatus>> {
+    let rec = record_or_latest(store, id)?;
+    let plan = match recorded_plan(env, &rec) {
+        Ok(plan) => plan,
+        Err(status) => return Ok(Err(status)),
+    };
+    let remote = remote.require(plan.remote.as_deref())?;
+    Ok(Ok((rec, plan, remote)))
+}
+
+/// The stages of a run that have a key and outputs.
+fn keyed(rec: &RunRecord) -> impl Iterator<Item = (&String, &StageRecord, &str)> {
+    rec.stages.iter().filter_map(|(name, s)| {
+        let key = s.key.as_deref().filter(|_| !s.outputs.is_empty())?;
+        Some((name, s, key))
+    })
 }
 
 /// The cache entry a recorded stage stands for: the local store's own, else one made
@@ -57,24 +88,17 @@ pub(super) fn push(
     id: Option<&str>,
     remote: &RemoteArgs,
 ) -> Result<ExitStatus> {
-    let rec = record_or_latest(store, id)?;
-    let plan = match recorded_plan(env, &rec) {
-        Ok(plan) => plan,
+    let (rec, plan, remote) = match recorded(env, store, id, remote)? {
+        Ok(found) => found,
         Err(status) => return Ok(status),
     };
-    let remote = remote.require(plan.remote.as_deref())?;
     eprintln!("pushing run {} to {}", rec.id, remote.url());
     let mut status = ExitStatus::Ok;
-    for (name, s) in &rec.stages {
-        let Some(key) = s.key.as_deref().filter(|_| !s.outputs.is_empty()) else {
-            continue;
-        };
-        let private = plan.stages.get(name).and_then(|stage| {
-            stage
-                .outputs
-                .iter()
-                .find_map(|o| stage.prepared.private(o).map(|why| (o.clone(), why)))
-        });
+    for (name, s, key) in keyed(&rec) {
+        let private = plan
+            .stages
+            .get(name)
+            .and_then(|stage| stage.private_output());
         if let Some((output, why)) = private {
             println!("{name:<24} refused: output `{output}` {why}");
             continue;
@@ -103,10 +127,7 @@ pub(super) fn push(
             remote.publish_entry(&entry_of(store, s, key))
         };
         match pushed() {
-            Ok(true) => println!(
-                "{name:<24} pushed ({})",
-                human_bytes(total_size(&s.outputs))
-            ),
+            Ok(true) => println!("{name:<24} pushed ({})", HumanBytes(total_size(&s.outputs))),
             Ok(false) => println!("{name:<24} in the remote store already"),
             Err(e) => {
                 println!("{name:<24} FAILED: {e:#}");
@@ -184,18 +205,13 @@ pub(super) fn pull(
         }
         return Ok(status);
     }
-    let rec = record_or_latest(store, target)?;
-    let plan = match recorded_plan(env, &rec) {
-        Ok(plan) => plan,
+    let (rec, _, remote) = match recorded(env, store, target, remote)? {
+        Ok(found) => found,
         Err(status) => return Ok(status),
     };
-    let remote = remote.require(plan.remote.as_deref())?;
     eprintln!("pulling run {} from {}", rec.id, remote.url());
     let mut status = ExitStatus::Ok;
-    for (name, s) in &rec.stages {
-        let Some(key) = s.key.as_deref().filter(|_| !s.outputs.is_empty()) else {
-            continue;
-        };
+    for (name, s, key) in keyed(&rec) {
         let entry = match remote.entry(key)? {
             Some(entry) => entry,
             None => entry_of(store, s, key),
@@ -219,7 +235,7 @@ fn pull_entry(store: &Store, remote: &Remote, name: &str, entry: &CacheEntry) ->
     store.cache_put(entry)?;
     println!(
         "{name:<24} pulled ({})",
-        human_bytes(total_size(&entry.outputs))
+        HumanBytes(total_size(&entry.outputs))
     );
     Ok(())
 }

@@ -289,11 +289,7 @@ fn fetch_inputs(
 /// machine is not shared at all. Failures are warnings: the result stands here.
 fn share(shared: &Shared, stage: &PlannedStage, remote: &Remote, entry: &CacheEntry) {
     let report = |msg: &str| shared.progress.message(&stage.name, msg);
-    if let Some((name, why)) = stage
-        .outputs
-        .iter()
-        .find_map(|o| stage.prepared.private(o).map(|why| (o, why)))
-    {
+    if let Some((name, why)) = stage.private_output() {
         report(&format!(
             "not shared with the remote store: output `{name}` {why}"
         ));
