@@ -400,11 +400,11 @@ pub(super) async fn run_stage(
         return f;
     }
 
-    let _job = Arc::clone(&shared.jobs)
+    let job = Arc::clone(&shared.jobs)
         .acquire_owned()
         .await
         .expect("semaphore never closes");
-    let _class = match stage
+    let class = match stage
         .requirements
         .resource
         .as_ref()
@@ -425,12 +425,25 @@ pub(super) async fn run_stage(
     let result = tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs)).await;
     f.elapsed = shared.t0.elapsed() - f.start;
     match result {
-        Ok(Ok(Executed::Done(entry, origin))) => {
-            f.status = match origin {
-                Origin::Ran => StageStatus::Ran,
-                Origin::Local | Origin::Remote => StageStatus::Hit,
-            };
+        Ok(Ok(Executed::Found(entry, origin))) => {
+            f.status = StageStatus::Hit;
             f.remote = origin == Origin::Remote;
+            f.outputs = entry.outputs;
+            f.notes = entry.notes;
+        }
+        Ok(Ok(Executed::Built(entry, lease))) => {
+            if let Some(remote) = &shared.remote {
+                // The upload holds no job slot and no resource class: the next stage
+                // may start. The lease is held until the entry is published.
+                drop((job, class));
+                let (s2, remote, entry) = (Arc::clone(shared), Arc::clone(remote), entry.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    share(&s2, &s2.plan.stages[i], &remote, &entry);
+                    drop(lease);
+                })
+                .await;
+            }
+            f.status = StageStatus::Ran;
             f.outputs = entry.outputs;
             f.notes = entry.notes;
         }
@@ -458,16 +471,17 @@ fn fail(shared: &Shared, mut f: Finished, stage: &str, message: String) -> Finis
 }
 
 enum Executed {
-    /// Outputs, and where they came from.
-    Done(CacheEntry, Origin),
+    /// Built here, with the remote store's lease on its key if one was taken.
+    Built(CacheEntry, Option<Lease>),
+    /// Built by another process while this one waited for the key.
+    Found(CacheEntry, Origin),
     Deferred(String),
 }
 
-/// Who produced a stage's outputs: this execution, or another process while this one
-/// waited (on this machine, or elsewhere through the remote store).
+/// Where another process built a stage's outputs: on this machine, or elsewhere
+/// (through the remote store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    Ran,
     Local,
     Remote,
 }
@@ -491,13 +505,13 @@ fn execute(
         if let Some(entry) = lookup(store, stage, key, &|w| {
             shared.progress.warn(&format!("{}: {w}", stage.name))
         }) {
-            return Ok(Executed::Done(entry, Origin::Local));
+            return Ok(Executed::Found(entry, Origin::Local));
         }
     }
     // Other machines: take the key's lease, or wait for whoever holds it.
-    let _lease = match &shared.remote {
+    let lease = match &shared.remote {
         Some(remote) if !shared.no_cache => match claim_or_wait(shared, stage, remote, key) {
-            Ok(Claimed::Built(entry)) => return Ok(Executed::Done(entry, Origin::Remote)),
+            Ok(Claimed::Built(entry)) => return Ok(Executed::Found(entry, Origin::Remote)),
             Ok(Claimed::Lease(lease)) => Some(lease),
             Err(e) => {
                 shared.progress.warn(&format!(
@@ -515,7 +529,10 @@ fn execute(
     let work = store.tmp_dir(tag)?;
     let result = execute_in(shared, stage, key, inputs, &work);
     let _ = store::remove_any(&work);
-    result
+    Ok(match result? {
+        Executed::Built(entry, _) => Executed::Built(entry, lease),
+        other => other,
+    })
 }
 
 fn execute_in(
@@ -595,10 +612,7 @@ fn execute_in(
     };
     store.cache_put(&entry)?;
     let _ = std::fs::remove_dir_all(&scratch);
-    if let Some(remote) = &shared.remote {
-        share(shared, stage, remote, &entry);
-    }
-    Ok(Executed::Done(entry, Origin::Ran))
+    Ok(Executed::Built(entry, None))
 }
 
 /// Links each input artifact at `inputs/<name>` (or `inputs/<name>/<i>` for lists).
