@@ -16,9 +16,12 @@ use rand::{Rng, SeedableRng};
 use super::config::ArchConfig;
 use super::layout::{canonical_layout, layer_prefix, ParamInit, ParamSpec};
 
-/// Score given to future positions before the softmax. The chain fills with
-/// -1e4 rather than -inf; a fully masked row would then stay finite.
-const MASKED_SCORE: f32 = -1.0e4;
+/// Score given to future positions before the softmax. The chain fills with -1e4;
+/// -inf gives the same probabilities bit for bit (after the row's maximum is
+/// subtracted, `exp` of either underflows to exactly 0, and a causal row always keeps
+/// its diagonal, so no row is wholly masked), and glibc's `expf` returns 0 for -inf
+/// at once but takes its slow underflow path for -1e4, half of all scores.
+const MASKED_SCORE: f32 = f32::NEG_INFINITY;
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
