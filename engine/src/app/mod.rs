@@ -132,14 +132,19 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    /// The remote store to use: `--remote`, else the pipeline's. One that cannot be
-    /// used is a warning, and the run goes on with the local store alone.
+    /// The URL to use: `--remote` (or `SOMA_FLOW_REMOTE`), else the pipeline's; `none`
+    /// (or empty) is none.
+    fn url<'a>(&'a self, pipeline: Option<&'a str>) -> Option<&'a str> {
+        self.url
+            .as_deref()
+            .or(pipeline)
+            .filter(|u| !u.is_empty() && *u != "none")
+    }
+
+    /// The remote store to use. One that cannot be used is a warning, and the run goes
+    /// on with the local store alone.
     pub fn open(&self, pipeline: Option<&str>) -> Option<Arc<Remote>> {
-        let url = self.url.as_deref().or(pipeline)?;
-        if url.is_empty() || url == "none" {
-            return None;
-        }
-        match Remote::open(url) {
+        match Remote::open(self.url(pipeline)?) {
             Ok(remote) => Some(Arc::new(remote)),
             Err(e) => {
                 eprintln!("warning: {e:#}; running with the local store alone");
@@ -151,12 +156,7 @@ impl RemoteArgs {
     /// The remote store, or an error when none is named or it cannot be used (for the
     /// commands that exist to talk to it).
     pub fn require(&self, pipeline: Option<&str>) -> Result<Arc<Remote>> {
-        let url = self
-            .url
-            .as_deref()
-            .or(pipeline)
-            .filter(|u| !u.is_empty() && *u != "none");
-        let url = url.context(
+        let url = self.url(pipeline).context(
             "no remote store: give --remote URL, set SOMA_FLOW_REMOTE, or name `remote` in the pipeline",
         )?;
         Ok(Arc::new(Remote::open(url)?))

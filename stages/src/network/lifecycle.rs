@@ -308,12 +308,15 @@ fn recover(
     let url = escrow_name(a.manifest.url().as_str());
     let model_hex = model.id.to_hex();
     let opened = || -> Result<(DecryptionKey, CommitRecord)> {
-        let mut bytes = net.block_on(storage::get_small(&url, ESCROW_MAX))?;
+        // Plaintext key material is wiped when dropped.
+        let mut bytes =
+            zeroize::Zeroizing::new(net.block_on(storage::get_small(&url, ESCROW_MAX))?);
         escrow_cipher(owner, &model_hex, hash(a.key_commitment)).process(&mut bytes);
         let escrow: Escrow = serde_json::from_slice(&bytes)
             .map_err(|_| anyhow!("it does not open with this signing key"))?;
+        let hex_key = zeroize::Zeroizing::new(escrow.key);
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(&escrow.key, key.as_mut())
+        hex::decode_to_slice(hex_key.as_str(), key.as_mut())
             .map_err(|_| anyhow!("it holds no 32-byte key"))?;
         let key = DecryptionKey::from_bytes(*key);
         let mut record = escrow.record;
