@@ -67,6 +67,18 @@ impl JsonSchema for HumanDuration {
     }
 }
 
+/// The duration the environment variable `name` gives (as people write it, `30s`,
+/// `5m`), or `default` when it is unset.
+pub fn from_env(name: &str, default: Duration) -> Result<Duration, String> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse::<HumanDuration>()
+            .map(|d| d.get())
+            .map_err(|e| format!("{name}: {e}")),
+        Err(_) => Ok(default),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use crate::key::CacheKey;
-use crate::pipeline::Plan;
+use crate::key::{walk, Keyed};
+use crate::pipeline::{Plan, PlannedStage};
 use crate::record::{RunRecord, StageStatus};
 use crate::store::{Artifact, CacheEntry, Check, Store};
 
@@ -20,72 +20,56 @@ pub fn explain(
     store: &Store,
     previous: Option<&RunRecord>,
 ) -> Result<Vec<(String, Verdict)>> {
-    let mut known: BTreeMap<String, BTreeMap<String, Artifact>> = BTreeMap::new();
     let mut out = Vec::new();
-    for stage in plan.stages.values() {
-        let upstream_runs: Vec<&String> = stage
-            .inputs
-            .values()
-            .flatten()
-            .map(|r| &r.stage)
-            .filter(|s| !known.contains_key(*s))
-            .collect();
-        if let Some(first) = upstream_runs.first() {
-            out.push((
-                stage.name.clone(),
-                Verdict::WouldRun(vec![format!(
-                    "upstream `{first}` runs first; its output decides"
-                )]),
-            ));
-            continue;
-        }
-        let inputs: BTreeMap<String, Vec<Artifact>> = stage
-            .inputs
-            .iter()
-            .map(|(port, refs)| {
-                (
-                    port.clone(),
-                    refs.iter()
-                        .map(|r| known[&r.stage][&r.output].clone())
-                        .collect(),
-                )
-            })
-            .collect();
-        let key = CacheKey::compute(stage, plan, &inputs)?;
-        match cached(store, &key.hash) {
-            Ok(Some(entry)) => {
-                known.insert(stage.name.clone(), entry.outputs);
-                out.push((stage.name.clone(), Verdict::Cached));
-                continue;
-            }
-            Err(why) => {
-                out.push((stage.name.clone(), Verdict::WouldRun(vec![why])));
-                continue;
-            }
-            Ok(None) => {}
-        }
-        let Some((run, before)) = previous.and_then(|r| r.stages.get(&stage.name).map(|s| (r, s)))
-        else {
-            let why = if previous.is_some() {
-                "new stage"
-            } else {
-                "never run with this pipeline"
-            };
-            out.push((stage.name.clone(), Verdict::WouldRun(vec![why.into()])));
-            continue;
-        };
-        let mut reasons = key.changes_since(stage, plan, run, before);
-        if reasons.is_empty() {
-            reasons.push(match before.status {
-                StageStatus::Failed => "it failed last time".into(),
-                StageStatus::Deferred => "it was deferred last time".into(),
-                StageStatus::Skipped => "it was skipped last time".into(),
-                _ => "its cached outputs are gone (removed by gc or by hand)".into(),
-            });
-        }
-        out.push((stage.name.clone(), Verdict::WouldRun(reasons)));
-    }
+    walk(plan, |stage, keyed| {
+        let (verdict, outputs) = verdict(plan, store, previous, stage, keyed);
+        out.push((stage.name.clone(), verdict));
+        Ok(outputs)
+    })?;
     Ok(out)
+}
+
+/// One stage's verdict, and its outputs when cached.
+fn verdict(
+    plan: &Plan,
+    store: &Store,
+    previous: Option<&RunRecord>,
+    stage: &PlannedStage,
+    keyed: Keyed<'_>,
+) -> (Verdict, Option<BTreeMap<String, Artifact>>) {
+    let would_run = |why: Vec<String>| (Verdict::WouldRun(why), None);
+    let key = match keyed {
+        Keyed::After(first) => {
+            return would_run(vec![format!(
+                "upstream `{first}` runs first; its output decides"
+            )])
+        }
+        Keyed::Key(key) => key,
+    };
+    match cached(store, &key.hash) {
+        Ok(Some(entry)) => return (Verdict::Cached, Some(entry.outputs)),
+        Err(why) => return would_run(vec![why]),
+        Ok(None) => {}
+    }
+    let Some((run, before)) = previous.and_then(|r| r.stages.get(&stage.name).map(|s| (r, s)))
+    else {
+        let why = if previous.is_some() {
+            "new stage"
+        } else {
+            "never run with this pipeline"
+        };
+        return would_run(vec![why.into()]);
+    };
+    let mut reasons = key.changes_since(stage, plan, run, before);
+    if reasons.is_empty() {
+        reasons.push(match before.status {
+            StageStatus::Failed => "it failed last time".into(),
+            StageStatus::Deferred => "it was deferred last time".into(),
+            StageStatus::Skipped => "it was skipped last time".into(),
+            _ => "its cached outputs are gone (removed by gc or by hand)".into(),
+        });
+    }
+    would_run(reasons)
 }
 
 /// The key's cache entry if it is this store's and every output in it is intact,

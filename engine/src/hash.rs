@@ -4,6 +4,10 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
+use crate::store::ContentHash;
+
 /// Files at least this big are hashed on all cores, a piece of this size at a time:
 /// memory stays constant (a mapping of the whole file would count toward the
 /// process's resident memory, 4.8 GB for a weights file).
@@ -97,23 +101,77 @@ fn file_type_name(meta: &fs::Metadata) -> &'static str {
     }
 }
 
-/// Hash of a directory: a canonical listing of relative paths (sorted), each file's
-/// executable bit and content hash, and empty directories. Symlinks are refused so that
-/// an artifact never points outside itself.
-pub fn hash_tree(root: &Path) -> io::Result<(String, u64)> {
-    let mut listing = String::new();
-    let mut total = 0;
+/// One entry of a directory tree as its hash covers it, in walk order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum TreeEntry {
+    /// An empty directory.
+    Dir { path: String },
+    File {
+        path: String,
+        hash: ContentHash,
+        size: u64,
+        executable: bool,
+    },
+}
+
+impl TreeEntry {
+    pub fn path(&self) -> &str {
+        match self {
+            TreeEntry::Dir { path } | TreeEntry::File { path, .. } => path,
+        }
+    }
+}
+
+/// The entries of the tree at `root`, each file hashed: what [`tree_hash`] covers.
+pub fn tree_entries(root: &Path) -> io::Result<Vec<TreeEntry>> {
+    let mut entries = Vec::new();
     walk(root, root, &mut |rel, meta, abs| {
-        if meta.is_dir() {
-            listing.push_str(&format!("D\0{rel}\n"));
+        let path = rel.to_string();
+        entries.push(if meta.is_dir() {
+            TreeEntry::Dir { path }
         } else {
             let (h, size) = hash_file(abs)?;
-            total += size;
-            listing.push_str(&format!("F\0{rel}\0{}\0{h}\n", is_executable(meta) as u8));
-        }
+            TreeEntry::File {
+                path,
+                hash: ContentHash::parse(&h)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+                size,
+                executable: is_executable(meta),
+            }
+        });
         Ok(())
     })?;
-    Ok((blake3::hash(listing.as_bytes()).to_hex().to_string(), total))
+    Ok(entries)
+}
+
+/// Hash of a directory from its entries: a canonical listing of relative paths (sorted),
+/// each file's executable bit and content hash, and empty directories; and its total
+/// size.
+pub fn tree_hash(entries: &[TreeEntry]) -> (String, u64) {
+    let mut listing = String::new();
+    let mut total = 0;
+    for entry in entries {
+        match entry {
+            TreeEntry::Dir { path } => listing.push_str(&format!("D\0{path}\n")),
+            TreeEntry::File {
+                path,
+                hash,
+                size,
+                executable,
+            } => {
+                total += size;
+                listing.push_str(&format!("F\0{path}\0{}\0{hash}\n", *executable as u8));
+            }
+        }
+    }
+    (blake3::hash(listing.as_bytes()).to_hex().to_string(), total)
+}
+
+/// Hash of the directory at `root` ([`tree_hash`] of its entries). Symlinks are refused
+/// so that an artifact never points outside itself.
+pub fn hash_tree(root: &Path) -> io::Result<(String, u64)> {
+    Ok(tree_hash(&tree_entries(root)?))
 }
 
 /// Visits every entry under `root` in sorted order; directories are visited only when empty.
@@ -162,13 +220,13 @@ fn rel_path(root: &Path, path: &Path) -> io::Result<String> {
 }
 
 #[cfg(unix)]
-pub fn is_executable(meta: &fs::Metadata) -> bool {
+fn is_executable(meta: &fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o111 != 0
 }
 
 #[cfg(not(unix))]
-pub fn is_executable(_: &fs::Metadata) -> bool {
+fn is_executable(_: &fs::Metadata) -> bool {
     false
 }
 

@@ -12,6 +12,47 @@ use crate::pipeline::{Plan, PlannedStage};
 use crate::record::{RunRecord, StageRecord};
 use crate::store::Artifact;
 
+/// How far [`walk`] got with a stage.
+pub enum Keyed<'p> {
+    /// An upstream stage whose outputs are not known, so this one cannot be keyed.
+    After(&'p str),
+    Key(Box<CacheKey>),
+}
+
+/// Keys `plan`'s stages in order from their upstream stages' outputs, as a run would
+/// without running anything: `visit` gets each stage with its key (or the upstream it
+/// waits for) and returns the stage's outputs when it knows them (cached here, or in a
+/// remote store), which key the stages after it.
+pub fn walk<'p>(
+    plan: &'p Plan,
+    mut visit: impl FnMut(&'p PlannedStage, Keyed<'p>) -> Result<Option<BTreeMap<String, Artifact>>>,
+) -> Result<()> {
+    let mut known: BTreeMap<&str, BTreeMap<String, Artifact>> = BTreeMap::new();
+    for stage in plan.stages.values() {
+        let refs = || stage.inputs.values().flatten();
+        let keyed = match refs().find(|r| !known.contains_key(r.stage.as_str())) {
+            Some(up) => Keyed::After(&up.stage),
+            None => {
+                let inputs = stage
+                    .inputs
+                    .iter()
+                    .map(|(port, refs)| {
+                        let arts = refs
+                            .iter()
+                            .map(|r| known[r.stage.as_str()][&r.output].clone());
+                        (port.clone(), arts.collect())
+                    })
+                    .collect();
+                Keyed::Key(Box::new(CacheKey::compute(stage, plan, &inputs)?))
+            }
+        };
+        if let Some(outputs) = visit(stage, keyed)? {
+            known.insert(&stage.name, outputs);
+        }
+    }
+    Ok(())
+}
+
 /// The key of one stage and the material it hashes.
 #[derive(Debug, Clone)]
 pub struct CacheKey {

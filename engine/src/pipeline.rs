@@ -257,7 +257,7 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     }
     let backend = v.backend(&root, &params, opts);
     if let (Some(url), Some(node)) = (&file.remote, root.get("remote")) {
-        if let Err(why) = crate::remote::open_url(url) {
+        if let Err(why) = crate::remote::check_url(url) {
             v.error(
                 node.span,
                 format!("`remote`: {url:?} is not a usable store URL: {why}"),

@@ -36,12 +36,15 @@ use indicatif::HumanBytes;
 use object_store::buffered::BufWriter;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
+use object_store::{
+    ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutPayload, RetryConfig, UpdateVersion,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::hash;
-use crate::store::{Artifact, ArtifactKind, CacheEntry, Check, ContentHash, Store};
+use crate::duration::from_env;
+use crate::hash::{self, TreeEntry};
+use crate::store::{Artifact, ArtifactKind, CacheEntry, Check, Store};
 
 /// Bytes per part of a transfer.
 pub const PART_SIZE: usize = 8 << 20;
@@ -78,9 +81,24 @@ struct Opened {
     path: ObjectPath,
 }
 
-fn open_stores(url: &str) -> Result<Opened, String> {
-    use object_store::{ObjectStoreScheme, RetryConfig};
+/// The URL parsed, the kind of store it names and the path inside it; `Err` says why
+/// it cannot be used. Nothing is built or contacted (pipelines are checked with it).
+pub fn check_url(url: &str) -> Result<(url::Url, ObjectStoreScheme, ObjectPath), String> {
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| e.to_string())?;
+    let path = ObjectPath::parse(path).map_err(|e| e.to_string())?;
+    match scheme {
+        ObjectStoreScheme::Local
+        | ObjectStoreScheme::AmazonS3
+        | ObjectStoreScheme::GoogleCloudStorage
+        | ObjectStoreScheme::MicrosoftAzure
+        | ObjectStoreScheme::Http => Ok((parsed, scheme, path)),
+        other => Err(format!("{other:?} storage is not supported")),
+    }
+}
+
+fn open_stores(url: &str) -> Result<Opened, String> {
+    let (parsed, scheme, path) = check_url(url)?;
     let mut options: Vec<(String, String)> = std::env::vars()
         .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
         .map(|(key, value)| (key.to_ascii_lowercase(), value))
@@ -98,16 +116,9 @@ fn open_stores(url: &str) -> Result<Opened, String> {
         options.push(("allow_http".into(), "true".into()));
     }
     let retry = RetryConfig {
-        retry_timeout: match std::env::var("SOMA_FLOW_STORAGE_RETRY") {
-            Ok(text) => humantime::parse_duration(&text).map_err(|e| {
-                format!("SOMA_FLOW_STORAGE_RETRY={text:?}: {e} (expected a duration, e.g. 30s)")
-            })?,
-            Err(_) => RETRY_FOR,
-        },
+        retry_timeout: from_env("SOMA_FLOW_STORAGE_RETRY", RETRY_FOR)?,
         ..RetryConfig::default()
     };
-    let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| e.to_string())?;
-    let path = ObjectPath::parse(path).map_err(|e| e.to_string())?;
     // As `object_store::parse_url_opts` builds them, with the retry setting.
     macro_rules! build {
         ($builder:ty, $url:expr) => {{
@@ -146,67 +157,28 @@ fn open_stores(url: &str) -> Result<Opened, String> {
                 build!(object_store::http::HttpBuilder, url);
             (http as _, None)
         }
-        other => return Err(format!("{other:?} storage is not supported")),
+        _ => unreachable!("check_url accepts only the schemes above"),
     };
     Ok(Opened { store, parts, path })
 }
 
-/// A directory artifact as the remote keeps it: every file by its content hash, and the
-/// empty directories, so that the local store can rebuild it and check its tree hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Listing {
-    files: Vec<ListedFile>,
-    #[serde(default)]
-    empty_dirs: Vec<String>,
-}
+/// A directory artifact as the remote keeps it (`trees/<hash>.json`): its entries,
+/// each file by its content hash, so that the local store can rebuild it.
+type Listing = Vec<TreeEntry>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ListedFile {
-    path: String,
-    hash: ContentHash,
-    size: u64,
-    executable: bool,
-}
-
-impl Listing {
-    fn of(dir: &Path) -> Result<Listing> {
-        let mut listing = Listing {
-            files: Vec::new(),
-            empty_dirs: Vec::new(),
-        };
-        hash::walk(dir, dir, &mut |rel, meta, abs| {
-            if meta.is_dir() {
-                listing.empty_dirs.push(rel.to_string());
-            } else {
-                let (h, size) = hash::hash_file(abs)?;
-                listing.files.push(ListedFile {
-                    path: rel.to_string(),
-                    hash: ContentHash::parse(&h)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
-                    size,
-                    executable: hash::is_executable(meta),
-                });
-            }
-            Ok(())
-        })?;
-        Ok(listing)
+/// Refuses entries whose paths would leave the tree.
+fn check_paths(listing: &Listing) -> Result<()> {
+    for entry in listing {
+        let name = entry.path();
+        ensure!(
+            !name.is_empty()
+                && Path::new(name)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))),
+            "the remote tree names the path {name:?}, which is not inside it"
+        );
     }
-
-    /// The relative paths, refusing any that would leave the tree.
-    fn check_paths(&self) -> Result<()> {
-        let names = self.files.iter().map(|f| &f.path).chain(&self.empty_dirs);
-        for name in names {
-            let path = Path::new(name);
-            ensure!(
-                !name.is_empty()
-                    && path
-                        .components()
-                        .all(|c| matches!(c, std::path::Component::Normal(_))),
-                "the remote tree names the path {name:?}, which is not inside it"
-            );
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -225,18 +197,6 @@ struct LeaseFile {
 #[derive(Debug, thiserror::Error)]
 #[error("the logged multipart upload is gone from the remote")]
 struct UploadGone;
-
-/// Why a download failed, so that a caller can tell a remote that lies (its object does
-/// not match its name, or is gone) from one it could not reach.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("the remote holds no object {0}")]
-    Missing(String),
-    #[error("the remote object {0} does not match its hash; it was deleted from the remote")]
-    Corrupt(String),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
 
 /// Counts the bytes of a transfer and says how far it is, every few seconds.
 pub struct Meter<'a> {
@@ -349,12 +309,8 @@ impl Remote {
     /// the credentials reach it, and its layout is this one.
     pub fn open(url: &str) -> Result<Remote> {
         let opened = open_stores(url).map_err(|why| anyhow!("remote {url}: {why}"))?;
-        let lease_ttl = match std::env::var("SOMA_FLOW_REMOTE_LEASE") {
-            Ok(text) => humantime::parse_duration(&text).map_err(|e| {
-                anyhow!("SOMA_FLOW_REMOTE_LEASE={text:?}: {e} (expected a duration, e.g. 5m)")
-            })?,
-            Err(_) => LEASE_TTL,
-        };
+        let lease_ttl =
+            from_env("SOMA_FLOW_REMOTE_LEASE", LEASE_TTL).map_err(anyhow::Error::msg)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("remote")
@@ -497,20 +453,29 @@ impl Remote {
 
     /// Uploads a stored artifact of `local`, unless the remote holds it already.
     pub fn upload(&self, local: &Store, a: &Artifact, meter: &Meter<'_>) -> Result<()> {
-        if self.has(a)? {
-            meter.add(a.size);
-            return Ok(());
-        }
         let path = local.path_of(a);
         match a.kind {
-            ArtifactKind::File => self.upload_file(local, &path, &a.hash, meter),
+            ArtifactKind::File => self.upload_object(local, &path, a, meter),
+            ArtifactKind::Dir if self.has(a)? => {
+                meter.add(a.size);
+                Ok(())
+            }
             ArtifactKind::Dir => {
-                let listing = Listing::of(&path)?;
-                for f in &listing.files {
-                    let exists = self.block_on(self.store.head(&self.object_path(&f.hash)));
-                    match exists {
-                        Ok(meta) if meta.size == f.size => meter.add(f.size),
-                        _ => self.upload_file(local, &path.join(&f.path), &f.hash, meter)?,
+                let listing = hash::tree_entries(&path)?;
+                for entry in &listing {
+                    if let TreeEntry::File {
+                        path: rel,
+                        hash,
+                        size,
+                        ..
+                    } = entry
+                    {
+                        let file = Artifact {
+                            kind: ArtifactKind::File,
+                            hash: hash.clone(),
+                            size: *size,
+                        };
+                        self.upload_object(local, &path.join(rel), &file, meter)?;
                     }
                 }
                 // Last, so that a listing never names a file that is not there.
@@ -525,6 +490,21 @@ impl Remote {
         }
     }
 
+    /// Uploads the file at `src` as the object `a`, unless the remote holds it already.
+    fn upload_object(
+        &self,
+        local: &Store,
+        src: &Path,
+        a: &Artifact,
+        meter: &Meter<'_>,
+    ) -> Result<()> {
+        if self.has(a)? {
+            meter.add(a.size);
+            return Ok(());
+        }
+        self.upload_file(local, src, &a.hash, meter)
+    }
+
     /// Uploads one file of `local` as the object `hash`. Every path hashes it on the
     /// way: if it no longer matches its name the upload is abandoned, so the remote
     /// never holds an object that lies.
@@ -534,9 +514,7 @@ impl Remote {
             .len();
         match &self.parts {
             Some(parts) if size > PART_SIZE as u64 => {
-                let staging = local.root().join("tmp").join("remote");
-                fs::create_dir_all(&staging)?;
-                let log = staging.join(format!("{hash}.upload"));
+                let log = staging(local)?.join(format!("{hash}.upload"));
                 // A logged upload the remote no longer has (aborted, expired) starts over.
                 match self.upload_parts(parts, src, hash, size, &log, meter) {
                     Err(e) if e.downcast_ref::<UploadGone>().is_some() => {
@@ -688,19 +666,15 @@ impl Remote {
         })
     }
 
-    /// Downloads `a` into `local`, verified, unless it is there already.
-    pub fn download(
-        &self,
-        local: &Store,
-        a: &Artifact,
-        meter: &Meter<'_>,
-    ) -> Result<(), FetchError> {
+    /// Downloads `a` into `local`, verified, unless it is there already. A tree's
+    /// listing is checked against its hash before anything comes down, and each file
+    /// against its own as it does, so nothing is read twice.
+    pub fn download(&self, local: &Store, a: &Artifact, meter: &Meter<'_>) -> Result<()> {
         if let Ok(Check::Ok) = local.verify(a) {
             meter.add(a.size);
             return Ok(());
         }
-        let staging = local.root().join("tmp").join("remote");
-        fs::create_dir_all(&staging).map_err(anyhow::Error::from)?;
+        let staging = staging(local)?;
         let built = match a.kind {
             ArtifactKind::File => {
                 let dest = staging.join(format!("{}.file", a.hash));
@@ -711,34 +685,43 @@ impl Remote {
                 let path = self.artifact_path(a);
                 let bytes = self
                     .get_bytes(&path)?
-                    .ok_or_else(|| FetchError::Missing(path.to_string()))?;
+                    .with_context(|| format!("the remote holds no object {path}"))?;
                 let listing: Listing = serde_json::from_slice(&bytes)
                     .map_err(|e| anyhow!("the remote's tree {path} is malformed: {e}"))?;
-                listing.check_paths()?;
-                let dest = staging.join(format!("{}.tree", a.hash));
-                crate::store::discard(&dest).map_err(anyhow::Error::from)?;
-                for dir in &listing.empty_dirs {
-                    fs::create_dir_all(dest.join(dir)).map_err(anyhow::Error::from)?;
+                check_paths(&listing)?;
+                let (hash, size) = hash::tree_hash(&listing);
+                if hash != a.hash.as_str() || size != a.size {
+                    return Err(self.condemn(&path));
                 }
-                for f in &listing.files {
-                    let target = dest.join(&f.path);
-                    fs::create_dir_all(target.parent().expect("inside the tree"))
-                        .map_err(anyhow::Error::from)?;
-                    self.download_file(&f.hash, f.size, &staging, &target, meter)?;
-                    set_executable(&target, f.executable).map_err(anyhow::Error::from)?;
+                let dest = staging.join(format!("{}.tree", a.hash));
+                crate::store::discard(&dest)?;
+                for entry in &listing {
+                    match entry {
+                        TreeEntry::Dir { path } => fs::create_dir_all(dest.join(path))?,
+                        TreeEntry::File {
+                            path,
+                            hash,
+                            size,
+                            executable,
+                        } => {
+                            let target = dest.join(path);
+                            fs::create_dir_all(target.parent().expect("inside the tree"))?;
+                            self.download_file(hash, *size, &staging, &target, meter)?;
+                            set_executable(&target, *executable)?;
+                        }
+                    }
                 }
                 dest
             }
         };
-        let stored = local.publish(&built)?;
-        if stored != *a {
-            // Each file matched its hash, but the tree they make is not the one named.
-            let _ = local.remove_object(&stored);
-            let path = self.artifact_path(a);
-            let _ = self.block_on(self.store.delete(&path));
-            return Err(FetchError::Corrupt(path.to_string()));
-        }
-        Ok(())
+        local.publish_hashed(&built, a)
+    }
+
+    /// Deletes an object that does not match its name, so that the entries naming it
+    /// are found dangling and rebuilt, and says so.
+    fn condemn(&self, path: &ObjectPath) -> anyhow::Error {
+        let _ = self.block_on(self.store.delete(path));
+        anyhow!("the remote object {path} does not match its hash; it was deleted from the remote")
     }
 
     /// Downloads one object into `dest`, parts in parallel, resuming the parts a killed
@@ -750,16 +733,15 @@ impl Remote {
         staging: &Path,
         dest: &Path,
         meter: &Meter<'_>,
-    ) -> Result<(), FetchError> {
+    ) -> Result<()> {
         let path = self.object_path(hash);
         let remote_size = match self.block_on(self.store.head(&path)) {
             Ok(meta) => meta.size,
-            Err(e) if is_not_found(&e) => return Err(FetchError::Missing(path.to_string())),
-            Err(e) => return Err(concise(e).into()),
+            Err(e) if is_not_found(&e) => bail!("the remote holds no object {path}"),
+            Err(e) => return Err(concise(e)),
         };
         if remote_size != size {
-            let _ = self.block_on(self.store.delete(&path));
-            return Err(FetchError::Corrupt(path.to_string()));
+            return Err(self.condemn(&path));
         }
         let partial = staging.join(format!("{hash}.part"));
         let log_path = staging.join(format!("{hash}.parts"));
@@ -770,10 +752,10 @@ impl Remote {
             let resumed = self
                 .fetch_parts(&path, size, &partial, &log_path, meter)
                 .with_context(|| format!("cannot download {path}"))?;
-            let (actual, actual_size) = hash::hash_file(&partial).map_err(anyhow::Error::from)?;
+            let (actual, actual_size) = hash::hash_file(&partial)?;
             let _ = fs::remove_file(&log_path);
             if actual == hash && actual_size == size {
-                fs::rename(&partial, dest).map_err(anyhow::Error::from)?;
+                fs::rename(&partial, dest)?;
                 return Ok(());
             }
             let _ = fs::remove_file(&partial);
@@ -781,8 +763,7 @@ impl Remote {
                 break;
             }
         }
-        let _ = self.block_on(self.store.delete(&path));
-        Err(FetchError::Corrupt(path.to_string()))
+        Err(self.condemn(&path))
     }
 
     fn fetch_parts(
@@ -976,13 +957,18 @@ fn owner_name() -> String {
     let mut tag = [0u8; 4];
     let _ = getrandom::fill(&mut tag);
     format!(
-        "{host} (pid {}, {:02x}{:02x}{:02x}{:02x})",
+        "{host} (pid {}, {:08x})",
         std::process::id(),
-        tag[0],
-        tag[1],
-        tag[2],
-        tag[3]
+        u32::from_ne_bytes(tag)
     )
+}
+
+/// Where transfers keep their partial files and logs in the local store (never trusted:
+/// under `tmp/`).
+fn staging(local: &Store) -> io::Result<std::path::PathBuf> {
+    let dir = local.root().join("tmp").join("remote");
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 fn set_executable(path: &Path, executable: bool) -> io::Result<()> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use soma_flow_engine::app::{self, RemoteArgs};
 use soma_flow_engine::record::{RunRecord, StageStatus};
 use soma_flow_engine::remote::{open_url, Remote};
@@ -64,32 +64,58 @@ fn store(project: &Project, dir: &str) -> Store {
     Store::open(&project.path().join(dir)).unwrap()
 }
 
-/// Writes `bytes` at `rel` under the bucket URL, as someone else with access might.
-fn put_raw(url: &str, rel: &str, bytes: &[u8]) {
+/// Does to the object at `rel` under the bucket URL what `act` does, as someone else
+/// with access to the bucket might.
+fn raw<T, F: std::future::Future<Output = T>>(
+    url: &str,
+    rel: &str,
+    act: impl FnOnce(Arc<dyn ObjectStore>, ObjectPath) -> F,
+) -> T {
     let (store, prefix) = open_url(url).unwrap();
     let path = ObjectPath::from(format!("{prefix}/{rel}"));
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(store.put(&path, PutPayload::from(bytes.to_vec())))
-        .unwrap();
+        .block_on(act(store, path))
+}
+
+fn put_raw(url: &str, rel: &str, bytes: &[u8]) {
+    let payload = PutPayload::from(bytes.to_vec());
+    raw(url, rel, |store, path| async move {
+        store.put(&path, payload).await
+    })
+    .unwrap();
 }
 
 fn delete_raw(url: &str, rel: &str) {
-    let (store, prefix) = open_url(url).unwrap();
-    let path = ObjectPath::from(format!("{prefix}/{rel}"));
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(store.delete(&path))
-        .unwrap();
+    raw(
+        url,
+        rel,
+        |store, path| async move { store.delete(&path).await },
+    )
+    .unwrap();
 }
 
 fn remote_has(url: &str, rel: &str) -> bool {
-    let (store, prefix) = open_url(url).unwrap();
-    let path = ObjectPath::from(format!("{prefix}/{rel}"));
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(store.head(&path))
-        .is_ok()
+    raw(
+        url,
+        rel,
+        |store, path| async move { store.head(&path).await },
+    )
+    .is_ok()
+}
+
+/// Runs a generic command (`push`, `pull`) on the store `dir` of `project`.
+fn command(project: &Project, dir: &str, command: app::Command) -> app::ExitStatus {
+    let store = app::StoreArgs {
+        store: Some(project.path().join(dir)),
+    };
+    app::run_command(&crate::harness::env(), command, &store).unwrap()
+}
+
+fn remote_args(url: &str) -> RemoteArgs {
+    RemoteArgs {
+        url: Some(url.to_string()),
+    }
 }
 
 #[test]
@@ -135,21 +161,14 @@ fn a_second_machine_gets_every_stage_from_the_remote_and_downloads_only_what_it_
 
     // `pull` of the pipeline brings the rest, the directory with its modes and empty
     // directory included, and files entries: B's next run is all local hits.
-    let env = crate::harness::env();
-    let args = RemoteArgs {
-        url: Some(url.clone()),
-    };
-    let pulled = app::run_command(
-        &env,
+    let pulled = command(
+        &p,
+        "store-b",
         app::Command::Pull {
             target: Some(p.path().join("p.yaml").display().to_string()),
-            remote: args,
+            remote: remote_args(&url),
         },
-        &app::StoreArgs {
-            store: Some(p.path().join("store-b")),
-        },
-    )
-    .unwrap();
+    );
     assert_eq!(pulled, app::ExitStatus::Ok);
     let tree = store_b.path_of(&a.stages["tree"].outputs["t"]);
     assert_eq!(
@@ -304,20 +323,14 @@ fn private_outputs_never_leave_the_machine() {
     ));
 
     // push refuses it too, and says why.
-    let env = crate::harness::env();
-    let status = app::run_command(
-        &env,
+    let status = command(
+        &p,
+        "store-a",
         app::Command::Push {
             id: Some(a.id.clone()),
-            remote: RemoteArgs {
-                url: Some(url.clone()),
-            },
+            remote: remote_args(&url),
         },
-        &app::StoreArgs {
-            store: Some(p.path().join("store-a")),
-        },
-    )
-    .unwrap();
+    );
     assert_eq!(status, app::ExitStatus::Ok);
     assert!(!remote_has(
         &url,
@@ -335,22 +348,9 @@ fn push_uploads_a_run_made_without_the_remote() {
     let p = Project::new();
     p.write("p.yaml", PIPELINE);
     let local = p.run("p.yaml", &[]);
-    let env = crate::harness::env();
-    let store_args = app::StoreArgs {
-        store: Some(p.path().join("store")),
-    };
     let push = || {
-        app::run_command(
-            &env,
-            app::Command::Push {
-                id: None,
-                remote: RemoteArgs {
-                    url: Some(url.clone()),
-                },
-            },
-            &store_args,
-        )
-        .unwrap()
+        let remote = remote_args(&url);
+        command(&p, "store", app::Command::Push { id: None, remote })
     };
     assert_eq!(push(), app::ExitStatus::Ok);
     // Again: nothing to do, still fine.
@@ -368,11 +368,9 @@ fn an_unusable_remote_is_named_and_the_run_goes_on_locally() {
     let err = Remote::open("s3://no-such-bucket-here/x").unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("s3://no-such-bucket-here/x"), "{text}");
-    assert!(RemoteArgs {
-        url: Some("s3://no-such-bucket-here/x".into())
-    }
-    .open(None)
-    .is_none());
+    assert!(remote_args("s3://no-such-bucket-here/x")
+        .open(None)
+        .is_none());
     assert!(Remote::open("nonsense:/x").is_err());
     // A pipeline naming an unusable URL is a validation error at `remote`.
     let p = Project::new();

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use blake2::{Blake2b256, Digest};
 use serde::{Deserialize, Serialize};
 use soma_flow_chain::{DecryptionKey, WeightsCipher};
+use soma_flow_engine::hash::read_full;
 
 /// Chunk size for streaming: large enough to amortise per-chunk overhead, small
 /// enough to keep memory flat (and at least the 5 MiB minimum S3 part size).
@@ -146,9 +147,6 @@ impl fmt::Debug for CtrStream {
     }
 }
 
-/// Reads until the buffer is full or the input ends (the engine's, shared).
-pub use soma_flow_engine::hash::read_full as read_chunk;
-
 /// Streams `reader` through `stream` into `writer` in [`CHUNK_SIZE`] chunks.
 pub fn transform(
     mut reader: impl Read,
@@ -157,7 +155,7 @@ pub fn transform(
 ) -> io::Result<StreamDigests> {
     let mut buf = vec![0u8; CHUNK_SIZE];
     loop {
-        let n = read_chunk(&mut reader, &mut buf)?;
+        let n = read_full(&mut reader, &mut buf)?;
         if n == 0 {
             break;
         }

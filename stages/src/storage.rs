@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
-use crate::crypto::{read_chunk, CtrStream, Hash256, StreamDigests, CHUNK_SIZE};
+use soma_flow_engine::hash::read_full;
+
+use crate::crypto::{CtrStream, Hash256, StreamDigests, CHUNK_SIZE};
 
 /// Where an object is and what it must contain: the chain's weights manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +149,7 @@ pub async fn upload(
             // async executor, moving the file and stream in and out of the task.
             let (f, s, chunk) = tokio::task::spawn_blocking(move || {
                 let mut buf = vec![0u8; CHUNK_SIZE];
-                let n = read_chunk(&mut file, &mut buf)?;
+                let n = read_full(&mut file, &mut buf)?;
                 buf.truncate(n);
                 stream.process(&mut buf);
                 Ok::<_, std::io::Error>((file, stream, buf))

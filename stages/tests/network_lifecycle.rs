@@ -36,6 +36,13 @@ fn empty_network(store: &std::path::Path) -> Network {
     Network::connect(&Endpoint::Local, store, &settings).unwrap()
 }
 
+/// Where `commit` left the escrow of `record`, in the `file://` bucket of `publish`.
+fn escrow_path(dir: &std::path::Path, record: &CommitRecord) -> std::path::PathBuf {
+    dir.join("bucket")
+        .join(&record.model_id)
+        .join(format!("{}.escrow", &record.key_commitment.to_hex()[..16]))
+}
+
 fn key(n: u8) -> SecretKey {
     SecretKey::from_bytes(&[n; 32])
 }
@@ -187,11 +194,7 @@ fn a_machine_without_the_key_folder_reveals_from_the_escrow_with_the_signing_key
     // The escrow beside the ciphertext holds neither key nor embedding in the clear.
     let key_file = record.key_path(&dir.path().join("keys"));
     let key_hex = std::fs::read_to_string(&key_file).unwrap();
-    let escrow_path = dir
-        .path()
-        .join("bucket")
-        .join(&record.model_id)
-        .join(format!("{}.escrow", &record.key_commitment.to_hex()[..16]));
+    let escrow_path = escrow_path(dir.path(), &record);
     let sealed = std::fs::read(&escrow_path).unwrap();
     let sealed_text = String::from_utf8_lossy(&sealed);
     assert!(!sealed_text.contains(key_hex.trim()) && !sealed_text.contains("embedding"));
@@ -243,11 +246,7 @@ fn a_tampered_escrow_is_refused() {
     let (weights, _) = write_weights(dir.path(), "w.safetensors", 4096, 1);
     let up = publish(dir.path());
     let record = lifecycle::commit(&net, &me, &weights, &embedding(1.0), &up, &quiet).unwrap();
-    let escrow_path = dir
-        .path()
-        .join("bucket")
-        .join(&record.model_id)
-        .join(format!("{}.escrow", &record.key_commitment.to_hex()[..16]));
+    let escrow_path = escrow_path(dir.path(), &record);
     let mut sealed = std::fs::read(&escrow_path).unwrap();
     let n = sealed.len();
     sealed[n - 20] ^= 0x55; // inside the embedding's digits

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::{load, recorded_plan, Env, ExitStatus, PipelineArgs, RemoteArgs};
-use crate::key::CacheKey;
+use crate::key::{walk, Keyed};
 use crate::pipeline::Plan;
 use crate::record::{self, RunRecord, StageRecord};
 use crate::remote::{Meter, Remote};
@@ -149,61 +149,7 @@ pub(super) fn pull(
     remote: &RemoteArgs,
 ) -> Result<ExitStatus> {
     if let Some(file) = target.filter(|t| Path::new(t).is_file()) {
-        let args = PipelineArgs {
-            file: file.into(),
-            set: Vec::new(),
-            backend: None,
-        };
-        let plan = match load(env, &args) {
-            Ok(plan) => plan,
-            Err(status) => return Ok(status),
-        };
-        let remote = remote.require(plan.remote.as_deref())?;
-        eprintln!("pulling {file} from {}", remote.url());
-        let mut known: BTreeMap<String, BTreeMap<String, Artifact>> = BTreeMap::new();
-        let mut status = ExitStatus::Ok;
-        for stage in plan.stages.values() {
-            let name = &stage.name;
-            if let Some(up) = stage
-                .inputs
-                .values()
-                .flatten()
-                .find(|r| !known.contains_key(&r.stage))
-            {
-                println!(
-                    "{name:<24} not pulled: upstream `{}` is not available",
-                    up.stage
-                );
-                continue;
-            }
-            let inputs = stage
-                .inputs
-                .iter()
-                .map(|(port, refs)| {
-                    let arts = refs.iter().map(|r| known[&r.stage][&r.output].clone());
-                    (port.clone(), arts.collect())
-                })
-                .collect();
-            let key = CacheKey::compute(stage, &plan, &inputs)?.hash;
-            let entry = match store.cache_get(&key) {
-                Ok(Some(entry)) => Some(entry),
-                _ => remote.entry(&key)?,
-            };
-            let Some(entry) = entry else {
-                println!("{name:<24} not in the remote store");
-                continue;
-            };
-            match pull_entry(store, &remote, name, &entry) {
-                Ok(()) => {
-                    known.insert(name.clone(), entry.outputs);
-                }
-                Err(e) => {
-                    println!("{name:<24} FAILED: {e:#}");
-                    status = ExitStatus::Failed;
-                }
-            }
-        }
-        return Ok(status);
+        return pull_pipeline(env, store, file, remote);
     }
     let (rec, _, remote) = match recorded(env, store, target, remote)? {
         Ok(found) => found,
@@ -221,6 +167,50 @@ pub(super) fn pull(
             status = ExitStatus::Failed;
         }
     }
+    Ok(status)
+}
+
+/// `pull FILE`: every stage of the pipeline that this store or the remote has a result
+/// for, keyed as a run would key it.
+fn pull_pipeline(env: &Env, store: &Store, file: &str, remote: &RemoteArgs) -> Result<ExitStatus> {
+    let args = PipelineArgs {
+        file: file.into(),
+        set: Vec::new(),
+        backend: None,
+    };
+    let plan = match load(env, &args) {
+        Ok(plan) => plan,
+        Err(status) => return Ok(status),
+    };
+    let remote = remote.require(plan.remote.as_deref())?;
+    eprintln!("pulling {file} from {}", remote.url());
+    let mut status = ExitStatus::Ok;
+    walk(&plan, |stage, keyed| {
+        let name = &stage.name;
+        let key = match keyed {
+            Keyed::After(up) => {
+                println!("{name:<24} not pulled: upstream `{up}` is not available");
+                return Ok(None);
+            }
+            Keyed::Key(key) => key.hash,
+        };
+        let entry = match store.cache_get(&key) {
+            Ok(Some(entry)) => Some(entry),
+            _ => remote.entry(&key)?,
+        };
+        let Some(entry) = entry else {
+            println!("{name:<24} not in the remote store");
+            return Ok(None);
+        };
+        match pull_entry(store, &remote, name, &entry) {
+            Ok(()) => Ok(Some(entry.outputs)),
+            Err(e) => {
+                println!("{name:<24} FAILED: {e:#}");
+                status = ExitStatus::Failed;
+                Ok(None)
+            }
+        }
+    })?;
     Ok(status)
 }
 

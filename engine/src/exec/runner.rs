@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::Shared;
 use crate::key::CacheKey;
-use crate::kind::{CachedOutputs, Outcome, RunContext};
+use crate::kind::{CachedOutputs, FetchOutput, Outcome, RunContext};
 use crate::pipeline::PlannedStage;
 use crate::record::{StageRecord, StageStatus};
 use crate::remote::{Claim, Lease, Meter, Remote};
@@ -117,17 +117,7 @@ fn lookup(
         store.cache_remove(key);
         return None;
     }
-    let paths = entry
-        .outputs
-        .iter()
-        .map(|(k, a)| (k.clone(), store.path_of(a)))
-        .collect();
-    let cached = CachedOutputs {
-        outputs: &paths,
-        store: store.root(),
-        fetch: None,
-    };
-    if let Err(why) = stage.prepared.revalidate(&cached) {
+    if let Err(why) = still_holds(store, stage, &entry, None) {
         warn(&format!(
             "cached result no longer holds ({why:#}); running again"
         ));
@@ -136,6 +126,26 @@ fn lookup(
     }
     tracing::debug!(%key, "cache hit");
     Some(entry)
+}
+
+/// Whether the stage's kind still vouches for an entry's outputs (`revalidate`),
+/// reading them from `store`, or first through `fetch` (a remote store's result).
+fn still_holds(
+    store: &Store,
+    stage: &PlannedStage,
+    entry: &CacheEntry,
+    fetch: Option<&FetchOutput<'_>>,
+) -> Result<()> {
+    let paths = entry
+        .outputs
+        .iter()
+        .map(|(k, a)| (k.clone(), store.path_of(a)))
+        .collect();
+    stage.prepared.revalidate(&CachedOutputs {
+        outputs: &paths,
+        store: store.root(),
+        fetch,
+    })
 }
 
 /// Whether a (sealed) entry was made by this stage's kind and names exactly its outputs.
@@ -178,23 +188,11 @@ fn remote_lookup(shared: &Shared, stage: &PlannedStage, key: &str) -> Option<Cac
                 );
             }
         }
-        let paths = entry
-            .outputs
-            .iter()
-            .map(|(k, a)| (k.clone(), shared.store.path_of(a)))
-            .collect();
         let fetch = |name: &str| -> Result<()> {
             let a = &entry.outputs[name];
             download(shared, stage, remote, &format!("output `{name}`"), a)
         };
-        let cached = CachedOutputs {
-            outputs: &paths,
-            store: shared.store.root(),
-            fetch: Some(&fetch),
-        };
-        stage
-            .prepared
-            .revalidate(&cached)
+        still_holds(&shared.store, stage, &entry, Some(&fetch))
             .map_err(|e| anyhow!("it no longer holds ({e:#})"))?;
         Ok(Some(entry))
     };

@@ -136,29 +136,33 @@ impl Store {
     /// files and directories are read-only. An object already present is verified
     /// before it is reused, and replaced when it is corrupt.
     pub fn publish(&self, path: &Path) -> Result<Artifact> {
-        let meta = fs::symlink_metadata(path)?;
-        let (kind, (hash, size)) = if meta.is_dir() {
-            hash::walk(path, path, &mut |_, meta, p| match meta.is_file() {
-                true => own_file(p, meta),
-                false => Ok(()),
-            })?;
-            (ArtifactKind::Dir, hash::hash_tree(path)?)
-        } else if meta.is_file() {
-            own_file(path, &meta)?;
-            (ArtifactKind::File, hash::hash_file(path)?)
-        } else if meta.file_type().is_symlink() {
-            anyhow::bail!(
-                "{} is a symbolic link; write the output itself",
-                path.display()
-            );
-        } else {
-            return Err(hash::special_file(path, &meta).into());
+        let kind = own_output(path)?;
+        let (hash, size) = match kind {
+            ArtifactKind::Dir => hash::hash_tree(path)?,
+            ArtifactKind::File => hash::hash_file(path)?,
         };
         let artifact = Artifact {
             kind,
             hash: ContentHash::parse(&hash).map_err(anyhow::Error::msg)?,
             size,
         };
+        self.place(path, artifact)
+    }
+
+    /// [`Store::publish`] of an output whose writer computed its hash `a` while
+    /// writing it (a verified download): moved in without reading it again.
+    pub fn publish_hashed(&self, path: &Path, a: &Artifact) -> Result<()> {
+        anyhow::ensure!(
+            own_output(path)? == a.kind,
+            "{} is not the kind of object its hash names",
+            path.display()
+        );
+        self.place(path, a.clone()).map(drop)
+    }
+
+    /// Moves an owned output, whose artifact is `artifact`, to its place in the store.
+    fn place(&self, path: &Path, artifact: Artifact) -> Result<Artifact> {
+        let kind = artifact.kind;
         let dest = self.path_of(&artifact);
         if fs::symlink_metadata(&dest).is_ok() {
             match self.verify(&artifact)? {
@@ -516,6 +520,30 @@ fn unique() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("{:x}{:x}", nanos, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Makes the output at `path` one the store can own (every file of a directory too,
+/// see [`own_file`]) and says which kind it is. Only regular files and directories
+/// are accepted.
+fn own_output(path: &Path) -> Result<ArtifactKind> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        hash::walk(path, path, &mut |_, meta, p| match meta.is_file() {
+            true => own_file(p, meta),
+            false => Ok(()),
+        })?;
+        Ok(ArtifactKind::Dir)
+    } else if meta.is_file() {
+        own_file(path, &meta)?;
+        Ok(ArtifactKind::File)
+    } else if meta.file_type().is_symlink() {
+        anyhow::bail!(
+            "{} is a symbolic link; write the output itself",
+            path.display()
+        );
+    } else {
+        Err(hash::special_file(path, &meta).into())
+    }
 }
 
 /// Makes a file an output the store can own: synced, read-only, and its own inode (a

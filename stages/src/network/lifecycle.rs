@@ -297,14 +297,14 @@ fn escrow(
 }
 
 /// Restores the key folder's key and record of `model`'s awaiting commit `a` from its
-/// escrow, checked against the chain's commitments.
+/// escrow, checked against the chain's commitments; returns both.
 fn recover(
     net: &Network,
     owner: &SecretKey,
     model: &ModelInfo,
     a: &Awaiting,
     key_dir: &Path,
-) -> Result<CommitRecord> {
+) -> Result<(CommitRecord, DecryptionKey)> {
     let url = escrow_name(a.manifest.url().as_str());
     let model_hex = model.id.to_hex();
     let opened = || -> Result<(DecryptionKey, CommitRecord)> {
@@ -347,7 +347,7 @@ fn recover(
         &record_path(key_dir, &model_hex, record.key_commitment),
         &serde_json::to_vec_pretty(&record)?,
     )?;
-    Ok(record)
+    Ok((record, key))
 }
 
 /// The signer's models that are not Inactive, in registry order.
@@ -375,7 +375,7 @@ pub fn pending_record(
         };
         let record = match (kept_record(key_dir, &model.id, a.key_commitment), signer) {
             (Some(record), _) => record,
-            (None, Some(signer)) => recover(net, signer, model, &a, key_dir)?,
+            (None, Some(signer)) => recover(net, signer, model, &a, key_dir)?.0,
             (None, None) => bail!(
                 "model {} has a commit awaiting reveal, but {} holds no record of it",
                 model.id,
@@ -591,14 +591,17 @@ pub fn reveal(
             from_epoch: reveal_epoch,
         }),
         RecordStatus::AwaitingReveal { .. } => {
-            if load_key(&record.key_path(key_dir)).is_err() {
-                let model = info.system.model(&record.model()?);
-                let live = model.and_then(|m| awaiting(m).map(|a| (m, a)));
-                if let Some((model, a)) = live {
-                    recover(net, key, model, &a, key_dir)?;
+            let decryption_key = match load_key(&record.key_path(key_dir)) {
+                Ok(decryption_key) => decryption_key,
+                // A machine without the key folder: the commit's escrow.
+                Err(missing) => {
+                    let model = info.system.model(&record.model()?);
+                    match model.and_then(|m| awaiting(m).map(|a| (m, a))) {
+                        Some((model, a)) => recover(net, key, model, &a, key_dir)?.1,
+                        None => return Err(missing),
+                    }
                 }
-            }
-            let decryption_key = load_key(&record.key_path(key_dir))?;
+            };
             net.block_on(net.client.reveal_model(
                 key,
                 &record.model()?,
