@@ -168,6 +168,34 @@ pub fn tree_hash(entries: &[TreeEntry]) -> (String, u64) {
     (blake3::hash(listing.as_bytes()).to_hex().to_string(), total)
 }
 
+/// Whether the tree at `root` has exactly the paths, kinds, sizes and executable bits
+/// of `entries`, in walk order. A tree built from `entries` whose every file was checked
+/// against its hash as it was written then has [`tree_hash`] of them, without a file
+/// being read again; a listing that is not in the walk's own form does not pass.
+pub fn has_shape(root: &Path, entries: &[TreeEntry]) -> io::Result<bool> {
+    let mut expected = entries.iter();
+    let mut same = true;
+    walk(root, root, &mut |rel, meta, _| {
+        same &= match expected.next() {
+            Some(TreeEntry::Dir { path }) => meta.is_dir() && path == rel,
+            Some(TreeEntry::File {
+                path,
+                size,
+                executable,
+                ..
+            }) => {
+                meta.is_file()
+                    && path == rel
+                    && meta.len() == *size
+                    && is_executable(meta) == *executable
+            }
+            None => false,
+        };
+        Ok(())
+    })?;
+    Ok(same && expected.next().is_none())
+}
+
 /// Hash of the directory at `root` ([`tree_hash`] of its entries). Symlinks are refused
 /// so that an artifact never points outside itself.
 pub fn hash_tree(root: &Path) -> io::Result<(String, u64)> {

@@ -667,8 +667,9 @@ impl Remote {
     }
 
     /// Downloads `a` into `local`, verified, unless it is there already. A tree's
-    /// listing is checked against its hash before anything comes down, and each file
-    /// against its own as it does, so nothing is read twice.
+    /// listing is checked against its hash before anything comes down, each file
+    /// against its own as it does, and the tree built against the listing's shape, so
+    /// nothing is read twice.
     pub fn download(&self, local: &Store, a: &Artifact, meter: &Meter<'_>) -> Result<()> {
         if let Ok(Check::Ok) = local.verify(a) {
             meter.add(a.size);
@@ -710,6 +711,10 @@ impl Remote {
                             set_executable(&target, *executable)?;
                         }
                     }
+                }
+                if !hash::has_shape(&dest, &listing)? {
+                    crate::store::discard(&dest)?;
+                    return Err(self.condemn(&path));
                 }
                 dest
             }

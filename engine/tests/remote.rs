@@ -429,3 +429,49 @@ fn an_interrupted_download_resumes_and_a_bad_partial_is_fetched_again() {
     assert_eq!(std::fs::read(c.path_of(&artifact)).unwrap(), bytes);
     assert!(remote.has(&artifact).unwrap());
 }
+
+#[test]
+fn a_tree_listing_not_in_the_walks_own_form_is_refused() {
+    use soma_flow_engine::hash::{tree_hash, TreeEntry};
+    use soma_flow_engine::store::{Artifact, ArtifactKind, ContentHash};
+    let url = bucket("remote-crafted-tree");
+    let remote = remote(&url);
+    let p = Project::new();
+    let a = store(&p, "store-a");
+    let file = p.path().join("f");
+    std::fs::write(&file, "data").unwrap();
+    let object = a.publish(&file).unwrap();
+    let quiet = |_: &str| {};
+    let meter = soma_flow_engine::remote::Meter::new("f".into(), object.size, &quiet);
+    remote.upload(&a, &object, &meter).unwrap();
+
+    // A listing whose hash is self-consistent, but that names `d` both as an empty
+    // directory and as the parent of a file: no walk of a real tree gives it.
+    let listing = vec![
+        TreeEntry::Dir { path: "d".into() },
+        TreeEntry::File {
+            path: "d/f".into(),
+            hash: object.hash.clone(),
+            size: object.size,
+            executable: false,
+        },
+    ];
+    let (hash, size) = tree_hash(&listing);
+    let tree = Artifact {
+        kind: ArtifactKind::Dir,
+        hash: ContentHash::parse(&hash).unwrap(),
+        size,
+    };
+    put_raw(
+        &url,
+        &format!("trees/{hash}.json"),
+        &serde_json::to_vec(&listing).unwrap(),
+    );
+    let b = store(&p, "store-b");
+    let err = remote.download(&b, &tree, &meter).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not match its hash"),
+        "{err:#}"
+    );
+    assert!(matches!(b.verify(&tree).unwrap(), Check::Missing));
+}
