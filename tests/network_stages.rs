@@ -243,9 +243,18 @@ fn keygen_address_faucet_and_balance() {
     );
 }
 
-#[test]
-fn a_data_submitter_fills_targets_routed_to_the_genesis_models() {
-    let p = Project::new();
+/// The local network's targets with `status`, as `localnet targets --json` lists them.
+fn targets(p: &Project, status: &str) -> Vec<serde_json::Value> {
+    let out = p.run(&["localnet", "targets", "--status", status, "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    v["targets"].as_array().unwrap().clone()
+}
+
+/// Starts a local network whose genesis models are Active, and fills two of its
+/// targets with `localnet submit`, each with a different piece of a source file.
+/// Returns the filled targets.
+fn fill_two_targets(p: &Project) -> Vec<serde_json::Value> {
     p.write(
         "fetch.yaml",
         "name: fetch\nstages:\n  fetch:\n    kind: fetch-competitors\n    with: {heads: 4}\n",
@@ -253,46 +262,38 @@ fn a_data_submitter_fills_targets_routed_to_the_genesis_models() {
     assert_eq!(p.run(&["run", "fetch.yaml"]).code(), 0);
     // No model was Active at the change into epoch 1: targets come with the next.
     assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
-    let targets = |status: &str| {
-        let out = p.run(&["localnet", "targets", "--status", status, "--json"]);
-        assert_eq!(out.code(), 0, "{}", out.all());
-        let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
-        v["targets"].as_array().unwrap().clone()
-    };
-    let open = targets("open");
+    let open = targets(p, "open");
     assert_eq!(open.len(), 100, "the chain's count at v5");
     assert!(open
         .iter()
         .all(|t| t["model_ids"].as_array().unwrap().len() == 2));
 
+    // Each submission sends its own piece, so the two targets hold different data.
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/engine/src/dag.rs");
     let text = std::fs::read(source).unwrap();
-    for (i, piece) in text.chunks(1500).take(3).enumerate() {
-        std::fs::write(p.path().join(format!("blob{i}.txt")), piece).unwrap();
+    for (i, piece) in text.chunks(1500).take(2).enumerate() {
+        let blob = format!("blob{i}.txt");
+        std::fs::write(p.path().join(&blob), piece).unwrap();
+        let out = p.run(&[
+            "localnet", "submit", "--data", &blob, "--count", "1", "--heads", "4",
+        ]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        assert_eq!(
+            out.stdout().matches("filled target").count(),
+            1,
+            "{}",
+            out.all()
+        );
     }
-    let out = p.run(&[
-        "localnet",
-        "submit",
-        "--data",
-        "blob0.txt",
-        "--data",
-        "blob1.txt",
-        "--data",
-        "blob2.txt",
-        "--count",
-        "2",
-        "--heads",
-        "4",
-    ]);
-    assert_eq!(out.code(), 0, "{}", out.all());
-    assert_eq!(
-        out.stdout().matches("filled target").count(),
-        2,
-        "{}",
-        out.all()
-    );
-    let filled = targets("filled");
+    let filled = targets(p, "filled");
     assert_eq!(filled.len(), 2, "{filled:?}");
+    filled
+}
+
+#[test]
+fn a_data_submitter_fills_targets_routed_to_the_genesis_models() {
+    let p = Project::new();
+    let filled = fill_two_targets(&p);
     for t in &filled {
         assert!(
             t["winning_model_id"].is_string() && t["data_url"].is_string(),
@@ -303,7 +304,158 @@ fn a_data_submitter_fills_targets_routed_to_the_genesis_models() {
             .unwrap()
             .contains(&t["winning_model_id"]));
     }
-    assert_eq!(targets("open").len(), 100, "each fill spawns a replacement");
+    assert_eq!(targets(&p, "open").len(), 100, "each fill spawns a replacement");
+}
+
+/// The documents of a stored dataset directory, in order.
+fn documents(dir: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(dir);
+    let docs = std::fs::read(dir.join("docs.bin")).unwrap();
+    let index = std::fs::read(dir.join("index.bin")).unwrap();
+    let offsets: Vec<usize> = index
+        .chunks(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as usize)
+        .collect();
+    offsets.windows(2).map(|w| docs[w[0]..w[1]].to_vec()).collect()
+}
+
+#[test]
+fn the_data_that_filled_targets_becomes_a_dataset() {
+    let p = Project::new();
+    let filled = fill_two_targets(&p);
+    let data = |t: &serde_json::Value| {
+        std::fs::read(common::file_url_path(t["data_url"].as_str().unwrap())).unwrap()
+    };
+    let pipeline = |name: &str, extra: &str| {
+        p.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\nstages:\n  data:\n    kind: fetch-dataset\n    \
+                 with: {{source: network, holdout: 0{extra}}}\n"
+            ),
+        );
+        let out = p.run(&["run", &format!("{name}.yaml")]);
+        (out, format!("{name}.yaml"))
+    };
+
+    // Every filled target's winning data, one document each, byte for byte.
+    let (out, file) = pipeline("all", "");
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let dataset = p.output_path(&file, "data.dataset");
+    let mut got = documents(&dataset);
+    let mut want: Vec<Vec<u8>> = filled.iter().map(data).collect();
+    assert_ne!(want[0], want[1], "two different submissions");
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{dataset}/manifest.json")).unwrap())
+            .unwrap();
+    let recorded: Vec<&str> = manifest["network"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    for t in &filled {
+        assert!(recorded.contains(&t["id"].as_str().unwrap()), "{manifest}");
+    }
+    assert!(manifest["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["revision"] == format!("epoch {}", filled[0]["generation_epoch"])
+            && s["source_hash"].as_str().unwrap().len() == 64));
+
+    // The same targets: the cached fetch stands.
+    let (out, _) = pipeline("all", "");
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(
+        statuses(&p.last_record()),
+        [("data".to_string(), "hit".to_string())]
+    );
+
+    // A new fill: the cached fetch no longer stands.
+    std::fs::write(p.path().join("blob2.txt"), b"fn main() { println!(\"a third\"); }").unwrap();
+    let out = p.run(&[
+        "localnet", "submit", "--data", "blob2.txt", "--count", "1", "--heads", "4",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let filled = targets(&p, "filled");
+    assert_eq!(filled.len(), 3);
+    let (out, file) = pipeline("all", "");
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(
+        statuses(&p.last_record()),
+        [("data".to_string(), "ran".to_string())]
+    );
+    assert_eq!(documents(&p.output_path(&file, "data.dataset")).len(), 3);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!("{}/manifest.json", p.output_path(&file, "data.dataset"))).unwrap(),
+    )
+    .unwrap();
+
+    // One winner's data only; and none for a signer whose models won nothing.
+    let winner = filled[0]["winning_model_id"].as_str().unwrap();
+    let (out, file) = pipeline("one", &format!(", won_by: \"{winner}\""));
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let won = filled
+        .iter()
+        .filter(|t| t["winning_model_id"] == winner)
+        .count();
+    assert_eq!(documents(&p.output_path(&file, "data.dataset")).len(), won);
+    let (out, file) = pipeline("mine", ", won_by: me");
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.all().contains("offers no filled target"), "{}", out.all());
+    assert!(documents(&p.output_path(&file, "data.dataset")).is_empty());
+
+    // The first target's data is gone from its URL: the fullnode's `/data/{id}`
+    // serves it from its blobs. The second's is corrupt everywhere: skipped with a
+    // note, or a failure naming the target when `strict`.
+    let localnet_blobs = p.store().join("state/network/localnet/blobs");
+    std::fs::create_dir_all(&localnet_blobs).unwrap();
+    let first = common::file_url_path(filled[0]["data_url"].as_str().unwrap());
+    let second = common::file_url_path(filled[1]["data_url"].as_str().unwrap());
+    let cached = p.store().join("state/data/network");
+    std::fs::remove_dir_all(&cached).unwrap();
+    let checksum = |id: &serde_json::Value| {
+        manifest["network"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == *id)
+            .unwrap()["checksum"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first_bytes = std::fs::read(&first).unwrap();
+    std::fs::write(localnet_blobs.join(checksum(&filled[0]["id"])), &first_bytes).unwrap();
+    std::fs::remove_file(&first).unwrap();
+    let mut bad = std::fs::read(&second).unwrap();
+    bad[0] ^= 1;
+    std::fs::write(&second, &bad).unwrap();
+    let second_id = filled[1]["id"].as_str().unwrap();
+
+    let (out, _) = pipeline("strict", ", strict: true");
+    assert_ne!(out.code(), 0, "{}", out.all());
+    assert!(
+        out.all().contains(second_id) && out.all().contains("Blake2b-256"),
+        "{}",
+        out.all()
+    );
+    let (out, file) = pipeline("lenient", ", seed: 1");
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(
+        out.all().contains(&format!("skipped target {second_id}")),
+        "{}",
+        out.all()
+    );
+    let mut got = documents(&p.output_path(&file, "data.dataset"));
+    let mut want: Vec<Vec<u8>> = vec![first_bytes, data(&filled[2])];
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -559,4 +711,42 @@ fn an_edited_local_competitor_is_fetched_again() {
     );
     std::fs::copy(genesis, p.path().join("theirs.safetensors")).unwrap();
     assert_eq!(status(&p), "ran", "new content, new key");
+}
+
+#[test]
+fn bad_network_dataset_options_are_validation_errors() {
+    let p = Project::new();
+    let check = |with: &str, at: &str, says: &str| {
+        p.write(
+            "bad.yaml",
+            &format!("name: bad\nstages:\n  d:\n    kind: fetch-dataset\n    with: {with}\n"),
+        );
+        let out = p.run(&["validate", "bad.yaml"]);
+        assert_eq!(out.code(), 2, "{}", out.all());
+        assert!(
+            out.stderr().contains(at) && out.stderr().contains(says),
+            "{with}: {}",
+            out.all()
+        );
+    };
+    check(
+        "{source: network, won_by: someone}",
+        "bad.yaml:5",
+        "`someone` is not `any`, `me` or a model id",
+    );
+    check(
+        "{source: network, from_epoch: 5, to_epoch: 2}",
+        "bad.yaml:5",
+        "`from_epoch` 5 is after `to_epoch` 2",
+    );
+    check(
+        "{source: local, paths: [a], won_by: me}",
+        "bad.yaml:5",
+        "`won_by` belongs to `source: network`",
+    );
+    check(
+        "{source: network, status: [open]}",
+        "bad.yaml:5",
+        "open",
+    );
 }

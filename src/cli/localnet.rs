@@ -162,7 +162,7 @@ fn targets(
         None => net.epoch()?.epoch,
     };
     let rows: Vec<serde_json::Value> = net
-        .targets(status.as_deref(), epoch)?
+        .targets(status.as_deref(), Some(epoch))?
         .into_iter()
         .map(|t| {
             serde_json::json!({

@@ -10,6 +10,7 @@ use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
 use super::error::{io_at, DataError};
+use super::source::Offer;
 
 pub const DOCS_FILE: &str = "docs.bin";
 pub const INDEX_FILE: &str = "index.bin";
@@ -27,6 +28,10 @@ pub struct Manifest {
     pub bytes: u64,
     pub sources: Vec<SourceRecord>,
     pub options: serde_json::Value,
+    /// For `source: network`: every target the network offered for the options,
+    /// including any whose data could not be had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Offer>,
 }
 
 /// One fetched file and how to recognise its exact content again.
@@ -107,6 +112,7 @@ impl DatasetWriter {
         split: &str,
         sources: &[SourceRecord],
         options: serde_json::Value,
+        network: Option<&Offer>,
     ) -> Result<Manifest, DataError> {
         let docs_path = self.dir.join(DOCS_FILE);
         self.docs.flush().map_err(io_at(&docs_path))?;
@@ -119,6 +125,7 @@ impl DatasetWriter {
             bytes: self.bytes,
             sources: sources.to_vec(),
             options,
+            network: network.cloned(),
         };
         let path = self.dir.join(MANIFEST_FILE);
         let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");

@@ -10,7 +10,7 @@ use super::format::{read_documents, Flow, Selection};
 use super::options::FetchOptions;
 use super::progress::{Meter, ProgressFn};
 use super::shuffle::{permutation, shuffle};
-use super::source::{fetch_files, SourceDirs};
+use super::source::{fetch_files, Offer, SourceDirs, SourceFile};
 
 /// The two datasets one fetch writes.
 #[derive(Debug, Clone)]
@@ -32,7 +32,20 @@ pub fn fetch_dataset(
     options
         .validate()
         .map_err(|e| DataError::InvalidOptions(e.message))?;
-    let mut files = fetch_files(options, dirs, progress)?;
+    let files = fetch_files(options, dirs, progress)?;
+    ingest(options, files, None, train_dir, holdout_dir, progress)
+}
+
+/// Reads `files` (already fetched) through the filters and limits into the two
+/// datasets; `network` is what the network offered, for a `source: network` fetch.
+pub fn ingest(
+    options: &FetchOptions,
+    mut files: Vec<SourceFile>,
+    network: Option<&Offer>,
+    train_dir: &Path,
+    holdout_dir: &Path,
+    progress: ProgressFn<'_>,
+) -> Result<FetchReport, DataError> {
     for file in &mut files {
         file.record.blake3 = blake3_file(&file.path)?;
     }
@@ -53,46 +66,56 @@ pub fn fetch_dataset(
         language: options.language.as_deref(),
     };
     let mut meter = Meter::new(progress, "reading documents", None);
-    let mut full = false;
-    for file in &files {
-        read_documents(
-            &file.path,
-            &file.name,
-            &selection,
-            staging.path(),
-            &mut |doc| {
-                let len = doc.len() as u64;
-                if options.min_len.is_some_and(|min| len < min)
-                    || options.max_len.is_some_and(|max| len > max)
-                {
-                    return Ok(Flow::Continue);
-                }
-                full = options
-                    .max_docs
-                    .is_some_and(|max| writer.documents() >= max)
-                    || options
-                        .max_bytes
-                        .is_some_and(|max| writer.bytes() + len > max);
-                if full {
-                    return Ok(Flow::Stop);
-                }
-                writer.push(doc)?;
-                meter.add(len);
-                Ok(Flow::Continue)
-            },
-        )?;
+    let mut take = |doc: &[u8]| -> Result<Flow, DataError> {
+        let len = doc.len() as u64;
+        if options.min_len.is_some_and(|min| len < min)
+            || options.max_len.is_some_and(|max| len > max)
+        {
+            return Ok(Flow::Continue);
+        }
+        let full = options
+            .max_docs
+            .is_some_and(|max| writer.documents() >= max)
+            || options
+                .max_bytes
+                .is_some_and(|max| writer.bytes() + len > max);
         if full {
+            return Ok(Flow::Stop);
+        }
+        writer.push(doc)?;
+        meter.add(len);
+        Ok(Flow::Continue)
+    };
+    for file in &files {
+        let flow = if file.raw {
+            take(&std::fs::read(&file.path).map_err(io_at(&file.path))?)?
+        } else {
+            let mut flow = Flow::Continue;
+            read_documents(
+                &file.path,
+                &file.name,
+                &selection,
+                staging.path(),
+                &mut |doc| {
+                    flow = take(doc)?;
+                    Ok(flow)
+                },
+            )?;
+            flow
+        };
+        if flow == Flow::Stop {
             break;
         }
     }
-    writer.finish("all", &[], serde_json::Value::Null)?;
+    drop(take);
+    writer.finish("all", &[], serde_json::Value::Null, None)?;
     let all = Dataset::open(&staging.path().join("all"))?;
     meter.finish(&format!(", {} documents", all.len()));
 
     let options_json = serde_json::to_value(options).expect("options serialise");
     let (train, holdout) = split(&all, options, train_dir, holdout_dir)?;
-    let train = train.finish("train", &sources, options_json.clone())?;
-    let holdout = holdout.finish("holdout", &sources, options_json)?;
+    let train = train.finish("train", &sources, options_json.clone(), network)?;
+    let holdout = holdout.finish("holdout", &sources, options_json, network)?;
     progress(&format!(
         "wrote {} train documents ({} bytes) and {} holdout documents ({} bytes)",
         train.documents, train.bytes, holdout.documents, holdout.bytes

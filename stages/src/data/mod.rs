@@ -20,7 +20,10 @@ pub use dataset::{
 pub use download::check_sha256;
 pub use error::{io_at, DataError};
 pub use format::{detect, read_documents, Compression, Flow, Format, Selection, DEFAULT_FIELDS};
-pub use ingest::{fetch_dataset, FetchReport};
-pub use options::{FetchOptions, SourceKind};
+pub use ingest::{fetch_dataset, ingest, FetchReport};
+pub use options::{FetchOptions, SourceKind, TargetState, WonBy};
 pub use progress::ProgressFn;
-pub use source::{check_url, download_object, local_files, resolve_revision, SourceDirs};
+pub use source::{
+    check_url, download_object, local_files, network_files, network_offer, resolve_revision, Offer,
+    Offered, SourceDirs,
+};

@@ -3,7 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
+use soma_flow_chain::ObjectID;
 use soma_flow_engine::WithError;
+
+use crate::network::with::{NetworkSchema, NetworkWith};
 
 /// Where the documents come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -15,6 +18,62 @@ pub enum SourceKind {
     Hf,
     /// An object or prefix in object storage or on a web server: `url`.
     Url,
+    /// The data that filled the SOMA network's targets: `network`, `status`,
+    /// `from_epoch`, `to_epoch`, `won_by`, `limit`.
+    Network,
+}
+
+/// Which targets' data `source: network` reads, by their status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetState {
+    /// Filled this epoch or the last: the bond is still held.
+    Filled,
+    /// Filled earlier, and its reward claimed.
+    Claimed,
+}
+
+impl TargetState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetState::Filled => "filled",
+            TargetState::Claimed => "claimed",
+        }
+    }
+}
+
+/// Whose wins `source: network` reads: `any` model's, `me` (models the signer owned
+/// when they won), or one model's, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "String")]
+pub enum WonBy {
+    Any,
+    Me,
+    Model(ObjectID),
+}
+
+impl TryFrom<String> for WonBy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "any" => Ok(WonBy::Any),
+            "me" => Ok(WonBy::Me),
+            id => id.parse().map(WonBy::Model).map_err(|_| {
+                format!("`{id}` is not `any`, `me` or a model id (0x and 64 hex digits)")
+            }),
+        }
+    }
+}
+
+impl From<WonBy> for String {
+    fn from(w: WonBy) -> String {
+        match w {
+            WonBy::Any => "any".into(),
+            WonBy::Me => "me".into(),
+            WonBy::Model(id) => id.to_hex(),
+        }
+    }
 }
 
 /// Options of one dataset fetch. Documents keep their boundaries: each file of plain
@@ -81,6 +140,30 @@ pub struct FetchOptions {
     /// Fraction of the documents held out as a second dataset, in [0, 1).
     #[serde_inline_default(0.05)]
     pub holdout: f64,
+    /// `network`: which network (as for the network stages; default `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<NetworkSchema>")]
+    pub network: Option<NetworkWith>,
+    /// `network`: the targets' statuses to read (default both `filled` and `claimed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<TargetState>,
+    /// `network`: only targets generated (and so filled) in this epoch or later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_epoch: Option<u64>,
+    /// `network`: only targets generated in this epoch or earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_epoch: Option<u64>,
+    /// `network`: whose wins: `any` (the default), `me` (models the signer owned when
+    /// they won) or a model id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub won_by: Option<WonBy>,
+    /// `network`: at most this many targets, the most recent first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// `network`: fail when a target's data cannot be downloaded or does not match
+    /// its manifest (default: skip it with a note).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
 }
 
 impl FetchOptions {
@@ -114,6 +197,13 @@ impl FetchOptions {
             ("repo", self.repo.is_some(), SourceKind::Hf),
             ("revision", self.revision.is_some(), SourceKind::Hf),
             ("url", self.url.is_some(), SourceKind::Url),
+            ("network", self.network.is_some(), SourceKind::Network),
+            ("status", !self.status.is_empty(), SourceKind::Network),
+            ("from_epoch", self.from_epoch.is_some(), SourceKind::Network),
+            ("to_epoch", self.to_epoch.is_some(), SourceKind::Network),
+            ("won_by", self.won_by.is_some(), SourceKind::Network),
+            ("limit", self.limit.is_some(), SourceKind::Network),
+            ("strict", self.strict, SourceKind::Network),
         ];
         for (key, present, owner) in given {
             if present && owner != self.source {
@@ -131,7 +221,23 @@ impl FetchOptions {
             SourceKind::Local => ("paths", !self.paths.is_empty()),
             SourceKind::Hf => ("repo", self.repo.is_some()),
             SourceKind::Url => ("url", self.url.is_some()),
+            SourceKind::Network => ("network", true),
         };
+        if let (Some(from), Some(to)) = (self.from_epoch, self.to_epoch) {
+            if from > to {
+                return Err(WithError::at(
+                    &["from_epoch"],
+                    format!("`from_epoch` {from} is after `to_epoch` {to}"),
+                ));
+            }
+        }
+        if self.limit == Some(0) {
+            return Err(WithError::at(&["limit"], "`limit: 0` selects nothing")
+                .help("give N ≥ 1, or leave it out for every target"));
+        }
+        if let Some(network) = &self.network {
+            network.check()?;
+        }
         if !present {
             return Err(WithError::at(
                 &["source"],
@@ -148,6 +254,7 @@ impl SourceKind {
             SourceKind::Local => "local",
             SourceKind::Hf => "hf",
             SourceKind::Url => "url",
+            SourceKind::Network => "network",
         }
     }
 }

@@ -1,14 +1,19 @@
-//! `fetch-dataset`: documents from local files, a Hugging Face dataset repo or object
-//! storage, filtered and split into a training dataset and a held-out one.
+//! `fetch-dataset`: documents from local files, a Hugging Face dataset repo, object
+//! storage or the data that filled the network's targets, filtered and split into a
+//! training dataset and a held-out one.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use soma_flow_engine::{Inputs, KeyContext, Outcome, RunContext, StageKind, WithError};
+use soma_flow_engine::{
+    CachedOutputs, Inputs, KeyContext, Outcome, RunContext, StageKind, WithError,
+};
 
 use crate::data::{
-    fetch_dataset, local_files, resolve_revision, FetchOptions, SourceDirs, SourceKind,
+    fetch_dataset, ingest, local_files, network_files, network_offer, resolve_revision, Dataset,
+    FetchOptions, FetchReport, SourceDirs, SourceKind, WonBy,
 };
+use crate::network::with::NetworkWith;
 
 pub struct FetchDatasetKind;
 
@@ -17,7 +22,7 @@ impl StageKind for FetchDatasetKind {
     const NAME: &'static str = "fetch-dataset";
     const VERSION: u32 = 1;
     const ABOUT: &'static str =
-        "Fetches documents (local, hf, url), filters them and splits off a held-out set";
+        "Fetches documents (local, hf, url, network), filters them and splits off a held-out set";
 
     fn inputs(&self, _: &FetchOptions) -> Inputs {
         Inputs::Fixed(Vec::new())
@@ -58,8 +63,39 @@ impl StageKind for FetchDatasetKind {
                 })?;
                 Ok(serde_json::json!({ "commit": commit }))
             }
-            SourceKind::Url => Ok(serde_json::Value::Null),
+            // What the network offers is checked by `revalidate`.
+            SourceKind::Url | SourceKind::Network => Ok(serde_json::Value::Null),
         }
+    }
+
+    fn irreproducible(&self, with: &FetchOptions, _: &str) -> Option<&'static str> {
+        (with.source == SourceKind::Network).then_some("reads the network's state at run time")
+    }
+
+    /// A fetch from the network stands only while the network offers exactly the
+    /// targets (and data) it fetched.
+    fn revalidate(&self, with: &FetchOptions, cached: &CachedOutputs<'_>) -> Result<()> {
+        if with.source != SourceKind::Network {
+            return Ok(());
+        }
+        let recorded = Dataset::open(cached.output("dataset")?)?
+            .manifest()
+            .network
+            .clone()
+            .context("the dataset holds no record of what the network offered")?;
+        let owner = recorded
+            .owner
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("the record names no valid owner"))?;
+        let net = network(with).open(cached.store)?;
+        let now = network_offer(&net, with, owner)?;
+        anyhow::ensure!(
+            now == recorded,
+            "the network's filled targets changed since their data was fetched"
+        );
+        Ok(())
     }
 
     fn run(&self, with: &FetchOptions, ctx: &RunContext<'_>) -> Result<Outcome> {
@@ -75,7 +111,10 @@ impl StageKind for FetchDatasetKind {
         } else {
             ctx.scratch.join("holdout")
         };
-        let report = fetch_dataset(with, &dirs, &ctx.output("dataset"), &holdout, ctx.progress)?;
+        let report = match with.source {
+            SourceKind::Network => fetch_network(with, ctx, &state, &holdout)?,
+            _ => fetch_dataset(with, &dirs, &ctx.output("dataset"), &holdout, ctx.progress)?,
+        };
         ctx.note(format!(
             "{} documents ({:.1} MB) for training, {} held out",
             report.train.documents,
@@ -84,4 +123,53 @@ impl StageKind for FetchDatasetKind {
         ));
         Ok(Outcome::Done)
     }
+}
+
+fn network(with: &FetchOptions) -> NetworkWith {
+    with.network.clone().unwrap_or_default()
+}
+
+/// `source: network`: what the network offers now, downloaded into the shared
+/// `data/network/` folder (by checksum, so a stopped fetch resumes), then ingested.
+fn fetch_network(
+    with: &FetchOptions,
+    ctx: &RunContext<'_>,
+    state: &std::path::Path,
+    holdout: &std::path::Path,
+) -> Result<FetchReport> {
+    let network = network(with);
+    let net = network.open(ctx.store)?;
+    let owner = match with.won_by {
+        Some(WonBy::Me) => Some(
+            network
+                .signer(&net, ctx)
+                .context("`won_by: me` needs the signer's key")?
+                .address(),
+        ),
+        _ => None,
+    };
+    let offer = network_offer(&net, with, owner)?;
+    if offer.targets.is_empty() {
+        ctx.note(format!(
+            "{} offers no filled target for these options: the dataset is empty",
+            net.endpoint
+        ));
+    }
+    let note = |text: String| ctx.note(text);
+    let files = network_files(
+        &net,
+        &offer,
+        &state.join("network"),
+        with.strict,
+        &note,
+        ctx.progress,
+    )?;
+    Ok(ingest(
+        with,
+        files,
+        Some(&offer),
+        &ctx.output("dataset"),
+        holdout,
+        ctx.progress,
+    )?)
 }

@@ -654,6 +654,62 @@ impl Revealed {
     }
 }
 
+/// What a manifest's bytes are, for the fullnode's fallback path.
+#[derive(Debug, Clone, Copy)]
+pub enum Blob {
+    /// A model's encrypted weights: `/model/{id}`.
+    Model(ObjectID),
+    /// A filled target's winning data: `/data/{target id}`.
+    Data(ObjectID),
+}
+
+impl std::fmt::Display for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blob::Model(id) => write!(f, "model {id}"),
+            Blob::Data(id) => write!(f, "the data of target {id}"),
+        }
+    }
+}
+
+/// Downloads the bytes `manifest` names into `dest` (ranged and resumable): from its
+/// URL, or, failing that, from the fullnode's `/model/{id}` or `/data/{id}` (§8).
+/// The size is checked before a byte comes; `check`, when given, judges each
+/// attempt's bytes, so a corrupt copy at the URL falls back too.
+pub fn download_blob(
+    net: &Network,
+    manifest: &Manifest,
+    blob: Blob,
+    dest: &Path,
+    check: Option<&dyn Fn(&Path) -> Result<()>>,
+    progress: ProgressFn<'_>,
+) -> Result<()> {
+    let size = manifest.size();
+    let direct = manifest.url().to_string();
+    let (route, id) = match blob {
+        Blob::Model(id) => ("model", id),
+        Blob::Data(id) => ("data", id),
+    };
+    let rpc = net.client.rpc_url().trim_end_matches('/').to_owned();
+    let fallback = format!("{rpc}/{route}/{}", id.to_hex());
+    let attempt = |url: &str| -> Result<()> {
+        let got = download_object(url, Some(size), dest, progress)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| check.map_or(Ok(()), |check| check(dest)));
+        if got.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        got
+    };
+    if let Err(first) = attempt(&direct) {
+        progress(&format!("{direct}: {first:#}; trying {fallback}"));
+        attempt(&fallback).map_err(|second| {
+            anyhow!("cannot download {blob}: {direct}: {first:#}; {fallback}: {second:#}")
+        })?;
+    }
+    Ok(())
+}
+
 /// Downloads a revealed model's ciphertext from its manifest URL (ranged and
 /// resumable, through `scratch`), or, failing that, from the fullnode's
 /// `/model/{id}`; checks its size and checksum, decrypts it, and writes `dest` only
@@ -667,22 +723,7 @@ pub fn fetch(
 ) -> Result<()> {
     let size = model.manifest.size();
     let staged = scratch.join(format!("{}.bin", hex::encode(model.manifest.checksum().0)));
-    let direct = model.manifest.url().to_string();
-    let fallback = format!(
-        "{}/model/{}",
-        net.client.rpc_url().trim_end_matches('/'),
-        model.id.to_hex()
-    );
-    if let Err(first) = download_object(&direct, Some(size), &staged, progress) {
-        progress(&format!("{direct}: {first}; trying {fallback}"));
-        let _ = std::fs::remove_file(&staged);
-        download_object(&fallback, Some(size), &staged, progress).map_err(|second| {
-            anyhow!(
-                "cannot download model {}: {direct}: {first}; {fallback}: {second}",
-                model.id
-            )
-        })?;
-    }
+    download_blob(net, &model.manifest, Blob::Model(model.id), &staged, None, progress)?;
     let dir = dest.parent().unwrap_or(Path::new("."));
     let mut out = tempfile::Builder::new()
         .prefix(".fetch-")

@@ -163,14 +163,15 @@ impl Network {
         Ok(self.epoch()?.system.parameters)
     }
 
-    /// The targets generated in `epoch`, with `status` if given, every page.
-    pub fn targets(&self, status: Option<&str>, epoch: u64) -> Result<Vec<TargetInfo>> {
+    /// The targets generated in `epoch` (every epoch if `None`), with `status` if
+    /// given, every page.
+    pub fn targets(&self, status: Option<&str>, epoch: Option<u64>) -> Result<Vec<TargetInfo>> {
         let mut targets = Vec::new();
         let mut page_token = None;
         loop {
             let page = self.block_on(self.client.list_targets(&TargetQuery {
                 status: status.map(str::to_owned),
-                epoch: Some(epoch),
+                epoch,
                 page_size: Some(100),
                 page_token: page_token.take(),
                 ..TargetQuery::default()

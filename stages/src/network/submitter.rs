@@ -78,7 +78,7 @@ pub fn submit(
         each * how.count as u64,
         "the submissions' bonds and fees",
     )?;
-    let targets = net.targets(Some("open"), info.epoch)?;
+    let targets = net.targets(Some("open"), Some(info.epoch))?;
     if targets.is_empty() {
         bail!(
             "{} has no open target in epoch {} (targets are generated at each epoch change \

@@ -102,6 +102,7 @@ async fn fetch(
             check_sha256(&dest, &path, Some(sha256))?;
         }
         files.push(SourceFile {
+            raw: false,
             record: SourceRecord {
                 path: path.clone(),
                 repo: Some(repo_id.into()),

@@ -38,6 +38,7 @@ pub fn files(options: &FetchOptions, base_dir: &Path) -> Result<Vec<SourceFile>,
         .map(|(name, path)| {
             let size = std::fs::metadata(&path).map_err(io_at(&path))?.len();
             Ok(SourceFile {
+                raw: false,
                 record: SourceRecord {
                     path: name.clone(),
                     repo: None,

@@ -3,9 +3,11 @@
 
 mod hf;
 mod local;
+mod network;
 mod url;
 
 pub use hf::resolve_revision;
+pub use network::{files as network_files, offer as network_offer, Offer, Offered};
 pub use url::{check_url, download_object};
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,9 @@ pub struct SourceFile {
     /// source root).
     pub name: String,
     pub path: PathBuf,
+    /// One document as it is, whatever its name or first bytes say (a network
+    /// submission is scored as raw bytes).
+    pub raw: bool,
     /// Provenance for the manifest; `blake3` is filled in by the caller.
     pub record: SourceRecord,
 }
@@ -49,6 +54,9 @@ pub fn fetch_files(
         SourceKind::Local => local::files(options, dirs.base_dir),
         SourceKind::Hf => hf::files(options, dirs.hf_cache, progress),
         SourceKind::Url => url::files(options, dirs.download_dir, progress),
+        SourceKind::Network => Err(DataError::InvalidOptions(
+            "`source: network` is fetched by the stage, which holds the network".into(),
+        )),
     }
 }
 

@@ -129,6 +129,7 @@ async fn fetch(
         let range_from = |offset| fetch_range(store, &meta, &object_url, offset);
         download(&object_url, meta.size, &dest, range_from, progress).await?;
         files.push(SourceFile {
+            raw: false,
             record: SourceRecord {
                 path: object_url,
                 repo: None,

@@ -1,0 +1,193 @@
+//! `source: network`: the data that filled the SOMA network's targets. Each winning
+//! submission is one document, byte for byte the blob the chain scored. Blobs are
+//! downloaded from their manifest URL, or from the fullnode's `/data/{target}`,
+//! checked against the manifest's size and Blake2b-256, and kept by checksum, so a
+//! fetch that was stopped resumes and a later fetch downloads only new targets.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use soma_flow_chain::{Checksum, Digest, ObjectID, SomaAddress, TargetV1};
+
+use super::SourceFile;
+use crate::data::dataset::SourceRecord;
+use crate::data::options::{FetchOptions, TargetState, WonBy};
+use crate::data::progress::ProgressFn;
+use crate::network::lifecycle::{download_blob, Blob};
+use crate::network::Network;
+
+/// What the network offered for the options: recorded in the dataset's manifest, so
+/// that a cached fetch stands only while the network offers exactly the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// The signer whose wins `won_by: me` selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub targets: Vec<Offered>,
+}
+
+/// One filled target and the manifest of its winning data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offered {
+    pub target: String,
+    /// The epoch it was generated and filled in.
+    pub epoch: u64,
+    /// The model whose score won it.
+    pub model: String,
+    pub url: String,
+    /// Blake2b-256 of the data, hex.
+    pub checksum: String,
+    pub size: u64,
+}
+
+/// The filled targets `options` select, the most recent `limit` of them, in the
+/// order (epoch, id). `owner` is required for `won_by: me`.
+pub fn offer(net: &Network, options: &FetchOptions, owner: Option<SomaAddress>) -> Result<Offer> {
+    let states = match options.status.as_slice() {
+        [] => &[TargetState::Filled, TargetState::Claimed][..],
+        given => given,
+    };
+    let won_by = options.won_by.unwrap_or(WonBy::Any);
+    let in_epochs = |e: u64| {
+        options.from_epoch.is_none_or(|from| e >= from) && options.to_epoch.is_none_or(|to| e <= to)
+    };
+    let mut listed = Vec::new();
+    for state in states {
+        listed.extend(
+            net.targets(Some(state.name()), None)?
+                .into_iter()
+                .filter(|t| in_epochs(t.generation_epoch))
+                .filter(|t| match won_by {
+                    WonBy::Any => true,
+                    WonBy::Me => owner.is_some() && t.winning_model_owner == owner,
+                    WonBy::Model(id) => t.winning_model_id == Some(id),
+                }),
+        );
+    }
+    // Most recent first for the limit; then in the order they were filled.
+    listed.sort_by(|a, b| (b.generation_epoch, b.id.0).cmp(&(a.generation_epoch, a.id.0)));
+    listed.dedup_by_key(|t| t.id);
+    if let Some(limit) = options.limit {
+        listed.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    listed.reverse();
+    let mut targets = Vec::with_capacity(listed.len());
+    for t in listed {
+        let object = net
+            .block_on(net.client.object(&t.id))
+            .with_context(|| format!("cannot read target {}", t.id))?;
+        let full: TargetV1 = object
+            .data
+            .decode()
+            .with_context(|| format!("target {} does not decode as a TargetV1", t.id))?;
+        let (Some(data), Some(model)) = (full.winning_data_manifest, full.winning_model_id) else {
+            // Listed as filled, yet without winning data: nothing to read.
+            continue;
+        };
+        targets.push(Offered {
+            target: t.id.to_hex(),
+            epoch: full.generation_epoch,
+            model: model.to_hex(),
+            url: data.manifest.url().to_string(),
+            checksum: hex::encode(data.manifest.checksum().0),
+            size: data.manifest.size(),
+        });
+    }
+    Ok(Offer {
+        owner: owner.map(|o| o.to_string()),
+        targets,
+    })
+}
+
+/// Downloads each offered target's data into `cache` (named by checksum; what is
+/// there already and matches is not downloaded again). A target whose data cannot be
+/// had or does not match its manifest is an error when `strict`, otherwise skipped
+/// with a note.
+pub fn files(
+    net: &Network,
+    offer: &Offer,
+    cache: &Path,
+    strict: bool,
+    note: &dyn Fn(String),
+    progress: ProgressFn<'_>,
+) -> Result<Vec<SourceFile>> {
+    std::fs::create_dir_all(cache).with_context(|| format!("cannot create {}", cache.display()))?;
+    let mut files = Vec::new();
+    for (i, t) in offer.targets.iter().enumerate() {
+        progress(&format!(
+            "target {} ({}/{}): {} bytes",
+            t.target,
+            i + 1,
+            offer.targets.len(),
+            t.size
+        ));
+        match fetch(net, t, cache, progress) {
+            Ok(path) => files.push(SourceFile {
+                name: t.target.clone(),
+                path,
+                raw: true,
+                record: SourceRecord {
+                    path: t.target.clone(),
+                    repo: None,
+                    revision: Some(format!("epoch {}", t.epoch)),
+                    source_hash: Some(t.checksum.clone()),
+                    size: t.size,
+                    blake3: String::new(),
+                },
+            }),
+            Err(e) if strict => return Err(e.context("`strict`: every target's data must come")),
+            Err(e) => note(format!("skipped target {}: {e:#}", t.target)),
+        }
+    }
+    Ok(files)
+}
+
+/// The verified blob of one target, from the cache or downloaded.
+fn fetch(net: &Network, t: &Offered, cache: &Path, progress: ProgressFn<'_>) -> Result<PathBuf> {
+    let kept = cache.join(format!("{}.bin", t.checksum));
+    if verify(&kept, t).is_ok() {
+        return Ok(kept);
+    }
+    let target: ObjectID = t.target.parse().context("a recorded target id")?;
+    let manifest = soma_flow_chain::Manifest::new(
+        &t.url,
+        Digest(
+            hex::decode(&t.checksum)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("a recorded checksum")?,
+        ),
+        t.size,
+    )?;
+    let staged = cache.join(format!(".{}.download", t.checksum));
+    let check = |path: &Path| verify(path, t);
+    download_blob(
+        net,
+        &manifest,
+        Blob::Data(target),
+        &staged,
+        Some(&check),
+        progress,
+    )?;
+    std::fs::rename(&staged, &kept).with_context(|| format!("cannot write {}", kept.display()))?;
+    Ok(kept)
+}
+
+/// Whether `path` holds exactly the data `t`'s manifest names.
+fn verify(path: &Path, t: &Offered) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() as u64 == t.size,
+        "{} bytes, but the manifest says {}",
+        bytes.len(),
+        t.size
+    );
+    let sum = hex::encode(Checksum::of(&bytes).0);
+    anyhow::ensure!(
+        sum == t.checksum,
+        "its Blake2b-256 is {sum}, but the manifest says {}",
+        t.checksum
+    );
+    Ok(())
+}
