@@ -750,3 +750,95 @@ fn bad_network_dataset_options_are_validation_errors() {
         "open",
     );
 }
+
+#[test]
+fn gaps_score_my_model_against_each_targets_winner_as_score_does() {
+    let p = Project::new();
+    let filled = fill_two_targets(&p);
+    p.write(
+        "gaps.yaml",
+        &format!(
+            r#"
+name: gaps
+stages:
+  mine:
+    kind: command
+    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
+  gaps:
+    kind: gaps
+    inputs: {{ model: mine.model }}
+    with: {{ heads: 4 }}
+  fetch:
+    kind: fetch-competitors
+    with: {{ heads: 4 }}
+  blob:
+    kind: fetch-dataset
+    with: {{ source: local, paths: [blob0.txt], holdout: 0 }}
+  score:
+    kind: score
+    inputs: {{ model: mine.model, competitors: fetch.models, data: blob.dataset }}
+    with: {{ heads: 4 }}
+"#
+        ),
+    );
+    let out = p.run(&["run", "gaps.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.all().contains("filled targets"), "{}", out.all());
+    let table = p.output_json("gaps.yaml", "gaps.table");
+    let rows = table.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{table}");
+    for (row, t) in rows.iter().zip({
+        let mut f = filled.clone();
+        f.sort_by_key(|t| t["id"].as_str().unwrap().to_owned());
+        f
+    }) {
+        assert_eq!(row["target"], t["id"]);
+        assert_eq!(row["winner"], t["winning_model_id"]);
+        let margin = row["my_loss"].as_f64().unwrap() - row["winner_loss"].as_f64().unwrap();
+        assert!((row["margin"].as_f64().unwrap() - margin).abs() < 1e-5);
+        assert_eq!(row["would_win"], margin < 0.0);
+        assert_eq!(row["routed_to_me"], false, "the genesis models are not mine");
+    }
+
+    // `score` on the same data with the same seed gives the same losses, bit for bit.
+    let blob0 = std::fs::read(p.path().join("blob0.txt")).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| {
+            let t = filled.iter().find(|t| t["id"] == r["target"]).unwrap();
+            std::fs::read(common::file_url_path(t["data_url"].as_str().unwrap())).unwrap() == blob0
+        })
+        .expect("blob0 filled a target");
+    let scores = p.output_json("gaps.yaml", "score.scores");
+    let loss = |name: &str| {
+        scores["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {scores}"))["loss"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(row["my_loss"].as_f64().unwrap(), loss("mine.model"));
+    assert_eq!(
+        row["winner_loss"].as_f64().unwrap(),
+        loss(row["winner"].as_str().unwrap())
+    );
+
+    // The summary adds the table up; the dataset holds the data I lose on.
+    let summary = p.output_json("gaps.yaml", "gaps.summary");
+    let wins = rows.iter().filter(|r| r["would_win"] == true).count();
+    assert_eq!(summary["targets"], 2);
+    assert_eq!(summary["would_win"], wins);
+    assert_eq!(summary["worst"].as_array().unwrap().len(), 2 - wins);
+    let lost = documents(&p.output_path("gaps.yaml", "gaps.dataset"));
+    assert_eq!(lost.len(), 2 - wins);
+
+    // Unchanged network: the gaps stand.
+    let out = p.run(&["run", "gaps.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(statuses(&p.last_record())
+        .iter()
+        .all(|(_, s)| s == "hit"));
+}

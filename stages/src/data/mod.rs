@@ -21,7 +21,7 @@ pub use download::check_sha256;
 pub use error::{io_at, DataError};
 pub use format::{detect, read_documents, Compression, Flow, Format, Selection, DEFAULT_FIELDS};
 pub use ingest::{fetch_dataset, ingest, FetchReport};
-pub use options::{FetchOptions, SourceKind, TargetState, WonBy};
+pub use options::{FetchOptions, SourceKind, TargetFilter, TargetState, WonBy};
 pub use progress::ProgressFn;
 pub use source::{
     check_url, download_object, local_files, network_files, network_offer, resolve_revision, Offer,

@@ -223,6 +223,48 @@ impl FetchOptions {
             SourceKind::Url => ("url", self.url.is_some()),
             SourceKind::Network => ("network", true),
         };
+        self.targets().check()?;
+        if let Some(network) = &self.network {
+            network.check()?;
+        }
+        if !present {
+            return Err(WithError::at(
+                &["source"],
+                format!("`source: {}` needs `{needed}`", self.source.name()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FetchOptions {
+    /// The targets `source: network` reads.
+    pub fn targets(&self) -> TargetFilter {
+        TargetFilter {
+            status: self.status.clone(),
+            from_epoch: self.from_epoch,
+            to_epoch: self.to_epoch,
+            won_by: self.won_by.unwrap_or(WonBy::Any),
+            limit: self.limit,
+        }
+    }
+}
+
+/// Which filled targets a read of the network selects (`fetch-dataset`'s
+/// `source: network`, `gaps`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetFilter {
+    /// Empty: both `filled` and `claimed`.
+    pub status: Vec<TargetState>,
+    pub from_epoch: Option<u64>,
+    pub to_epoch: Option<u64>,
+    pub won_by: WonBy,
+    /// The most recent this many.
+    pub limit: Option<u64>,
+}
+
+impl TargetFilter {
+    pub fn check(&self) -> Result<(), WithError> {
         if let (Some(from), Some(to)) = (self.from_epoch, self.to_epoch) {
             if from > to {
                 return Err(WithError::at(
@@ -235,16 +277,20 @@ impl FetchOptions {
             return Err(WithError::at(&["limit"], "`limit: 0` selects nothing")
                 .help("give N ≥ 1, or leave it out for every target"));
         }
-        if let Some(network) = &self.network {
-            network.check()?;
-        }
-        if !present {
-            return Err(WithError::at(
-                &["source"],
-                format!("`source: {}` needs `{needed}`", self.source.name()),
-            ));
-        }
         Ok(())
+    }
+
+    /// The statuses to list.
+    pub fn states(&self) -> &[TargetState] {
+        match self.status.as_slice() {
+            [] => &[TargetState::Filled, TargetState::Claimed],
+            given => given,
+        }
+    }
+
+    pub fn in_epochs(&self, epoch: u64) -> bool {
+        self.from_epoch.is_none_or(|from| epoch >= from)
+            && self.to_epoch.is_none_or(|to| epoch <= to)
     }
 }
 

@@ -7,9 +7,11 @@
 //! - [`embedding`]: embeddings (`embedding.json` + `embedding.f32`, or a JSON array or
 //!   little-endian f32 file given by hand).
 //! - [`scores`]: the `scores` of `score`, and the table people read.
+//! - [`gaps`]: the `table` and `summary` of `gaps`.
 //!
 //! Commit records are `network::lifecycle::CommitRecord` (`read`, `write`).
 
 pub mod competitors;
 pub mod embedding;
+pub mod gaps;
 pub mod scores;

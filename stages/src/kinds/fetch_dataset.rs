@@ -83,14 +83,9 @@ impl StageKind for FetchDatasetKind {
             .network
             .clone()
             .context("the dataset holds no record of what the network offered")?;
-        let owner = recorded
-            .owner
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|_| anyhow::anyhow!("the record names no valid owner"))?;
+        let owner = recorded.owner()?;
         let net = network(with).open(cached.store)?;
-        let now = network_offer(&net, with, owner)?;
+        let now = network_offer(&net, &with.targets(), owner)?;
         anyhow::ensure!(
             now == recorded,
             "the network's filled targets changed since their data was fetched"
@@ -148,7 +143,7 @@ fn fetch_network(
         ),
         _ => None,
     };
-    let offer = network_offer(&net, with, owner)?;
+    let offer = network_offer(&net, &with.targets(), owner)?;
     if offer.targets.is_empty() {
         ctx.note(format!(
             "{} offers no filled target for these options: the dataset is empty",

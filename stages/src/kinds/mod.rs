@@ -8,6 +8,7 @@ pub mod distill;
 pub mod embed;
 pub mod fetch_competitors;
 pub mod fetch_dataset;
+pub mod gaps;
 pub mod reveal;
 pub mod score;
 pub mod train;
@@ -24,6 +25,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(average::AverageKind);
     registry.register(embed::EmbedKind);
     registry.register(score::ScoreKind);
+    registry.register(gaps::GapsKind);
     registry.register(commit::CommitKind);
     registry.register(reveal::RevealKind);
 }

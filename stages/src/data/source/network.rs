@@ -12,7 +12,7 @@ use soma_flow_chain::{Checksum, Digest, ObjectID, SomaAddress, TargetV1};
 
 use super::SourceFile;
 use crate::data::dataset::SourceRecord;
-use crate::data::options::{FetchOptions, TargetState, WonBy};
+use crate::data::options::{TargetFilter, WonBy};
 use crate::data::progress::ProgressFn;
 use crate::network::lifecycle::{download_blob, Blob};
 use crate::network::Network;
@@ -25,6 +25,17 @@ pub struct Offer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     pub targets: Vec<Offered>,
+}
+
+impl Offer {
+    /// The recorded owner, as an address.
+    pub fn owner(&self) -> Result<Option<SomaAddress>> {
+        self.owner
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("the record names no valid owner"))
+    }
 }
 
 /// One filled target and the manifest of its winning data.
@@ -41,24 +52,16 @@ pub struct Offered {
     pub size: u64,
 }
 
-/// The filled targets `options` select, the most recent `limit` of them, in the
+/// The filled targets `filter` selects, the most recent `limit` of them, in the
 /// order (epoch, id). `owner` is required for `won_by: me`.
-pub fn offer(net: &Network, options: &FetchOptions, owner: Option<SomaAddress>) -> Result<Offer> {
-    let states = match options.status.as_slice() {
-        [] => &[TargetState::Filled, TargetState::Claimed][..],
-        given => given,
-    };
-    let won_by = options.won_by.unwrap_or(WonBy::Any);
-    let in_epochs = |e: u64| {
-        options.from_epoch.is_none_or(|from| e >= from) && options.to_epoch.is_none_or(|to| e <= to)
-    };
+pub fn offer(net: &Network, filter: &TargetFilter, owner: Option<SomaAddress>) -> Result<Offer> {
     let mut listed = Vec::new();
-    for state in states {
+    for state in filter.states() {
         listed.extend(
             net.targets(Some(state.name()), None)?
                 .into_iter()
-                .filter(|t| in_epochs(t.generation_epoch))
-                .filter(|t| match won_by {
+                .filter(|t| filter.in_epochs(t.generation_epoch))
+                .filter(|t| match filter.won_by {
                     WonBy::Any => true,
                     WonBy::Me => owner.is_some() && t.winning_model_owner == owner,
                     WonBy::Model(id) => t.winning_model_id == Some(id),
@@ -68,7 +71,7 @@ pub fn offer(net: &Network, options: &FetchOptions, owner: Option<SomaAddress>) 
     // Most recent first for the limit; then in the order they were filled.
     listed.sort_by(|a, b| (b.generation_epoch, b.id.0).cmp(&(a.generation_epoch, a.id.0)));
     listed.dedup_by_key(|t| t.id);
-    if let Some(limit) = options.limit {
+    if let Some(limit) = filter.limit {
         listed.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
     listed.reverse();
