@@ -304,7 +304,11 @@ fn a_data_submitter_fills_targets_routed_to_the_genesis_models() {
             .unwrap()
             .contains(&t["winning_model_id"]));
     }
-    assert_eq!(targets(&p, "open").len(), 100, "each fill spawns a replacement");
+    assert_eq!(
+        targets(&p, "open").len(),
+        100,
+        "each fill spawns a replacement"
+    );
 }
 
 /// The documents of a stored dataset directory, in order.
@@ -316,7 +320,10 @@ fn documents(dir: &str) -> Vec<Vec<u8>> {
         .chunks(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as usize)
         .collect();
-    offsets.windows(2).map(|w| docs[w[0]..w[1]].to_vec()).collect()
+    offsets
+        .windows(2)
+        .map(|w| docs[w[0]..w[1]].to_vec())
+        .collect()
 }
 
 #[test]
@@ -364,8 +371,10 @@ fn the_data_that_filled_targets_becomes_a_dataset() {
         .as_array()
         .unwrap()
         .iter()
-        .all(|s| s["revision"] == format!("epoch {}", filled[0]["generation_epoch"])
-            && s["source_hash"].as_str().unwrap().len() == 64));
+        .all(
+            |s| s["revision"] == format!("epoch {}", filled[0]["generation_epoch"])
+                && s["source_hash"].as_str().unwrap().len() == 64
+        ));
 
     // The same targets: the cached fetch stands.
     let (out, _) = pipeline("all", "");
@@ -376,9 +385,20 @@ fn the_data_that_filled_targets_becomes_a_dataset() {
     );
 
     // A new fill: the cached fetch no longer stands.
-    std::fs::write(p.path().join("blob2.txt"), b"fn main() { println!(\"a third\"); }").unwrap();
+    std::fs::write(
+        p.path().join("blob2.txt"),
+        b"fn main() { println!(\"a third\"); }",
+    )
+    .unwrap();
     let out = p.run(&[
-        "localnet", "submit", "--data", "blob2.txt", "--count", "1", "--heads", "4",
+        "localnet",
+        "submit",
+        "--data",
+        "blob2.txt",
+        "--count",
+        "1",
+        "--heads",
+        "4",
     ]);
     assert_eq!(out.code(), 0, "{}", out.all());
     let filled = targets(&p, "filled");
@@ -391,7 +411,11 @@ fn the_data_that_filled_targets_becomes_a_dataset() {
     );
     assert_eq!(documents(&p.output_path(&file, "data.dataset")).len(), 3);
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(format!("{}/manifest.json", p.output_path(&file, "data.dataset"))).unwrap(),
+        &std::fs::read(format!(
+            "{}/manifest.json",
+            p.output_path(&file, "data.dataset")
+        ))
+        .unwrap(),
     )
     .unwrap();
 
@@ -406,7 +430,11 @@ fn the_data_that_filled_targets_becomes_a_dataset() {
     assert_eq!(documents(&p.output_path(&file, "data.dataset")).len(), won);
     let (out, file) = pipeline("mine", ", won_by: me");
     assert_eq!(out.code(), 0, "{}", out.all());
-    assert!(out.all().contains("offers no filled target"), "{}", out.all());
+    assert!(
+        out.all().contains("offers no filled target"),
+        "{}",
+        out.all()
+    );
     assert!(documents(&p.output_path(&file, "data.dataset")).is_empty());
 
     // The first target's data is gone from its URL: the fullnode's `/data/{id}`
@@ -430,7 +458,11 @@ fn the_data_that_filled_targets_becomes_a_dataset() {
             .to_owned()
     };
     let first_bytes = std::fs::read(&first).unwrap();
-    std::fs::write(localnet_blobs.join(checksum(&filled[0]["id"])), &first_bytes).unwrap();
+    std::fs::write(
+        localnet_blobs.join(checksum(&filled[0]["id"])),
+        &first_bytes,
+    )
+    .unwrap();
     std::fs::remove_file(&first).unwrap();
     let mut bad = std::fs::read(&second).unwrap();
     bad[0] ^= 1;
@@ -744,11 +776,7 @@ fn bad_network_dataset_options_are_validation_errors() {
         "bad.yaml:5",
         "`won_by` belongs to `source: network`",
     );
-    check(
-        "{source: network, status: [open]}",
-        "bad.yaml:5",
-        "open",
-    );
+    check("{source: network, status: [open]}", "bad.yaml:5", "open");
 }
 
 #[test]
@@ -797,7 +825,10 @@ stages:
         let margin = row["my_loss"].as_f64().unwrap() - row["winner_loss"].as_f64().unwrap();
         assert!((row["margin"].as_f64().unwrap() - margin).abs() < 1e-5);
         assert_eq!(row["would_win"], margin < 0.0);
-        assert_eq!(row["routed_to_me"], false, "the genesis models are not mine");
+        assert_eq!(
+            row["routed_to_me"], false,
+            "the genesis models are not mine"
+        );
     }
 
     // `score` on the same data with the same seed gives the same losses, bit for bit.
@@ -838,7 +869,60 @@ stages:
     // Unchanged network: the gaps stand.
     let out = p.run(&["run", "gaps.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
-    assert!(statuses(&p.last_record())
-        .iter()
-        .all(|(_, s)| s == "hit"));
+    assert!(statuses(&p.last_record()).iter().all(|(_, s)| s == "hit"));
+}
+
+#[test]
+fn placement_routes_candidates_among_the_local_registry_and_draws_a_map() {
+    let p = Project::new();
+    p.write(
+        "place.yaml",
+        &format!(
+            r#"
+name: place
+stages:
+  a:
+    kind: command
+    with: {{ run: "{EMBED} 0.25 > outputs/embedding", outs: [embedding] }}
+  b:
+    kind: command
+    with: {{ run: "{EMBED} -0.5 > outputs/embedding", outs: [embedding] }}
+  place:
+    kind: placement
+    inputs: {{ candidates: [a.embedding, b.embedding] }}
+    with: {{ samples: 50 }}
+"#
+        ),
+    );
+    let out = p.run(&["run", "place.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    // Two genesis models and a candidate, three models per target: all meet everywhere.
+    assert!(
+        out.all().contains("every target reaches every model"),
+        "{}",
+        out.all()
+    );
+    let placement = p.output_json("place.yaml", "place.placement");
+    assert_eq!(placement["k"], 3, "the chain's target_models_per_target");
+    assert_eq!(placement["registry"].as_array().unwrap().len(), 2);
+    for landing in placement["landings"].as_array().unwrap() {
+        assert_eq!(landing["routed"], 50, "{landing}");
+        let met = landing["competitors"].as_array().unwrap();
+        assert_eq!(met.len(), 2, "{landing}");
+        assert!(met.iter().all(|c| c[1] == 50), "{landing}");
+    }
+    let map = std::fs::read(p.output_path("place.yaml", "place.map")).unwrap();
+    assert!(map.starts_with(b"\x89PNG"), "the map is a PNG");
+
+    // Same registry: the placement stands. Nothing to place: a clear error.
+    let out = p.run(&["run", "place.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(statuses(&p.last_record()).iter().all(|(_, s)| s == "hit"));
+    p.write(
+        "none.yaml",
+        "name: none\nstages:\n  place:\n    kind: placement\n    with: {samples: 10}\n",
+    );
+    let out = p.run(&["run", "none.yaml"]);
+    assert_ne!(out.code(), 0);
+    assert!(out.all().contains("nothing to place"), "{}", out.all());
 }

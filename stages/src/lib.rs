@@ -17,6 +17,7 @@ pub mod merge;
 pub mod model;
 pub mod network;
 pub mod noise;
+pub mod placement;
 mod private_file;
 pub mod score;
 pub mod sigreg;

@@ -13,6 +13,7 @@ mod data_s3;
 mod golden;
 mod model;
 mod network_lifecycle;
+mod placement;
 mod signer;
 mod storage_s3;
 mod training;

@@ -568,6 +568,8 @@ pub struct ChainParameters {
     pub model_min_stake: u64,
     pub model_architecture_version: u64,
     pub target_embedding_dim: u64,
+    /// How many models the chain routes each target to (k of its weighted KNN).
+    pub target_models_per_target: u64,
     pub base_fee: u64,
     pub write_object_fee: u64,
     pub value_fee_bps: u64,
@@ -613,6 +615,7 @@ impl TryFrom<&super::SystemParameters> for ChainParameters {
                 "model_architecture_version",
             )?,
             target_embedding_dim: f(p.target_embedding_dim, "target_embedding_dim")?,
+            target_models_per_target: f(p.target_models_per_target, "target_models_per_target")?,
             base_fee: f(p.base_fee, "base_fee")?,
             write_object_fee: f(p.write_object_fee, "write_object_fee")?,
             value_fee_bps: f(p.value_fee_bps, "value_fee_bps")?,

@@ -24,7 +24,9 @@ pub enum SourceKind {
 }
 
 /// Which targets' data `source: network` reads, by their status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetState {
     /// Filled this epoch or the last: the bond is still held.

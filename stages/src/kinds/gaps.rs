@@ -180,7 +180,11 @@ impl StageKind for GapsKind {
 
         // Scored per winner, all of its targets in one pass.
         let mut by_winner: BTreeMap<&str, Vec<&crate::data::Offered>> = BTreeMap::new();
-        for t in offer.targets.iter().filter(|t| blob_of.contains_key(t.target.as_str())) {
+        for t in offer
+            .targets
+            .iter()
+            .filter(|t| blob_of.contains_key(t.target.as_str()))
+        {
             by_winner.entry(t.model.as_str()).or_default().push(t);
         }
         let my_weights = ctx.input("model").expect("required input").to_path_buf();
@@ -266,9 +270,9 @@ fn winner_weights(
         return Ok(path.clone());
     }
     let id: ObjectID = winner.parse().context("a recorded model id")?;
-    let model = revealed
-        .get(&id)
-        .with_context(|| format!("the winning model {winner} is not Active with revealed weights"))?;
+    let model = revealed.get(&id).with_context(|| {
+        format!("the winning model {winner} is not Active with revealed weights")
+    })?;
     let dest = ctx.scratch.join(format!("{winner}.safetensors"));
     (ctx.progress)(&format!("fetching the winning model {winner}"));
     lifecycle::fetch(net, model, ctx.scratch, &dest, ctx.progress)?;

@@ -9,6 +9,7 @@ pub mod embed;
 pub mod fetch_competitors;
 pub mod fetch_dataset;
 pub mod gaps;
+pub mod placement;
 pub mod reveal;
 pub mod score;
 pub mod train;
@@ -26,6 +27,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(embed::EmbedKind);
     registry.register(score::ScoreKind);
     registry.register(gaps::GapsKind);
+    registry.register(placement::PlacementKind);
     registry.register(commit::CommitKind);
     registry.register(reveal::RevealKind);
 }

@@ -723,7 +723,14 @@ pub fn fetch(
 ) -> Result<()> {
     let size = model.manifest.size();
     let staged = scratch.join(format!("{}.bin", hex::encode(model.manifest.checksum().0)));
-    download_blob(net, &model.manifest, Blob::Model(model.id), &staged, None, progress)?;
+    download_blob(
+        net,
+        &model.manifest,
+        Blob::Model(model.id),
+        &staged,
+        None,
+        progress,
+    )?;
     let dir = dest.parent().unwrap_or(Path::new("."));
     let mut out = tempfile::Builder::new()
         .prefix(".fetch-")

@@ -9,9 +9,10 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-ascii.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
-fn register_font() {
+/// Registers the embedded font under [`FAMILY`], once per process.
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
