@@ -192,3 +192,61 @@ fn continuous_pipeline_commits_defers_then_reveals_and_trains_on() {
     assert_eq!(row["awaiting_reveal"], true, "{row}");
     assert_eq!(row["commit_epoch"], 2, "{row}");
 }
+
+#[test]
+fn specialize_pipeline_learns_from_filled_targets_on_a_fresh_local_network() {
+    let p = Project::new();
+    let pipeline = repo("pipelines/specialize.yaml");
+    let args = [
+        "run",
+        pipeline.as_str(),
+        "--set",
+        "steps=3",
+        "--set",
+        "seq_len=64",
+        "--set",
+        "embed_sequences=4",
+        "--set",
+        "fills=3",
+        "--set",
+        "epoch=8s",
+    ];
+    let out = p.run(&args);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let stdout = out.stdout();
+    let fills = stdout.matches("filled target 0x").count();
+    assert!((1..=3).contains(&fills), "{stdout}");
+    assert!(stdout.contains("I would win"), "the gaps summary: {stdout}");
+    assert!(stdout.contains("% of targets"), "the placement: {stdout}");
+
+    // The submitted data is what filled the targets; the gaps cover every one.
+    let submitted = p.output_path(&pipeline, "submitted.dataset");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{submitted}/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["network"]["targets"].as_array().unwrap().len(),
+        fills
+    );
+    let gaps = p.output_json(&pipeline, "gaps.table");
+    assert_eq!(gaps.as_array().unwrap().len(), fills);
+    let map = std::fs::read(p.output_path(&pipeline, "placement.map")).unwrap();
+    assert!(map.starts_with(b"\x89PNG"));
+
+    let record = p.output_json(&pipeline, "commit.record");
+    let rows = p.localnet_models()["models"].as_array().unwrap().clone();
+    let mine = rows
+        .iter()
+        .find(|r| r["id"] == record["model_id"])
+        .expect("mine");
+    assert_eq!(mine["state"], "active", "committed and revealed");
+
+    // Again: nothing is submitted twice.
+    let again = p.run(&args);
+    assert_eq!(again.code(), 0, "{}", again.all());
+    let statuses = statuses(&p.last_record());
+    assert!(
+        statuses.contains(&("submit".to_string(), "hit".to_string())),
+        "{statuses:?}"
+    );
+}

@@ -151,7 +151,7 @@ fn fetch_network(
         ));
     }
     let note = |text: String| ctx.note(text);
-    let files = network_files(
+    let mut files = network_files(
         &net,
         &offer,
         &state.join("network"),
@@ -159,6 +159,9 @@ fn fetch_network(
         &note,
         ctx.progress,
     )?;
+    // Data that filled several targets is one document.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.record.source_hash.clone()));
     Ok(ingest(
         with,
         files,

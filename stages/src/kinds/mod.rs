@@ -12,6 +12,7 @@ pub mod gaps;
 pub mod placement;
 pub mod reveal;
 pub mod score;
+pub mod submit;
 pub mod train;
 
 /// Model stages share this resource class, so that two of them never compete for the
@@ -28,6 +29,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(score::ScoreKind);
     registry.register(gaps::GapsKind);
     registry.register(placement::PlacementKind);
+    registry.register(submit::SubmitKind);
     registry.register(commit::CommitKind);
     registry.register(reveal::RevealKind);
 }

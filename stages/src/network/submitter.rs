@@ -78,8 +78,7 @@ pub fn submit(
         each * how.count as u64,
         "the submissions' bonds and fees",
     )?;
-    let targets = net.targets(Some("open"), Some(info.epoch))?;
-    if targets.is_empty() {
+    if net.targets(Some("open"), Some(info.epoch))?.is_empty() {
         bail!(
             "{} has no open target in epoch {} (targets are generated at each epoch change \
              once a model is Active: `soma-flow localnet advance-epoch`)",
@@ -98,76 +97,110 @@ pub fn submit(
     let mut weights: HashMap<ObjectID, PathBuf> = HashMap::new();
     let mut scores: HashMap<(usize, Vec<ObjectID>), ScoreReport> = HashMap::new();
     let mut filled = Vec::new();
-    for target in targets {
-        if filled.len() >= how.count {
-            break;
+    let mut sent_blobs = std::collections::HashSet::new();
+    // A target accepts data only in the epoch it was generated in: when scoring took
+    // the epoch past, the new epoch's targets are listed again (scores are kept).
+    let mut epoch = info.epoch;
+    let mut rounds = 0;
+    'epochs: loop {
+        rounds += 1;
+        if rounds > EPOCH_ROUNDS {
+            bail!(
+                "the epoch changed {EPOCH_ROUNDS} times while blobs were scored: epochs on {} \
+             are shorter than a submission takes",
+                net.endpoint
+            );
         }
-        let models: Vec<ObjectID> = target
-            .model_ids
-            .iter()
-            .copied()
-            .filter(|id| revealed.contains_key(id))
-            .collect();
-        if models.is_empty() {
-            continue;
-        }
-        for id in &models {
-            if !weights.contains_key(id) {
-                let path = work.join(format!("{}.safetensors", id.to_hex()));
-                if !path.exists() {
-                    progress(&format!("fetching model {id}"));
-                    fetch(net, &revealed[id], work, &path, progress)?;
-                }
-                weights.insert(*id, path);
+        for target in net.targets(Some("open"), Some(epoch))? {
+            if filled.len() >= how.count {
+                break 'epochs;
             }
-        }
-        let threshold = target.distance_threshold.unwrap_or(0.0);
-        for (index, blob) in how.blobs.iter().enumerate() {
-            let key_of = (index, models.clone());
-            if !scores.contains_key(&key_of) {
-                let paths: Vec<PathBuf> = models.iter().map(|id| weights[id].clone()).collect();
-                let data = crate::score::map_data(blob)?;
-                let report = score_models(&paths, &data, how.seed, how.heads, how.backend)?;
-                scores.insert(key_of.clone(), report);
-            }
-            let report = &scores[&key_of];
-            let winner = report.winner();
-            let distance = cosine_distance(&winner.embedding, &target.embedding)? as f32;
-            if distance > threshold {
+            let models: Vec<ObjectID> = target
+                .model_ids
+                .iter()
+                .copied()
+                .filter(|id| revealed.contains_key(id))
+                .collect();
+            if models.is_empty() {
                 continue;
             }
-            let model = models[report.winner];
-            let sent = net.block_on(storage::upload_file(
-                blob,
-                &storage::join_url(how.storage, &format!("data/{}.bin", hash_name(blob)?)),
-            ))?;
-            let manifest = SubmissionManifest {
-                manifest: Manifest::new(&sent.url, Digest(sent.checksum.0), sent.size)?,
-            };
-            net.block_on(net.client.submit_data(
-                key,
-                &target.id,
-                &manifest,
-                &model,
-                &winner.embedding,
-                distance,
-                &[winner.loss],
-            ))
-            .with_context(|| format!("the submission to target {} was not accepted", target.id))?;
-            filled.push(Filled {
-                target: target.id,
-                model,
-                blob: blob.clone(),
-                loss: winner.loss,
-                distance,
-                threshold,
-                data_url: sent.url,
-            });
-            break;
+            for id in &models {
+                if !weights.contains_key(id) {
+                    let path = work.join(format!("{}.safetensors", id.to_hex()));
+                    if !path.exists() {
+                        progress(&format!("fetching model {id}"));
+                        fetch(net, &revealed[id], work, &path, progress)?;
+                    }
+                    weights.insert(*id, path);
+                }
+            }
+            let threshold = target.distance_threshold.unwrap_or(0.0);
+            // Blobs not yet sent first, so that several fills carry different data.
+            let mut order: Vec<usize> = (0..how.blobs.len()).collect();
+            order.sort_by_key(|i| sent_blobs.contains(i));
+            for index in order {
+                let blob = &how.blobs[index];
+                let key_of = (index, models.clone());
+                if !scores.contains_key(&key_of) {
+                    let paths: Vec<PathBuf> = models.iter().map(|id| weights[id].clone()).collect();
+                    let data = crate::score::map_data(blob)?;
+                    let report = score_models(&paths, &data, how.seed, how.heads, how.backend)?;
+                    scores.insert(key_of.clone(), report);
+                }
+                let report = &scores[&key_of];
+                let winner = report.winner();
+                let distance = cosine_distance(&winner.embedding, &target.embedding)? as f32;
+                if distance > threshold {
+                    continue;
+                }
+                let now = net.epoch()?.epoch;
+                if now != epoch {
+                    progress(&format!(
+                        "epoch {now} began while scoring: listing its targets"
+                    ));
+                    epoch = now;
+                    continue 'epochs;
+                }
+                let model = models[report.winner];
+                let sent = net.block_on(storage::upload_file(
+                    blob,
+                    &storage::join_url(how.storage, &format!("data/{}.bin", hash_name(blob)?)),
+                ))?;
+                let manifest = SubmissionManifest {
+                    manifest: Manifest::new(&sent.url, Digest(sent.checksum.0), sent.size)?,
+                };
+                net.block_on(net.client.submit_data(
+                    key,
+                    &target.id,
+                    &manifest,
+                    &model,
+                    &winner.embedding,
+                    distance,
+                    &[winner.loss],
+                ))
+                .with_context(|| {
+                    format!("the submission to target {} was not accepted", target.id)
+                })?;
+                sent_blobs.insert(index);
+                filled.push(Filled {
+                    target: target.id,
+                    model,
+                    blob: blob.clone(),
+                    loss: winner.loss,
+                    distance,
+                    threshold,
+                    data_url: sent.url,
+                });
+                break;
+            }
         }
+        break;
     }
     Ok(filled)
 }
+
+/// How many epoch changes one submission run follows before it gives up.
+const EPOCH_ROUNDS: usize = 4;
 
 /// A blob's object name: its Blake2b-256.
 fn hash_name(blob: &Path) -> Result<String> {

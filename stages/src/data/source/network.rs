@@ -104,9 +104,9 @@ pub fn offer(net: &Network, filter: &TargetFilter, owner: Option<SomaAddress>) -
 }
 
 /// Downloads each offered target's data into `cache` (named by checksum; what is
-/// there already and matches is not downloaded again). A target whose data cannot be
-/// had or does not match its manifest is an error when `strict`, otherwise skipped
-/// with a note.
+/// there already and matches is not downloaded again). A target whose data cannot
+/// be had or does not match its manifest is an error when `strict`, otherwise
+/// skipped with a note.
 pub fn files(
     net: &Network,
     offer: &Offer,
