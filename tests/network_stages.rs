@@ -926,3 +926,68 @@ stages:
     assert_ne!(out.code(), 0);
     assert!(out.all().contains("nothing to place"), "{}", out.all());
 }
+
+#[test]
+fn embed_updates_from_my_wins_when_due_and_keeps_the_registered_one_otherwise() {
+    let p = Project::new();
+    publish_pipeline(&p);
+    assert_eq!(p.run(&["run", "publish.yaml"]).code(), 3);
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
+    let out = p.run(&["run", "publish.yaml"]);
+    assert_eq!(out.code(), 0, "revealed: {}", out.all());
+    // Mine is the only model: every target routes to it, and every fill is my win.
+    assert_eq!(p.run(&["localnet", "advance-epoch"]).code(), 0);
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/engine/src/dag.rs");
+    let text = std::fs::read(source).unwrap();
+    for (i, piece) in text.chunks(1200).take(2).enumerate() {
+        std::fs::write(p.path().join(format!("won{i}.txt")), piece).unwrap();
+    }
+    let out = p.run(&[
+        "localnet", "submit", "--data", "won0.txt", "--data", "won1.txt", "--count", "2",
+        "--heads", "4",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let registered = p.localnet_models()["models"][0]["embedding"].clone();
+
+    p.write(
+        "update.yaml",
+        &format!(
+            r#"
+name: update
+stages:
+  weights:
+    kind: command
+    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
+  embed:
+    kind: embed
+    inputs: {{ model: weights.model }}
+    with: {{ mode: update, network: {{ genesis: false }}, every_wins: 2, seq_len: 256, heads: 4 }}
+"#
+        ),
+    );
+    let embedding = || {
+        let dir = p.output_path("update.yaml", "embed.embedding");
+        let bytes = std::fs::read(format!("{dir}/embedding.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let out = p.run(&["run", "update.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.all().contains("update due (2 wins"), "{}", out.all());
+    let file = embedding();
+    assert_eq!(file["update"]["updated"], true, "{file}");
+    assert_eq!(file["update"]["wins"].as_array().unwrap().len(), 2);
+    assert_eq!(file["mode"], "update");
+    assert_ne!(file["embedding"], registered, "the won data moved it");
+
+    // Those wins are used: the next run is not due and keeps the registered one.
+    let out = p.run(&["run", "update.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(
+        out.all().contains("update not due: 0 of 2 wins"),
+        "{}",
+        out.all()
+    );
+    let file = embedding();
+    assert_eq!(file["update"]["updated"], false);
+    assert_eq!(file["embedding"], registered);
+}

@@ -20,6 +20,23 @@ pub struct EmbeddingFile {
     pub sequences: usize,
     /// Blake2b-256 of the model weights.
     pub model_hash: String,
+    /// An update from the network's wins: the period it looked at and whether it
+    /// updated (or kept the registered embedding, not being due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<Period>,
+}
+
+/// The wins an update looked at: filled targets won by `model` since `since_epoch`,
+/// besides those an earlier update used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Period {
+    pub model: String,
+    pub since_epoch: u64,
+    /// The won targets.
+    pub wins: Vec<String>,
+    /// Whether the update was due and made; otherwise the embedding is the one
+    /// registered.
+    pub updated: bool,
 }
 
 /// Writes `embedding.json` and the raw little-endian `embedding.f32` into `dir`.
@@ -33,6 +50,13 @@ pub fn write(dir: &Path, file: &EmbeddingFile) -> Result<()> {
         .collect();
     std::fs::write(dir.join("embedding.f32"), raw)?;
     Ok(())
+}
+
+/// An embed stage's output directory, with its provenance.
+pub fn read_file(dir: &Path) -> Result<EmbeddingFile> {
+    let path = dir.join("embedding.json");
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{} is not an embedding", path.display()))
 }
 
 /// An embedding: a JSON array of numbers, little-endian f32, or an embed stage's

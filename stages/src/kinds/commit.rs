@@ -76,6 +76,13 @@ impl StageKind for CommitKind {
     fn check(&self, with: &CommitWith) -> Result<(), WithError> {
         if let Some(embed) = &with.embed {
             embed.check().map_err(|e| e.within("embed"))?;
+            if embed.network.is_some() {
+                return Err(WithError::at(
+                    &["embed", "network"],
+                    "commit computes the genesis embedding from `data`",
+                )
+                .help("update an embedding from won data in an `embed` stage"));
+            }
         }
         if with.commission > 10_000 {
             return Err(WithError::at(

@@ -122,6 +122,18 @@ pub struct EmbedWith {
     /// Attention heads of the model (default: V1's 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<usize>,
+    /// `update` only: take the won data from this network (filled targets won by the
+    /// signer's model since its last update) and update only when due; otherwise
+    /// keep the registered embedding. Without it, `update` embeds the `data` input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::network::with::NetworkSchema>")]
+    pub network: Option<crate::network::with::NetworkWith>,
+    /// With `network`: due after this many wins since the last update (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_wins: Option<u64>,
+    /// With `network`: due this long after the last update, given a win (default `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<soma_flow_engine::duration::HumanDuration>,
 }
 
 impl Default for EmbedWith {
@@ -142,6 +154,32 @@ impl EmbedWith {
             if value == Some(0) {
                 return Err(WithError::at(&[key], format!("`{key}` must be at least 1")));
             }
+        }
+        let given = [
+            ("network", self.network.is_some()),
+            ("every_wins", self.every_wins.is_some()),
+            ("every", self.every.is_some()),
+        ];
+        for (key, present) in given {
+            if present && self.network.is_none() {
+                return Err(WithError::at(&[key], format!("`{key}` needs `network`"))
+                    .help("`network` makes `update` take the won data from the network"));
+            }
+            if present && self.mode != EmbedMode::Update {
+                return Err(WithError::at(
+                    &[key],
+                    format!("`{key}` belongs to `mode: update`"),
+                ));
+            }
+        }
+        if self.every_wins == Some(0) {
+            return Err(WithError::at(
+                &["every_wins"],
+                "`every_wins` must be at least 1",
+            ));
+        }
+        if let Some(network) = &self.network {
+            network.check()?;
         }
         Ok(())
     }
@@ -200,5 +238,6 @@ pub fn embed_file(
         seq_len: with.seq_len,
         sequences: embedding.sequences,
         model_hash,
+        update: None,
     })
 }
