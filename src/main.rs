@@ -34,6 +34,11 @@ enum Command {
     /// The local SOMA network (the network stages' default): serve it, advance its epoch, list its models
     #[command(subcommand)]
     Localnet(cli::localnet::LocalnetCommand),
+    /// My model's on-chain loss against each filled target's winner on the target's data
+    Gaps(cli::gaps::GapsArgs),
+    /// Read the network: `map` simulates its routing for embeddings
+    #[command(subcommand)]
+    Network(cli::gaps::NetworkCommand),
     /// Create a SOMA signing key file (mode 0600) and print its address
     Keygen {
         /// Where to write the key
@@ -99,6 +104,8 @@ fn main() -> ExitCode {
         Command::Engine(cmd) => app::run_command(&env, cmd, &cli.store),
         Command::Score(args) => cli::score::run(args),
         Command::Localnet(cmd) => cli::localnet::run(cmd, &cli.store),
+        Command::Gaps(args) => cli::gaps::gaps(args, &cli.store),
+        Command::Network(cmd) => cli::gaps::network(cmd, &cli.store),
         Command::Keygen { out } => cli::account::keygen(out),
         Command::Address { key_file } => cli::account::address(key_file),
         Command::Faucet { network, account } => cli::account::faucet(network, account, &cli.store),

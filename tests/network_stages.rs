@@ -866,6 +866,13 @@ stages:
     let lost = documents(&p.output_path("gaps.yaml", "gaps.dataset"));
     assert_eq!(lost.len(), 2 - wins);
 
+    // `soma-flow gaps` measures the same.
+    let out = p.run(&["gaps", "--model", FIXTURE, "--heads", "4", "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let printed: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert_eq!(printed["table"], table);
+    assert_eq!(printed["summary"]["would_win"], wins);
+
     // Unchanged network: the gaps stand.
     let out = p.run(&["run", "gaps.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
@@ -913,6 +920,30 @@ stages:
     }
     let map = std::fs::read(p.output_path("place.yaml", "place.map")).unwrap();
     assert!(map.starts_with(b"\x89PNG"), "the map is a PNG");
+
+    // `soma-flow network map` places the same embedding alike.
+    let a = p.output_path("place.yaml", "a.embedding");
+    let out = p.run(&[
+        "network",
+        "map",
+        "--embedding",
+        &a,
+        "--samples",
+        "50",
+        "--json",
+        "--out",
+        "m.png",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let printed: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert_eq!(
+        printed["landings"][0]["routed"],
+        placement["landings"][0]["routed"]
+    );
+    assert!(p.path().join("m.png").is_file());
+    let out = p.run(&["network", "map", "--samples", "5"]);
+    assert_ne!(out.code(), 0);
+    assert!(out.all().contains("nothing to place"), "{}", out.all());
 
     // Same registry: the placement stands. Nothing to place: a clear error.
     let out = p.run(&["run", "place.yaml"]);

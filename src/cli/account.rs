@@ -49,7 +49,7 @@ pub struct AccountArgs {
 }
 
 impl AccountArgs {
-    fn address(&self, net: &Network) -> Result<SomaAddress> {
+    pub fn address(&self, net: &Network) -> Result<SomaAddress> {
         if let Some(text) = &self.address {
             return text.parse().map_err(|_| {
                 anyhow::anyhow!("`{text}` is not an address: expected 64 hex digits (0x optional)")

@@ -1,5 +1,6 @@
 //! SOMA commands of the binary, beside the engine's generic ones.
 
 pub mod account;
+pub mod gaps;
 pub mod localnet;
 pub mod score;

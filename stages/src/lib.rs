@@ -11,6 +11,7 @@ pub mod contract;
 pub mod crypto;
 pub mod data;
 pub mod formats;
+pub mod gaps;
 pub mod kinds;
 pub mod loss;
 pub mod merge;

@@ -68,6 +68,34 @@ pub struct Placement {
     pub landings: Vec<Landing>,
 }
 
+/// What to place: my model's registered embedding ("mine now", if I have an Active
+/// model), then each of `candidates`. Each takes my model's place (and stake), or,
+/// when I have none, enters as a new model staking `stake` (default: the registry's
+/// median).
+pub fn scenarios(
+    registry: &[Registered],
+    candidates: Vec<(String, Vec<f32>)>,
+    stake: Option<u64>,
+) -> Vec<Scenario> {
+    let mine = registry.iter().find(|m| m.mine);
+    let median = {
+        let mut stakes: Vec<u64> = registry.iter().map(|m| m.stake).collect();
+        stakes.sort_unstable();
+        stakes.get(stakes.len() / 2).copied().unwrap_or(0)
+    };
+    let place = |name: String, embedding: Vec<f32>| Scenario {
+        name,
+        replaces: mine.map(|m| m.id.clone()),
+        stake: mine.map_or(stake.unwrap_or(median), |m| m.stake),
+        embedding,
+    };
+    mine.map(|m| ("mine now".to_owned(), m.embedding.clone()))
+        .into_iter()
+        .chain(candidates)
+        .map(|(name, embedding)| place(name, embedding))
+        .collect()
+}
+
 /// Routes `samples` drawn targets for each scenario.
 pub fn simulate(
     registry: Vec<Registered>,
@@ -82,6 +110,13 @@ pub fn simulate(
         .map(|m| m.embedding.len())
         .or_else(|| scenarios.first().map(|s| s.embedding.len()))
         .ok_or_else(|| anyhow!("the registry has no Active model and nothing is placed"))?;
+    if let Some(s) = scenarios.iter().find(|s| s.embedding.len() != dim) {
+        anyhow::bail!(
+            "`{}` has {} values; the network's models have {dim}",
+            s.name,
+            s.embedding.len()
+        );
+    }
     let ids: Vec<ObjectID> = registry
         .iter()
         .map(|m| m.id.parse())
@@ -288,6 +323,33 @@ pub fn plot(placement: &Placement, path: &Path) -> Result<()> {
     }
     std::fs::rename(&png, path)?;
     Ok(())
+}
+
+/// The Active models in ascending id order (as the chain routes over them), marked
+/// mine when `owner` owns them, and the chain's models per target.
+pub fn registry(
+    net: &crate::network::Network,
+    owner: Option<soma_flow_chain::SomaAddress>,
+) -> Result<(Vec<Registered>, usize)> {
+    let info = net.epoch()?;
+    let mut models: Vec<_> = info
+        .system
+        .models
+        .iter()
+        .filter(|m| m.state == "active")
+        .collect();
+    models.sort_by_key(|m| m.id);
+    let registry = models
+        .into_iter()
+        .map(|m| Registered {
+            id: m.id.to_hex(),
+            stake: m.stake,
+            mine: Some(m.owner) == owner,
+            embedding: m.embedding.clone(),
+        })
+        .collect();
+    let k = usize::try_from(info.system.parameters.target_models_per_target).unwrap_or(usize::MAX);
+    Ok((registry, k))
 }
 
 #[cfg(test)]

@@ -4,28 +4,22 @@
 //! whether I would have won. Writes the table, a summary, and the data I lose on as
 //! a dataset, ready for `train` or `distill`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 use serde_json::Value as Json;
-use soma_flow_chain::ObjectID;
 use soma_flow_engine::{
     CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
 
-use crate::data::{
-    network_files, network_offer, Dataset, DatasetWriter, Offer, TargetFilter, TargetState, WonBy,
-};
+use crate::data::{network_offer, Dataset, DatasetWriter, TargetFilter, TargetState, WonBy};
 use crate::formats::competitors;
-use crate::formats::gaps::{read_summary, write_json, Gap, Summary};
-use crate::network::lifecycle::{self, Revealed};
+use crate::formats::gaps::{read_summary, write_json, Summary};
+use crate::gaps::{measure, Measure, Measured};
 use crate::network::with::{NetworkSchema, NetworkWith};
-use crate::network::Network;
-use crate::score::{cosine_distance, score_on_blobs};
 
 #[serde_inline_default]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -148,101 +142,30 @@ impl StageKind for GapsKind {
             }
             Err(_) => None,
         };
-        let offer = network_offer(&net, &with.targets(), owner)?;
-        let models = net.epoch()?.system.models;
-        let mine: BTreeSet<ObjectID> = models
-            .iter()
-            .filter(|m| Some(m.owner) == owner)
-            .map(|m| m.id)
-            .collect();
-        let revealed: HashMap<ObjectID, Revealed> = models
-            .iter()
-            .filter_map(Revealed::of)
-            .map(|m| (m.id, m))
-            .collect();
-        let note = |text: String| ctx.note(text);
-        let files = network_files(
-            &net,
-            &offer,
-            &ctx.shared_state("data")?.join("network"),
-            with.strict,
-            &note,
-            ctx.progress,
-        )?;
-        let blob_of: HashMap<&str, PathBuf> = files
-            .iter()
-            .map(|f| (f.name.as_str(), f.path.clone()))
-            .collect();
-        let given: HashMap<String, PathBuf> = match ctx.input("competitors") {
+        let given = match ctx.input("competitors") {
             Some(dir) => competitors::files(dir)?.into_iter().collect(),
             None => HashMap::new(),
         };
-
-        // Scored per winner, all of its targets in one pass.
-        let mut by_winner: BTreeMap<&str, Vec<&crate::data::Offered>> = BTreeMap::new();
-        for t in offer
-            .targets
-            .iter()
-            .filter(|t| blob_of.contains_key(t.target.as_str()))
-        {
-            by_winner.entry(t.model.as_str()).or_default().push(t);
-        }
-        let my_weights = ctx.input("model").expect("required input").to_path_buf();
-        let backend = crate::backend::resolve(ctx.backend)?;
-        let mut skipped = Vec::new();
-        let mut gaps = Vec::new();
-        for (winner, targets) in by_winner {
-            let weights = match winner_weights(&net, winner, &given, &revealed, ctx) {
-                Ok(path) => path,
-                Err(e) if with.strict => return Err(e.context("`strict`")),
-                Err(e) => {
-                    for t in &targets {
-                        skipped.push(format!("{}: {e:#}", t.target));
-                    }
-                    continue;
-                }
-            };
-            let data: Vec<Vec<u8>> = targets
-                .iter()
-                .map(|t| std::fs::read(&blob_of[t.target.as_str()]))
-                .collect::<Result<_, _>>()?;
-            let blobs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-            (ctx.progress)(&format!(
-                "scoring my model and {winner} on {} target(s)",
-                blobs.len()
-            ));
-            let reports = score_on_blobs(
-                &[my_weights.clone(), weights],
-                &blobs,
-                with.seed,
-                with.heads,
-                backend,
-            )?;
-            for ((t, report), bytes) in targets.iter().zip(&reports).zip(&data) {
-                let info = net
-                    .block_on(net.client.target(&t.target.parse()?))
-                    .with_context(|| format!("cannot read target {}", t.target))?;
-                let (my_loss, winner_loss) = (report.models[0].loss, report.models[1].loss);
-                let winner_is_mine = mine.contains(&t.model.parse()?);
-                gaps.push(Gap {
-                    target: t.target.clone(),
-                    epoch: t.epoch,
-                    winner: t.model.clone(),
-                    my_loss,
-                    winner_loss,
-                    margin: my_loss - winner_loss,
-                    distance: cosine_distance(&report.models[0].embedding, &info.embedding)?,
-                    routed_to_me: info.model_ids.iter().any(|id| mine.contains(id)),
-                    would_win: my_loss < winner_loss || (winner_is_mine && my_loss <= winner_loss),
-                    preview: preview(bytes),
-                });
-            }
-        }
-        gaps.sort_by(|a, b| (a.epoch, &a.target).cmp(&(b.epoch, &b.target)));
-        for s in &skipped {
+        let note = |text: String| ctx.note(text);
+        let how = Measure {
+            filter: with.targets(),
+            owner,
+            model: ctx.input("model").expect("required input"),
+            given,
+            seed: with.seed,
+            heads: with.heads,
+            backend: crate::backend::resolve(ctx.backend)?,
+            strict: with.strict,
+            data_cache: &ctx.shared_state("data")?.join("network"),
+            scratch: ctx.scratch,
+            note: &note,
+            progress: ctx.progress,
+        };
+        let measured = measure(&net, &how)?;
+        for s in &measured.skipped {
             ctx.note(format!("skipped target {s}"));
         }
-        let summary = Summary::of(&gaps, with.worst, skipped);
+        let summary = Summary::of(&measured.gaps, with.worst, measured.skipped.clone());
         ctx.note(summary.line());
         for g in &summary.worst {
             ctx.note(format!(
@@ -250,56 +173,24 @@ impl StageKind for GapsKind {
                 g.target, g.margin, g.winner, g.preview
             ));
         }
-        write_json(&ctx.output("table"), &gaps)?;
+        write_json(&ctx.output("table"), &measured.gaps)?;
         write_json(&ctx.output("summary"), &summary)?;
-        write_lost(&ctx.output("dataset"), &gaps, &blob_of, with, &offer)?;
+        write_lost(&ctx.output("dataset"), &measured, with)?;
         Ok(Outcome::Done)
     }
 }
 
-/// The winning model's weights: from the `competitors` input, or downloaded once
-/// into the stage's scratch.
-fn winner_weights(
-    net: &Network,
-    winner: &str,
-    given: &HashMap<String, PathBuf>,
-    revealed: &HashMap<ObjectID, Revealed>,
-    ctx: &RunContext<'_>,
-) -> Result<PathBuf> {
-    if let Some(path) = given.get(winner) {
-        return Ok(path.clone());
-    }
-    let id: ObjectID = winner.parse().context("a recorded model id")?;
-    let model = revealed.get(&id).with_context(|| {
-        format!("the winning model {winner} is not Active with revealed weights")
-    })?;
-    let dest = ctx.scratch.join(format!("{winner}.safetensors"));
-    (ctx.progress)(&format!("fetching the winning model {winner}"));
-    lifecycle::fetch(net, model, ctx.scratch, &dest, ctx.progress)?;
-    Ok(dest)
-}
-
 /// The data of the targets I would lose, in the order of the table, as a dataset.
-fn write_lost(
-    dir: &std::path::Path,
-    gaps: &[Gap],
-    blob_of: &HashMap<&str, PathBuf>,
-    with: &GapsWith,
-    offer: &Offer,
-) -> Result<()> {
+fn write_lost(dir: &std::path::Path, measured: &Measured, with: &GapsWith) -> Result<()> {
     let mut writer = DatasetWriter::create(dir)?;
-    for g in gaps.iter().filter(|g| !g.would_win) {
-        writer.push(&std::fs::read(&blob_of[g.target.as_str()])?)?;
+    for g in measured.gaps.iter().filter(|g| !g.would_win) {
+        writer.push(&std::fs::read(&measured.data[&g.target])?)?;
     }
-    writer.finish("train", &[], serde_json::to_value(with)?, Some(offer))?;
+    writer.finish(
+        "train",
+        &[],
+        serde_json::to_value(with)?,
+        Some(&measured.offer),
+    )?;
     Ok(())
-}
-
-/// The first 60 characters of `bytes`, lossily decoded, on one line.
-fn preview(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(240)])
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(60)
-        .collect()
 }

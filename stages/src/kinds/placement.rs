@@ -17,8 +17,7 @@ use soma_flow_engine::{
 
 use crate::formats::embedding;
 use crate::network::with::{NetworkSchema, NetworkWith};
-use crate::network::Network;
-use crate::placement::{plot, simulate, Placement, Registered, Scenario};
+use crate::placement::{plot, registry, scenarios, simulate, Placement};
 
 #[serde_inline_default]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -119,24 +118,6 @@ impl StageKind for PlacementKind {
         let owner = with.network.signer(&net, ctx).ok().map(|k| k.address());
         let (registry, k_chain) = registry(&net, owner)?;
         let k = with.k.unwrap_or(k_chain);
-        let mine = registry.iter().find(|m| m.mine).cloned();
-        let median = {
-            let mut stakes: Vec<u64> = registry.iter().map(|m| m.stake).collect();
-            stakes.sort_unstable();
-            stakes.get(stakes.len() / 2).copied().unwrap_or(0)
-        };
-        let place = |name: String, embedding: Vec<f32>| Scenario {
-            name,
-            replaces: mine.as_ref().map(|m| m.id.clone()),
-            stake: mine
-                .as_ref()
-                .map_or(with.stake.unwrap_or(median), |m| m.stake),
-            embedding,
-        };
-        let mut scenarios = Vec::new();
-        if let Some(m) = &mine {
-            scenarios.push(place("mine now".into(), m.embedding.clone()));
-        }
         let inputs: Vec<(String, PathBuf)> = ["embedding", "candidates"]
             .iter()
             .flat_map(|port| {
@@ -146,17 +127,12 @@ impl StageKind for PlacementKind {
                     .zip(ctx.input_list(port).iter().cloned())
             })
             .collect();
-        let dim = registry.first().map(|m| m.embedding.len());
+        let mut candidates = Vec::new();
         for (label, path) in inputs {
             let e = embedding::read(&path).with_context(|| format!("`{label}`"))?;
-            if let Some(dim) = dim.filter(|d| *d != e.len()) {
-                anyhow::bail!(
-                    "`{label}` has {} values; the network's models have {dim}",
-                    e.len()
-                );
-            }
-            scenarios.push(place(label, e));
+            candidates.push((label, e));
         }
+        let scenarios = scenarios(&registry, candidates, with.stake);
         anyhow::ensure!(
             !scenarios.is_empty(),
             "nothing to place: the signer has no Active model on {}, and no `embedding` or \
@@ -204,33 +180,6 @@ impl StageKind for PlacementKind {
         plot(&placement, &ctx.output("map"))?;
         Ok(Outcome::Done)
     }
-}
-
-/// The Active models in ascending id order (as the chain routes over them), marked
-/// mine when `owner` owns them, and the chain's models per target.
-fn registry(
-    net: &Network,
-    owner: Option<soma_flow_chain::SomaAddress>,
-) -> Result<(Vec<Registered>, usize)> {
-    let info = net.epoch()?;
-    let mut models: Vec<_> = info
-        .system
-        .models
-        .iter()
-        .filter(|m| m.state == "active")
-        .collect();
-    models.sort_by_key(|m| m.id);
-    let registry = models
-        .into_iter()
-        .map(|m| Registered {
-            id: m.id.to_hex(),
-            stake: m.stake,
-            mine: Some(m.owner) == owner,
-            embedding: m.embedding.clone(),
-        })
-        .collect();
-    let k = usize::try_from(info.system.parameters.target_models_per_target).unwrap_or(usize::MAX);
-    Ok((registry, k))
 }
 
 fn read(path: &std::path::Path) -> Result<Placement> {
