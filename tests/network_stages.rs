@@ -421,14 +421,14 @@ fn the_data_that_filled_targets_becomes_a_dataset() {
 
     // One winner's data only; and none for a signer whose models won nothing.
     let winner = filled[0]["winning_model_id"].as_str().unwrap();
-    let (out, file) = pipeline("one", &format!(", won_by: \"{winner}\""));
+    let (out, file) = pipeline("one", &format!(", targets: {{won_by: \"{winner}\"}}"));
     assert_eq!(out.code(), 0, "{}", out.all());
     let won = filled
         .iter()
         .filter(|t| t["winning_model_id"] == winner)
         .count();
     assert_eq!(documents(&p.output_path(&file, "data.dataset")).len(), won);
-    let (out, file) = pipeline("mine", ", won_by: me");
+    let (out, file) = pipeline("mine", ", targets: {won_by: me}");
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(
         out.all().contains("offers no filled target"),
@@ -762,21 +762,21 @@ fn bad_network_dataset_options_are_validation_errors() {
         );
     };
     check(
-        "{source: network, won_by: someone}",
+        "{source: network, targets: {won_by: someone}}",
         "bad.yaml:5",
         "`someone` is not `any`, `me` or a model id",
     );
     check(
-        "{source: network, from_epoch: 5, to_epoch: 2}",
+        "{source: network, targets: {from_epoch: 5, to_epoch: 2}}",
         "bad.yaml:5",
         "`from_epoch` 5 is after `to_epoch` 2",
     );
     check(
-        "{source: local, paths: [a], won_by: me}",
+        "{source: local, paths: [a], targets: {won_by: me}}",
         "bad.yaml:5",
-        "`won_by` belongs to `source: network`",
+        "`targets` belongs to `source: network`",
     );
-    check("{source: network, status: [open]}", "bad.yaml:5", "open");
+    check("{source: network, targets: {status: [open]}}", "bad.yaml:5", "open");
 }
 
 #[test]
@@ -898,6 +898,14 @@ stages:
     kind: placement
     inputs: {{ candidates: [a.embedding, b.embedding] }}
     with: {{ samples: 50 }}
+  mine:
+    kind: command
+    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
+  # Nothing is filled yet: no gaps, said so, and an empty dataset.
+  gaps:
+    kind: gaps
+    inputs: {{ model: mine.model }}
+    with: {{ heads: 4 }}
 "#
         ),
     );
@@ -920,6 +928,9 @@ stages:
     }
     let map = std::fs::read(p.output_path("place.yaml", "place.map")).unwrap();
     assert!(map.starts_with(b"\x89PNG"), "the map is a PNG");
+    assert!(out.all().contains("I would win 0/0"), "{}", out.all());
+    assert_eq!(p.output_json("place.yaml", "gaps.summary")["targets"], 0);
+    assert!(documents(&p.output_path("place.yaml", "gaps.dataset")).is_empty());
 
     // `soma-flow network map` places the same embedding alike.
     let a = p.output_path("place.yaml", "a.embedding");

@@ -299,6 +299,7 @@ fn genesis_embeddings_are_unit_norm_and_deterministic() {
         seed,
         seq_len: 1024,
         heads: Some(tiny().num_heads),
+        ..EmbedWith::default()
     };
     let run = |w: &EmbedWith| {
         embed_file(&model, docs.as_ref(), w, BackendChoice::NdArray, &quiet).unwrap()

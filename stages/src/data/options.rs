@@ -18,8 +18,8 @@ pub enum SourceKind {
     Hf,
     /// An object or prefix in object storage or on a web server: `url`.
     Url,
-    /// The data that filled the SOMA network's targets: `network`, `status`,
-    /// `from_epoch`, `to_epoch`, `won_by`, `limit`.
+    /// The data that filled the SOMA network's targets: `network`, `targets`,
+    /// `strict`.
     Network,
 }
 
@@ -46,13 +46,20 @@ impl TargetState {
 
 /// Whose wins `source: network` reads: `any` model's, `me` (models the signer owned
 /// when they won), or one model's, by id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 #[schemars(with = "String")]
 pub enum WonBy {
+    #[default]
     Any,
     Me,
     Model(ObjectID),
+}
+
+impl WonBy {
+    pub fn is_any(&self) -> bool {
+        *self == WonBy::Any
+    }
 }
 
 impl TryFrom<String> for WonBy {
@@ -146,22 +153,9 @@ pub struct FetchOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<NetworkSchema>")]
     pub network: Option<NetworkWith>,
-    /// `network`: the targets' statuses to read (default both `filled` and `claimed`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub status: Vec<TargetState>,
-    /// `network`: only targets generated (and so filled) in this epoch or later.
+    /// `network`: which filled targets (default: every one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_epoch: Option<u64>,
-    /// `network`: only targets generated in this epoch or earlier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_epoch: Option<u64>,
-    /// `network`: whose wins: `any` (the default), `me` (models the signer owned when
-    /// they won) or a model id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub won_by: Option<WonBy>,
-    /// `network`: at most this many targets, the most recent first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u64>,
+    pub targets: Option<TargetFilter>,
     /// `network`: fail when a target's data cannot be downloaded or does not match
     /// its manifest (default: skip it with a note).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -200,11 +194,7 @@ impl FetchOptions {
             ("revision", self.revision.is_some(), SourceKind::Hf),
             ("url", self.url.is_some(), SourceKind::Url),
             ("network", self.network.is_some(), SourceKind::Network),
-            ("status", !self.status.is_empty(), SourceKind::Network),
-            ("from_epoch", self.from_epoch.is_some(), SourceKind::Network),
-            ("to_epoch", self.to_epoch.is_some(), SourceKind::Network),
-            ("won_by", self.won_by.is_some(), SourceKind::Network),
-            ("limit", self.limit.is_some(), SourceKind::Network),
+            ("targets", self.targets.is_some(), SourceKind::Network),
             ("strict", self.strict, SourceKind::Network),
         ];
         for (key, present, owner) in given {
@@ -225,7 +215,7 @@ impl FetchOptions {
             SourceKind::Url => ("url", self.url.is_some()),
             SourceKind::Network => ("network", true),
         };
-        self.targets().check()?;
+        self.targets().check().map_err(|e| e.within("targets"))?;
         if let Some(network) = &self.network {
             network.check()?;
         }
@@ -242,26 +232,32 @@ impl FetchOptions {
 impl FetchOptions {
     /// The targets `source: network` reads.
     pub fn targets(&self) -> TargetFilter {
-        TargetFilter {
-            status: self.status.clone(),
-            from_epoch: self.from_epoch,
-            to_epoch: self.to_epoch,
-            won_by: self.won_by.unwrap_or(WonBy::Any),
-            limit: self.limit,
-        }
+        self.targets.clone().unwrap_or_default()
     }
 }
 
 /// Which filled targets a read of the network selects (`fetch-dataset`'s
-/// `source: network`, `gaps`).
-#[derive(Debug, Clone, PartialEq)]
+/// `source: network`, `gaps`): the `targets` key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TargetFilter {
-    /// Empty: both `filled` and `claimed`.
+    /// The targets' statuses to read (default both `filled` and `claimed`; the chain
+    /// deletes a target when its reward is claimed, so `claimed` finds targets only
+    /// on a network that keeps them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub status: Vec<TargetState>,
+    /// Only targets generated (and so filled) in this epoch or later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_epoch: Option<u64>,
+    /// Only targets generated in this epoch or earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_epoch: Option<u64>,
+    /// Whose wins: `any` (the default), `me` (models the signer owned when they won)
+    /// or a model id.
+    #[serde(default, skip_serializing_if = "WonBy::is_any")]
     pub won_by: WonBy,
-    /// The most recent this many.
+    /// At most this many targets, the most recent first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
 }
 

@@ -134,8 +134,8 @@ fn fetch_network(
 ) -> Result<FetchReport> {
     let network = network(with);
     let net = network.open(ctx.store)?;
-    let owner = match with.won_by {
-        Some(WonBy::Me) => Some(
+    let owner = match with.targets().won_by {
+        WonBy::Me => Some(
             network
                 .signer(&net, ctx)
                 .context("`won_by: me` needs the signer's key")?

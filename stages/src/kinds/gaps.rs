@@ -15,7 +15,7 @@ use soma_flow_engine::{
     CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
 
-use crate::data::{network_offer, Dataset, DatasetWriter, TargetFilter, TargetState, WonBy};
+use crate::data::{network_offer, Dataset, DatasetWriter, TargetFilter, WonBy};
 use crate::formats::competitors;
 use crate::formats::gaps::{read_summary, write_json, Summary};
 use crate::gaps::{measure, Measure, Measured};
@@ -29,21 +29,9 @@ pub struct GapsWith {
     #[serde(default)]
     #[schemars(with = "NetworkSchema")]
     pub network: NetworkWith,
-    /// The targets' statuses to read (default both `filled` and `claimed`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub status: Vec<TargetState>,
-    /// Only targets generated (and so filled) in this epoch or later.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_epoch: Option<u64>,
-    /// Only targets generated in this epoch or earlier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_epoch: Option<u64>,
-    /// Whose wins to compare against: `any` (the default), `me` or a model id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub won_by: Option<WonBy>,
-    /// At most this many targets, the most recent first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u64>,
+    /// Which filled targets (default: every one), as `fetch-dataset`'s `targets`.
+    #[serde(default)]
+    pub targets: TargetFilter,
     /// Seed of the SIGReg noise stream: the scoring service's (0) by default.
     #[serde(default)]
     pub seed: u64,
@@ -57,18 +45,6 @@ pub struct GapsWith {
     /// it with a note).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strict: bool,
-}
-
-impl GapsWith {
-    fn targets(&self) -> TargetFilter {
-        TargetFilter {
-            status: self.status.clone(),
-            from_epoch: self.from_epoch,
-            to_epoch: self.to_epoch,
-            won_by: self.won_by.unwrap_or(WonBy::Any),
-            limit: self.limit,
-        }
-    }
 }
 
 pub struct GapsKind;
@@ -95,7 +71,7 @@ impl StageKind for GapsKind {
 
     fn check(&self, with: &GapsWith) -> Result<(), WithError> {
         with.network.check()?;
-        with.targets().check()
+        with.targets.check().map_err(|e| e.within("targets"))
     }
 
     fn requirements(&self, _: &GapsWith) -> Requirements {
@@ -115,7 +91,7 @@ impl StageKind for GapsKind {
             .context("the gaps hold no record of what the network offered")?;
         let owner = recorded.owner()?;
         let net = with.network.open(cached.store)?;
-        let now = network_offer(&net, &with.targets(), owner)?;
+        let now = network_offer(&net, &with.targets, owner)?;
         anyhow::ensure!(
             now == recorded,
             "the network's filled targets changed since the gaps were measured"
@@ -137,7 +113,7 @@ impl StageKind for GapsKind {
         // Without a key (testnet, read only) no model is mine: nothing is routed to me.
         let owner = match with.network.signer(&net, ctx) {
             Ok(key) => Some(key.address()),
-            Err(e) if with.won_by == Some(WonBy::Me) => {
+            Err(e) if with.targets.won_by == WonBy::Me => {
                 return Err(e.context("`won_by: me` needs the signer's key"))
             }
             Err(_) => None,
@@ -148,7 +124,7 @@ impl StageKind for GapsKind {
         };
         let note = |text: String| ctx.note(text);
         let how = Measure {
-            filter: with.targets(),
+            filter: with.targets.clone(),
             owner,
             model: ctx.input("model").expect("required input"),
             given,
