@@ -776,7 +776,11 @@ fn bad_network_dataset_options_are_validation_errors() {
         "bad.yaml:5",
         "`targets` belongs to `source: network`",
     );
-    check("{source: network, targets: {status: [open]}}", "bad.yaml:5", "open");
+    check(
+        "{source: network, targets: {status: [open]}}",
+        "bad.yaml:5",
+        "open",
+    );
 }
 
 #[test]
