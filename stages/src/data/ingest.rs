@@ -107,7 +107,6 @@ pub fn ingest(
             break;
         }
     }
-    drop(take);
     writer.finish("all", &[], serde_json::Value::Null, None)?;
     let all = Dataset::open(&staging.path().join("all"))?;
     meter.finish(&format!(", {} documents", all.len()));

@@ -654,6 +654,9 @@ impl Revealed {
     }
 }
 
+/// A judge of downloaded bytes: `Err` says why they are not the ones wanted.
+pub type Check<'a> = &'a dyn Fn(&Path) -> Result<()>;
+
 /// What a manifest's bytes are, for the fullnode's fallback path.
 #[derive(Debug, Clone, Copy)]
 pub enum Blob {
@@ -681,7 +684,7 @@ pub fn download_blob(
     manifest: &Manifest,
     blob: Blob,
     dest: &Path,
-    check: Option<&dyn Fn(&Path) -> Result<()>>,
+    check: Option<Check<'_>>,
     progress: ProgressFn<'_>,
 ) -> Result<()> {
     let size = manifest.size();

@@ -69,7 +69,7 @@ pub fn offer(net: &Network, filter: &TargetFilter, owner: Option<SomaAddress>) -
         );
     }
     // Most recent first for the limit; then in the order they were filled.
-    listed.sort_by(|a, b| (b.generation_epoch, b.id.0).cmp(&(a.generation_epoch, a.id.0)));
+    listed.sort_by_key(|t| std::cmp::Reverse((t.generation_epoch, t.id.0)));
     listed.dedup_by_key(|t| t.id);
     if let Some(limit) = filter.limit {
         listed.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
