@@ -68,9 +68,10 @@ impl StageKind for EmbedKind {
         };
         let file = embedding::read_file(cached.output("embedding")?)?;
         let net = network.open(cached.store)?;
-        let now = match (&file.update, mine(&net, network, None)?) {
-            (Some(_), Some(model)) => Some(period(&net, cached.store, &model)?.0),
-            _ => None,
+        // A genesis embedding (no model of mine then) stands while I still have none.
+        let now = match mine(&net, network, None)? {
+            Some(model) => Some(period(&net, cached.store, &model)?.0),
+            None => None,
         };
         anyhow::ensure!(
             now.as_ref().map(|p| (&p.model, p.since_epoch, &p.wins))

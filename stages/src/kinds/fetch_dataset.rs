@@ -10,8 +10,8 @@ use soma_flow_engine::{
 };
 
 use crate::data::{
-    fetch_dataset, ingest, local_files, network_files, network_offer, resolve_revision, Dataset,
-    FetchOptions, FetchReport, SourceDirs, SourceKind, WonBy,
+    fetch_dataset, ingest, local_files, network_files, network_offer, resolve_revision,
+    still_offered, FetchOptions, FetchReport, SourceDirs, SourceKind, WonBy,
 };
 use crate::network::with::NetworkWith;
 
@@ -78,19 +78,8 @@ impl StageKind for FetchDatasetKind {
         if with.source != SourceKind::Network {
             return Ok(());
         }
-        let recorded = Dataset::open(cached.output("dataset")?)?
-            .manifest()
-            .network
-            .clone()
-            .context("the dataset holds no record of what the network offered")?;
-        let owner = recorded.owner()?;
         let net = network(with).open(cached.store)?;
-        let now = network_offer(&net, &with.targets(), owner)?;
-        anyhow::ensure!(
-            now == recorded,
-            "the network's filled targets changed since their data was fetched"
-        );
-        Ok(())
+        still_offered(&net, &with.targets(), cached.output("dataset")?)
     }
 
     fn run(&self, with: &FetchOptions, ctx: &RunContext<'_>) -> Result<Outcome> {

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
@@ -15,7 +15,7 @@ use soma_flow_engine::{
     CachedOutputs, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind, WithError,
 };
 
-use crate::data::{network_offer, Dataset, DatasetWriter, TargetFilter, WonBy};
+use crate::data::{still_offered, DatasetWriter, TargetFilter, WonBy};
 use crate::formats::competitors;
 use crate::formats::gaps::{read_summary, write_json, Summary};
 use crate::gaps::{measure, Measure, Measured};
@@ -84,19 +84,8 @@ impl StageKind for GapsKind {
 
     /// The gaps stand only while the network offers the same filled targets.
     fn revalidate(&self, with: &GapsWith, cached: &CachedOutputs<'_>) -> Result<()> {
-        let recorded = Dataset::open(cached.output("dataset")?)?
-            .manifest()
-            .network
-            .clone()
-            .context("the gaps hold no record of what the network offered")?;
-        let owner = recorded.owner()?;
         let net = with.network.open(cached.store)?;
-        let now = network_offer(&net, &with.targets, owner)?;
-        anyhow::ensure!(
-            now == recorded,
-            "the network's filled targets changed since the gaps were measured"
-        );
-        Ok(())
+        still_offered(&net, &with.targets, cached.output("dataset")?)
     }
 
     fn headline(&self, _: &GapsWith, outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Json)>> {

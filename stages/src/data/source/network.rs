@@ -103,6 +103,28 @@ pub fn offer(net: &Network, filter: &TargetFilter, owner: Option<SomaAddress>) -
     })
 }
 
+/// Whether the network still offers exactly what the dataset at `dir` (whose
+/// manifest records an offer) was made from: a cached result made from the network's
+/// filled targets stands only while it does.
+pub fn still_offered(net: &Network, filter: &TargetFilter, dir: &Path) -> Result<()> {
+    let recorded = crate::data::Dataset::open(dir)?
+        .manifest()
+        .network
+        .clone()
+        .with_context(|| {
+            format!(
+                "{} holds no record of what the network offered",
+                dir.display()
+            )
+        })?;
+    let now = offer(net, filter, recorded.owner()?)?;
+    anyhow::ensure!(
+        now == recorded,
+        "the network's filled targets changed since their data was read"
+    );
+    Ok(())
+}
+
 /// Downloads each offered target's data into `cache` (named by checksum; what is
 /// there already and matches is not downloaded again). A target whose data cannot
 /// be had or does not match its manifest is an error when `strict`, otherwise
