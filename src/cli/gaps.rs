@@ -116,12 +116,8 @@ pub fn gaps(args: GapsArgs, store: &StoreArgs) -> Result<ExitStatus> {
             if g.would_win { "yes" } else { "no" }
         );
     }
-    println!("{}", summary.line());
-    for g in &summary.worst {
-        println!(
-            "  loses on {} by {:+.4}: {:?}",
-            g.target, g.margin, g.preview
-        );
+    for line in summary.lines() {
+        println!("{line}");
     }
     Ok(ExitStatus::Ok)
 }
@@ -193,19 +189,8 @@ pub fn network(cmd: NetworkCommand, store: &StoreArgs) -> Result<ExitStatus> {
         println!("{}", serde_json::to_string(&placement)?);
         return Ok(ExitStatus::Ok);
     }
-    for l in &placement.landings {
-        println!(
-            "{}: {:.1}% of {} targets, meeting {}",
-            l.name,
-            100.0 * l.share,
-            placement.samples,
-            l.competitors
-                .iter()
-                .take(3)
-                .map(|(id, n)| format!("{} ({n})", &id[..10]))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    for line in placement.lines() {
+        println!("{line}");
     }
     println!("map: {}", args.out.display());
     Ok(ExitStatus::Ok)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use soma_flow_chain::{ObjectID, SomaAddress};
 
-use crate::data::{network_files, network_offer, Offer, Offered, ProgressFn, TargetFilter};
+use crate::data::{network_files, offer_listed, Offer, Offered, ProgressFn, TargetFilter};
 use crate::formats::gaps::Gap;
 use crate::network::lifecycle::{self, Revealed};
 use crate::network::Network;
@@ -54,7 +54,7 @@ pub struct Measured {
 }
 
 pub fn measure(net: &Network, how: &Measure<'_>) -> Result<Measured> {
-    let offer = network_offer(net, &how.filter, how.owner)?;
+    let (offer, listed) = offer_listed(net, &how.filter, how.owner)?;
     let models = net.epoch()?.system.models;
     let mine: BTreeSet<ObjectID> = models
         .iter()
@@ -115,9 +115,7 @@ pub fn measure(net: &Network, how: &Measure<'_>) -> Result<Measured> {
             how.backend,
         )?;
         for ((t, report), bytes) in targets.iter().zip(&reports).zip(&bytes) {
-            let info = net
-                .block_on(net.client.target(&t.target.parse()?))
-                .with_context(|| format!("cannot read target {}", t.target))?;
+            let info = &listed[&t.target];
             let (my_loss, winner_loss) = (report.models[0].loss, report.models[1].loss);
             let winner_is_mine = mine.contains(&t.model.parse()?);
             gaps.push(Gap {

@@ -68,6 +68,35 @@ pub struct Placement {
     pub landings: Vec<Landing>,
 }
 
+impl Placement {
+    /// A line per placed embedding: its share, and the three models it meets most.
+    pub fn lines(&self) -> Vec<String> {
+        self.landings
+            .iter()
+            .map(|l| {
+                let met: Vec<String> = l
+                    .competitors
+                    .iter()
+                    .take(3)
+                    .map(|(id, n)| format!("{} ({n})", &id[..10.min(id.len())]))
+                    .collect();
+                format!(
+                    "{}: {:.1}% of targets ({}/{}), meeting {}",
+                    l.name,
+                    100.0 * l.share,
+                    l.routed,
+                    self.samples,
+                    if met.is_empty() {
+                        "no one".to_owned()
+                    } else {
+                        met.join(", ")
+                    }
+                )
+            })
+            .collect()
+    }
+}
+
 /// What to place: my model's registered embedding ("mine now", if I have an Active
 /// model), then each of `candidates`. Each takes my model's place (and stake), or,
 /// when I have none, enters as a new model staking `stake` (default: the registry's

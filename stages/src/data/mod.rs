@@ -24,6 +24,6 @@ pub use ingest::{fetch_dataset, ingest, FetchReport};
 pub use options::{FetchOptions, SourceKind, TargetFilter, TargetState, WonBy};
 pub use progress::ProgressFn;
 pub use source::{
-    check_url, download_object, local_files, network_files, network_offer, resolve_revision,
-    still_offered, Offer, Offered, SourceDirs,
+    check_url, download_object, local_files, network_files, network_offer, offer_listed,
+    resolve_revision, still_offered, Offer, Offered, SourceDirs,
 };

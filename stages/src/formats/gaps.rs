@@ -67,6 +67,17 @@ impl Summary {
         }
     }
 
+    /// What people read: [`Summary::line`], then a line per worst target.
+    pub fn lines(&self) -> Vec<String> {
+        let worst = self.worst.iter().map(|g| {
+            format!(
+                "  loses on {} by {:+.4} (winner {}): {:?}",
+                g.target, g.margin, g.winner, g.preview
+            )
+        });
+        std::iter::once(self.line()).chain(worst).collect()
+    }
+
     /// One line for the run summary.
     pub fn line(&self) -> String {
         let share = |n: usize, of: usize| {
@@ -93,11 +104,6 @@ impl Summary {
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(value)?)
         .with_context(|| format!("writing {}", path.display()))
-}
-
-pub fn read_table(path: &Path) -> Result<Vec<Gap>> {
-    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not a gaps table", path.display()))
 }
 
 pub fn read_summary(path: &Path) -> Result<Summary> {

@@ -70,7 +70,7 @@ impl StageKind for EmbedKind {
         let net = network.open(cached.store)?;
         // A genesis embedding (no model of mine then) stands while I still have none.
         let now = match mine(&net, network, None)? {
-            Some(model) => Some(period(&net, cached.store, &model)?.0),
+            Some(model) => Some(period(&net, cached.store, &model)?.period),
             None => None,
         };
         anyhow::ensure!(
@@ -151,13 +151,23 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The period since `model`'s last update (or, without a record, its last commit):
-/// the wins in it, and how long it has lasted.
+/// The period since a model's last update (or, without a record, its last commit).
+struct Window {
+    /// Its wins.
+    period: Period,
+    /// How long it has lasted.
+    elapsed: Duration,
+    /// What the network offers of its wins.
+    offer: crate::data::Offer,
+    /// Targets earlier updates used.
+    used_before: Vec<String>,
+}
+
 fn period(
     net: &Network,
     store: &Path,
     model: &soma_flow_chain::client::ModelInfo,
-) -> Result<(Period, Duration, crate::data::Offer)> {
+) -> Result<Window> {
     let id = model.id.to_hex();
     let last: Option<LastUpdate> = std::fs::read(record_path(store, &id))
         .ok()
@@ -186,15 +196,20 @@ fn period(
         limit: None,
     };
     let mut offer = network_offer(net, &filter, None)?;
-    let used = last.map(|l| l.used).unwrap_or_default();
-    offer.targets.retain(|t| !used.contains(&t.target));
+    let used_before = last.map(|l| l.used).unwrap_or_default();
+    offer.targets.retain(|t| !used_before.contains(&t.target));
     let period = Period {
         model: id,
         since_epoch,
         wins: offer.targets.iter().map(|t| t.target.clone()).collect(),
         updated: false,
     };
-    Ok((period, elapsed, offer))
+    Ok(Window {
+        period,
+        elapsed,
+        offer,
+        used_before,
+    })
 }
 
 /// `mode: update` with `network`: the genesis embedding of `data` while I have no
@@ -222,7 +237,12 @@ fn update_from_network(
         };
         return computed(&genesis, docs.as_ref());
     };
-    let (mut period, elapsed, offer) = period(&net, ctx.store, &model)?;
+    let Window {
+        mut period,
+        elapsed,
+        offer,
+        used_before,
+    } = period(&net, ctx.store, &model)?;
     let every_wins = with.every_wins.unwrap_or(EVERY_WINS);
     let every = with.every.as_ref().map_or(EVERY, |d| d.get());
     let wins = period.wins.len() as u64;
@@ -245,12 +265,8 @@ fn update_from_network(
         ));
         let mut file = computed(with, &docs)?;
         period.updated = true;
-        let mut used: Vec<String> = period.wins.clone();
-        if let Ok(bytes) = std::fs::read(record_path(ctx.store, &period.model)) {
-            if let Ok(last) = serde_json::from_slice::<LastUpdate>(&bytes) {
-                used.extend(last.used);
-            }
-        }
+        let mut used = used_before;
+        used.extend(period.wins.iter().cloned());
         let record = LastUpdate {
             epoch: net.epoch()?.epoch,
             at_ms: now_ms(),

@@ -131,12 +131,8 @@ impl StageKind for GapsKind {
             ctx.note(format!("skipped target {s}"));
         }
         let summary = Summary::of(&measured.gaps, with.worst, measured.skipped.clone());
-        ctx.note(summary.line());
-        for g in &summary.worst {
-            ctx.note(format!(
-                "  loses on {} by {:+.4} (winner {}): {:?}",
-                g.target, g.margin, g.winner, g.preview
-            ));
+        for line in summary.lines() {
+            ctx.note(line);
         }
         write_json(&ctx.output("table"), &measured.gaps)?;
         write_json(&ctx.output("summary"), &summary)?;

@@ -153,25 +153,8 @@ impl StageKind for PlacementKind {
             registry.len()
         ));
         let placement = simulate(registry, scenarios, with.samples, with.seed, k)?;
-        for l in &placement.landings {
-            let met: Vec<String> = l
-                .competitors
-                .iter()
-                .take(3)
-                .map(|(id, n)| format!("{} ({n})", &id[..10.min(id.len())]))
-                .collect();
-            ctx.note(format!(
-                "{}: {:.1}% of targets ({}/{}), meeting {}",
-                l.name,
-                100.0 * l.share,
-                l.routed,
-                placement.samples,
-                if met.is_empty() {
-                    "no one".to_owned()
-                } else {
-                    met.join(", ")
-                }
-            ));
+        for line in placement.lines() {
+            ctx.note(line);
         }
         std::fs::write(
             ctx.output("placement"),

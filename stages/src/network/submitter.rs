@@ -5,10 +5,12 @@
 //! the target with a signed SubmitData (the bond is taken from the gas coin).
 //! `soma-flow localnet submit` runs it, so that tests and users see filled targets.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use soma_flow_chain::client::TargetInfo;
 use soma_flow_chain::{Digest, Manifest, ObjectID, SecretKey, SubmissionManifest};
 
 use super::lifecycle::{fetch, Revealed};
@@ -53,6 +55,7 @@ pub fn submit(
 ) -> Result<Vec<Filled>> {
     let info = net.epoch()?;
     let max_size = info.system.parameters.max_submission_data_size;
+    let mut largest = 0;
     for blob in how.blobs {
         let size = std::fs::metadata(blob)
             .with_context(|| format!("cannot read data blob {}", blob.display()))?
@@ -64,28 +67,14 @@ pub fn submit(
                 blob.display()
             );
         }
+        largest = largest.max(size);
     }
-    let largest = how
-        .blobs
-        .iter()
-        .filter_map(|b| std::fs::metadata(b).ok())
-        .map(|m| m.len())
-        .max()
-        .unwrap_or(0);
     let each = info.system.parameters.submit_data_cost(largest);
     net.ensure_balance(
         &key.address(),
         each * how.count as u64,
         "the submissions' bonds and fees",
     )?;
-    if net.targets(Some("open"), Some(info.epoch))?.is_empty() {
-        bail!(
-            "{} has no open target in epoch {} (targets are generated at each epoch change \
-             once a model is Active: `soma-flow localnet advance-epoch`)",
-            net.endpoint,
-            info.epoch
-        );
-    }
     let revealed: HashMap<ObjectID, Revealed> = info
         .system
         .models
@@ -94,109 +83,174 @@ pub fn submit(
         .map(|m| (m.id, m))
         .collect();
     std::fs::create_dir_all(work)?;
-    let mut weights: HashMap<ObjectID, PathBuf> = HashMap::new();
-    let mut scores: HashMap<(usize, Vec<ObjectID>), ScoreReport> = HashMap::new();
-    let mut filled = Vec::new();
-    let mut sent_blobs = std::collections::HashSet::new();
-    // A target accepts data only in the epoch it was generated in: when scoring took
+    let mut run = Run {
+        net,
+        key,
+        how,
+        work,
+        progress,
+        revealed,
+        weights: HashMap::new(),
+        scores: HashMap::new(),
+        sent: HashSet::new(),
+        filled: Vec::new(),
+    };
+    // A target accepts data only in the epoch it was generated in: when scoring takes
     // the epoch past, the new epoch's targets are listed again (scores are kept).
     let mut epoch = info.epoch;
-    let mut rounds = 0;
-    'epochs: loop {
-        rounds += 1;
-        if rounds > EPOCH_ROUNDS {
+    for round in 0..EPOCH_ROUNDS {
+        let open = net.targets(Some("open"), Some(epoch))?;
+        if round == 0 && open.is_empty() {
             bail!(
-                "the epoch changed {EPOCH_ROUNDS} times while blobs were scored: epochs on {} \
-             are shorter than a submission takes",
+                "{} has no open target in epoch {epoch} (targets are generated at each epoch \
+                 change once a model is Active: `soma-flow localnet advance-epoch`)",
                 net.endpoint
             );
         }
-        for target in net.targets(Some("open"), Some(epoch))? {
-            if filled.len() >= how.count {
-                break 'epochs;
-            }
-            let models: Vec<ObjectID> = target
-                .model_ids
-                .iter()
-                .copied()
-                .filter(|id| revealed.contains_key(id))
-                .collect();
-            if models.is_empty() {
-                continue;
-            }
-            for id in &models {
-                if !weights.contains_key(id) {
-                    let path = work.join(format!("{}.safetensors", id.to_hex()));
-                    if !path.exists() {
-                        progress(&format!("fetching model {id}"));
-                        fetch(net, &revealed[id], work, &path, progress)?;
-                    }
-                    weights.insert(*id, path);
-                }
-            }
-            let threshold = target.distance_threshold.unwrap_or(0.0);
-            // Blobs not yet sent first, so that several fills carry different data.
-            let mut order: Vec<usize> = (0..how.blobs.len()).collect();
-            order.sort_by_key(|i| sent_blobs.contains(i));
-            for index in order {
-                let blob = &how.blobs[index];
-                let key_of = (index, models.clone());
-                if !scores.contains_key(&key_of) {
-                    let paths: Vec<PathBuf> = models.iter().map(|id| weights[id].clone()).collect();
-                    let data = crate::score::map_data(blob)?;
-                    let report = score_models(&paths, &data, how.seed, how.heads, how.backend)?;
-                    scores.insert(key_of.clone(), report);
-                }
-                let report = &scores[&key_of];
-                let winner = report.winner();
-                let distance = cosine_distance(&winner.embedding, &target.embedding)? as f32;
-                if distance > threshold {
-                    continue;
-                }
-                let now = net.epoch()?.epoch;
-                if now != epoch {
-                    progress(&format!(
-                        "epoch {now} began while scoring: listing its targets"
-                    ));
-                    epoch = now;
-                    continue 'epochs;
-                }
-                let model = models[report.winner];
-                let sent = net.block_on(storage::upload_file(
-                    blob,
-                    &storage::join_url(how.storage, &format!("data/{}.bin", hash_name(blob)?)),
-                ))?;
-                let manifest = SubmissionManifest {
-                    manifest: Manifest::new(&sent.url, Digest(sent.checksum.0), sent.size)?,
-                };
-                net.block_on(net.client.submit_data(
-                    key,
-                    &target.id,
-                    &manifest,
-                    &model,
-                    &winner.embedding,
-                    distance,
-                    &[winner.loss],
-                ))
-                .with_context(|| {
-                    format!("the submission to target {} was not accepted", target.id)
-                })?;
-                sent_blobs.insert(index);
-                filled.push(Filled {
-                    target: target.id,
-                    model,
-                    blob: blob.clone(),
-                    loss: winner.loss,
-                    distance,
-                    threshold,
-                    data_url: sent.url,
-                });
-                break;
+        match run.fill_epoch(&open, epoch)? {
+            None => return Ok(run.filled),
+            Some(now) => {
+                progress(&format!(
+                    "epoch {now} began while scoring: listing its targets"
+                ));
+                epoch = now;
             }
         }
-        break;
     }
-    Ok(filled)
+    bail!(
+        "the epoch changed {EPOCH_ROUNDS} times while blobs were scored: epochs on {} are \
+         shorter than a submission takes",
+        net.endpoint
+    )
+}
+
+/// One submission run's state: the models fetched, the scores kept across epochs,
+/// the blobs sent and the targets filled.
+struct Run<'a> {
+    net: &'a Network,
+    key: &'a SecretKey,
+    how: &'a Submission<'a>,
+    work: &'a Path,
+    progress: ProgressFn<'a>,
+    revealed: HashMap<ObjectID, Revealed>,
+    weights: HashMap<ObjectID, PathBuf>,
+    scores: HashMap<(usize, Vec<ObjectID>), ScoreReport>,
+    sent: HashSet<usize>,
+    filled: Vec<Filled>,
+}
+
+impl Run<'_> {
+    /// Fills `open` targets of `epoch` until `count` are filled; `Some(now)` when the
+    /// epoch passed first.
+    fn fill_epoch(&mut self, open: &[TargetInfo], epoch: u64) -> Result<Option<u64>> {
+        for target in open {
+            if self.filled.len() >= self.how.count {
+                break;
+            }
+            if let Some(now) = self.fill(target, epoch)? {
+                return Ok(Some(now));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fills `target` with the first blob (not yet sent ones first, so that several
+    /// fills carry different data) whose winning embedding lies within its threshold;
+    /// `Some(now)` when the epoch passed before it could be sent.
+    fn fill(&mut self, target: &TargetInfo, epoch: u64) -> Result<Option<u64>> {
+        let models: Vec<ObjectID> = target
+            .model_ids
+            .iter()
+            .copied()
+            .filter(|id| self.revealed.contains_key(id))
+            .collect();
+        if models.is_empty() {
+            return Ok(None);
+        }
+        let paths = self.weights_of(&models)?;
+        let threshold = target.distance_threshold.unwrap_or(0.0);
+        let mut order: Vec<usize> = (0..self.how.blobs.len()).collect();
+        order.sort_by_key(|i| self.sent.contains(i));
+        for index in order {
+            let blob = &self.how.blobs[index];
+            let how = self.how;
+            let report = match self.scores.entry((index, models.clone())) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let data = crate::score::map_data(blob)?;
+                    e.insert(score_models(
+                        &paths,
+                        &data,
+                        how.seed,
+                        how.heads,
+                        how.backend,
+                    )?)
+                }
+            };
+            let winner = report.winner();
+            let distance = cosine_distance(&winner.embedding, &target.embedding)? as f32;
+            if distance > threshold {
+                continue;
+            }
+            let now = self.net.epoch()?.epoch;
+            if now != epoch {
+                return Ok(Some(now));
+            }
+            let (model, loss, embedding) =
+                (models[report.winner], winner.loss, winner.embedding.clone());
+            let net = self.net;
+            let sent = net.block_on(storage::upload_file(
+                blob,
+                &storage::join_url(how.storage, &format!("data/{}.bin", hash_name(blob)?)),
+            ))?;
+            let manifest = SubmissionManifest {
+                manifest: Manifest::new(&sent.url, Digest(sent.checksum.0), sent.size)?,
+            };
+            net.block_on(net.client.submit_data(
+                self.key,
+                &target.id,
+                &manifest,
+                &model,
+                &embedding,
+                distance,
+                &[loss],
+            ))
+            .with_context(|| format!("the submission to target {} was not accepted", target.id))?;
+            self.sent.insert(index);
+            self.filled.push(Filled {
+                target: target.id,
+                model,
+                blob: blob.clone(),
+                loss,
+                distance,
+                threshold,
+                data_url: sent.url,
+            });
+            break;
+        }
+        Ok(None)
+    }
+
+    /// The weights of `models`, each fetched once into the work folder.
+    fn weights_of(&mut self, models: &[ObjectID]) -> Result<Vec<PathBuf>> {
+        for id in models {
+            if !self.weights.contains_key(id) {
+                let path = self.work.join(format!("{}.safetensors", id.to_hex()));
+                if !path.exists() {
+                    (self.progress)(&format!("fetching model {id}"));
+                    fetch(
+                        self.net,
+                        &self.revealed[id],
+                        self.work,
+                        &path,
+                        self.progress,
+                    )?;
+                }
+                self.weights.insert(*id, path);
+            }
+        }
+        Ok(models.iter().map(|id| self.weights[id].clone()).collect())
+    }
 }
 
 /// How many epoch changes one submission run follows before it gives up.

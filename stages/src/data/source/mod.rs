@@ -7,7 +7,9 @@ mod network;
 mod url;
 
 pub use hf::resolve_revision;
-pub use network::{files as network_files, offer as network_offer, still_offered, Offer, Offered};
+pub use network::{
+    files as network_files, offer as network_offer, offer_listed, still_offered, Offer, Offered,
+};
 pub use url::{check_url, download_object};
 
 use std::path::{Path, PathBuf};

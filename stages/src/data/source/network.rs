@@ -4,10 +4,12 @@
 //! checked against the manifest's size and Blake2b-256, and kept by checksum, so a
 //! fetch that was stopped resumes and a later fetch downloads only new targets.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use soma_flow_chain::client::TargetInfo;
 use soma_flow_chain::{Checksum, Digest, ObjectID, SomaAddress, TargetV1};
 
 use super::SourceFile;
@@ -55,6 +57,16 @@ pub struct Offered {
 /// The filled targets `filter` selects, the most recent `limit` of them, in the
 /// order (epoch, id). `owner` is required for `won_by: me`.
 pub fn offer(net: &Network, filter: &TargetFilter, owner: Option<SomaAddress>) -> Result<Offer> {
+    Ok(offer_listed(net, filter, owner)?.0)
+}
+
+/// [`offer`], with the targets as the network listed them (their embeddings and
+/// routed models), by id.
+pub fn offer_listed(
+    net: &Network,
+    filter: &TargetFilter,
+    owner: Option<SomaAddress>,
+) -> Result<(Offer, HashMap<String, TargetInfo>)> {
     let mut listed = Vec::new();
     for state in filter.states() {
         listed.extend(
@@ -76,6 +88,7 @@ pub fn offer(net: &Network, filter: &TargetFilter, owner: Option<SomaAddress>) -
     }
     listed.reverse();
     let mut targets = Vec::with_capacity(listed.len());
+    let mut infos = HashMap::with_capacity(listed.len());
     for t in listed {
         let object = net
             .block_on(net.client.object(&t.id))
@@ -96,11 +109,13 @@ pub fn offer(net: &Network, filter: &TargetFilter, owner: Option<SomaAddress>) -
             checksum: hex::encode(data.manifest.checksum().0),
             size: data.manifest.size(),
         });
+        infos.insert(t.id.to_hex(), t);
     }
-    Ok(Offer {
+    let offer = Offer {
         owner: owner.map(|o| o.to_string()),
         targets,
-    })
+    };
+    Ok((offer, infos))
 }
 
 /// Whether the network still offers exactly what the dataset at `dir` (whose
