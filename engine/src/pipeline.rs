@@ -13,6 +13,8 @@ use serde_json::Value as Json;
 
 use crate::dag;
 use crate::diag::{closest, one_of, Diagnostic, Diagnostics, Source};
+use crate::duration::HumanDuration;
+pub use crate::exec::slurm::SlurmSettings;
 use crate::kind::{DynKind, Inputs, Prepared, Registry, Requirements};
 use crate::params;
 use crate::yaml::{self, Node, PathSeg, Span};
@@ -40,6 +42,14 @@ pub struct PipelineFile {
     /// `SOMA_FLOW_REMOTE` override it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// Where stages execute unless they name their own `executor`: `local` (default)
+    /// or `slurm`; `--executor` overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
+    /// The Slurm settings of every stage that runs on Slurm; a stage's own `slurm`
+    /// overrides them key by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmSettings>,
     /// The stages, by name (letters, digits, `_` and `-`).
     pub stages: IndexMap<String, StageDecl>,
 }
@@ -62,8 +72,68 @@ pub struct StageDecl {
     #[serde(default)]
     pub with: Json,
     /// Resource class (e.g. `gpu`); stages of one class never exceed its capacity.
+    /// Each stage of class `gpu` gets a device of its own (`CUDA_VISIBLE_DEVICES`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// Where this stage executes (`local` or `slurm`), over the pipeline's `executor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
+    /// This stage's Slurm settings, over the pipeline's `slurm`, key by key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmSettings>,
+    /// How long the stage may run (e.g. `2h`); then it is stopped (its process group
+    /// killed, or its Slurm job cancelled) and fails, or is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Try a failed (or timed-out) stage again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// Where a stage executes.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    /// On this machine: in the soma-flow process, or in a process of its own when it
+    /// has a `timeout` or a `gpu` device.
+    #[default]
+    Local,
+    /// As a Slurm job (`sbatch`) that runs soma-flow for exactly this stage, reading and
+    /// writing the store, which must be on a filesystem the cluster's nodes share.
+    Slurm,
+}
+
+/// How often a failed stage is tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Tries in all, the first included (at least 1).
+    pub attempts: u32,
+    /// The wait before the second try, doubled before each further one.
+    #[serde(default = "Retry::default_backoff")]
+    pub backoff: HumanDuration,
+}
+
+impl Retry {
+    fn default_backoff() -> HumanDuration {
+        "10s".parse().expect("a duration")
+    }
+}
+
+/// How the engine executes a stage: the settings outside `with`, which never enter its
+/// cache key (a result is the same wherever it was built).
+#[derive(Debug, Clone, Default)]
+pub struct Execution {
+    /// The stage's own executor; the plan's ([`Plan::executor`]) otherwise.
+    pub executor: Option<Executor>,
+    /// The pipeline's Slurm settings with the stage's over them.
+    pub slurm: SlurmSettings,
+    pub timeout: Option<std::time::Duration>,
+    /// Tries in all (1: no retry), and the first wait between them.
+    pub attempts: u32,
+    pub backoff: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -100,6 +170,7 @@ pub struct PlannedStage {
     pub outputs: Vec<String>,
     /// The kind's, with the stage's own `resource` if it gives one.
     pub requirements: Requirements,
+    pub execution: Execution,
 }
 
 impl PlannedStage {
@@ -123,6 +194,8 @@ pub struct Plan {
     pub resources: IndexMap<String, usize>,
     /// The pipeline's `remote` store, if it names one.
     pub remote: Option<String>,
+    /// Where stages without an `executor` of their own execute (`--executor` sets it).
+    pub executor: Executor,
     /// In topological order.
     pub stages: IndexMap<String, PlannedStage>,
 }
@@ -158,6 +231,11 @@ impl Plan {
         }
         self.stages.retain(|name, _| keep.contains(name));
         Ok(self)
+    }
+
+    /// Where stage `stage` executes.
+    pub fn executor_of(&self, stage: &PlannedStage) -> Executor {
+        stage.execution.executor.unwrap_or(self.executor)
     }
 
     pub fn pipeline_hash(&self) -> String {
@@ -265,6 +343,12 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
             );
         }
     }
+    if let (Some(slurm), Some(node)) = (&file.slurm, root.get("slurm")) {
+        if let Err((key, why)) = slurm.check() {
+            let span = node.locate(&[PathSeg::Key(key.into())]).span;
+            v.error(span, format!("slurm.{key}: {why}"), None);
+        }
+    }
     let prepared = v.prepare_stages(&file, &stages_node, &params, opts.registry);
     let stages = v.connect_stages(&file, &stages_node, prepared);
     if stages.values().any(|s| s.requirements.backend) {
@@ -290,6 +374,7 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
         params,
         resources: file.resources,
         remote: file.remote,
+        executor: file.executor.unwrap_or_default(),
         stages,
         source,
     })
@@ -501,6 +586,7 @@ impl Validator<'_> {
             if decl.resource.is_some() {
                 requirements.resource = decl.resource.clone();
             }
+            let execution = self.execution(name, decl, stage_node, file);
             stages.insert(
                 name.clone(),
                 PlannedStage {
@@ -513,10 +599,72 @@ impl Validator<'_> {
                     inputs,
                     deps,
                     requirements,
+                    execution,
                 },
             );
         }
         stages
+    }
+
+    /// A stage's execution settings, over the pipeline's; a bad one is an error at it.
+    fn execution(
+        &mut self,
+        name: &str,
+        decl: &StageDecl,
+        stage_node: &Node,
+        file: &PipelineFile,
+    ) -> Execution {
+        let base = file.slurm.clone().unwrap_or_default();
+        let slurm = match &decl.slurm {
+            Some(own) => own.clone().over(&base),
+            None => base,
+        };
+        if let Some(own) = &decl.slurm {
+            if let Err((key, why)) = own.check() {
+                let span = stage_node
+                    .locate(&[PathSeg::Key("slurm".into()), PathSeg::Key(key.into())])
+                    .span;
+                self.error(span, format!("stage `{name}`: slurm.{key}: {why}"), None);
+            }
+        }
+        let (attempts, backoff) = match &decl.retry {
+            Some(r) => {
+                if r.attempts == 0 {
+                    let span = stage_node
+                        .locate(&[
+                            PathSeg::Key("retry".into()),
+                            PathSeg::Key("attempts".into()),
+                        ])
+                        .span;
+                    self.error(
+                        span,
+                        format!(
+                            "stage `{name}`: retry.attempts must be at least 1 (the first try)"
+                        ),
+                        Some("e.g. `retry: { attempts: 3, backoff: 30s }`".into()),
+                    );
+                }
+                (r.attempts.max(1), r.backoff.get())
+            }
+            None => (1, std::time::Duration::ZERO),
+        };
+        if let Some(t) = &decl.timeout {
+            if t.get().is_zero() {
+                let span = stage_node.locate(&[PathSeg::Key("timeout".into())]).span;
+                self.error(
+                    span,
+                    format!("stage `{name}`: a timeout of {t} leaves no time to run"),
+                    None,
+                );
+            }
+        }
+        Execution {
+            executor: decl.executor,
+            slurm,
+            timeout: decl.timeout.as_ref().map(HumanDuration::get),
+            attempts,
+            backoff,
+        }
     }
 
     /// A stage's `inputs`, each resolved to the outputs it names.

@@ -79,6 +79,27 @@ impl StageProcess {
         status
     }
 
+    /// [`StageProcess::wait`], until `deadline`: then the group is asked to stop
+    /// (SIGTERM), killed two seconds later, reaped, and the answer is `None`.
+    pub fn wait_until(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+        let Some(deadline) = deadline else {
+            return self.wait().map(Some);
+        };
+        while Instant::now() < deadline {
+            if has_exited(self.child.id())? {
+                return self.wait().map(Some);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signal_group(self.pgid, Signal::Term);
+        let grace = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < grace && !has_exited(self.child.id())? {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait()?;
+        Ok(None)
+    }
+
     /// Retires the guardian (killed first so it cannot act on a reused id) and
     /// forgets the group.
     fn release(&mut self) {
@@ -180,6 +201,36 @@ fn wait_exited(pid: u32) -> io::Result<()> {
 #[cfg(not(unix))]
 fn wait_exited(_: u32) -> io::Result<()> {
     Ok(())
+}
+
+/// Whether process `pid` (a child) has exited, leaving it unreaped.
+#[cfg(unix)]
+fn has_exited(pid: u32) -> io::Result<bool> {
+    loop {
+        // SAFETY: waitid writes only into the zeroed siginfo we own; si_pid reads it.
+        let (rc, exited) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            );
+            (rc, info.si_pid() != 0)
+        };
+        if rc == 0 {
+            return Ok(exited);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn has_exited(_: u32) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// Whether process `pid` exists and is not a zombie waiting to be reaped.

@@ -30,7 +30,7 @@ use crate::dag::Format;
 use crate::diag::Source;
 use crate::exec::{ExecOptions, StopOn};
 use crate::kind::Registry;
-use crate::pipeline::{self, BackendSetting, LoadError, LoadOptions, Plan};
+use crate::pipeline::{self, BackendSetting, Executor, LoadError, LoadOptions, Plan};
 use crate::record::{RunRecord, RunStatus};
 use crate::remote::Remote;
 use crate::store::Store;
@@ -121,6 +121,10 @@ pub struct ExecArgs {
     pub no_cache: bool,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    /// Where stages without an `executor` of their own execute (overrides the
+    /// pipeline's `executor`)
+    #[arg(long, value_enum)]
+    pub executor: Option<Executor>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -164,6 +168,14 @@ impl RemoteArgs {
 }
 
 impl ExecArgs {
+    /// The plan, with `--executor` applied.
+    pub fn apply(&self, mut plan: Plan) -> Plan {
+        if let Some(e) = self.executor {
+            plan.executor = e;
+        }
+        plan
+    }
+
     /// The run's options, stopped by signals.
     pub fn options(&self, overrides: Vec<String>, remote: Option<Arc<Remote>>) -> ExecOptions {
         ExecOptions {
@@ -289,6 +301,13 @@ pub enum Command {
     },
     /// Print the JSON Schema of pipeline files
     Schema,
+    /// Build one stage a job file describes: how executors run a stage outside the
+    /// process that schedules it (a Slurm job, a stage with a timeout)
+    #[command(hide = true)]
+    StageJob {
+        /// The job file (job.json in the stage's working directory)
+        job: PathBuf,
+    },
 }
 
 pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitStatus> {
@@ -326,6 +345,14 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
             compare::run(env, &store.open()?, &which, json)
         }
         Command::Schema => schema::run(env),
+        Command::StageJob { job } => {
+            let built = crate::exec::stage_job(&env.registry, env.backend, &job)?;
+            Ok(if built {
+                ExitStatus::Ok
+            } else {
+                ExitStatus::Failed
+            })
+        }
     }
 }
 

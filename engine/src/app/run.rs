@@ -77,7 +77,7 @@ fn sweep(
     for (i, (plan, set)) in plans.into_iter().enumerate() {
         eprintln!("sweep {}/{total}: --set {}", i + 1, set.join(" --set "));
         let options = exec.options(set, remote.clone());
-        let record = execute(Arc::new(plan), store.clone(), options)?;
+        let record = execute(Arc::new(exec.apply(plan)), store.clone(), options)?;
         print_summary(&record);
         let status = ExitStatus::from(record.status);
         records.push(record);
@@ -103,7 +103,11 @@ pub(super) fn run_plan(
     overrides: Vec<String>,
 ) -> Result<ExitStatus> {
     let remote = exec.remote.open(plan.remote.as_deref());
-    let record = execute(Arc::new(plan), store, exec.options(overrides, remote))?;
+    let record = execute(
+        Arc::new(exec.apply(plan)),
+        store,
+        exec.options(overrides, remote),
+    )?;
     print_summary(&record);
     Ok(record.status.into())
 }

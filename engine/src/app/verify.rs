@@ -36,6 +36,7 @@ pub(super) fn run(
         jobs,
         no_cache: true,
         remote: RemoteArgs { url: None },
+        executor: None,
     };
     let plan = Arc::new(plan);
     let repeat = execute(

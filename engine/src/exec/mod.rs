@@ -3,7 +3,10 @@
 //! each resource class's capacity; skips what depends on a stage that did not finish;
 //! stops on an interrupt; and saves the run's record.
 
+mod job;
 mod runner;
+pub mod slots;
+pub mod slurm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,12 +15,16 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
+pub use job::stage_job;
+
 use crate::pipeline::Plan;
 use crate::progress::Progress;
 use crate::record::{self, RunRecord, RunStatus, StageStatus};
 use crate::remote::Remote;
 use crate::store::{Artifact, Store};
 use runner::{run_stage, Finished};
+use slots::Slots;
+use slurm::Slurm;
 
 pub struct ExecOptions {
     pub jobs: usize,
@@ -45,39 +52,66 @@ pub enum StopOn {
 struct Shared {
     plan: Arc<Plan>,
     store: Store,
-    progress: Progress,
+    progress: Arc<Progress>,
     jobs: Arc<Semaphore>,
-    resources: HashMap<String, Arc<Semaphore>>,
+    resources: HashMap<String, Arc<Slots>>,
     no_cache: bool,
     remote: Option<Arc<Remote>>,
     run_id: String,
+    /// The `--set` overrides the plan was loaded with (a job loads it again).
+    overrides: Vec<String>,
+    slurm: Arc<Slurm>,
     t0: Instant,
+}
+
+impl Shared {
+    fn new(
+        plan: Arc<Plan>,
+        store: Store,
+        run_id: String,
+        overrides: Vec<String>,
+        remote: Option<Arc<Remote>>,
+        jobs: usize,
+        no_cache: bool,
+    ) -> Result<Shared> {
+        let mut resources = HashMap::new();
+        for s in plan.stages.values() {
+            if let Some(class) = &s.requirements.resource {
+                let cap = plan.resources.get(class).copied().unwrap_or(1).max(1);
+                resources
+                    .entry(class.clone())
+                    .or_insert_with(|| Slots::new(cap));
+            }
+        }
+        Ok(Shared {
+            progress: Arc::new(Progress::new(plan.stages.len())),
+            jobs: Arc::new(Semaphore::new(jobs.max(1))),
+            resources,
+            no_cache,
+            remote,
+            run_id,
+            overrides,
+            slurm: Slurm::new()?,
+            t0: Instant::now(),
+            store,
+            plan,
+        })
+    }
 }
 
 pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<RunRecord> {
     let lock_store = store.clone();
     let _store_lock = tokio::task::spawn_blocking(move || lock_store.lock_store(false)).await??;
     let n = plan.stages.len();
-    let mut resources = HashMap::new();
-    for s in plan.stages.values() {
-        if let Some(class) = &s.requirements.resource {
-            let cap = plan.resources.get(class).copied().unwrap_or(1).max(1);
-            resources
-                .entry(class.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(cap)));
-        }
-    }
-    let shared = Arc::new(Shared {
-        progress: Progress::new(n),
-        jobs: Arc::new(Semaphore::new(opts.jobs.max(1))),
-        resources,
-        no_cache: opts.no_cache,
-        remote: opts.remote.clone(),
-        run_id: record::new_run_id(),
-        t0: Instant::now(),
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&plan),
         store,
-        plan: Arc::clone(&plan),
-    });
+        record::new_run_id(),
+        opts.overrides.clone(),
+        opts.remote.clone(),
+        opts.jobs,
+        opts.no_cache,
+    )?);
     let started = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
 
     let index = |name: &str| plan.stages.get_index_of(name).expect("validated reference");
@@ -165,6 +199,14 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
         if matches!(interrupts, Interrupts::Signals { .. }) {
             tokio::task::spawn_blocking(|| crate::process::terminate_all(Duration::from_secs(2)))
                 .await?;
+        }
+        // Slurm jobs are the run's own: cancelled either way.
+        let slurm = Arc::clone(&shared.slurm);
+        let cancelled = tokio::task::spawn_blocking(move || slurm.cancel_all()).await?;
+        if !cancelled.is_empty() {
+            shared
+                .progress
+                .warn(&format!("cancelled Slurm jobs {}", cancelled.join(", ")));
         }
         for i in 0..n {
             if results[i].is_none() {

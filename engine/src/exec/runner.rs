@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 
+use super::job::{self, Elsewhere, JobResult};
+use super::slots::GPU;
 use super::Shared;
 use crate::key::CacheKey;
 use crate::kind::{CachedOutputs, FetchOutput, Outcome, RunContext};
+use crate::pipeline::Executor;
 use crate::pipeline::PlannedStage;
 use crate::record::{StageRecord, StageStatus};
 use crate::remote::{Claim, Lease, Meter, Remote};
@@ -398,36 +401,53 @@ pub(super) async fn run_stage(
         return f;
     }
 
-    let job = Arc::clone(&shared.jobs)
-        .acquire_owned()
-        .await
-        .expect("semaphore never closes");
-    let class = match stage
-        .requirements
-        .resource
-        .as_ref()
-        .and_then(|c| shared.resources.get(c))
-    {
-        Some(sem) => Some(
-            Arc::clone(sem)
+    // A Slurm job takes no slot here: the cluster schedules it.
+    let on_slurm = shared.plan.executor_of(stage) == Executor::Slurm;
+    let job = match on_slurm {
+        true => None,
+        false => Some(
+            Arc::clone(&shared.jobs)
                 .acquire_owned()
                 .await
                 .expect("semaphore never closes"),
         ),
-        None => None,
+    };
+    let class = match stage.requirements.resource.as_ref() {
+        Some(c) if !on_slurm => match shared.resources.get(c) {
+            Some(slots) => Some((c.as_str(), slots.acquire().await)),
+            None => None,
+        },
+        _ => None,
+    };
+    let device = match &class {
+        Some((c, slot)) if *c == GPU => Some(slot.index),
+        _ => None,
     };
     // The timeline shows execution, not time spent waiting for a slot.
     f.start = shared.t0.elapsed();
     shared.progress.started(&stage.name, stage.kind.name());
     let s2 = Arc::clone(shared);
-    let result = tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs)).await;
+    let result = tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs, device)).await;
     f.elapsed = shared.t0.elapsed() - f.start;
+    let result = result.map(|(result, failures)| {
+        let tries = stage.execution.attempts;
+        f.notes.extend(
+            failures
+                .iter()
+                .enumerate()
+                .map(|(n, e)| format!("attempt {} of {tries} failed: {e}", n + 1)),
+        );
+        result.map_err(|e| match failures.len() {
+            0 => e,
+            n => e.context(format!("attempt {} of {tries}", n + 1)),
+        })
+    });
     match result {
         Ok(Ok(Executed::Found(entry, origin))) => {
             f.status = StageStatus::Hit;
             f.remote = origin == Origin::Remote;
             f.outputs = entry.outputs;
-            f.notes = entry.notes;
+            f.notes.extend(entry.notes);
         }
         Ok(Ok(Executed::Built(entry, lease))) => {
             if let Some(remote) = &shared.remote {
@@ -443,7 +463,7 @@ pub(super) async fn run_stage(
             }
             f.status = StageStatus::Ran;
             f.outputs = entry.outputs;
-            f.notes = entry.notes;
+            f.notes.extend(entry.notes);
         }
         Ok(Ok(Executed::Deferred(reason))) => {
             f.status = StageStatus::Deferred;
@@ -468,7 +488,7 @@ fn fail(shared: &Shared, mut f: Finished, stage: &str, message: String) -> Finis
     f
 }
 
-enum Executed {
+pub(super) enum Executed {
     /// Built here, with the remote store's lease on its key if one was taken.
     Built(CacheEntry, Option<Lease>),
     /// Built by another process while this one waited for the key.
@@ -479,18 +499,54 @@ enum Executed {
 /// Where another process built a stage's outputs: on this machine, or elsewhere
 /// (through the remote store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
+pub(super) enum Origin {
     Local,
     Remote,
 }
 
+/// Builds stage `i` under its key's lock, unless another process did meanwhile; tries
+/// again as its `retry` allows, and gives the failures of the tries before the last.
 fn execute(
     shared: &Shared,
     i: usize,
     key: &str,
     inputs: &BTreeMap<String, Vec<Artifact>>,
-) -> Result<Executed> {
+    device: Option<usize>,
+) -> (Result<Executed>, Vec<String>) {
     let stage = &shared.plan.stages[i];
+    let mut failures = Vec::new();
+    let mut backoff = stage.execution.backoff;
+    loop {
+        match execute_once(shared, stage, key, inputs, device) {
+            Err(e) if failures.len() + 1 < stage.execution.attempts as usize => {
+                let tries = stage.execution.attempts;
+                shared.progress.warn(&format!(
+                    "{}: attempt {} of {tries} failed ({}); trying again in {}",
+                    stage.name,
+                    failures.len() + 1,
+                    first_line(&format!("{e:#}")),
+                    humantime::format_duration(backoff)
+                ));
+                failures.push(format!("{e:#}"));
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            result => return (result, failures),
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn execute_once(
+    shared: &Shared,
+    stage: &PlannedStage,
+    key: &str,
+    inputs: &BTreeMap<String, Vec<Artifact>>,
+    device: Option<usize>,
+) -> Result<Executed> {
     let store = &shared.store;
     let _lock = match store.try_lock_key(key)? {
         Some(l) => l,
@@ -525,7 +581,22 @@ fn execute(
     let tag = &key[..16];
     store.clear_stale_tmp(tag);
     let work = store.tmp_dir(tag)?;
-    let result = execute_in(shared, stage, key, inputs, &work);
+    let elsewhere = match shared.plan.executor_of(stage) {
+        Executor::Slurm => Some(Elsewhere::Slurm),
+        Executor::Local if stage.execution.timeout.is_some() || device.is_some() => {
+            Some(Elsewhere::Process { device })
+        }
+        Executor::Local => None,
+    };
+    let result = match elsewhere {
+        None => execute_in(shared, stage, key, inputs, &work),
+        Some(how) => match job::run_elsewhere(shared, stage, key, inputs, &work, &how) {
+            Ok(JobResult::Built) => built_by_job(store, stage, key),
+            Ok(JobResult::Deferred { reason }) => Ok(Executed::Deferred(reason)),
+            Ok(JobResult::Failed { message }) => Err(anyhow!(message)),
+            Err(e) => Err(e),
+        },
+    };
     let _ = store::remove_any(&work);
     Ok(match result? {
         Executed::Built(entry, _) => Executed::Built(entry, lease),
@@ -533,7 +604,26 @@ fn execute(
     })
 }
 
-fn execute_in(
+/// The entry a job stored for `key`, with every output present.
+fn built_by_job(store: &Store, stage: &PlannedStage, key: &str) -> Result<Executed> {
+    let entry = store
+        .cache_get(key)
+        .map_err(|why| anyhow!("the job's result cannot be read back: {why}"))?
+        .ok_or_else(|| anyhow!("the job said it built the stage, but stored no result"))?;
+    entry_fits(&entry, stage)
+        .map_err(|why| anyhow!("the job stored a result that does not fit: {why}"))?;
+    for (name, a) in &entry.outputs {
+        if !matches!(store.check(a)?, Check::Ok) {
+            bail!(
+                "the job's output `{name}` ({}) is missing or corrupt in the store",
+                a.hash.short()
+            );
+        }
+    }
+    Ok(Executed::Built(entry, None))
+}
+
+pub(super) fn execute_in(
     shared: &Shared,
     stage: &PlannedStage,
     key: &str,

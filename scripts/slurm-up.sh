@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Starts a one-node Slurm cluster on this machine for the Slurm executor's tests
+# (scripts/test.sh runs it): installs Debian's `slurm-wlm` and `munge` if they are
+# missing, writes a minimal slurm.conf (no accounting, this node in a `debug`
+# partition), starts munged, slurmctld and slurmd, and waits until the node is idle.
+# Idempotent: a cluster already up is left as it is. Needs root (or sudo) and apt.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if ! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1 \
+  || ! command -v slurmctld >/dev/null 2>&1 || ! command -v slurmd >/dev/null 2>&1; then
+  echo "slurm-up: installing slurm-wlm and munge"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm munge >/dev/null
+fi
+
+if sinfo -h -o "%T" 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+  exit 0
+fi
+
+host="$(hostname -s)"
+cpus="$(nproc)"
+mem="$(( $(free -m | awk '/^Mem:/ {print $2}') - 1024 ))"
+
+if [ ! -s /etc/munge/munge.key ]; then
+  $SUDO mkdir -p /etc/munge
+  $SUDO dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+fi
+$SUDO chown munge:munge /etc/munge/munge.key
+$SUDO chmod 0400 /etc/munge/munge.key
+$SUDO mkdir -p /run/munge /var/log/munge /var/lib/munge
+$SUDO chown -R munge:munge /run/munge /var/log/munge /var/lib/munge
+if ! pgrep -x munged >/dev/null; then
+  $SUDO runuser -u munge -- /usr/sbin/munged --force
+fi
+
+$SUDO mkdir -p /etc/slurm /var/spool/soma-flow-slurmctld /var/spool/soma-flow-slurmd /var/log/slurm
+$SUDO tee /etc/slurm/slurm.conf >/dev/null <<EOF
+ClusterName=soma-flow-test
+SlurmctldHost=$host
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+StateSaveLocation=/var/spool/soma-flow-slurmctld
+SlurmdSpoolDir=/var/spool/soma-flow-slurmd
+ReturnToService=2
+MpiDefault=none
+MinJobAge=30
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+
+pgrep -x slurmctld >/dev/null || $SUDO slurmctld
+pgrep -x slurmd >/dev/null || $SUDO slurmd
+
+for _ in $(seq 1 60); do
+  if sinfo -h -o "%T" 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+    echo "slurm-up: node $host is up ($cpus CPUs, $mem MB)"
+    exit 0
+  fi
+  sleep 1
+done
+echo "slurm-up: the node did not come up; see /var/log/slurm/" >&2
+sinfo >&2 || true
+exit 1

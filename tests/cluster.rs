@@ -1,0 +1,389 @@
+//! Executors: stages as jobs of the real one-node Slurm cluster that README's test
+//! command starts (scripts/slurm-up.sh), timeouts and retries, and GPU assignment.
+//! Without Slurm these tests fail: `sbatch` cannot be run.
+
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::common::{self, Project};
+
+/// The cluster has the cores of this machine: one test's jobs at a time, so that a test
+/// that fills it does not hold up another's.
+static CLUSTER: Mutex<()> = Mutex::new(());
+
+fn cluster() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(p: &Project, args: &[&str]) -> common::Run {
+    common::Run(
+        p.cmd(args)
+            .env("SOMA_FLOW_SLURM_POLL", "300ms")
+            .output()
+            .unwrap(),
+    )
+}
+
+fn stage<'a>(record: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    &record["stages"][name]
+}
+
+/// State of each listed job named `soma-flow:<stage>` of `stages`, by stage.
+fn jobs_of(stages: &[&str]) -> Vec<(String, String, String)> {
+    let out = Command::new("squeue")
+        .args(["--noheader", "--states=all", "--format=%i|%j|%T"])
+        .output()
+        .expect("squeue runs (scripts/test.sh starts the cluster)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split('|');
+            let (id, name, state) = (f.next()?, f.next()?, f.next()?);
+            let stage = name.strip_prefix("soma-flow:")?;
+            stages
+                .contains(&stage)
+                .then(|| (id.to_string(), stage.to_string(), state.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn stages_run_as_slurm_jobs_and_the_cache_holds_across_executors() {
+    let _c = cluster();
+    let p = Project::new();
+    p.write(
+        "cluster.yaml",
+        r#"name: cluster
+executor: slurm
+slurm: { partition: debug, time: "10" }
+stages:
+  make:
+    kind: command
+    with: { run: 'echo "job $SLURM_JOB_ID" > outputs/text', outs: [text] }
+  shout:
+    kind: command
+    inputs: { src: make.text }
+    slurm: { cpus: 1, mem: 100M }
+    with: { run: "tr a-z A-Z < inputs/src > outputs/loud", outs: [loud] }
+  here:
+    kind: command
+    executor: local
+    inputs: { src: shout.loud }
+    with: { run: 'cat inputs/src > outputs/o; echo "slurm: [$SLURM_JOB_ID]" >> outputs/o', outs: [o] }
+"#,
+    );
+    let out = run(&p, &["run", "cluster.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let o = std::fs::read_to_string(p.output_path("cluster.yaml", "here.o")).unwrap();
+    let mut lines = o.lines();
+    let first = lines.next().unwrap();
+    let id = first.strip_prefix("JOB ").expect(first);
+    assert!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+        "make ran in a Slurm job: {o}"
+    );
+    assert_eq!(lines.next(), Some("slurm: []"), "`here` ran locally: {o}");
+    let rec = p.last_record();
+    for s in ["make", "shout", "here"] {
+        assert_eq!(stage(&rec, s)["status"], "ran", "{s}: {rec}");
+    }
+    let log = p
+        .store()
+        .join("logs")
+        .join(rec["id"].as_str().unwrap())
+        .join("make.slurm.log");
+    assert!(log.exists(), "the job's log is kept: {}", log.display());
+
+    // The same keys wherever they ran: all cached locally, and again on Slurm.
+    for executor in ["local", "slurm"] {
+        let out = run(&p, &["run", "cluster.yaml", "--executor", executor]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        assert!(
+            out.stdout().contains("0 ran, 3 cached"),
+            "--executor {executor}: {}",
+            out.all()
+        );
+    }
+}
+
+#[test]
+fn a_failed_job_shows_its_state_and_log_and_a_retry_can_save_it() {
+    let _c = cluster();
+    let p = Project::new();
+    let marker = p.path().join("tried");
+    p.write(
+        "fail.yaml",
+        &format!(
+            r#"name: fail
+executor: slurm
+stages:
+  bad:
+    kind: command
+    with: {{ run: "echo about to fail; exit 7", outs: [x] }}
+  flaky:
+    kind: command
+    retry: {{ attempts: 3, backoff: 200ms }}
+    with: {{ run: "if [ ! -f {m} ]; then touch {m}; echo first try fails; exit 1; fi; echo ok > outputs/x", outs: [x] }}
+"#,
+            m = marker.display()
+        ),
+    );
+    let out = run(&p, &["run", "fail.yaml"]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    let rec = p.last_record();
+    let bad = stage(&rec, "bad");
+    assert_eq!(bad["status"], "failed");
+    let msg = bad["message"].as_str().unwrap();
+    for part in [
+        "about to fail",
+        "exit status: 7",
+        "Slurm job",
+        "FAILED",
+        "bad.slurm.log",
+    ] {
+        assert!(msg.contains(part), "{part:?} in {msg}");
+    }
+    assert!(out.stdout().contains("about to fail"), "{}", out.all());
+    let flaky = stage(&rec, "flaky");
+    assert_eq!(flaky["status"], "ran", "{rec}");
+    let notes = flaky["notes"].to_string();
+    assert!(
+        notes.contains("attempt 1 of 3 failed") && notes.contains("first try fails"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn a_timeout_cancels_the_job_or_kills_the_process_group_and_frees_the_slot() {
+    let _c = cluster();
+    let p = Project::new();
+    let pid = p.path().join("pid");
+    p.write(
+        "slow.yaml",
+        &format!(
+            r#"name: slow
+stages:
+  on-slurm:
+    kind: command
+    executor: slurm
+    timeout: 2s
+    with: {{ run: "sleep 120; touch outputs/x", outs: [x] }}
+  here:
+    kind: command
+    timeout: 1s
+    retry: {{ attempts: 2, backoff: 100ms }}
+    with: {{ run: "sleep 300 & echo $! > {pid}; wait", outs: [x] }}
+  next:
+    kind: command
+    with: {{ run: "echo done > outputs/x", outs: [x] }}
+"#,
+            pid = pid.display()
+        ),
+    );
+    let t = Instant::now();
+    // One job slot: `next` runs only if the timed-out stage gave its slot back.
+    let out = run(&p, &["run", "slow.yaml", "-j", "1"]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    let rec = p.last_record();
+    let slurm = stage(&rec, "on-slurm")["message"].as_str().unwrap();
+    assert!(
+        slurm.contains("timed out after 2s") && slurm.contains("was cancelled"),
+        "{slurm}"
+    );
+    let here = stage(&rec, "here");
+    let msg = here["message"].as_str().unwrap();
+    assert!(
+        msg.contains("attempt 2 of 2") && msg.contains("process group was killed"),
+        "{msg}"
+    );
+    assert_eq!(stage(&rec, "next")["status"], "ran", "{rec}");
+    let sleeper: i32 = std::fs::read_to_string(&pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{sleeper}")).exists()
+            || std::fs::read_to_string(format!("/proc/{sleeper}/stat")).is_ok_and(|s| s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')),
+        "the timed-out stage's background process was killed"
+    );
+    // The cancelled job ends, and leaves nothing running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: Vec<_> = jobs_of(&["on-slurm"])
+            .into_iter()
+            .filter(|(_, _, s)| ["PENDING", "RUNNING", "COMPLETING"].contains(&s.as_str()))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still queued: {left:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_running_and_queued_jobs() {
+    let _c = cluster();
+    let p = Project::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Each job takes every core: one runs, two wait in the queue.
+    p.write(
+        "queue.yaml",
+        &format!(
+            r#"name: queue
+executor: slurm
+slurm: {{ cpus: {cpus} }}
+stages:
+  q-a: {{ kind: command, with: {{ run: "sleep 120; touch outputs/x", outs: [x] }} }}
+  q-b: {{ kind: command, with: {{ run: "sleep 120; touch outputs/x", outs: [x] }} }}
+  q-c: {{ kind: command, with: {{ run: "sleep 120; touch outputs/x", outs: [x] }} }}
+"#
+        ),
+    );
+    let names = ["q-a", "q-b", "q-c"];
+    let child = p
+        .cmd(&["run", "queue.yaml"])
+        .env("SOMA_FLOW_SLURM_POLL", "300ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let queued = loop {
+        let jobs = jobs_of(&names);
+        let live: Vec<_> = jobs
+            .iter()
+            .filter(|(_, _, s)| s == "PENDING" || s == "RUNNING")
+            .cloned()
+            .collect();
+        if live.len() == 3 && live.iter().any(|(_, _, s)| s == "PENDING") {
+            break live;
+        }
+        assert!(Instant::now() < deadline, "the jobs never queued: {jobs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = common::Run(child.wait_with_output().unwrap());
+    assert_eq!(out.code(), 130, "{}", out.all());
+    assert!(
+        out.stderr().contains("cancelled Slurm jobs"),
+        "{}",
+        out.all()
+    );
+    let ids: Vec<&str> = queued.iter().map(|(id, _, _)| id.as_str()).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let jobs = jobs_of(&names);
+        let live: Vec<_> = jobs
+            .iter()
+            .filter(|(id, _, s)| ids.contains(&id.as_str()) && s != "CANCELLED")
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not cancelled: {live:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rec = p.last_record();
+    assert_eq!(rec["status"], "interrupted", "{rec}");
+}
+
+#[test]
+fn each_running_stage_of_class_gpu_gets_its_own_device() {
+    let p = Project::new();
+    let stages: String = (0..4)
+        .map(|i| {
+            format!(
+                "  g{i}:\n    kind: command\n    resource: gpu\n    with: {{ run: 'echo $CUDA_VISIBLE_DEVICES > outputs/d; sleep 1', outs: [d] }}\n"
+            )
+        })
+        .collect();
+    p.write(
+        "gpus.yaml",
+        &format!("name: gpus\nresources: {{ gpu: 2 }}\nstages:\n{stages}"),
+    );
+    let out = run(&p, &["run", "gpus.yaml", "-j", "4"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let rec = p.last_record();
+    let mut spans = Vec::new();
+    for i in 0..4 {
+        let s = stage(&rec, &format!("g{i}"));
+        let d = std::fs::read_to_string(p.output_path("gpus.yaml", &format!("g{i}.d"))).unwrap();
+        let device: u32 = d.trim().parse().unwrap_or_else(|_| panic!("g{i}: {d:?}"));
+        assert!(device < 2, "g{i} on device {device}");
+        let start = s["start_ms"].as_u64().unwrap();
+        spans.push((device, start, start + s["duration_ms"].as_u64().unwrap()));
+    }
+    // Two stages that overlap in time never share a device.
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            if a.1 < b.2 && b.1 < a.2 {
+                assert_ne!(a.0, b.0, "overlapping stages on one device: {spans:?}");
+            }
+        }
+    }
+    let overlapping = spans
+        .iter()
+        .enumerate()
+        .any(|(i, a)| spans[i + 1..].iter().any(|b| a.1 < b.2 && b.1 < a.2));
+    assert!(overlapping, "two stages ran at once: {spans:?}");
+}
+
+#[test]
+fn bad_executor_settings_are_located() {
+    let p = Project::new();
+    p.write(
+        "bad.yaml",
+        r#"name: bad
+slurm: { time: "2h" }
+stages:
+  a:
+    kind: command
+    executor: kubernetes
+    with: { run: "true" }
+  b:
+    kind: command
+    retry: { attempts: 0 }
+    slurm: { extra: ["constraint=a100"], mem: 16GB }
+    with: { run: "true" }
+"#,
+    );
+    let out = p.run(&["validate", "bad.yaml"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    let err = out.stderr();
+    assert!(
+        err.contains("unknown variant `kubernetes`, expected `local` or `slurm`"),
+        "{err}"
+    );
+    p.write(
+        "bad.yaml",
+        &std::fs::read_to_string(p.path().join("bad.yaml"))
+            .unwrap()
+            .replace("kubernetes", "slurm"),
+    );
+    let out = p.run(&["validate", "bad.yaml"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    let err = out.stderr();
+    for part in [
+        "bad.yaml:2:",
+        "slurm.time: \"2h\" is not a Slurm time limit",
+        "retry.attempts must be at least 1",
+        "slurm.mem: \"16GB\"",
+    ] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+}
