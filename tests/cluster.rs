@@ -387,3 +387,78 @@ stages:
         assert!(err.contains(part), "{part:?} in {err}");
     }
 }
+
+/// A filesystem without `flock` (Lustre without `-o flock`, some NFS), as a shim that
+/// makes every `flock` call fail with ENOLCK, preloaded into soma-flow.
+#[cfg(target_os = "linux")]
+fn no_flock_shim(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = dir.join("noflock.c");
+    std::fs::write(
+        &src,
+        "#include <errno.h>\nint flock(int fd, int op) { (void)fd; (void)op; errno = ENOLCK; return -1; }\n",
+    )
+    .unwrap();
+    let lib = dir.join("libnoflock.so");
+    let ok = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cargo links with it)")
+        .success();
+    assert!(ok, "the shim builds");
+    lib
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_store_without_flock_uses_lease_files_and_still_builds_a_key_once() {
+    let p = Project::new();
+    let shim = no_flock_shim(p.path());
+    let tally = p.path().join("tally");
+    p.write(
+        "slow.yaml",
+        &format!(
+            "name: slow\nstages:\n  s:\n    kind: command\n    with: {{ run: 'echo ran >> {}; sleep 1; echo done > outputs/o', outs: [o] }}\n",
+            tally.display()
+        ),
+    );
+    let start = || {
+        p.cmd(&["run", "slow.yaml"])
+            .env("LD_PRELOAD", &shim)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let outs = [a, b].map(|c| common::Run(c.wait_with_output().unwrap()));
+    for out in &outs {
+        assert_eq!(out.code(), 0, "{}", out.all());
+        assert!(
+            out.stderr().contains("has no working flock") && out.stderr().contains("lease files"),
+            "the fallback is said: {}",
+            out.all()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&tally).unwrap(),
+        "ran\n",
+        "one run built it, the other waited for its lease and reused it"
+    );
+    let summaries: String = outs.iter().map(|o| o.stdout()).collect();
+    assert!(
+        summaries.contains("1 ran, 0 cached") && summaries.contains("0 ran, 1 cached"),
+        "{summaries}"
+    );
+    // Chosen up front, without the warning.
+    let out = common::Run(
+        p.cmd(&["run", "slow.yaml"])
+            .env("LD_PRELOAD", &shim)
+            .env("SOMA_FLOW_LOCKS", "lease")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(!out.stderr().contains("flock"), "{}", out.all());
+}

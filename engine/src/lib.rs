@@ -12,6 +12,7 @@ pub mod explain;
 pub mod hash;
 pub mod key;
 pub mod kind;
+pub mod lease;
 pub mod params;
 pub mod pipeline;
 pub mod process;

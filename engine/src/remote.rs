@@ -26,7 +26,7 @@ use std::future::Future;
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -44,6 +44,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::duration::from_env;
 use crate::hash::{self, TreeEntry};
+use crate::lease::{now_ms, owner_name, Heartbeat, LeaseBody};
 use crate::store::{Artifact, ArtifactKind, CacheEntry, Check, Store};
 
 /// Bytes per part of a transfer.
@@ -186,13 +187,6 @@ struct LayoutFile {
     layout: u32,
 }
 
-#[derive(Serialize, Deserialize)]
-struct LeaseFile {
-    owner: String,
-    /// Milliseconds since the Unix epoch.
-    expires: u64,
-}
-
 /// The multipart upload a log names is gone from the remote.
 #[derive(Debug, thiserror::Error)]
 #[error("the logged multipart upload is gone from the remote")]
@@ -296,12 +290,6 @@ fn is_taken(e: &object_store::Error) -> bool {
         e,
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
     )
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Remote {
@@ -857,7 +845,7 @@ impl Remote {
             };
             let bytes = self.block_on(got.bytes()).map_err(concise)?;
             // A lease that does not parse counts as expired.
-            if let Ok(held) = serde_json::from_slice::<LeaseFile>(&bytes) {
+            if let Ok(held) = serde_json::from_slice::<LeaseBody>(&bytes) {
                 if held.expires > now_ms() {
                     return Ok(Claim::Theirs {
                         owner: held.owner,
@@ -886,7 +874,7 @@ impl Remote {
     }
 
     fn lease_body(&self) -> Result<Vec<u8>> {
-        Ok(serde_json::to_vec(&LeaseFile {
+        Ok(serde_json::to_vec(&LeaseBody {
             owner: self.owner.clone(),
             expires: now_ms() + self.lease_ttl.as_millis() as u64,
         })?)
@@ -903,35 +891,21 @@ pub enum Claim {
 
 /// A held lease, renewed in the background until dropped, then removed.
 pub struct Lease {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    renewer: Option<std::thread::JoinHandle<()>>,
+    heartbeat: Option<Heartbeat>,
     remote: Arc<Remote>,
     path: ObjectPath,
 }
 
 impl Lease {
     fn start(remote: Arc<Remote>, path: ObjectPath) -> Lease {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let (stop2, remote2, path2) = (Arc::clone(&stop), Arc::clone(&remote), path.clone());
-        let renewer = std::thread::spawn(move || {
-            let (flag, wake) = &*stop2;
-            let mut stopped = flag.lock().expect("lease lock");
-            loop {
-                let (guard, _) = wake
-                    .wait_timeout(stopped, remote2.lease_ttl / 3)
-                    .expect("lease lock");
-                stopped = guard;
-                if *stopped {
-                    return;
-                }
-                if let Ok(body) = remote2.lease_body() {
-                    let _ = remote2.block_on(remote2.store.put(&path2, PutPayload::from(body)));
-                }
+        let (remote2, path2) = (Arc::clone(&remote), path.clone());
+        let heartbeat = Heartbeat::start(remote.lease_ttl / 3, move || {
+            if let Ok(body) = remote2.lease_body() {
+                let _ = remote2.block_on(remote2.store.put(&path2, PutPayload::from(body)));
             }
         });
         Lease {
-            stop,
-            renewer: Some(renewer),
+            heartbeat: Some(heartbeat),
             remote,
             path,
         }
@@ -940,32 +914,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let (flag, wake) = &*self.stop;
-        *flag.lock().expect("lease lock") = true;
-        wake.notify_all();
-        if let Some(renewer) = self.renewer.take() {
-            let _ = renewer.join();
-        }
+        // Renewal stops before the lease is removed.
+        drop(self.heartbeat.take());
         let _ = self.remote.block_on(self.remote.store.delete(&self.path));
     }
-}
-
-/// Who holds a lease, as others see it: host, process and a random tag.
-fn owner_name() -> String {
-    let mut buf = [0u8; 256];
-    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown-host".into()
-    };
-    let mut tag = [0u8; 4];
-    let _ = getrandom::fill(&mut tag);
-    format!(
-        "{host} (pid {}, {:08x})",
-        std::process::id(),
-        u32::from_ne_bytes(tag)
-    )
 }
 
 /// Where transfers keep their partial files and logs in the local store (never trusted:

@@ -1,7 +1,13 @@
 //! The cache: a rerun runs only what changed; a damaged store is detected and rebuilt;
 //! concurrent runs build a key once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use soma_flow_engine::app;
 use soma_flow_engine::record::StageStatus;
+use soma_flow_engine::store::Locking;
 
 use crate::harness::{options, output, statuses, Project};
 
@@ -101,6 +107,73 @@ fn concurrent_runs_share_the_store_and_build_a_key_once() {
     let mut got = [a.stages["s"].status, b.stages["s"].status];
     got.sort_by_key(|s| s.label());
     assert_eq!(got, [StageStatus::Hit, StageStatus::Ran]);
+}
+
+#[test]
+fn with_lease_files_for_locks_a_key_is_still_built_once_and_gc_waits_for_runs() {
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: slow\nstages:\n  s: {kind: step, with: {sleep_ms: 500, tally: TALLY}}\n",
+    );
+    let lease = Locking::Lease {
+        ttl: Duration::from_secs(3),
+    };
+    let store = || p.store().with_locking(lease);
+    let run = || {
+        let plan = p.load("p.yaml", &[]).unwrap();
+        app::execute(Arc::new(plan), store(), options(4, &[])).unwrap()
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(run);
+        let b = scope.spawn(run);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(p.executed(), ["s"], "the second run waited and reused it");
+    let mut got = [a.stages["s"].status, b.stages["s"].status];
+    got.sort_by_key(|s| s.label());
+    assert_eq!(got, [StageStatus::Hit, StageStatus::Ran]);
+    let locks = p.path().join("store/locks");
+    let leases: Vec<_> = walkdir(&locks)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "lease"))
+        .collect();
+    assert!(leases.is_empty(), "every lease was released: {leases:?}");
+
+    // gc (exclusive) waits for a run (shared), and a run waits for gc.
+    let (released, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    let run_lock = store().lock_store(false).unwrap();
+    std::thread::scope(|scope| {
+        let gc = scope.spawn(|| {
+            let held = store().lock_store(true).unwrap();
+            assert!(released.load(Ordering::SeqCst), "gc waited for the run");
+            held
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        released.store(true, Ordering::SeqCst);
+        drop(run_lock);
+        let gc_lock = gc.join().unwrap();
+        let next_run = scope.spawn(|| {
+            let _held = store().lock_store(false).unwrap();
+            assert!(done.load(Ordering::SeqCst), "the run waited for gc");
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        done.store(true, Ordering::SeqCst);
+        drop(gc_lock);
+        next_run.join().unwrap();
+    });
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walkdir(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }
 
 #[test]

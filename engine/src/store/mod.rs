@@ -5,7 +5,8 @@
 //! trees/ab/<hash>/      directory artifacts
 //! cache/ab/<key>.json   stage cache entries: key -> output artifacts
 //! runs/<id>.json        run records
-//! locks/                one lock file per stage key, plus the store lock
+//! locks/                one lock file per stage key, plus the store lock (`flock`;
+//!                       lease files `*.lease` where the filesystem has no `flock`)
 //! tmp/                  working directories of running stages (never trusted)
 //! work/<key>/           scratch that survives a killed stage (checkpoints)
 //! state/<kind>/         private state of stage kinds (ledgers, keys)
@@ -18,11 +19,13 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::hash;
+use crate::lease::{self, FileLease, Taken};
 
 mod hash_name;
 mod seal;
@@ -82,10 +85,33 @@ pub enum Check {
 pub struct Store {
     root: PathBuf,
     seal: Arc<SealKey>,
+    locking: Locking,
 }
 
-/// A held file lock; released on drop or when the process dies.
-pub struct Lock(#[allow(dead_code)] File);
+/// How the store's locks are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// `flock`: released when the process dies, however it dies.
+    Flock,
+    /// Lease files, renewed while held: for filesystems without `flock` (Lustre
+    /// mounted without `-o flock`, some NFS), or whose `flock` is not shared between
+    /// the machines using the store (NFS with `local_lock`), which `SOMA_FLOW_LOCKS=lease`
+    /// declares. A holder that dies blocks others until its lease expires.
+    Lease { ttl: Duration },
+}
+
+/// A held lock; released on drop, or (a `flock`) when the process dies, or (a lease)
+/// when it expires.
+pub struct Lock(#[allow(dead_code)] Held);
+
+#[allow(dead_code)] // held for what dropping it releases
+enum Held {
+    Flock(File),
+    Lease(FileLease),
+}
+
+/// How often a waiter looks at a lease again.
+const LEASE_POLL: Duration = Duration::from_millis(200);
 
 const SEAL_ENTRY: &str = "cache-entry";
 const SEAL_STAMP: &str = "stamp";
@@ -103,7 +129,21 @@ impl Store {
         private_dir(&root.join("state"))?;
         let root = root.canonicalize()?;
         let seal = Arc::new(SealKey::load_or_create(&root)?);
-        Ok(Store { root, seal })
+        let locking = Locking::for_store(&root)?;
+        Ok(Store {
+            root,
+            seal,
+            locking,
+        })
+    }
+
+    pub fn locking(&self) -> Locking {
+        self.locking
+    }
+
+    /// The same store, locked the way `locking` says (what `SOMA_FLOW_LOCKS` chooses).
+    pub fn with_locking(self, locking: Locking) -> Store {
+        Store { locking, ..self }
     }
 
     pub fn root(&self) -> &Path {
@@ -321,31 +361,92 @@ impl Store {
             .with_context(|| format!("cannot open lock {}", path.display()))
     }
 
+    fn lease_path(&self, name: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{name}.lease"))
+    }
+
     /// Waits until no other process runs the stage with this key.
     pub fn lock_key(&self, key: &str) -> Result<Lock> {
-        let f = self.lock_file(key)?;
-        f.lock()?;
-        Ok(Lock(f))
+        Ok(Lock(match self.locking {
+            Locking::Flock => {
+                let f = self.lock_file(key)?;
+                f.lock()?;
+                Held::Flock(f)
+            }
+            Locking::Lease { ttl } => {
+                Held::Lease(FileLease::take(&self.lease_path(key), ttl, LEASE_POLL)?)
+            }
+        }))
     }
 
     pub fn try_lock_key(&self, key: &str) -> Result<Option<Lock>> {
-        let f = self.lock_file(key)?;
-        match f.try_lock() {
-            Ok(()) => Ok(Some(Lock(f))),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e.into()),
+        match self.locking {
+            Locking::Flock => {
+                let f = self.lock_file(key)?;
+                match f.try_lock() {
+                    Ok(()) => Ok(Some(Lock(Held::Flock(f)))),
+                    Err(fs::TryLockError::WouldBlock) => Ok(None),
+                    Err(fs::TryLockError::Error(e)) => Err(e.into()),
+                }
+            }
+            Locking::Lease { ttl } => match FileLease::try_take(&self.lease_path(key), ttl)? {
+                Taken::Mine(lease) => Ok(Some(Lock(Held::Lease(lease)))),
+                Taken::Theirs(_) => Ok(None),
+            },
         }
     }
 
-    /// Runs hold the store lock shared; `gc` holds it exclusively.
+    /// Runs hold the store lock shared; `gc` holds it exclusively. With leases, each
+    /// sharer holds a lease of its own under `locks/store.sharers/`, and the exclusive
+    /// holder `locks/store.lease`: each announces itself, then waits for the other kind
+    /// to be gone, a sharer stepping back while an exclusive holder waits.
     pub fn lock_store(&self, exclusive: bool) -> Result<Lock> {
-        let f = self.lock_file("store")?;
+        let ttl = match self.locking {
+            Locking::Flock => {
+                let f = self.lock_file("store")?;
+                if exclusive {
+                    f.lock()?;
+                } else {
+                    f.lock_shared()?;
+                }
+                return Ok(Lock(Held::Flock(f)));
+            }
+            Locking::Lease { ttl } => ttl,
+        };
+        let sharers = self.root.join("locks").join("store.sharers");
+        fs::create_dir_all(&sharers)?;
+        let exclusive_path = self.lease_path("store");
         if exclusive {
-            f.lock()?;
-        } else {
-            f.lock_shared()?;
+            let lease = FileLease::take(&exclusive_path, ttl, LEASE_POLL)?;
+            // Expired sharers' leases are removed on the way.
+            let sharing = || -> io::Result<bool> {
+                let mut live = false;
+                for e in fs::read_dir(&sharers)?.flatten() {
+                    match lease::live_holder(&e.path(), ttl) {
+                        Some(_) => live = true,
+                        None => {
+                            let _ = fs::remove_file(e.path());
+                        }
+                    }
+                }
+                Ok(live)
+            };
+            while sharing()? {
+                std::thread::sleep(LEASE_POLL);
+            }
+            return Ok(Lock(Held::Lease(lease)));
         }
-        Ok(Lock(f))
+        loop {
+            let mine = sharers.join(format!("{}.lease", unique()));
+            let Taken::Mine(lease) = FileLease::try_take(&mine, ttl)? else {
+                continue;
+            };
+            if lease::live_holder(&exclusive_path, ttl).is_none() {
+                return Ok(Lock(Held::Lease(lease)));
+            }
+            drop(lease);
+            std::thread::sleep(LEASE_POLL);
+        }
     }
 
     /// A fresh private directory under `tmp/`.
@@ -477,6 +578,46 @@ fn disk_size(path: &Path) -> u64 {
             total
         }
         Err(_) => 0,
+    }
+}
+
+impl Locking {
+    /// `SOMA_FLOW_LOCKS` (`flock` or `lease`), else `flock` if the store's filesystem
+    /// supports it (tried on `locks/probe.lock`), else lease files, with a warning.
+    /// Leases live `SOMA_FLOW_LOCK_LEASE` (default 60s) without renewal.
+    fn for_store(root: &Path) -> Result<Locking> {
+        let ttl = crate::duration::from_env("SOMA_FLOW_LOCK_LEASE", Duration::from_secs(60))
+            .map_err(anyhow::Error::msg)?;
+        match std::env::var("SOMA_FLOW_LOCKS").as_deref() {
+            Ok("lease") => return Ok(Locking::Lease { ttl }),
+            Ok("flock") => return Ok(Locking::Flock),
+            Ok("") | Err(_) => {}
+            Ok(other) => anyhow::bail!("SOMA_FLOW_LOCKS={other:?}: expected `flock` or `lease`"),
+        }
+        let probe = root.join("locks").join("probe.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&probe)
+            .with_context(|| format!("cannot open lock {}", probe.display()))?;
+        match f.try_lock() {
+            Ok(()) | Err(fs::TryLockError::WouldBlock) => Ok(Locking::Flock),
+            Err(fs::TryLockError::Error(e)) => {
+                static TOLD: std::sync::Once = std::sync::Once::new();
+                TOLD.call_once(|| {
+                    eprintln!(
+                        "warning: the store's filesystem ({}) has no working flock ({e}); \
+                         using lease files instead (locks/*.lease, renewed while held; one \
+                         left by a process that died blocks others for up to {}). Set \
+                         SOMA_FLOW_LOCKS=lease to choose them without this warning",
+                        root.display(),
+                        humantime::format_duration(ttl)
+                    )
+                });
+                Ok(Locking::Lease { ttl })
+            }
+        }
     }
 }
 
