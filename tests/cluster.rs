@@ -462,3 +462,97 @@ fn a_store_without_flock_uses_lease_files_and_still_builds_a_key_once() {
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(!out.stderr().contains("flock"), "{}", out.all());
 }
+
+#[test]
+fn jobs_on_nodes_without_the_shared_filesystem_go_through_the_remote_store() {
+    let _c = cluster();
+    let p = Project::new();
+    let remote = p.path().join("remote");
+    std::fs::create_dir_all(&remote).unwrap();
+    let node = p.path().join("node");
+    p.write(
+        "nodes.yaml",
+        &format!(
+            r#"name: nodes
+executor: slurm
+remote: file://{remote}
+slurm: {{ store: "{node}/$SLURM_JOB_ID" }}
+stages:
+  make:
+    kind: command
+    executor: local
+    with: {{ run: "echo made here > outputs/text", outs: [text] }}
+  shout:
+    kind: command
+    inputs: {{ src: make.text }}
+    with: {{ run: 'tr a-z A-Z < inputs/src > outputs/loud; echo "job $SLURM_JOB_ID" >> outputs/loud', outs: [loud] }}
+  back:
+    kind: command
+    executor: local
+    inputs: {{ src: shout.loud }}
+    with: {{ run: "cat inputs/src > outputs/o", outs: [o] }}
+  secret:
+    kind: command
+    with: {{ run: "echo key > outputs/k", outs: [k], private: [k] }}
+"#,
+            remote = remote.display(),
+            node = node.display()
+        ),
+    );
+    let out = run(&p, &["run", "nodes.yaml"]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    let rec = p.last_record();
+    let o = std::fs::read_to_string(p.output_path("nodes.yaml", "back.o")).unwrap();
+    let job = o
+        .strip_prefix("MADE HERE\njob ")
+        .unwrap_or_else(|| panic!("{o}"))
+        .trim();
+    assert!(job.bytes().all(|b| b.is_ascii_digit()), "{o}");
+    let shout = stage(&rec, "shout");
+    assert_eq!(shout["status"], "ran", "{rec}");
+    assert_eq!(shout["remote"], true, "its outputs came through the remote");
+    // The job built in its node's store, from inputs it downloaded.
+    let node_store = node.join(job);
+    let objects = walk(&node_store.join("objects"));
+    assert!(objects.len() >= 2, "input and output: {objects:?}");
+    assert!(
+        walk(&remote.join("jobs")).is_empty(),
+        "the job's result was taken"
+    );
+    let secret = stage(&rec, "secret")["message"].as_str().unwrap();
+    assert!(
+        secret.contains("output `k`") && secret.contains("executor: local"),
+        "{secret}"
+    );
+
+    // Without a remote store there is no way to hand outputs over.
+    let out = run(
+        &p,
+        &["run", "nodes.yaml", "--remote", "none", "--target", "shout"],
+    );
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(
+        out.stdout().contains("need a remote store"),
+        "{}",
+        out.all()
+    );
+    // With it, everything stands.
+    let out = run(&p, &["run", "nodes.yaml", "--target", "back"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stdout().contains("0 ran, 3 cached"), "{}", out.all());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

@@ -65,8 +65,9 @@ pub struct StageRecord {
     #[serde(default, skip_serializing_if = "Json::is_null")]
     pub key_material: Json,
     pub outputs: BTreeMap<String, Artifact>,
-    /// A hit in the remote store: its outputs are local only once a stage that ran
-    /// needed them, or after `soma-flow pull`.
+    /// Its outputs are in the remote store (a hit there, or built by a Slurm job with a
+    /// store of its own): local only once a stage that ran needed them, or after
+    /// `soma-flow pull`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remote: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,8 @@
 //! <prefix>/trees/<hash>.json       directory artifacts: their files (each in objects/)
 //! <prefix>/cache/<key>.json        cache entries: written last, create-only, never replaced
 //! <prefix>/leases/<key>.json       who is building a key, and until when
+//! <prefix>/jobs/<name>.json         how a job on a machine without the submitter's
+//!                                   filesystem ended (read, then removed, by the submitter)
 //! ```
 //!
 //! An entry is written only after every object it names, and never replaced: a reader
@@ -419,6 +421,24 @@ impl Remote {
         };
         let path = self.path(&format!("cache/{}.json", entry.key));
         self.put_new(&path, serde_json::to_vec_pretty(&unsealed)?)
+    }
+
+    /// Writes the result of job `name` (see [`crate::exec`]'s Slurm jobs).
+    pub fn put_job_result(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.path(&format!("jobs/{name}.json"));
+        self.block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .map_err(concise)?;
+        Ok(())
+    }
+
+    /// Takes the result of job `name`, if it wrote one: read, then removed.
+    pub fn take_job_result(&self, name: &str) -> Result<Option<Bytes>> {
+        let path = self.path(&format!("jobs/{name}.json"));
+        let bytes = self.get_bytes(&path)?;
+        if bytes.is_some() {
+            let _ = self.block_on(self.store.delete(&path));
+        }
+        Ok(bytes)
     }
 
     /// Removes the remote's entry for `key` (it names an object that is gone or wrong).

@@ -305,7 +305,8 @@ pub enum Command {
     /// process that schedules it (a Slurm job, a stage with a timeout)
     #[command(hide = true)]
     StageJob {
-        /// The job file (job.json in the stage's working directory)
+        /// The job file (job.json in the stage's working directory), `-` for stdin;
+        /// `--store` is the store of a job whose file names none (a node of its own)
         job: PathBuf,
     },
 }
@@ -346,7 +347,8 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
         }
         Command::Schema => schema::run(env),
         Command::StageJob { job } => {
-            let built = crate::exec::stage_job(&env.registry, env.backend, &job)?;
+            let built =
+                crate::exec::stage_job(&env.registry, env.backend, &job, store.store.as_deref())?;
             Ok(if built {
                 ExitStatus::Ok
             } else {

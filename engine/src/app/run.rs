@@ -134,7 +134,11 @@ pub fn print_summary(r: &RunRecord) {
         println!(
             "{name:<24} {:<18} {:<9} {:>8}",
             s.kind,
-            if s.remote { "remote" } else { s.status.label() },
+            if s.remote && s.status == StageStatus::Hit {
+                "remote"
+            } else {
+                s.status.label()
+            },
             s.time_label()
         );
         if let (Some(msg), StageStatus::Failed | StageStatus::Deferred) = (&s.message, s.status) {

@@ -1,10 +1,18 @@
 //! A stage executed outside the soma-flow process that schedules it: in a process of its
 //! own on this machine (a stage with a `timeout` or a `gpu` device), or as a Slurm job.
 //! Either way the program runs itself with the hidden `stage-job` command for exactly
-//! one stage and key, described by a job file in the stage's working directory; it
-//! builds the stage into the same store and writes its result file beside the job file.
+//! one stage and key, described by a job file.
 //!
-//! The scheduling process holds the key's lock meanwhile; the job takes none.
+//! - With the store on a filesystem the job's machine shares, the job file lies in the
+//!   stage's working directory; the job builds the stage into the same store and writes
+//!   its result file beside the job file.
+//! - A Slurm job with a store of its own (`slurm.store`, for nodes without the shared
+//!   filesystem) gets its job file on its standard input, its inputs from the remote
+//!   store (the submitter uploads them first), and puts its outputs, cache entry and
+//!   result there.
+//!
+//! The scheduling process holds the key's lock (and remote lease) meanwhile; the job
+//! takes none.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::runner::Executed;
 use super::slurm::Seen;
 use super::Shared;
 use crate::diag::Source;
@@ -40,8 +49,13 @@ struct JobSpec {
     key: String,
     inputs: BTreeMap<String, Vec<Artifact>>,
     run_id: String,
-    store: PathBuf,
+    /// The store, where the job's machine shares it; `None`: the job has one of its own
+    /// (`stage-job --store`).
+    store: Option<PathBuf>,
     remote: Option<String>,
+    /// Where the job puts its result: its job file's folder (`None`), or the remote
+    /// store under this name.
+    remote_result: Option<String>,
 }
 
 /// How a job ended, as it writes it.
@@ -67,9 +81,10 @@ pub(super) enum Elsewhere {
     Slurm,
 }
 
-/// Runs `stage` elsewhere in `work` (a fresh working directory in the store) and says
-/// how it ended; a job that dies, times out or is cancelled without a result is an
-/// error with the end of its log.
+/// Runs `stage` elsewhere, with `work` (a fresh working directory in the store) as its
+/// working directory where the job shares this filesystem, and says how it ended; a
+/// job that dies, times out or is cancelled without a result is an error with the end
+/// of its log.
 pub(super) fn run_elsewhere(
     shared: &Shared,
     stage: &PlannedStage,
@@ -77,7 +92,26 @@ pub(super) fn run_elsewhere(
     inputs: &BTreeMap<String, Vec<Artifact>>,
     work: &Path,
     how: &Elsewhere,
-) -> Result<JobResult> {
+) -> Result<Executed> {
+    let own_store = match how {
+        Elsewhere::Slurm => stage.execution.slurm.store.as_deref(),
+        Elsewhere::Process { .. } => None,
+    };
+    let remote = match (own_store, &shared.remote) {
+        (None, _) => None,
+        (Some(_), Some(remote)) => Some(remote),
+        (Some(_), None) => bail!(
+            "its jobs have a store of their own (`slurm.store`), so they need a remote \
+             store to get inputs from and put outputs in: name `remote` in the pipeline, \
+             or give --remote"
+        ),
+    };
+    if let (Some(_), Some((name, why))) = (remote, stage.private_output()) {
+        bail!(
+            "output `{name}` {why}, but a job with a store of its own (`slurm.store`) hands \
+             its outputs over through the remote store; run this stage with `executor: local`"
+        );
+    }
     let spec = JobSpec {
         pipeline: std::path::absolute(&shared.plan.source.path)?,
         pipeline_source: shared.plan.source.text.clone(),
@@ -87,100 +121,217 @@ pub(super) fn run_elsewhere(
         key: key.to_string(),
         inputs: inputs.clone(),
         run_id: shared.run_id.clone(),
-        store: std::path::absolute(shared.store.root())?,
+        store: match remote {
+            None => Some(std::path::absolute(shared.store.root())?),
+            Some(_) => None,
+        },
         remote: shared.remote.as_ref().map(|r| r.url().to_string()),
+        remote_result: remote.map(|_| format!("{key}-{}", shared.run_id)),
     };
+    if let Some(remote) = remote {
+        let inputs: Vec<&Artifact> = inputs.values().flatten().collect();
+        super::runner::upload(shared, stage, remote, "uploading inputs", &inputs)?;
+    }
     let job_file = work.join(JOB_FILE);
     store::write_atomic(&job_file, &serde_json::to_vec_pretty(&spec)?)?;
-    let program = std::env::current_exe().context("cannot find the soma-flow program")?;
     let deadline = stage.execution.timeout.map(|t| Instant::now() + t);
     let log_dir = shared.store.logs_dir(&shared.run_id);
     std::fs::create_dir_all(&log_dir)?;
-    let report = |msg: &str| shared.progress.message(&stage.name, msg);
-    let timed_out = |what: &str| {
-        let t = stage.execution.timeout.unwrap_or_default();
-        anyhow!(
-            "timed out after {}; {what}",
-            humantime::format_duration(Duration::from_secs(t.as_secs().max(1)))
-        )
+    let ended = match how {
+        Elsewhere::Process { device } => run_process(shared, stage, &job_file, *device, deadline)?,
+        Elsewhere::Slurm => run_slurm(shared, stage, &spec, &job_file, own_store, deadline)?,
     };
-    match how {
-        Elsewhere::Process { device } => {
-            let log = log_dir.join(format!("{}.job.log", stage.name));
-            let mut cmd = Command::new(&program);
-            cmd.arg("stage-job")
-                .arg(&job_file)
-                .current_dir(work)
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(std::fs::File::create(&log)?))
-                .stderr(Stdio::piped());
-            if let Some(d) = device {
-                cmd.env("CUDA_VISIBLE_DEVICES", d.to_string());
-                report(&format!("on GPU {d}"));
-            }
-            let mut p = crate::process::spawn(&mut cmd)
-                .with_context(|| format!("cannot start {}", program.display()))?;
-            let stderr = p.child.stderr.take().expect("piped");
-            let forward = forward_lines(stderr, &log, &stage.name, shared);
-            let status = p.wait_until(deadline)?;
-            let _ = forward.join();
-            let Some(status) = status else {
-                return Err(timed_out("its process group was killed"));
-            };
-            read_result(work).ok_or_else(|| {
-                anyhow!(
-                    "its process ended ({status}) without a result{}",
-                    log_tail(&log)
-                )
-            })
+    let result = match (&spec.remote_result, remote) {
+        (Some(name), Some(remote)) => remote
+            .take_job_result(name)?
+            .and_then(|b| serde_json::from_slice(&b).ok()),
+        _ => read_result(work),
+    };
+    match result {
+        Some(JobResult::Failed { message }) => bail!("{message}{}", ended.after_failure),
+        Some(JobResult::Deferred { reason }) if ended.ok => Ok(Executed::Deferred(reason)),
+        Some(JobResult::Built) if ended.ok => match remote {
+            None => built_here(&shared.store, stage, key),
+            Some(remote) => built_there(remote, stage, key),
+        },
+        _ => bail!("{} without a result{}", ended.what, ended.log_tail),
+    }
+}
+
+/// How a job's process or Slurm job ended, in words for the errors above.
+struct Ended {
+    /// Cleanly (exit status 0, or Slurm's COMPLETED).
+    ok: bool,
+    what: String,
+    /// Said after the job's own error message (its Slurm state and log).
+    after_failure: String,
+    log_tail: String,
+}
+
+fn timed_out(stage: &PlannedStage, what: &str) -> anyhow::Error {
+    let t = stage.execution.timeout.unwrap_or_default();
+    anyhow!(
+        "timed out after {}; {what}",
+        humantime::format_duration(Duration::from_secs(t.as_secs().max(1)))
+    )
+}
+
+/// A child process in a group of its own: its standard error goes to the stage's job
+/// log, its progress lines to the run's progress.
+fn run_process(
+    shared: &Shared,
+    stage: &PlannedStage,
+    job_file: &Path,
+    device: Option<usize>,
+    deadline: Option<Instant>,
+) -> Result<Ended> {
+    let program = std::env::current_exe().context("cannot find the soma-flow program")?;
+    let log = shared
+        .store
+        .logs_dir(&shared.run_id)
+        .join(format!("{}.job.log", stage.name));
+    let mut cmd = Command::new(&program);
+    cmd.arg("stage-job")
+        .arg(job_file)
+        .current_dir(job_file.parent().expect("in the working directory"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(&log)?))
+        .stderr(Stdio::piped());
+    if let Some(d) = device {
+        cmd.env("CUDA_VISIBLE_DEVICES", d.to_string());
+        shared.progress.message(&stage.name, &format!("on GPU {d}"));
+    }
+    let mut p = crate::process::spawn(&mut cmd)
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    let stderr = p.child.stderr.take().expect("piped");
+    let forward = forward_lines(stderr, &log, &stage.name, shared);
+    let status = p.wait_until(deadline)?;
+    let _ = forward.join();
+    let Some(status) = status else {
+        return Err(timed_out(stage, "its process group was killed"));
+    };
+    Ok(Ended {
+        ok: status.success(),
+        what: format!("its process ended ({status})"),
+        after_failure: String::new(),
+        log_tail: log_tail(&log),
+    })
+}
+
+/// A Slurm job, followed until it ends; cancelled when `deadline` passes.
+fn run_slurm(
+    shared: &Shared,
+    stage: &PlannedStage,
+    spec: &JobSpec,
+    job_file: &Path,
+    own_store: Option<&str>,
+    deadline: Option<Instant>,
+) -> Result<Ended> {
+    let program = std::env::current_exe().context("cannot find the soma-flow program")?;
+    let program = shell_quote(&program.to_string_lossy());
+    let script = job_file.with_file_name("job.sh");
+    let header = format!(
+        "#!/bin/sh\n# soma-flow: stage `{}` of {}\n",
+        stage.name,
+        spec.pipeline.display()
+    );
+    let (body, log) = match own_store {
+        // The node's own store; the job file comes with the script, on one line.
+        Some(store) => (
+            format!(
+                "store=\"{store}\"\nmkdir -p \"$store/logs\"\n\
+                 exec >\"$store/logs/{stage}-$SLURM_JOB_ID.log\" 2>&1\n\
+                 exec {program} stage-job --store \"$store\" - <<'SOMA_FLOW_JOB'\n{}\nSOMA_FLOW_JOB\n",
+                serde_json::to_string(spec)?,
+                stage = stage.name,
+            ),
+            PathBuf::from("/dev/null"),
+        ),
+        None => (
+            format!(
+                "exec {program} stage-job {}\n",
+                shell_quote(&job_file.to_string_lossy())
+            ),
+            shared
+                .store
+                .logs_dir(&shared.run_id)
+                .join(format!("{}.slurm.log", stage.name)),
+        ),
+    };
+    std::fs::write(&script, header + &body)?;
+    let id = shared
+        .slurm
+        .submit(&stage.name, &stage.execution.slurm, &script, &log)?;
+    let report = |msg: &str| shared.progress.message(&stage.name, msg);
+    report(&format!("Slurm job {id} submitted"));
+    let on_change = |seen: &Seen| match seen {
+        Seen::Queued { state } | Seen::Ended { state, .. } => {
+            report(&format!("Slurm job {id}: {state}"))
         }
-        Elsewhere::Slurm => {
-            let log = log_dir.join(format!("{}.slurm.log", stage.name));
-            let script = work.join("job.sh");
-            std::fs::write(
-                &script,
-                format!(
-                    "#!/bin/sh\n# soma-flow: stage `{}` of {}\nexec {} stage-job {}\n",
-                    stage.name,
-                    spec.pipeline.display(),
-                    shell_quote(&program.to_string_lossy()),
-                    shell_quote(&job_file.to_string_lossy()),
-                ),
-            )?;
-            let id = shared
-                .slurm
-                .submit(&stage.name, &stage.execution.slurm, &script, &log)?;
-            report(&format!("Slurm job {id} submitted"));
-            let on_change = |seen: &Seen| match seen {
-                Seen::Queued { state } => report(&format!("Slurm job {id}: {state}")),
-                Seen::Ended { state, .. } => report(&format!("Slurm job {id}: {state}")),
-                Seen::Submitted | Seen::Gone => {}
-            };
-            let Some(seen) = shared.slurm.wait(&id, deadline, &on_change) else {
-                shared.slurm.cancel(std::slice::from_ref(&id));
-                return Err(timed_out(&format!("Slurm job {id} was cancelled")));
-            };
-            let ended = match &seen {
-                Seen::Ended { state, reason } if reason != "None" && !reason.is_empty() => {
-                    format!("ended {state} ({reason})")
-                }
-                Seen::Ended { state, .. } => format!("ended {state}"),
-                _ => "left the queue".into(),
-            };
-            match read_result(work) {
-                Some(JobResult::Failed { message }) => {
-                    bail!(
-                        "{message}\n(Slurm job {id} {ended}; its log: {})",
-                        log.display()
-                    )
-                }
-                Some(done) if !matches!(&seen, Seen::Ended { state, .. } if state != "COMPLETED") => {
-                    Ok(done)
-                }
-                _ => bail!("Slurm job {id} {ended} without a result{}", log_tail(&log)),
-            }
+        Seen::Submitted | Seen::Gone => {}
+    };
+    let Some(seen) = shared.slurm.wait(&id, deadline, &on_change) else {
+        shared.slurm.cancel(std::slice::from_ref(&id));
+        return Err(timed_out(stage, &format!("Slurm job {id} was cancelled")));
+    };
+    let (ok, ended) = match &seen {
+        Seen::Ended { state, reason } if reason != "None" && !reason.is_empty() => {
+            (state == "COMPLETED", format!("ended {state} ({reason})"))
+        }
+        Seen::Ended { state, .. } => (state == "COMPLETED", format!("ended {state}")),
+        // Gone before it was seen ending: its result says how it went.
+        _ => (true, "left the queue".into()),
+    };
+    let where_log = match own_store {
+        Some(store) => format!("its log is on its node, in {store}/logs/"),
+        None => format!("its log: {}", log.display()),
+    };
+    Ok(Ended {
+        ok,
+        what: format!("Slurm job {id} {ended}"),
+        after_failure: format!("\n(Slurm job {id} {ended}; {where_log})"),
+        log_tail: match own_store {
+            Some(_) => format!("; {where_log}"),
+            None => log_tail(&log),
+        },
+    })
+}
+
+/// The entry a job stored for `key` in this store, with every output present.
+fn built_here(store: &Store, stage: &PlannedStage, key: &str) -> Result<Executed> {
+    let entry = store
+        .cache_get(key)
+        .map_err(|why| anyhow!("the job's result cannot be read back: {why}"))?
+        .ok_or_else(|| anyhow!("the job said it built the stage, but stored no result"))?;
+    super::runner::entry_fits(&entry, stage)
+        .map_err(|why| anyhow!("the job stored a result that does not fit: {why}"))?;
+    for (name, a) in &entry.outputs {
+        if !matches!(store.check(a)?, store::Check::Ok) {
+            bail!(
+                "the job's output `{name}` ({}) is missing or corrupt in the store",
+                a.hash.short()
+            );
         }
     }
+    Ok(Executed::Built(entry, None))
+}
+
+/// The entry a job with a store of its own put in the remote store, with every output.
+fn built_there(remote: &Remote, stage: &PlannedStage, key: &str) -> Result<Executed> {
+    let entry = remote.entry(key)?.ok_or_else(|| {
+        anyhow!("the job said it built the stage, but the remote store has no entry for it")
+    })?;
+    super::runner::entry_fits(&entry, stage)
+        .map_err(|why| anyhow!("the job put a result that does not fit: {why}"))?;
+    for (name, a) in &entry.outputs {
+        if !remote.has(a)? {
+            bail!(
+                "the job's output `{name}` ({}) is missing from the remote store",
+                a.hash.short()
+            );
+        }
+    }
+    Ok(Executed::BuiltElsewhere(entry))
 }
 
 /// Copies a job's stderr into its log, and passes its progress lines on.
@@ -234,17 +385,55 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The `stage-job` command: builds the stage a job file describes, writes the result
-/// file beside it, and says whether it was built (or deferred).
-pub fn stage_job(registry: &Registry, backends: BackendSetting, job_file: &Path) -> Result<bool> {
-    let work = job_file
-        .parent()
-        .context("the job file has no folder")?
-        .to_path_buf();
-    let result = build(registry, backends, job_file, &work).unwrap_or_else(|e| JobResult::Failed {
-        message: format!("{e:#}"),
-    });
-    store::write_atomic(&work.join(RESULT_FILE), &serde_json::to_vec(&result)?)?;
+/// The `stage-job` command: builds the stage a job file (`-`: standard input)
+/// describes, in the job's store (the job file's, else `store`), puts its result where
+/// the job file says, and says whether it was built (or deferred).
+pub fn stage_job(
+    registry: &Registry,
+    backends: BackendSetting,
+    job_file: &Path,
+    store: Option<&Path>,
+) -> Result<bool> {
+    let from_stdin = job_file == Path::new("-");
+    let read = || -> Result<JobSpec> {
+        let bytes = if from_stdin {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+            b
+        } else {
+            std::fs::read(job_file)?
+        };
+        Ok(serde_json::from_slice(&bytes)?)
+    };
+    let spec = read().with_context(|| format!("cannot read job file {}", job_file.display()))?;
+    let remote = match &spec.remote {
+        Some(url) => Some(Arc::new(Remote::open(url)?)),
+        None => None,
+    };
+    let (result, work) = match build(registry, backends, &spec, job_file, store, remote.clone()) {
+        Ok((result, work)) => (result, Some(work)),
+        Err(e) => (
+            JobResult::Failed {
+                message: format!("{e:#}"),
+            },
+            None,
+        ),
+    };
+    let bytes = serde_json::to_vec(&result)?;
+    match (&spec.remote_result, &remote) {
+        (Some(name), Some(remote)) => remote.put_job_result(name, bytes)?,
+        _ if !from_stdin => store::write_atomic(
+            &job_file
+                .parent()
+                .context("the job file has no folder")?
+                .join(RESULT_FILE),
+            &bytes,
+        )?,
+        _ => bail!("the job file says nowhere to put its result"),
+    }
+    if let Some(Work::Own(dir)) = work {
+        let _ = store::remove_any(&dir);
+    }
     match &result {
         JobResult::Failed { message } => {
             eprintln!("error: {message}");
@@ -258,29 +447,36 @@ pub fn stage_job(registry: &Registry, backends: BackendSetting, job_file: &Path)
     }
 }
 
+/// The job's working directory: its job file's folder, or one of its own store's.
+enum Work {
+    Shared,
+    Own(PathBuf),
+}
+
 fn build(
     registry: &Registry,
     backends: BackendSetting,
+    spec: &JobSpec,
     job_file: &Path,
-    work: &Path,
-) -> Result<JobResult> {
-    let spec: JobSpec = serde_json::from_slice(
-        &std::fs::read(job_file).with_context(|| format!("cannot read {}", job_file.display()))?,
-    )
-    .with_context(|| format!("{} is not a job file", job_file.display()))?;
+    store_arg: Option<&Path>,
+    remote: Option<Arc<Remote>>,
+) -> Result<(JobResult, Work)> {
     let opts = LoadOptions {
         registry,
         overrides: &spec.overrides,
         backend: Some(&spec.backend),
         backends,
     };
-    let plan = pipeline::load(Source::new(&spec.pipeline, spec.pipeline_source), &opts)
-        .map_err(|e| anyhow!("{e}"))?;
-    let stage = plan
+    let plan = pipeline::load(
+        Source::new(&spec.pipeline, spec.pipeline_source.clone()),
+        &opts,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let index = plan
         .stages
-        .get(&spec.stage)
+        .get_index_of(&spec.stage)
         .with_context(|| format!("the pipeline has no stage `{}`", spec.stage))?;
-    let key = CacheKey::compute(stage, &plan, &spec.inputs)?;
+    let key = CacheKey::compute(&plan.stages[index], &plan, &spec.inputs)?;
     if key.hash != spec.key {
         bail!(
             "stage `{}` has key {} here, not {} as submitted: this node sees other files, \
@@ -290,25 +486,41 @@ fn build(
             &spec.key[..16.min(spec.key.len())]
         );
     }
-    let remote = match &spec.remote {
-        Some(url) => Some(Arc::new(Remote::open(url)?)),
-        None => None,
+    let store_root = spec
+        .store
+        .as_deref()
+        .or(store_arg)
+        .context("the job names no store it shares, and none was given (--store)")?;
+    let store = Store::open(store_root)?;
+    let work = match (&spec.store, job_file.parent()) {
+        (Some(_), Some(_)) if job_file != Path::new("-") => Work::Shared,
+        _ => Work::Own(store.tmp_dir(&spec.key[..16.min(spec.key.len())])?),
     };
-    let index = plan.stages.get_index_of(&spec.stage).expect("found above");
+    let dir = match &work {
+        Work::Shared => job_file.parent().expect("matched above").to_path_buf(),
+        Work::Own(dir) => dir.clone(),
+    };
     let shared = Shared::new(
         Arc::new(plan),
-        Store::open(&spec.store)?,
-        spec.run_id,
-        spec.overrides,
-        remote,
+        store,
+        spec.run_id.clone(),
+        spec.overrides.clone(),
+        remote.clone(),
         1,
         false,
     )?;
     let stage = &shared.plan.stages[index];
-    Ok(
-        match super::runner::execute_in(&shared, stage, &spec.key, &spec.inputs, work)? {
-            super::runner::Executed::Deferred(reason) => JobResult::Deferred { reason },
-            _ => JobResult::Built,
-        },
-    )
+    let executed = super::runner::execute_in(&shared, stage, &spec.key, &spec.inputs, &dir)?;
+    let result = match executed {
+        Executed::Deferred(reason) => JobResult::Deferred { reason },
+        Executed::Built(entry, _) => {
+            if let (Some(remote), Work::Own(_)) = (&remote, &work) {
+                super::runner::publish(&shared, stage, remote, &entry)
+                    .context("cannot put the outputs in the remote store")?;
+            }
+            JobResult::Built
+        }
+        Executed::Found(..) | Executed::BuiltElsewhere(_) => JobResult::Built,
+    };
+    Ok((result, work))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 
-use super::job::{self, Elsewhere, JobResult};
+use super::job::{self, Elsewhere};
 use super::slots::GPU;
 use super::Shared;
 use crate::key::CacheKey;
@@ -152,7 +152,7 @@ fn still_holds(
 }
 
 /// Whether a (sealed) entry was made by this stage's kind and names exactly its outputs.
-fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(), String> {
+pub(super) fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(), String> {
     if entry.kind != stage.kind.name() {
         return Err(format!(
             "its cache entry was made by kind `{}`, not `{}`",
@@ -289,27 +289,49 @@ fn fetch_inputs(
 /// so a key is never published twice). A stage with an output that must stay on this
 /// machine is not shared at all. Failures are warnings: the result stands here.
 fn share(shared: &Shared, stage: &PlannedStage, remote: &Remote, entry: &CacheEntry) {
-    let report = |msg: &str| shared.progress.message(&stage.name, msg);
     if let Some((name, why)) = stage.private_output() {
-        report(&format!(
-            "not shared with the remote store: output `{name}` {why}"
-        ));
+        shared.progress.message(
+            &stage.name,
+            &format!("not shared with the remote store: output `{name}` {why}"),
+        );
         return;
     }
-    let total = entry.outputs.values().map(|a| a.size).sum();
-    let meter = Meter::new("uploading outputs".into(), total, &report);
-    let shared_ok = || -> Result<bool> {
-        for a in entry.outputs.values() {
-            remote.upload(&shared.store, a, &meter)?;
-        }
-        remote.publish_entry(entry)
-    };
-    if let Err(e) = shared_ok() {
+    if let Err(e) = publish(shared, stage, remote, entry) {
         shared.progress.warn(&format!(
             "{}: not shared with the remote store: {e:#}",
             stage.name
         ));
     }
+}
+
+/// Uploads a built stage's outputs, then its entry.
+pub(super) fn publish(
+    shared: &Shared,
+    stage: &PlannedStage,
+    remote: &Remote,
+    entry: &CacheEntry,
+) -> Result<()> {
+    let outputs: Vec<&Artifact> = entry.outputs.values().collect();
+    upload(shared, stage, remote, "uploading outputs", &outputs)?;
+    remote.publish_entry(entry)?;
+    Ok(())
+}
+
+/// Uploads artifacts of the local store that the remote lacks, showing progress.
+pub(super) fn upload(
+    shared: &Shared,
+    stage: &PlannedStage,
+    remote: &Remote,
+    what: &str,
+    artifacts: &[&Artifact],
+) -> Result<()> {
+    let report = |msg: &str| shared.progress.message(&stage.name, msg);
+    let total = artifacts.iter().map(|a| a.size).sum();
+    let meter = Meter::new(what.into(), total, &report);
+    for a in artifacts {
+        remote.upload(&shared.store, a, &meter)?;
+    }
+    Ok(())
 }
 
 /// Every input must be intact when a stage starts and still when it ends: inputs are
@@ -465,6 +487,12 @@ pub(super) async fn run_stage(
             f.outputs = entry.outputs;
             f.notes.extend(entry.notes);
         }
+        Ok(Ok(Executed::BuiltElsewhere(entry))) => {
+            f.status = StageStatus::Ran;
+            f.remote = true;
+            f.outputs = entry.outputs;
+            f.notes.extend(entry.notes);
+        }
         Ok(Ok(Executed::Deferred(reason))) => {
             f.status = StageStatus::Deferred;
             f.message = Some(reason);
@@ -493,6 +521,8 @@ pub(super) enum Executed {
     Built(CacheEntry, Option<Lease>),
     /// Built by another process while this one waited for the key.
     Found(CacheEntry, Origin),
+    /// Built by a job on a machine of its own, into the remote store.
+    BuiltElsewhere(CacheEntry),
     Deferred(String),
 }
 
@@ -590,37 +620,13 @@ fn execute_once(
     };
     let result = match elsewhere {
         None => execute_in(shared, stage, key, inputs, &work),
-        Some(how) => match job::run_elsewhere(shared, stage, key, inputs, &work, &how) {
-            Ok(JobResult::Built) => built_by_job(store, stage, key),
-            Ok(JobResult::Deferred { reason }) => Ok(Executed::Deferred(reason)),
-            Ok(JobResult::Failed { message }) => Err(anyhow!(message)),
-            Err(e) => Err(e),
-        },
+        Some(how) => job::run_elsewhere(shared, stage, key, inputs, &work, &how),
     };
     let _ = store::remove_any(&work);
     Ok(match result? {
         Executed::Built(entry, _) => Executed::Built(entry, lease),
         other => other,
     })
-}
-
-/// The entry a job stored for `key`, with every output present.
-fn built_by_job(store: &Store, stage: &PlannedStage, key: &str) -> Result<Executed> {
-    let entry = store
-        .cache_get(key)
-        .map_err(|why| anyhow!("the job's result cannot be read back: {why}"))?
-        .ok_or_else(|| anyhow!("the job said it built the stage, but stored no result"))?;
-    entry_fits(&entry, stage)
-        .map_err(|why| anyhow!("the job stored a result that does not fit: {why}"))?;
-    for (name, a) in &entry.outputs {
-        if !matches!(store.check(a)?, Check::Ok) {
-            bail!(
-                "the job's output `{name}` ({}) is missing or corrupt in the store",
-                a.hash.short()
-            );
-        }
-    }
-    Ok(Executed::Built(entry, None))
 }
 
 pub(super) fn execute_in(

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A stage's Slurm job settings, each an `sbatch` option.
+/// A stage's Slurm job settings: `sbatch` options, and where the job's store is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmSettings {
@@ -47,6 +47,13 @@ pub struct SlurmSettings {
     /// (`--constraint=a100`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
+    /// For nodes that do not share the submitting machine's filesystem: the store the
+    /// job uses on its node (`$VARIABLES` expand there, e.g. `$TMPDIR/soma-flow`). The
+    /// job then gets its inputs from the remote store (`remote`, which this needs) and
+    /// puts its outputs there. Without it, the job uses the submitter's store, which
+    /// must be on a filesystem the nodes share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl SlurmSettings {
@@ -62,6 +69,7 @@ impl SlurmSettings {
             mem: self.mem.or(base.mem),
             qos: self.qos.or(base.qos),
             extra: base.extra.into_iter().chain(self.extra).collect(),
+            store: self.store.or(base.store),
         }
     }
 
@@ -105,6 +113,14 @@ impl SlurmSettings {
         for (key, n) in [("gpus", self.gpus), ("cpus", self.cpus)] {
             if n == Some(0) {
                 return Err((key, "must be at least 1 (leave it out for none)".into()));
+            }
+        }
+        if let Some(st) = &self.store {
+            if st.is_empty() || st.contains(['"', '`', '\\', '\n']) {
+                return Err((
+                    "store",
+                    format!("{st:?} is not a usable path (no quotes, backquotes or backslashes)"),
+                ));
             }
         }
         if let Some(bad) = self.extra.iter().find(|o| !o.starts_with('-')) {
@@ -216,6 +232,7 @@ impl Slurm {
         cmd.arg("--parsable")
             .arg(format!("--job-name=soma-flow:{stage}"))
             .arg(format!("--output={}", log.display()))
+            .arg(format!("--chdir={}", std::env::temp_dir().display()))
             .args(settings.sbatch_args())
             .arg(script);
         let out = cmd
