@@ -35,7 +35,8 @@ import jsonschema, yaml
 validator = jsonschema.Draft7Validator(json.load(open(sys.argv[1])))
 root = sys.argv[2]
 files = sorted(glob.glob(root + "/pipelines/*.yaml")) + [
-    root + "/examples/hello/pipeline.yaml", root + "/stages/assets/genesis/genesis.yaml"]
+    root + "/examples/hello/pipeline.yaml", root + "/examples/slurm/pipeline.yaml",
+    root + "/stages/assets/genesis/genesis.yaml"]
 for f in files:
     errors = [e.message for e in validator.iter_errors(yaml.safe_load(open(f)))]
     print(f, "ok" if not errors else errors)
@@ -57,7 +58,7 @@ print("wrong type", "rejected" if list(validator.iter_errors(bad)) else "accepte
     );
     let lines: Vec<&str> = stdout.lines().collect();
     let (last, files) = lines.split_last().expect("output");
-    assert!(files.len() >= 6, "every shipped pipeline: {stdout}");
+    assert!(files.len() >= 7, "every shipped pipeline: {stdout}");
     for line in files {
         assert!(line.ends_with(" ok"), "{stdout}");
     }
