@@ -126,7 +126,11 @@ pub(super) fn run_elsewhere(
             Some(_) => None,
         },
         remote: shared.remote.as_ref().map(|r| r.url().to_string()),
-        remote_result: remote.map(|_| format!("{key}-{}", shared.run_id)),
+        // One name per try: a cancelled try's late result is never taken for the next's.
+        remote_result: remote.map(|_| {
+            let attempt = work.file_name().map(|n| n.to_string_lossy().into_owned());
+            format!("{}-{}", shared.run_id, attempt.unwrap_or_default())
+        }),
     };
     if let Some(remote) = remote {
         let inputs: Vec<&Artifact> = inputs.values().flatten().collect();
@@ -134,12 +138,11 @@ pub(super) fn run_elsewhere(
     }
     let job_file = work.join(JOB_FILE);
     store::write_atomic(&job_file, &serde_json::to_vec_pretty(&spec)?)?;
-    let deadline = stage.execution.timeout.map(|t| Instant::now() + t);
     let log_dir = shared.store.logs_dir(&shared.run_id);
     std::fs::create_dir_all(&log_dir)?;
     let ended = match how {
-        Elsewhere::Process { device } => run_process(shared, stage, &job_file, *device, deadline)?,
-        Elsewhere::Slurm => run_slurm(shared, stage, &spec, &job_file, own_store, deadline)?,
+        Elsewhere::Process { device } => run_process(shared, stage, &job_file, *device)?,
+        Elsewhere::Slurm => run_slurm(shared, stage, &spec, &job_file, own_store)?,
     };
     let result = match (&spec.remote_result, remote) {
         (Some(name), Some(remote)) => remote
@@ -183,8 +186,8 @@ fn run_process(
     stage: &PlannedStage,
     job_file: &Path,
     device: Option<usize>,
-    deadline: Option<Instant>,
 ) -> Result<Ended> {
+    let deadline = stage.execution.timeout.map(|t| Instant::now() + t);
     let program = std::env::current_exe().context("cannot find the soma-flow program")?;
     let log = shared
         .store
@@ -218,14 +221,14 @@ fn run_process(
     })
 }
 
-/// A Slurm job, followed until it ends; cancelled when `deadline` passes.
+/// A Slurm job, followed until it ends; cancelled once it has run for the stage's
+/// `timeout`.
 fn run_slurm(
     shared: &Shared,
     stage: &PlannedStage,
     spec: &JobSpec,
     job_file: &Path,
     own_store: Option<&str>,
-    deadline: Option<Instant>,
 ) -> Result<Ended> {
     let program = std::env::current_exe().context("cannot find the soma-flow program")?;
     let program = shell_quote(&program.to_string_lossy());
@@ -270,7 +273,7 @@ fn run_slurm(
         }
         Seen::Submitted | Seen::Gone => {}
     };
-    let Some(seen) = shared.slurm.wait(&id, deadline, &on_change) else {
+    let Some(seen) = shared.slurm.wait(&id, stage.execution.timeout, &on_change) else {
         shared.slurm.cancel(std::slice::from_ref(&id));
         return Err(timed_out(stage, &format!("Slurm job {id} was cancelled")));
     };

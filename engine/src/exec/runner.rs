@@ -448,18 +448,38 @@ pub(super) async fn run_stage(
     // The timeline shows execution, not time spent waiting for a slot.
     f.start = shared.t0.elapsed();
     shared.progress.started(&stage.name, stage.kind.name());
-    let s2 = Arc::clone(shared);
-    let result = tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs, device)).await;
+    // Tries as the stage's `retry` allows, waiting `backoff` (doubled each time) between.
+    let tries = stage.execution.attempts;
+    let mut failures = Vec::new();
+    let mut backoff = stage.execution.backoff;
+    let result = loop {
+        let (s2, hash, inputs) = (Arc::clone(shared), hash.clone(), inputs.clone());
+        match tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs, device)).await {
+            Ok(Err(e)) if failures.len() + 1 < tries as usize => {
+                let e = format!("{e:#}");
+                shared.progress.warn(&format!(
+                    "{}: attempt {} of {tries} failed ({}); trying again in {}",
+                    stage.name,
+                    failures.len() + 1,
+                    e.lines().next().unwrap_or(""),
+                    humantime::format_duration(backoff)
+                ));
+                failures.push(e);
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            result => break result,
+        }
+    };
     f.elapsed = shared.t0.elapsed() - f.start;
-    let result = result.map(|(result, failures)| {
-        let tries = stage.execution.attempts;
-        f.notes.extend(
-            failures
-                .iter()
-                .enumerate()
-                .map(|(n, e)| format!("attempt {} of {tries} failed: {e}", n + 1)),
-        );
-        result.map_err(|e| match failures.len() {
+    f.notes.extend(
+        failures
+            .iter()
+            .enumerate()
+            .map(|(n, e)| format!("attempt {} of {tries} failed: {e}", n + 1)),
+    );
+    let result = result.map(|r| {
+        r.map_err(|e| match failures.len() {
             0 => e,
             n => e.context(format!("attempt {} of {tries}", n + 1)),
         })
@@ -534,49 +554,16 @@ pub(super) enum Origin {
     Remote,
 }
 
-/// Builds stage `i` under its key's lock, unless another process did meanwhile; tries
-/// again as its `retry` allows, and gives the failures of the tries before the last.
+/// Builds stage `i` under its key's lock, unless another process did meanwhile: here,
+/// or in a process or Slurm job of its own.
 fn execute(
     shared: &Shared,
     i: usize,
     key: &str,
     inputs: &BTreeMap<String, Vec<Artifact>>,
     device: Option<usize>,
-) -> (Result<Executed>, Vec<String>) {
-    let stage = &shared.plan.stages[i];
-    let mut failures = Vec::new();
-    let mut backoff = stage.execution.backoff;
-    loop {
-        match execute_once(shared, stage, key, inputs, device) {
-            Err(e) if failures.len() + 1 < stage.execution.attempts as usize => {
-                let tries = stage.execution.attempts;
-                shared.progress.warn(&format!(
-                    "{}: attempt {} of {tries} failed ({}); trying again in {}",
-                    stage.name,
-                    failures.len() + 1,
-                    first_line(&format!("{e:#}")),
-                    humantime::format_duration(backoff)
-                ));
-                failures.push(format!("{e:#}"));
-                std::thread::sleep(backoff);
-                backoff *= 2;
-            }
-            result => return (result, failures),
-        }
-    }
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
-}
-
-fn execute_once(
-    shared: &Shared,
-    stage: &PlannedStage,
-    key: &str,
-    inputs: &BTreeMap<String, Vec<Artifact>>,
-    device: Option<usize>,
 ) -> Result<Executed> {
+    let stage = &shared.plan.stages[i];
     let store = &shared.store;
     let _lock = match store.try_lock_key(key)? {
         Some(l) => l,

@@ -311,15 +311,17 @@ impl Slurm {
         self.changed.notify_all();
     }
 
-    /// Waits until job `id` ends or `deadline` passes (then `None`), telling `on_change`
-    /// each new state.
+    /// Waits until job `id` ends, or (then `None`) has run for `timeout`, counted from
+    /// when it was first seen running (time in the queue does not count), telling
+    /// `on_change` each new state.
     pub(super) fn wait(
         &self,
         id: &str,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         on_change: &dyn Fn(&Seen),
     ) -> Option<Seen> {
         let mut last = Seen::Submitted;
+        let mut deadline = None;
         let mut jobs = self.jobs_lock();
         loop {
             let seen = jobs.get(id).cloned().unwrap_or(Seen::Gone);
@@ -329,6 +331,12 @@ impl Slurm {
             }
             if seen.is_final() {
                 return Some(seen);
+            }
+            if deadline.is_none()
+                && !matches!(&seen, Seen::Queued { state } if state == "PENDING")
+                && seen != Seen::Submitted
+            {
+                deadline = timeout.map(|t| Instant::now() + t);
             }
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
