@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Starts a one-node Slurm cluster on this machine for the Slurm executor's tests
 # (scripts/test.sh runs it): installs Debian's `slurm-wlm` and `munge` if they are
-# missing, writes a minimal slurm.conf (no accounting, this node in a `debug`
-# partition), starts munged, slurmctld and slurmd, and waits until the node is idle.
-# Idempotent: a cluster already up is left as it is. Needs root (or sudo) and apt.
+# missing, writes a minimal slurm.conf (no accounting; this node in a `debug` partition,
+# and in an `urgent` one whose jobs pre-empt debug's, cancelling them), starts munged,
+# slurmctld and slurmd, and waits until the node is idle. Idempotent: a cluster already
+# up with this configuration is left as it is. Needs root (or sudo) and apt.
 set -euo pipefail
 
 SUDO=""
@@ -16,13 +17,39 @@ if ! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1 \
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 
-if sinfo -h -o "%T" 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
-  exit 0
-fi
-
 host="$(hostname -s)"
 cpus="$(nproc)"
 mem="$(( $(free -m | awk '/^Mem:/ {print $2}') - 1024 ))"
+conf="ClusterName=soma-flow-test
+SlurmctldHost=$host
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1,bf_interval=1
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
+StateSaveLocation=/var/spool/soma-flow-slurmctld
+SlurmdSpoolDir=/var/spool/soma-flow-slurmd
+ReturnToService=2
+MpiDefault=none
+MinJobAge=30
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=$host MaxTime=INFINITE State=UP PriorityTier=2"
+
+up() { sinfo -h -o "%T" 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; }
+
+if [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" = "$conf" ] && up; then
+  exit 0
+fi
 
 if [ ! -s /etc/munge/munge.key ]; then
   $SUDO mkdir -p /etc/munge
@@ -37,34 +64,19 @@ if ! pgrep -x munged >/dev/null; then
 fi
 
 $SUDO mkdir -p /etc/slurm /var/spool/soma-flow-slurmctld /var/spool/soma-flow-slurmd /var/log/slurm
-$SUDO tee /etc/slurm/slurm.conf >/dev/null <<EOF
-ClusterName=soma-flow-test
-SlurmctldHost=$host
-SlurmUser=root
-AuthType=auth/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-SchedulerType=sched/backfill
-StateSaveLocation=/var/spool/soma-flow-slurmctld
-SlurmdSpoolDir=/var/spool/soma-flow-slurmd
-ReturnToService=2
-MpiDefault=none
-MinJobAge=30
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
-SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
-EOF
-
-pgrep -x slurmctld >/dev/null || $SUDO slurmctld
-pgrep -x slurmd >/dev/null || $SUDO slurmd
+printf '%s\n' "$conf" | $SUDO tee /etc/slurm/slurm.conf >/dev/null
+# Daemons running with another configuration start again with this one.
+for daemon in slurmctld slurmd; do
+  if pgrep -x "$daemon" >/dev/null; then
+    $SUDO pkill -x "$daemon" || true
+    for _ in $(seq 1 50); do pgrep -x "$daemon" >/dev/null || break; sleep 0.1; done
+  fi
+done
+$SUDO slurmctld
+$SUDO slurmd
 
 for _ in $(seq 1 60); do
-  if sinfo -h -o "%T" 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+  if up; then
     echo "slurm-up: node $host is up ($cpus CPUs, $mem MB)"
     exit 0
   fi

@@ -255,6 +255,57 @@ fn time_in_the_queue_does_not_count_toward_a_timeout() {
     );
 }
 
+#[test]
+fn a_preempted_job_shows_its_state_and_a_retry_runs_it_again() {
+    let _c = cluster();
+    let p = Project::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = p.path().join("started");
+    // The stage fills the `debug` partition; a job in `urgent` then pre-empts it.
+    p.write(
+        "preempt.yaml",
+        &format!(
+            r#"name: preempt
+executor: slurm
+slurm: {{ partition: debug, cpus: {cpus} }}
+stages:
+  victim:
+    kind: command
+    retry: {{ attempts: 2, backoff: 1s }}
+    with: {{ run: "if [ ! -f {m} ]; then touch {m}; sleep 120; fi; touch outputs/x", outs: [x] }}
+"#,
+            m = started.display()
+        ),
+    );
+    let child = p
+        .cmd(&["run", "preempt.yaml"])
+        .env("SOMA_FLOW_SLURM_POLL", "300ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the stage's job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let urgent = Command::new("sbatch")
+        .args(["--parsable", "--partition=urgent", "--output=/dev/null"])
+        .arg(format!("--cpus-per-task={cpus}"))
+        .args(["--wrap", "sleep 2"])
+        .output()
+        .unwrap();
+    assert!(urgent.status.success(), "{urgent:?}");
+    let out = common::Run(child.wait_with_output().unwrap());
+    assert_eq!(out.code(), 0, "the retry ran it: {}", out.all());
+    let rec = p.last_record();
+    let notes = stage(&rec, "victim")["notes"].to_string();
+    assert!(
+        notes.contains("attempt 1 of 2 failed") && notes.contains("PREEMPTED"),
+        "{notes}"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_cancels_running_and_queued_jobs() {

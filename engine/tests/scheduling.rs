@@ -51,14 +51,14 @@ fn jobs_bound_how_many_stages_run_at_once() {
 
 #[test]
 fn a_resource_class_limits_its_stages_to_its_capacity() {
-    for (capacity, overlap) in [("", false), ("resources: {gpu: 2}\n", true)] {
+    for (capacity, overlap) in [("", false), ("resources: {accel: 2}\n", true)] {
         let p = Project::new();
         p.write(
             "p.yaml",
             &format!(
-                "name: gpu\n{capacity}stages:\n  \
-                 a: {{kind: step, with: {{sleep_ms: 300, tally: TALLY, resource: gpu}}}}\n  \
-                 b: {{kind: step, resource: gpu, with: {{sleep_ms: 300, tally: TALLY}}}}\n"
+                "name: accel\n{capacity}stages:\n  \
+                 a: {{kind: step, with: {{sleep_ms: 300, tally: TALLY, resource: accel}}}}\n  \
+                 b: {{kind: step, resource: accel, with: {{sleep_ms: 300, tally: TALLY}}}}\n"
             ),
         );
         p.run("p.yaml", &[]);

@@ -12,7 +12,8 @@
 //!   result there.
 //!
 //! The scheduling process holds the key's lock (and remote lease) meanwhile; the job
-//! takes none.
+//! takes none. The program is this process's own executable, which must route
+//! `stage-job` to [`stage_job`]: every binary built on [`crate::app::Command`] does.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
