@@ -71,9 +71,18 @@ stages:
     executor: local
     inputs: { src: shout.loud }
     with: { run: 'cat inputs/src > outputs/o; echo "slurm: [$SLURM_JOB_ID]" >> outputs/o', outs: [o] }
+  secrets:
+    kind: command
+    with: { run: 'echo "[$TEST_TOKEN]" > outputs/o', outs: [o], pass_env: [TEST_TOKEN] }
 "#,
     );
-    let out = run(&p, &["run", "cluster.yaml"]);
+    let out = common::Run(
+        p.cmd(&["run", "cluster.yaml"])
+            .env("SOMA_FLOW_SLURM_POLL", "300ms")
+            .env("TEST_TOKEN", "s3cr3t")
+            .output()
+            .unwrap(),
+    );
     assert_eq!(out.code(), 0, "{}", out.all());
     let o = std::fs::read_to_string(p.output_path("cluster.yaml", "here.o")).unwrap();
     let mut lines = o.lines();
@@ -84,6 +93,11 @@ stages:
         "make ran in a Slurm job: {o}"
     );
     assert_eq!(lines.next(), Some("slurm: []"), "`here` ran locally: {o}");
+    let secrets = std::fs::read_to_string(p.output_path("cluster.yaml", "secrets.o")).unwrap();
+    assert_eq!(
+        secrets, "[]\n",
+        "a secret is not sent to the cluster's job records"
+    );
     let rec = p.last_record();
     for s in ["make", "shout", "here"] {
         assert_eq!(stage(&rec, s)["status"], "ran", "{s}: {rec}");
@@ -100,7 +114,7 @@ stages:
         let out = run(&p, &["run", "cluster.yaml", "--executor", executor]);
         assert_eq!(out.code(), 0, "{}", out.all());
         assert!(
-            out.stdout().contains("0 ran, 3 cached"),
+            out.stdout().contains("0 ran, 4 cached"),
             "--executor {executor}: {}",
             out.all()
         );

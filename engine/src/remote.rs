@@ -64,6 +64,11 @@ const LEASE_TTL: Duration = Duration::from_secs(300);
 /// builder's `from_env` (other variables could clash with builder option names).
 const CREDENTIAL_PREFIXES: [&str; 3] = ["AWS_", "GOOGLE_", "AZURE_"];
 
+/// Whether an environment variable configures the cloud stores (credentials included).
+pub fn is_store_setting(name: &str) -> bool {
+    CREDENTIAL_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// How long a failing request to object storage is retried before it counts as failed,
 /// unless `SOMA_FLOW_STORAGE_RETRY` says otherwise (object_store's default).
 const RETRY_FOR: Duration = Duration::from_secs(180);
@@ -103,7 +108,7 @@ pub fn check_url(url: &str) -> Result<(url::Url, ObjectStoreScheme, ObjectPath),
 fn open_stores(url: &str) -> Result<Opened, String> {
     let (parsed, scheme, path) = check_url(url)?;
     let mut options: Vec<(String, String)> = std::env::vars()
-        .filter(|(key, _)| CREDENTIAL_PREFIXES.iter().any(|p| key.starts_with(p)))
+        .filter(|(key, _)| is_store_setting(key))
         .map(|(key, value)| (key.to_ascii_lowercase(), value))
         .collect();
     // A plain-http endpoint is a local test server (moto, MinIO): allow it rather

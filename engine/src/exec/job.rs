@@ -263,9 +263,13 @@ fn run_slurm(
         ),
     };
     std::fs::write(&script, header + &body)?;
-    let id = shared
-        .slurm
-        .submit(&stage.name, &stage.execution.slurm, &script, &log)?;
+    let id = shared.slurm.submit(
+        &stage.name,
+        &stage.execution.slurm,
+        &script,
+        &log,
+        shared.remote.is_some(),
+    )?;
     let report = |msg: &str| shared.progress.message(&stage.name, msg);
     report(&format!("Slurm job {id} submitted"));
     let on_change = |seen: &Seen| match seen {

@@ -220,15 +220,27 @@ impl Slurm {
     }
 
     /// Submits `script` as a job named after `stage`, with its output in `log`;
-    /// returns its id.
+    /// returns its id. The job gets this process's environment (sbatch's default)
+    /// without its secrets (signing keys, tokens), which would otherwise rest in the
+    /// cluster's job records; with `remote_store`, the cloud stores' settings and
+    /// credentials stay, for the job to reach the remote store.
     pub(super) fn submit(
         self: &Arc<Self>,
         stage: &str,
         settings: &SlurmSettings,
         script: &Path,
         log: &Path,
+        remote_store: bool,
     ) -> Result<String> {
         let mut cmd = Command::new("sbatch");
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if crate::command::is_secret_name(&name)
+                && !(remote_store && crate::remote::is_store_setting(&name))
+            {
+                cmd.env_remove(name.as_ref());
+            }
+        }
         cmd.arg("--parsable")
             .arg(format!("--job-name=soma-flow:{stage}"))
             .arg(format!("--output={}", log.display()))
