@@ -341,8 +341,37 @@ stages:
         ),
     );
     let names = ["q-a", "q-b", "q-c"];
+    // Every squeue call soma-flow makes, logged by a wrapper ahead of the real one.
+    let bin = p.path().join("bin");
+    let calls = p.path().join("squeue-calls");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v squeue"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = bin.join("squeue");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let child = p
         .cmd(&["run", "queue.yaml"])
+        .env("PATH", path)
         .env("SOMA_FLOW_SLURM_POLL", "300ms")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -362,6 +391,24 @@ stages:
         assert!(Instant::now() < deadline, "the jobs never queued: {jobs:?}");
         std::thread::sleep(Duration::from_millis(100));
     };
+    // One squeue call per interval follows all three jobs, not one call per job.
+    let ids: Vec<&str> = queued.iter().map(|(id, _, _)| id.as_str()).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = std::fs::read_to_string(&calls).unwrap_or_default();
+        let one_for_all = log.lines().any(|l| {
+            let listed = l.rsplit(' ').next().unwrap_or("");
+            ids.iter().all(|id| listed.split(',').any(|x| x == *id))
+        });
+        if one_for_all {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no squeue call followed all three: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let ok = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -375,7 +422,6 @@ stages:
         "{}",
         out.all()
     );
-    let ids: Vec<&str> = queued.iter().map(|(id, _, _)| id.as_str()).collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let jobs = jobs_of(&names);
