@@ -17,12 +17,19 @@ fn cluster() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn run(p: &Project, args: &[&str]) -> common::Run {
-    common::Run(
-        p.cmd(args)
-            .env("SOMA_FLOW_SLURM_POLL", "300ms")
-            .output()
-            .unwrap(),
-    )
+    common::Run(start(p, args, &[]).wait_with_output().unwrap())
+}
+
+/// `soma-flow ARGS` started in `p`, polling Slurm often, its output piped.
+fn start(p: &Project, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = p.cmd(args);
+    cmd.env("SOMA_FLOW_SLURM_POLL", "300ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
 }
 
 fn stage<'a>(record: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -76,13 +83,8 @@ stages:
     with: { run: 'echo "[$TEST_TOKEN]" > outputs/o', outs: [o], pass_env: [TEST_TOKEN] }
 "#,
     );
-    let out = common::Run(
-        p.cmd(&["run", "cluster.yaml"])
-            .env("SOMA_FLOW_SLURM_POLL", "300ms")
-            .env("TEST_TOKEN", "s3cr3t")
-            .output()
-            .unwrap(),
-    );
+    let started = start(&p, &["run", "cluster.yaml"], &[("TEST_TOKEN", "s3cr3t")]);
+    let out = common::Run(started.wait_with_output().unwrap());
     assert_eq!(out.code(), 0, "{}", out.all());
     let o = std::fs::read_to_string(p.output_path("cluster.yaml", "here.o")).unwrap();
     let mut lines = o.lines();
@@ -291,13 +293,7 @@ stages:
             m = started.display()
         ),
     );
-    let child = p
-        .cmd(&["run", "preempt.yaml"])
-        .env("SOMA_FLOW_SLURM_POLL", "300ms")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(&p, &["run", "preempt.yaml"], &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !started.exists() {
         assert!(Instant::now() < deadline, "the stage's job never started");
@@ -369,14 +365,7 @@ stages:
     )
     .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let child = p
-        .cmd(&["run", "queue.yaml"])
-        .env("PATH", path)
-        .env("SOMA_FLOW_SLURM_POLL", "300ms")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(&p, &["run", "queue.yaml"], &[("PATH", &path)]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let queued = loop {
         let jobs = jobs_of(&names);

@@ -287,14 +287,18 @@ impl Slurm {
         });
     }
 
-    /// One `squeue` call for every job not yet seen ending.
-    fn poll_once(&self) {
-        let ids: Vec<String> = self
-            .jobs_lock()
+    /// The jobs not yet seen ending.
+    fn live(&self) -> Vec<String> {
+        self.jobs_lock()
             .iter()
             .filter(|(_, s)| !s.is_final())
             .map(|(id, _)| id.clone())
-            .collect();
+            .collect()
+    }
+
+    /// One `squeue` call for every job not yet seen ending.
+    fn poll_once(&self) {
+        let ids = self.live();
         if ids.is_empty() {
             return;
         }
@@ -383,12 +387,7 @@ impl Slurm {
 
     /// Cancels every job of the run not yet seen ending; returns their ids.
     pub(super) fn cancel_all(&self) -> Vec<String> {
-        let ids: Vec<String> = self
-            .jobs_lock()
-            .iter()
-            .filter(|(_, s)| !s.is_final())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids = self.live();
         self.cancel(&ids);
         ids
     }
