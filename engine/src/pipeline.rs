@@ -101,7 +101,8 @@ pub enum Executor {
     #[default]
     Local,
     /// As a Slurm job (`sbatch`) that runs soma-flow for exactly this stage, reading and
-    /// writing the store, which must be on a filesystem the cluster's nodes share.
+    /// writing the store on a filesystem the cluster's nodes share, or (with
+    /// `slurm.store`) a store on its node and the remote store.
     Slurm,
 }
 
