@@ -10,16 +10,19 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-if ! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1 \
-  || ! command -v slurmctld >/dev/null 2>&1 || ! command -v slurmd >/dev/null 2>&1; then
-  echo "slurm-up: installing slurm-wlm and munge"
+missing=""
+for tool in sbatch squeue scancel sinfo slurmctld slurmd munged munge pgrep; do
+  command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+  echo "slurm-up: installing slurm-wlm, munge and procps (missing:$missing)"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm munge >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm munge procps >/dev/null
 fi
 
-host="$(hostname -s)"
+host="$(uname -n | cut -d. -f1)"
 cpus="$(nproc)"
-mem="$(( $(free -m | awk '/^Mem:/ {print $2}') - 1024 ))"
+mem="$(( $(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo) - 1024 ))"
 conf="ClusterName=soma-flow-test
 SlurmctldHost=$host
 SlurmUser=root
@@ -59,8 +62,10 @@ $SUDO chown munge:munge /etc/munge/munge.key
 $SUDO chmod 0400 /etc/munge/munge.key
 $SUDO mkdir -p /run/munge /var/log/munge /var/lib/munge
 $SUDO chown -R munge:munge /run/munge /var/log/munge /var/lib/munge
-if ! pgrep -x munged >/dev/null; then
+# munged answers (a daemon still exiting does not count).
+if ! munge -n >/dev/null 2>&1; then
   $SUDO runuser -u munge -- /usr/sbin/munged --force
+  for _ in $(seq 1 50); do munge -n >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
 $SUDO mkdir -p /etc/slurm /var/spool/soma-flow-slurmctld /var/spool/soma-flow-slurmd /var/log/slurm
