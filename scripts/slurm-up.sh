@@ -3,7 +3,8 @@
 # (scripts/test.sh runs it): installs Debian's `slurm-wlm` and `munge` if they are
 # missing, writes a minimal slurm.conf (no accounting; this node in a `debug` partition,
 # and in an `urgent` one whose jobs pre-empt debug's, cancelling them), starts munged,
-# slurmctld and slurmd, and waits until the node is idle. Idempotent: a cluster already
+# slurmctld and slurmd (reached at 127.0.0.1, so the host name need not resolve), and
+# waits until the node is idle. Idempotent: a cluster already
 # up with this configuration is left as it is. Needs root (or sudo) and apt.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ host="$(uname -n | cut -d. -f1)"
 cpus="$(nproc)"
 mem="$(( $(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo) - 1024 ))"
 conf="ClusterName=soma-flow-test
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
@@ -44,7 +45,7 @@ SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1
 PartitionName=urgent Nodes=$host MaxTime=INFINITE State=UP PriorityTier=2"
 
