@@ -32,6 +32,32 @@ fn start(p: &Project, args: &[&str], env: &[(&str, &str)]) -> std::process::Chil
     cmd.spawn().unwrap()
 }
 
+/// Polls `check` every 100 ms until it is `Ok`, for at most `secs` seconds; then fails
+/// with its last `Err`.
+fn eventually<T>(secs: u64, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(done) => return done,
+            Err(why) if Instant::now() >= deadline => panic!("{why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn ok_when(done: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if done {
+        Ok(())
+    } else {
+        Err(why())
+    }
+}
+
+/// The machine's cores: what a job asks for to fill the one-node cluster.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn stage<'a>(record: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     &record["stages"][name]
 }
@@ -219,35 +245,24 @@ stages:
         .parse()
         .unwrap();
     assert!(
-        !std::path::Path::new(&format!("/proc/{sleeper}")).exists()
-            || std::fs::read_to_string(format!("/proc/{sleeper}/stat")).is_ok_and(|s| s
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')),
+        !common::still_running(sleeper),
         "the timed-out stage's background process was killed"
     );
     // The cancelled job ends, and leaves nothing running.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(20, || {
         let left: Vec<_> = jobs_of(&["on-slurm"])
             .into_iter()
             .filter(|(_, _, s)| ["PENDING", "RUNNING", "COMPLETING"].contains(&s.as_str()))
             .collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still queued: {left:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        ok_when(left.is_empty(), || format!("still queued: {left:?}"))
+    });
 }
 
 #[test]
 fn time_in_the_queue_does_not_count_toward_a_timeout() {
     let _c = cluster();
     let p = Project::new();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cores();
     // A job that fills the cluster for 4 s, ahead of the stage's.
     let blocker = Command::new("sbatch")
         .args(["--parsable", "--job-name=blocker", "--output=/dev/null"])
@@ -275,7 +290,7 @@ fn time_in_the_queue_does_not_count_toward_a_timeout() {
 fn a_preempted_job_shows_its_state_and_a_retry_runs_it_again() {
     let _c = cluster();
     let p = Project::new();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cores();
     let started = p.path().join("started");
     // The stage fills the `debug` partition; a job in `urgent` then pre-empts it.
     p.write(
@@ -294,11 +309,9 @@ stages:
         ),
     );
     let child = start(&p, &["run", "preempt.yaml"], &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !started.exists() {
-        assert!(Instant::now() < deadline, "the stage's job never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(60, || {
+        ok_when(started.exists(), || "the stage's job never started".into())
+    });
     let urgent = Command::new("sbatch")
         .args(["--parsable", "--partition=urgent", "--output=/dev/null"])
         .arg(format!("--cpus-per-task={cpus}"))
@@ -321,7 +334,7 @@ stages:
 fn ctrl_c_cancels_running_and_queued_jobs() {
     let _c = cluster();
     let p = Project::new();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cores();
     // Each job takes every core: one runs, two wait in the queue.
     p.write(
         "queue.yaml",
@@ -366,44 +379,31 @@ stages:
     .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let child = start(&p, &["run", "queue.yaml"], &[("PATH", &path)]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let queued = loop {
+    let queued = eventually(60, || {
         let jobs = jobs_of(&names);
         let live: Vec<_> = jobs
             .iter()
             .filter(|(_, _, s)| s == "PENDING" || s == "RUNNING")
             .cloned()
             .collect();
-        if live.len() == 3 && live.iter().any(|(_, _, s)| s == "PENDING") {
-            break live;
+        match live.len() == 3 && live.iter().any(|(_, _, s)| s == "PENDING") {
+            true => Ok(live),
+            false => Err(format!("the jobs never queued: {jobs:?}")),
         }
-        assert!(Instant::now() < deadline, "the jobs never queued: {jobs:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     // One squeue call per interval follows all three jobs, not one call per job.
     let ids: Vec<&str> = queued.iter().map(|(id, _, _)| id.as_str()).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(20, || {
         let log = std::fs::read_to_string(&calls).unwrap_or_default();
         let one_for_all = log.lines().any(|l| {
             let listed = l.rsplit(' ').next().unwrap_or("");
             ids.iter().all(|id| listed.split(',').any(|x| x == *id))
         });
-        if one_for_all {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no squeue call followed all three: {log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+        ok_when(one_for_all, || {
+            format!("no squeue call followed all three: {log}")
+        })
+    });
+    common::signal(&child, "INT");
     let out = common::Run(child.wait_with_output().unwrap());
     assert_eq!(out.code(), 130, "{}", out.all());
     assert!(
@@ -411,19 +411,14 @@ stages:
         "{}",
         out.all()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(20, || {
         let jobs = jobs_of(&names);
         let live: Vec<_> = jobs
             .iter()
             .filter(|(id, _, s)| ids.contains(&id.as_str()) && s != "CANCELLED")
             .collect();
-        if live.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not cancelled: {live:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        ok_when(live.is_empty(), || format!("not cancelled: {live:?}"))
+    });
     let rec = p.last_record();
     assert_eq!(rec["status"], "interrupted", "{rec}");
 }

@@ -6,10 +6,10 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{statuses, Project};
+use common::{signal, statuses, still_running, Project};
 
 /// Two stages: `make` writes a file and a directory, `use` reads both.
 const PIPE: &str = r#"
@@ -409,40 +409,6 @@ fn start_sleeper(p: &Project) -> (Child, Vec<i32>) {
     }
     let pids = lines(&pids).iter().map(|l| l.parse().unwrap()).collect();
     (child, pids)
-}
-
-/// Whether `pid` still runs (a zombie awaiting its reaper does not count), given a
-/// few seconds to die.
-#[cfg(unix)]
-fn still_running(pid: i32) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return false,
-            Ok(stat)
-                if stat
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z') =>
-            {
-                return false
-            }
-            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    true
-}
-
-#[cfg(unix)]
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 #[cfg(unix)]

@@ -85,6 +85,12 @@ pub struct LeaseBody {
     pub expires: u64,
 }
 
+impl LeaseBody {
+    pub fn is_live(&self) -> bool {
+        self.expires > now_ms()
+    }
+}
+
 /// A held lease file, renewed every third of its time to live until dropped, then
 /// removed. Only its holder's process writes it; another takes it over only once it
 /// has expired (its holder died, or stalled for a whole time to live).
@@ -155,7 +161,8 @@ impl Drop for FileLease {
     }
 }
 
-fn body(owner: &str, ttl: Duration) -> Vec<u8> {
+/// The lease `owner` holds for `ttl` from now, as written.
+pub fn body(owner: &str, ttl: Duration) -> Vec<u8> {
     serde_json::to_vec(&LeaseBody {
         owner: owner.to_string(),
         expires: now_ms() + ttl.as_millis() as u64,
@@ -180,7 +187,7 @@ fn holder(path: &Path) -> Option<String> {
 pub fn live_holder(path: &Path, ttl: Duration) -> Option<String> {
     let bytes = fs::read(path).ok()?;
     match serde_json::from_slice::<LeaseBody>(&bytes) {
-        Ok(b) => (b.expires > now_ms()).then_some(b.owner),
+        Ok(b) => b.is_live().then_some(b.owner),
         Err(_) => {
             let age = fs::metadata(path)
                 .and_then(|m| m.modified())

@@ -345,10 +345,7 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
         }
     }
     if let (Some(slurm), Some(node)) = (&file.slurm, root.get("slurm")) {
-        if let Err((key, why)) = slurm.check() {
-            let span = node.locate(&[PathSeg::Key(key.into())]).span;
-            v.error(span, format!("slurm.{key}: {why}"), None);
-        }
+        v.slurm(slurm, node, "");
     }
     let prepared = v.prepare_stages(&file, &stages_node, &params, opts.registry);
     let stages = v.connect_stages(&file, &stages_node, prepared);
@@ -607,6 +604,14 @@ impl Validator<'_> {
         stages
     }
 
+    /// A `slurm:` map's first setting `sbatch` would reject, as an error at its key.
+    fn slurm(&mut self, settings: &SlurmSettings, node: &Node, whose: &str) {
+        if let Err((key, why)) = settings.check() {
+            let span = node.locate(&[PathSeg::Key(key.into())]).span;
+            self.error(span, format!("{whose}slurm.{key}: {why}"), None);
+        }
+    }
+
     /// A stage's execution settings, over the pipeline's; a bad one is an error at it.
     fn execution(
         &mut self,
@@ -620,13 +625,8 @@ impl Validator<'_> {
             Some(own) => own.clone().over(&base),
             None => base,
         };
-        if let Some(own) = &decl.slurm {
-            if let Err((key, why)) = own.check() {
-                let span = stage_node
-                    .locate(&[PathSeg::Key("slurm".into()), PathSeg::Key(key.into())])
-                    .span;
-                self.error(span, format!("stage `{name}`: slurm.{key}: {why}"), None);
-            }
+        if let (Some(own), Some(node)) = (&decl.slurm, stage_node.get("slurm")) {
+            self.slurm(own, node, &format!("stage `{name}`: "));
         }
         let (attempts, backoff) = match &decl.retry {
             Some(r) => {

@@ -175,47 +175,24 @@ fn group_alive(_: i32) -> bool {
 
 /// Blocks until process `pid` has exited, leaving it unreaped (a zombie keeps its
 /// id, and so its group id, from being reused).
-#[cfg(unix)]
 fn wait_exited(pid: u32) -> io::Result<()> {
-    loop {
-        // SAFETY: waitid writes only into the zeroed siginfo we own.
-        let rc = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn wait_exited(_: u32) -> io::Result<()> {
-    Ok(())
+    exited(pid, true).map(drop)
 }
 
 /// Whether process `pid` (a child) has exited, leaving it unreaped.
-#[cfg(unix)]
 fn has_exited(pid: u32) -> io::Result<bool> {
+    exited(pid, false)
+}
+
+/// Whether process `pid` has exited, waiting for it when `block`; never reaps it.
+#[cfg(unix)]
+fn exited(pid: u32, block: bool) -> io::Result<bool> {
+    let flags = libc::WEXITED | libc::WNOWAIT | if block { 0 } else { libc::WNOHANG };
     loop {
         // SAFETY: waitid writes only into the zeroed siginfo we own; si_pid reads it.
         let (rc, exited) = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
-            let rc = libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
-            );
+            let rc = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags);
             (rc, info.si_pid() != 0)
         };
         if rc == 0 {
@@ -229,8 +206,8 @@ fn has_exited(pid: u32) -> io::Result<bool> {
 }
 
 #[cfg(not(unix))]
-fn has_exited(_: u32) -> io::Result<bool> {
-    Ok(false)
+fn exited(_: u32, block: bool) -> io::Result<bool> {
+    Ok(block)
 }
 
 /// Whether process `pid` exists and is not a zombie waiting to be reaped.

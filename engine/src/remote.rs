@@ -46,7 +46,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::duration::from_env;
 use crate::hash::{self, TreeEntry};
-use crate::lease::{now_ms, owner_name, Heartbeat, LeaseBody};
+use crate::lease::{self, owner_name, Heartbeat, LeaseBody};
 use crate::store::{Artifact, ArtifactKind, CacheEntry, Check, Store};
 
 /// Bytes per part of a transfer.
@@ -856,7 +856,7 @@ impl Remote {
     pub fn claim(self: &Arc<Self>, key: &str) -> Result<Claim> {
         let path = self.path(&format!("leases/{key}.json"));
         for _ in 0..5 {
-            if self.put_new(&path, self.lease_body()?)? {
+            if self.put_new(&path, self.lease_body())? {
                 return Ok(Claim::Mine(Lease::start(Arc::clone(self), path)));
             }
             let got = match self.block_on(self.store.get(&path)) {
@@ -871,7 +871,7 @@ impl Remote {
             let bytes = self.block_on(got.bytes()).map_err(concise)?;
             // A lease that does not parse counts as expired.
             if let Ok(held) = serde_json::from_slice::<LeaseBody>(&bytes) {
-                if held.expires > now_ms() {
+                if held.is_live() {
                     return Ok(Claim::Theirs {
                         owner: held.owner,
                         expires: UNIX_EPOCH + Duration::from_millis(held.expires),
@@ -881,7 +881,7 @@ impl Remote {
             // Expired: take it over, only if nobody else did since it was read.
             let update = self.block_on(self.store.put_opts(
                 &path,
-                PutPayload::from(self.lease_body()?),
+                PutPayload::from(self.lease_body()),
                 PutMode::Update(version).into(),
             ));
             match update {
@@ -898,11 +898,8 @@ impl Remote {
         bail!("could not claim {path}: it changed hands five times in a row")
     }
 
-    fn lease_body(&self) -> Result<Vec<u8>> {
-        Ok(serde_json::to_vec(&LeaseBody {
-            owner: self.owner.clone(),
-            expires: now_ms() + self.lease_ttl.as_millis() as u64,
-        })?)
+    fn lease_body(&self) -> Vec<u8> {
+        lease::body(&self.owner, self.lease_ttl)
     }
 }
 
@@ -925,9 +922,8 @@ impl Lease {
     fn start(remote: Arc<Remote>, path: ObjectPath) -> Lease {
         let (remote2, path2) = (Arc::clone(&remote), path.clone());
         let heartbeat = Heartbeat::start(remote.lease_ttl / 3, move || {
-            if let Ok(body) = remote2.lease_body() {
-                let _ = remote2.block_on(remote2.store.put(&path2, PutPayload::from(body)));
-            }
+            let body = PutPayload::from(remote2.lease_body());
+            let _ = remote2.block_on(remote2.store.put(&path2, body));
         });
         Lease {
             heartbeat: Some(heartbeat),

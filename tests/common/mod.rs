@@ -108,3 +108,38 @@ pub fn statuses(record: &serde_json::Value) -> Vec<(String, String)> {
 pub fn file_url_path(url: &str) -> std::path::PathBuf {
     url::Url::parse(url).unwrap().to_file_path().unwrap()
 }
+
+/// Whether `pid` still runs (a zombie awaiting its reaper does not count), given a
+/// few seconds to die.
+#[cfg(unix)]
+pub fn still_running(pid: i32) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(10) {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return false,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                return false
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    true
+}
+
+/// Sends `sig` (`INT`, `KILL`, …) to `child`.
+#[cfg(unix)]
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::runner::Executed;
+use super::runner::{Executed, Unusable};
 use super::slurm::Seen;
 use super::Shared;
 use crate::diag::Source;
@@ -142,8 +142,17 @@ pub(super) fn run_elsewhere(
     let log_dir = shared.store.logs_dir(&shared.run_id);
     std::fs::create_dir_all(&log_dir)?;
     let ended = match how {
-        Elsewhere::Process { device } => run_process(shared, stage, &job_file, *device)?,
-        Elsewhere::Slurm => run_slurm(shared, stage, &spec, &job_file, own_store)?,
+        Elsewhere::Process { device } => {
+            let log = log_dir.join(format!("{}.job.log", stage.name));
+            run_process(shared, stage, &job_file, *device, log)?
+        }
+        Elsewhere::Slurm => {
+            let log = match own_store {
+                Some(store) => JobLog::OnNode(store.to_string()),
+                None => JobLog::Here(log_dir.join(format!("{}.slurm.log", stage.name))),
+            };
+            run_slurm(shared, stage, &spec, &job_file, log)?
+        }
     };
     let result = match (&spec.remote_result, remote) {
         (Some(name), Some(remote)) => remote
@@ -158,7 +167,7 @@ pub(super) fn run_elsewhere(
             None => built_here(&shared.store, stage, key),
             Some(remote) => built_there(remote, stage, key),
         },
-        _ => bail!("{} without a result{}", ended.what, ended.log_tail),
+        _ => bail!("{} without a result{}", ended.what, ended.log.tail()),
     }
 }
 
@@ -169,7 +178,32 @@ struct Ended {
     what: String,
     /// Said after the job's own error message (its Slurm state and log).
     after_failure: String,
-    log_tail: String,
+    log: JobLog,
+}
+
+/// Where a job's log is, read only when an error quotes it.
+enum JobLog {
+    /// Here: the error quotes its end.
+    Here(PathBuf),
+    /// On the job's node: the error says where.
+    OnNode(String),
+}
+
+impl JobLog {
+    fn place(&self) -> String {
+        match self {
+            JobLog::Here(path) => format!("its log: {}", path.display()),
+            JobLog::OnNode(dir) => format!("its log is on its node, in {dir}/logs/"),
+        }
+    }
+
+    /// For an error: the end of the log, or where it is.
+    fn tail(&self) -> String {
+        match self {
+            JobLog::Here(path) => log_tail(path),
+            JobLog::OnNode(_) => format!("; {}", self.place()),
+        }
+    }
 }
 
 fn timed_out(stage: &PlannedStage, what: &str) -> anyhow::Error {
@@ -187,13 +221,10 @@ fn run_process(
     stage: &PlannedStage,
     job_file: &Path,
     device: Option<usize>,
+    log: PathBuf,
 ) -> Result<Ended> {
     let deadline = stage.execution.timeout.map(|t| Instant::now() + t);
     let program = std::env::current_exe().context("cannot find the soma-flow program")?;
-    let log = shared
-        .store
-        .logs_dir(&shared.run_id)
-        .join(format!("{}.job.log", stage.name));
     let mut cmd = Command::new(&program);
     cmd.arg("stage-job")
         .arg(job_file)
@@ -218,7 +249,7 @@ fn run_process(
         ok: status.success(),
         what: format!("its process ended ({status})"),
         after_failure: String::new(),
-        log_tail: log_tail(&log),
+        log: JobLog::Here(log),
     })
 }
 
@@ -229,7 +260,7 @@ fn run_slurm(
     stage: &PlannedStage,
     spec: &JobSpec,
     job_file: &Path,
-    own_store: Option<&str>,
+    log: JobLog,
 ) -> Result<Ended> {
     let program = std::env::current_exe().context("cannot find the soma-flow program")?;
     let program = shell_quote(&program.to_string_lossy());
@@ -239,35 +270,31 @@ fn run_slurm(
         stage.name,
         spec.pipeline.display()
     );
-    let (body, log) = match own_store {
+    let body = match &log {
         // The node's own store; the job file comes with the script, on one line.
-        Some(store) => (
-            format!(
-                "store=\"{store}\"\nmkdir -p \"$store/logs\"\n\
-                 exec >\"$store/logs/{stage}-$SLURM_JOB_ID.log\" 2>&1\n\
-                 exec {program} stage-job --store \"$store\" - <<'SOMA_FLOW_JOB'\n{}\nSOMA_FLOW_JOB\n",
-                serde_json::to_string(spec)?,
-                stage = stage.name,
-            ),
-            PathBuf::from("/dev/null"),
+        JobLog::OnNode(store) => format!(
+            "store=\"{store}\"\nmkdir -p \"$store/logs\"\n\
+             exec >\"$store/logs/{stage}-$SLURM_JOB_ID.log\" 2>&1\n\
+             exec {program} stage-job --store \"$store\" - <<'SOMA_FLOW_JOB'\n{}\nSOMA_FLOW_JOB\n",
+            serde_json::to_string(spec)?,
+            stage = stage.name,
         ),
-        None => (
-            format!(
-                "exec {program} stage-job {}\n",
-                shell_quote(&job_file.to_string_lossy())
-            ),
-            shared
-                .store
-                .logs_dir(&shared.run_id)
-                .join(format!("{}.slurm.log", stage.name)),
+        JobLog::Here(_) => format!(
+            "exec {program} stage-job {}\n",
+            shell_quote(&job_file.to_string_lossy())
         ),
+    };
+    // A job on its node writes its log there (the script redirects it).
+    let output = match &log {
+        JobLog::OnNode(_) => Path::new("/dev/null"),
+        JobLog::Here(path) => path.as_path(),
     };
     std::fs::write(&script, header + &body)?;
     let id = shared.slurm.submit(
         &stage.name,
         &stage.execution.slurm,
         &script,
-        &log,
+        output,
         shared.remote.is_some(),
     )?;
     let report = |msg: &str| shared.progress.message(&stage.name, msg);
@@ -290,55 +317,31 @@ fn run_slurm(
         // Gone before it was seen ending: its result says how it went.
         _ => (true, "left the queue".into()),
     };
-    let where_log = match own_store {
-        Some(store) => format!("its log is on its node, in {store}/logs/"),
-        None => format!("its log: {}", log.display()),
-    };
     Ok(Ended {
         ok,
         what: format!("Slurm job {id} {ended}"),
-        after_failure: format!("\n(Slurm job {id} {ended}; {where_log})"),
-        log_tail: match own_store {
-            Some(_) => format!("; {where_log}"),
-            None => log_tail(&log),
-        },
+        after_failure: format!("\n(Slurm job {id} {ended}; {})", log.place()),
+        log,
     })
 }
 
 /// The entry a job stored for `key` in this store, with every output present.
 fn built_here(store: &Store, stage: &PlannedStage, key: &str) -> Result<Executed> {
-    let entry = store
-        .cache_get(key)
-        .map_err(|why| anyhow!("the job's result cannot be read back: {why}"))?
-        .ok_or_else(|| anyhow!("the job said it built the stage, but stored no result"))?;
-    super::runner::entry_fits(&entry, stage)
-        .map_err(|why| anyhow!("the job stored a result that does not fit: {why}"))?;
-    for (name, a) in &entry.outputs {
-        if !matches!(store.check(a)?, store::Check::Ok) {
-            bail!(
-                "the job's output `{name}` ({}) is missing or corrupt in the store",
-                a.hash.short()
-            );
-        }
+    match super::runner::intact_entry(store, stage, key) {
+        Ok(Some(entry)) => Ok(Executed::Built(entry, None)),
+        Ok(None) => bail!("the job said it built the stage, but stored no result"),
+        Err(Unusable::Entry(why)) => bail!("the job's result cannot be used: {why}"),
+        Err(Unusable::Output(what)) => bail!("the job's output {what}"),
     }
-    Ok(Executed::Built(entry, None))
 }
 
 /// The entry a job with a store of its own put in the remote store, with every output.
 fn built_there(remote: &Remote, stage: &PlannedStage, key: &str) -> Result<Executed> {
-    let entry = remote.entry(key)?.ok_or_else(|| {
-        anyhow!("the job said it built the stage, but the remote store has no entry for it")
-    })?;
-    super::runner::entry_fits(&entry, stage)
-        .map_err(|why| anyhow!("the job put a result that does not fit: {why}"))?;
-    for (name, a) in &entry.outputs {
-        if !remote.has(a)? {
-            bail!(
-                "the job's output `{name}` ({}) is missing from the remote store",
-                a.hash.short()
-            );
-        }
-    }
+    let entry = super::runner::remote_entry(remote, stage, key)
+        .context("the job's result in the remote store")?
+        .ok_or_else(|| {
+            anyhow!("the job said it built the stage, but the remote store has no entry for it")
+        })?;
     Ok(Executed::BuiltElsewhere(entry))
 }
 

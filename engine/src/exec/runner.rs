@@ -89,37 +89,21 @@ fn lookup(
     key: &str,
     warn: &dyn Fn(&str),
 ) -> Option<CacheEntry> {
-    let entry = match store.cache_get(key) {
+    let entry = match intact_entry(store, stage, key) {
         Ok(Some(entry)) => entry,
         Ok(None) => {
             tracing::debug!(%key, "cache miss");
             return None;
         }
-        Err(why) => {
-            warn(&format!("ignoring its cached result: {why}; running again"));
+        Err(unusable) => {
+            warn(&match unusable {
+                Unusable::Entry(why) => format!("ignoring its cached result: {why}; running again"),
+                Unusable::Output(what) => format!("cached output {what}; rebuilding"),
+            });
             store.cache_remove(key);
             return None;
         }
     };
-    if let Err(why) = entry_fits(&entry, stage) {
-        warn(&format!("ignoring its cached result: {why}; running again"));
-        store.cache_remove(key);
-        return None;
-    }
-    for (name, a) in &entry.outputs {
-        let problem = match store.check(a) {
-            Ok(Check::Ok) => continue,
-            Ok(Check::Missing) => "is missing from the store",
-            Ok(Check::Corrupt) => "was corrupt (did not match its hash) and has been discarded",
-            Err(_) => "could not be read",
-        };
-        warn(&format!(
-            "cached output `{name}` ({}) {problem}; rebuilding",
-            a.hash.short()
-        ));
-        store.cache_remove(key);
-        return None;
-    }
     if let Err(why) = still_holds(store, stage, &entry, None) {
         warn(&format!(
             "cached result no longer holds ({why:#}); running again"
@@ -129,6 +113,40 @@ fn lookup(
     }
     tracing::debug!(%key, "cache hit");
     Some(entry)
+}
+
+/// Why a stored entry cannot be used.
+pub(super) enum Unusable {
+    /// The entry itself: unreadable, unsealed, or another stage's.
+    Entry(String),
+    /// One of its outputs: "`name` (hash) is missing from the store", ….
+    Output(String),
+}
+
+/// The entry `store` holds for `key` (`None`: none), if it was made by the stage's
+/// kind, names exactly its outputs, and every one of them is present and intact.
+pub(super) fn intact_entry(
+    store: &Store,
+    stage: &PlannedStage,
+    key: &str,
+) -> Result<Option<CacheEntry>, Unusable> {
+    let Some(entry) = store.cache_get(key).map_err(Unusable::Entry)? else {
+        return Ok(None);
+    };
+    entry_fits(&entry, stage).map_err(Unusable::Entry)?;
+    for (name, a) in &entry.outputs {
+        let problem = match store.check(a) {
+            Ok(Check::Ok) => continue,
+            Ok(Check::Missing) => "is missing from the store",
+            Ok(Check::Corrupt) => "was corrupt (did not match its hash) and has been discarded",
+            Err(_) => "could not be read",
+        };
+        return Err(Unusable::Output(format!(
+            "`{name}` ({}) {problem}",
+            a.hash.short()
+        )));
+    }
+    Ok(Some(entry))
 }
 
 /// Whether the stage's kind still vouches for an entry's outputs (`revalidate`),
@@ -152,7 +170,7 @@ fn still_holds(
 }
 
 /// Whether a (sealed) entry was made by this stage's kind and names exactly its outputs.
-pub(super) fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(), String> {
+fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(), String> {
     if entry.kind != stage.kind.name() {
         return Err(format!(
             "its cache entry was made by kind `{}`, not `{}`",
@@ -178,19 +196,9 @@ pub(super) fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(),
 fn remote_lookup(shared: &Shared, stage: &PlannedStage, key: &str) -> Option<CacheEntry> {
     let remote = shared.remote.as_ref()?;
     let found = || -> Result<Option<CacheEntry>> {
-        let Some(entry) = remote.entry(key)? else {
+        let Some(entry) = remote_entry(remote, stage, key)? else {
             return Ok(None);
         };
-        entry_fits(&entry, stage).map_err(anyhow::Error::msg)?;
-        for (name, a) in &entry.outputs {
-            if !remote.has(a)? {
-                remote.remove_entry(key)?;
-                bail!(
-                    "its output `{name}` ({}) is missing there, so the entry was removed",
-                    a.hash.short()
-                );
-            }
-        }
         let fetch = |name: &str| -> Result<()> {
             let a = &entry.outputs[name];
             download(shared, stage, remote, &format!("output `{name}`"), a)
@@ -209,6 +217,30 @@ fn remote_lookup(shared: &Shared, stage: &PlannedStage, key: &str) -> Option<Cac
             None
         }
     }
+}
+
+/// The remote's entry for `key` (`None`: none), if it fits the stage and the remote
+/// holds every object it names. An entry whose objects are gone is removed there, so
+/// that it stops misleading others.
+pub(super) fn remote_entry(
+    remote: &Remote,
+    stage: &PlannedStage,
+    key: &str,
+) -> Result<Option<CacheEntry>> {
+    let Some(entry) = remote.entry(key)? else {
+        return Ok(None);
+    };
+    entry_fits(&entry, stage).map_err(anyhow::Error::msg)?;
+    for (name, a) in &entry.outputs {
+        if !remote.has(a)? {
+            remote.remove_entry(key)?;
+            bail!(
+                "its output `{name}` ({}) is missing there, so the entry was removed",
+                a.hash.short()
+            );
+        }
+    }
+    Ok(Some(entry))
 }
 
 enum Claimed {

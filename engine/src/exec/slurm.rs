@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -203,7 +203,7 @@ pub(super) struct Slurm {
     poll: Duration,
     jobs: Mutex<BTreeMap<String, Seen>>,
     changed: Condvar,
-    poller: Mutex<bool>,
+    poller: Once,
 }
 
 impl Slurm {
@@ -215,7 +215,7 @@ impl Slurm {
             poll,
             jobs: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
-            poller: Mutex::new(false),
+            poller: Once::new(),
         }))
     }
 
@@ -272,18 +272,15 @@ impl Slurm {
     }
 
     fn start_poller(self: &Arc<Self>) {
-        let mut started = self.poller.lock().unwrap_or_else(|e| e.into_inner());
-        if *started {
-            return;
-        }
-        *started = true;
-        // The thread holds a weak reference: it ends with the run.
-        let weak = Arc::downgrade(self);
-        let poll = self.poll;
-        std::thread::spawn(move || loop {
-            std::thread::sleep(poll);
-            let Some(slurm) = weak.upgrade() else { return };
-            slurm.poll_once();
+        self.poller.call_once(|| {
+            // The thread holds a weak reference: it ends with the run.
+            let weak = Arc::downgrade(self);
+            let poll = self.poll;
+            std::thread::spawn(move || loop {
+                std::thread::sleep(poll);
+                let Some(slurm) = weak.upgrade() else { return };
+                slurm.poll_once();
+            });
         });
     }
 
@@ -348,10 +345,8 @@ impl Slurm {
             if seen.is_final() {
                 return Some(seen);
             }
-            if deadline.is_none()
-                && !matches!(&seen, Seen::Queued { state } if state == "PENDING")
-                && seen != Seen::Submitted
-            {
+            // Running (or suspended, completing): past the queue.
+            if deadline.is_none() && matches!(&seen, Seen::Queued { state } if state != "PENDING") {
                 deadline = timeout.map(|t| Instant::now() + t);
             }
             let wait = match deadline {

@@ -352,13 +352,7 @@ impl Store {
     }
 
     fn lock_file(&self, name: &str) -> Result<File> {
-        let path = self.root.join("locks").join(format!("{name}.lock"));
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open lock {}", path.display()))
+        lock_file(&self.root, name)
     }
 
     fn lease_path(&self, name: &str) -> PathBuf {
@@ -581,6 +575,17 @@ fn disk_size(path: &Path) -> u64 {
     }
 }
 
+/// The lock file `locks/<name>.lock` of the store at `root`, opened for `flock`.
+fn lock_file(root: &Path, name: &str) -> Result<File> {
+    let path = root.join("locks").join(format!("{name}.lock"));
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open lock {}", path.display()))
+}
+
 impl Locking {
     /// `SOMA_FLOW_LOCKS` (`flock` or `lease`), else `flock` if the store's filesystem
     /// supports it (tried on `locks/probe.lock`), else lease files, with a warning.
@@ -594,14 +599,7 @@ impl Locking {
             Ok("") | Err(_) => {}
             Ok(other) => anyhow::bail!("SOMA_FLOW_LOCKS={other:?}: expected `flock` or `lease`"),
         }
-        let probe = root.join("locks").join("probe.lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&probe)
-            .with_context(|| format!("cannot open lock {}", probe.display()))?;
-        match f.try_lock() {
+        match lock_file(root, "probe")?.try_lock() {
             Ok(()) | Err(fs::TryLockError::WouldBlock) => Ok(Locking::Flock),
             Err(fs::TryLockError::Error(e)) => {
                 static TOLD: std::sync::Once = std::sync::Once::new();
