@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One training step on the CPU (forward + backward, batch 2 x 1024, CE + 0.02 SIGReg),
-# v1-tiny and v1-small: soma-flow (Burn ndarray, the `train_step` bench) and
-# soma-models 0.1.7 (Flax/JAX, jit; tests/reference/bench_flax.py), one after the
-# other on this machine. Run it on an idle machine.
+# Training on the CPU, batch 2 x 1024, v1-tiny and v1-small, one after the other on this
+# machine (run it on an idle one): soma-flow (Burn ndarray) one step, forward +
+# backward, CE + 0.02 SIGReg (the `train_step` bench), then the `train` and `distill`
+# kinds' tokens/s (`train_tokens`); then soma-models 0.1.7 (Flax/JAX, jit;
+# tests/reference/bench_flax.py): the same step, and a distillation step.
 #
 #   PYTHON=/path/to/python benches/train_vs_jax.sh
 #
@@ -17,4 +18,5 @@ if ! "$PYTHON" -c "import jax, flax, soma_models" 2>/dev/null; then
     exit 1
 fi
 cargo bench --locked -p soma-flow-stages --bench train_step
+cargo bench --locked -p soma-flow-stages --bench train_tokens
 "$PYTHON" tests/reference/bench_flax.py

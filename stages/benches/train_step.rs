@@ -6,10 +6,11 @@
 use std::time::Instant;
 
 use burn::backend::{Autodiff, NdArray};
+use soma_flow_stages::backend::Pass;
 use soma_flow_stages::contract::{Batches, SEQ_LEN};
 use soma_flow_stages::loss::{objective, BatchTensors};
 use soma_flow_stages::model::{Preset, SomaModel};
-use soma_flow_stages::sigreg::{chain_noise, Pass};
+use soma_flow_stages::sigreg::chain_noise;
 
 /// As `soma-flow` allocates (see its `main.rs`).
 #[global_allocator]
@@ -21,6 +22,7 @@ const BATCH: usize = 2;
 const STEPS: usize = 3;
 
 fn main() {
+    soma_flow_stages::backend::keep_freed_pages();
     let device = Default::default();
     let data: Vec<u8> = (0..BATCH * SEQ_LEN).map(|i| (i * 31 % 251) as u8).collect();
     let batch = Batches::new(&data, SEQ_LEN, BATCH)

@@ -1,17 +1,18 @@
-//! Training throughput (tokens/s) of the `train` stage kind on the CPU
-//! backend: batch 2 x 1024, no accumulation, for v1-tiny and v1-small. The
-//! kind runs as the engine runs it, so the loop is the one compiled into the
-//! stages library.
+//! Training throughput (tokens/s) of the `train` and `distill` stage kinds on the
+//! CPU backend: batch 2 x 1024, no accumulation, for v1-tiny and v1-small. `distill`
+//! learns from two teachers, as the main job's does (the model `train` just wrote,
+//! twice). The kinds run as the engine runs them, so the loops are the ones compiled
+//! into the stages library.
 //!
 //! cargo bench -p soma-flow-stages --bench train_tokens
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::json;
 use soma_flow_engine::{RunContext, StageKind};
-use soma_flow_stages::kinds::train::{TrainKind, TrainWith};
+use soma_flow_stages::kinds::distill::DistillKind;
+use soma_flow_stages::kinds::train::TrainKind;
 
 /// As `soma-flow` allocates (see its `main.rs`).
 #[global_allocator]
@@ -20,54 +21,79 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const STEPS: usize = 4;
 
 fn main() {
+    soma_flow_stages::backend::keep_freed_pages();
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     for preset in ["v1-tiny", "v1-small"] {
-        // Kept after the run so the model, metrics and curve can be looked at.
+        // Kept after the run so the models, metrics and curves can be looked at.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../target/train_tokens")
             .join(preset);
         let _ = std::fs::remove_dir_all(&dir);
-        let outputs = dir.join("outputs");
-        std::fs::create_dir_all(&outputs).expect("output directory");
-        let with: TrainWith = serde_json::from_value(json!({
+        let with = json!({
             "arch": preset,
             "steps": STEPS,
             "batch": 2,
             "accum": 1,
             "checkpoint_every": 0,
-        }))
-        .expect("valid settings");
-        let inputs = BTreeMap::from([("data".to_string(), vec![sources.clone()])]);
-        let refs = BTreeMap::from([("data".to_string(), vec!["repo.sources".to_string()])]);
-        let notes = Mutex::new(Vec::new());
-        let at = |name: &str| -> PathBuf { dir.join(name) };
-        let ctx = RunContext {
-            stage: "bench",
-            workdir: &dir,
-            inputs: &inputs,
-            input_refs: &refs,
-            outputs_dir: &outputs,
-            scratch: &at("scratch"),
-            store: &at("store"),
-            pipeline_dir: &dir,
-            backend: "ndarray",
-            log: &at("log"),
-            progress: &|_| {},
-            notes: &notes,
-        };
-        TrainKind.run(&with, &ctx).expect("training runs");
-        let rates: Vec<f64> = std::fs::read_to_string(outputs.join("metrics"))
-            .expect("metrics")
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|m| m["tokens_per_s"].as_f64())
-            .skip(1) // warm-up
-            .collect();
-        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
-        let best = rates.iter().cloned().fold(0.0, f64::max);
-        println!(
-            "{preset}: train step (Adam, batch 2x1024), ndarray CPU: mean {mean:.0} tokens/s, best {best:.0} tokens/s over {} steps",
-            rates.len()
-        );
+        });
+        let data = ("data", vec![sources.clone()]);
+        let trained = run(TrainKind, &with, &dir.join("train"), [data.clone()]);
+        let teachers = ("teachers", vec![trained.clone(), trained]);
+        run(DistillKind, &with, &dir.join("distill"), [data, teachers]);
     }
+}
+
+/// Runs `kind` in `dir`, prints its tokens/s, and returns its model.
+fn run<K: StageKind, const N: usize>(
+    kind: K,
+    with: &serde_json::Value,
+    dir: &Path,
+    inputs: [(&str, Vec<PathBuf>); N],
+) -> PathBuf {
+    let outputs = dir.join("outputs");
+    std::fs::create_dir_all(&outputs).expect("output directory");
+    let with: K::With = serde_json::from_value(with.clone()).expect("valid settings");
+    let refs = inputs
+        .iter()
+        .map(|(name, paths)| (name.to_string(), vec![format!("bench.{name}"); paths.len()]))
+        .collect();
+    let inputs = inputs
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), p))
+        .collect();
+    let notes = Mutex::new(Vec::new());
+    let at = |name: &str| -> PathBuf { dir.join(name) };
+    let ctx = RunContext {
+        stage: "bench",
+        workdir: dir,
+        inputs: &inputs,
+        input_refs: &refs,
+        outputs_dir: &outputs,
+        scratch: &at("scratch"),
+        store: &at("store"),
+        pipeline_dir: dir,
+        backend: "ndarray",
+        log: &at("log"),
+        progress: &|_| {},
+        notes: &notes,
+    };
+    kind.run(&with, &ctx).expect("training runs");
+    let rates: Vec<f64> = std::fs::read_to_string(outputs.join("metrics"))
+        .expect("metrics")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|m| m["tokens_per_s"].as_f64())
+        .skip(1) // warm-up
+        .collect();
+    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    let best = rates.iter().cloned().fold(0.0, f64::max);
+    // `dir` is `<preset>/<kind>`.
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    println!(
+        "{} {}: step (Adam, batch 2x1024), ndarray CPU: mean {mean:.0} tokens/s, best {best:.0} tokens/s over {} steps",
+        dir.parent().and_then(name).unwrap_or_default(),
+        name(dir).unwrap_or_default(),
+        rates.len()
+    );
+    outputs.join("model")
 }

@@ -169,6 +169,30 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
     Ok(output)
 }
 
+/// How the costly parts of a model's step (SIGReg, attention) are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Tensor operations on the backend, exactly as the chain's scoring runs them.
+    /// Scores and embeddings use it.
+    Device,
+    /// Host kernels where they exist, for training on a CPU backend: SIGReg in one
+    /// fused pass in f64, value and gradient together (`sigreg::sigreg_on_host`), and
+    /// the causal attention head by head with its own backward
+    /// (`model::attention`, burn-ndarray only). The same values up to rounding.
+    Host,
+}
+
+impl Pass {
+    /// [`Pass::Host`] where `device` computes on the host CPU, else [`Pass::Device`].
+    pub fn for_training<B: burn::tensor::backend::Backend>(device: &B::Device) -> Pass {
+        if on_host::<B>(device) {
+            Pass::Host
+        } else {
+            Pass::Device
+        }
+    }
+}
+
 /// Whether `device` of backend `B` computes on the host CPU (burn-ndarray, or LibTorch
 /// on its CPU device), where work done on the host costs no transfer.
 pub fn on_host<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
@@ -206,8 +230,32 @@ pub const SETTING: BackendSetting = BackendSetting {
     check: |name| resolve(name).map(drop).map_err(|e| e.to_string()),
 };
 
+/// `mi_option_purge_delay` of mimalloc 3, the version libmimalloc-sys builds (its
+/// `include/mimalloc.h`; the crate names only some options): how long freed memory
+/// stays mapped before it is returned to the kernel, in ms; -1 is never. Its default
+/// is 1000.
+const MIMALLOC_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps the memory mimalloc frees mapped for reuse instead of returning it to the
+/// kernel. For programs whose global allocator is mimalloc, as `soma-flow`'s is: a
+/// CPU training step frees and allocates tensor buffers of tens of MB by the hundred,
+/// and with mimalloc's default each was unmapped and faulted in again, zeroed by the
+/// kernel: 50,000 page faults and 15-20% of the CPU time of a v1-small step. The
+/// process then keeps its peak memory until it exits.
+pub fn keep_freed_pages() {
+    // SAFETY: sets one integer option; mimalloc reads options at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_PURGE_DELAY, -1) }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_mimalloc_documents() {
+        // Read only: this test binary does not allocate with mimalloc, but links it.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(MIMALLOC_PURGE_DELAY) };
+        assert_eq!(delay, 1000, "mimalloc's purge delay defaults to 1000 ms");
+    }
     use super::*;
 
     #[test]

@@ -5,9 +5,10 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::backend::Pass;
 use crate::contract::{Batch, PAD_TOKEN};
 use crate::model::SomaModel;
-use crate::sigreg::{sigreg_by, Pass, COEFFICIENT};
+use crate::sigreg::{sigreg_by, COEFFICIENT};
 
 /// One contract batch on a device.
 #[derive(Debug, Clone)]
@@ -59,7 +60,7 @@ pub struct LossTerms<B: Backend> {
 }
 
 /// `CE + 0.02 · SIGReg` of `model` on one batch with projection `noise`
-/// (`[dim, 256]`), SIGReg computed as `pass` says (scores: `Pass::Device`, as the
+/// (`[dim, 256]`), SIGReg and attention computed as `pass` says (scores: `Pass::Device`, as the
 /// chain computes them). On an autodiff backend `total` is differentiable; pass
 /// fresh noise (`sigreg::chain_noise`, or the training step's seeded draw) each step.
 pub fn objective<B: Backend>(
@@ -68,7 +69,7 @@ pub fn objective<B: Backend>(
     noise: Tensor<B, 2>,
     pass: Pass,
 ) -> LossTerms<B> {
-    let rep = model.encode(batch.token_ids.clone(), batch.positions.clone());
+    let rep = model.encode_by(batch.token_ids.clone(), batch.positions.clone(), pass);
     let logits = model.predict(rep.clone());
     let cross_entropy = cross_entropy(logits, batch.targets.clone());
     let sigreg = sigreg_by(rep.clone(), noise, pass);

@@ -8,11 +8,12 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Pass;
 use crate::backend::{run_on, BackendChoice, BackendTask};
 use crate::contract::chain_batches;
 use crate::loss::{objective, BatchTensors};
 use crate::model::SomaModel;
-use crate::sigreg::{chain_noise, Pass};
+use crate::sigreg::chain_noise;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelScore {

@@ -5,6 +5,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::backend::Pass;
 use crate::noise::normal_array;
 
 /// Number of random projections.
@@ -42,27 +43,6 @@ fn quadrature() -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         })
         .collect::<Vec<f64>>();
     (t, phi, weights)
-}
-
-/// How SIGReg is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// Tensor operations on the backend, exactly as the chain's scoring runs them.
-    Device,
-    /// One fused pass on the host, in f64, giving the value and the gradient together
-    /// (see [`sigreg_on_host`]). For training on a CPU backend.
-    Host,
-}
-
-impl Pass {
-    /// [`Pass::Host`] where `device` computes on the host CPU, else [`Pass::Device`].
-    pub fn for_training<B: Backend>(device: &B::Device) -> Pass {
-        if crate::backend::on_host::<B>(device) {
-            Pass::Host
-        } else {
-            Pass::Device
-        }
-    }
 }
 
 /// [`sigreg`] computed as `pass` says.

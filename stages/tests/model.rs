@@ -5,12 +5,13 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+use soma_flow_stages::backend::Pass;
 use soma_flow_stages::contract::Batches;
 use soma_flow_stages::loss::{objective, BatchTensors};
 use soma_flow_stages::model::ArchConfig;
 use soma_flow_stages::model::{Preset, SomaModel};
 use soma_flow_stages::noise::normal_array;
-use soma_flow_stages::sigreg::{chain_noise, sigreg_by, Pass};
+use soma_flow_stages::sigreg::{chain_noise, sigreg_by};
 use soma_flow_stages::training::trainer::seeded;
 
 type A = Autodiff<NdArray<f32>>;

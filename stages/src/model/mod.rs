@@ -1,5 +1,6 @@
 //! The SOMA V1 model: configuration, canonical layout, Burn module and weights.
 
+pub mod attention;
 pub mod config;
 pub mod layout;
 pub mod transformer;

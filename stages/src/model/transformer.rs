@@ -6,22 +6,16 @@
 use anyhow::Result;
 use burn::module::{Ignored, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::distr::Uniform;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::attention::causal_attention;
 use super::config::ArchConfig;
 use super::layout::{canonical_layout, layer_prefix, ParamInit, ParamSpec};
-
-/// Score given to future positions before the softmax. The chain fills with -1e4;
-/// -inf gives the same probabilities bit for bit (after the row's maximum is
-/// subtracted, `exp` of either underflows to exactly 0, and a causal row always keeps
-/// its diagonal, so no row is wholly masked), and glibc's `expf` returns 0 for -inf
-/// at once but takes its slow underflow path for -1e4, half of all scores.
-const MASKED_SCORE: f32 = f32::NEG_INFINITY;
+use crate::backend::Pass;
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -174,16 +168,22 @@ impl<B: Backend> SomaModel<B> {
     }
 
     /// Final-layer representations `[batch, len, dim]` for token ids and their
-    /// explicit integer positions (both `[batch, len]`).
+    /// explicit integer positions (both `[batch, len]`), computed as the chain does.
     pub fn encode(&self, tokens: Tensor<B, 2, Int>, positions: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let config = self.config();
-        let [_, len] = tokens.dims();
-        let device = tokens.device();
-        let rope = Rope::new(positions, config);
-        let mask = causal_mask::<B>(len, &device);
+        self.encode_by(tokens, positions, Pass::Device)
+    }
+
+    /// [`Self::encode`] with the attention computed as `pass` says.
+    pub fn encode_by(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        pass: Pass,
+    ) -> Tensor<B, 3> {
+        let rope = Rope::new(positions, self.config());
         let mut x = self.embedding.forward(tokens);
         for layer in &self.encoder.layers {
-            x = layer.forward(x, &rope, &mask);
+            x = layer.forward(x, &rope, pass);
         }
         self.final_norm.forward(x)
     }
@@ -223,17 +223,13 @@ impl<B: Backend> ParamSource<B> for FreshInit<B> {
     }
 }
 
-/// `true` where a query must not see a key (strictly later positions).
-fn causal_mask<B: Backend>(len: usize, device: &B::Device) -> Tensor<B, 4, Bool> {
-    let future: Vec<bool> = (0..len * len).map(|i| i % len > i / len).collect();
-    Tensor::from_data(TensorData::new(future, [1, 1, len, len]), device)
-}
-
 /// Rotary angles for one batch, shared by every layer.
 struct Rope<B: Backend> {
-    /// `[batch, len, 1, head_dim / 2]`, broadcast over heads.
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
+    /// `[batch, len, 1, 1, head_dim / 2]`, broadcast over heads and halves.
+    cos: Tensor<B, 5>,
+    /// `[batch, len, 1, 2, head_dim / 2]`: `-sin` for the first half, `sin` for the
+    /// second.
+    signed_sin: Tensor<B, 5>,
 }
 
 impl<B: Backend> Rope<B> {
@@ -251,43 +247,35 @@ impl<B: Backend> Rope<B> {
         let positions: Tensor<B, 3> = positions.float().unsqueeze_dim(2);
         let angle = (positions / timescale)
             .div_scalar(config.rope_scale_factor)
-            .unsqueeze_dim::<4>(2);
+            .unsqueeze_dim::<4>(2)
+            .unsqueeze_dim::<5>(3);
+        let sin = angle.clone().sin();
         Self {
-            cos: angle.clone().cos(),
-            sin: angle.sin(),
+            cos: angle.cos(),
+            signed_sin: Tensor::cat(vec![sin.clone().neg(), sin], 3),
         }
     }
 
-    /// Rotates the first half of each head against the second half.
+    /// Rotates the first half of each head against the second half:
+    /// `(x1·cos − x2·sin, x2·cos + x1·sin)`, as `x·cos + swap(x)·signed_sin`, where
+    /// `swap` exchanges the halves (a view, not a copy). `a + b·(−s)` is `a − b·s`
+    /// exactly, so the values are the chain's bit for bit.
     fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut halves = x.chunk(2, 3).into_iter();
-        let (x1, x2) = (halves.next().unwrap(), halves.next().unwrap());
-        let first = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
-        let second = x2 * self.cos.clone() + x1 * self.sin.clone();
-        Tensor::cat(vec![first, second], 3)
+        let [batch, len, heads, head_dim] = x.dims();
+        let x = x.reshape([batch, len, heads, 2, head_dim / 2]);
+        let rotated = x.clone() * self.cos.clone() + x.flip([3]) * self.signed_sin.clone();
+        rotated.reshape([batch, len, heads, head_dim])
     }
 }
 
 impl<B: Backend> Attention<B> {
-    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: &Tensor<B, 4, Bool>) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, pass: Pass) -> Tensor<B, 3> {
         let [batch, len, dim] = x.dims();
-        let heads = self.num_heads;
-        let head_dim = dim / heads;
-        let split = |t: Tensor<B, 3>| t.reshape([batch, len, heads, head_dim]);
-        let q = rope
-            .apply(split(self.query.forward(x.clone())))
-            .swap_dims(1, 2);
-        let k = rope
-            .apply(split(self.key.forward(x.clone())))
-            .swap_dims(1, 2);
-        let v = split(self.value.forward(x)).swap_dims(1, 2);
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((head_dim as f64).sqrt());
-        let scores = scores.mask_fill(mask.clone().expand([batch, heads, len, len]), MASKED_SCORE);
-        let mixed = softmax(scores, 3).matmul(v);
-        self.output
-            .forward(mixed.swap_dims(1, 2).reshape([batch, len, dim]))
+        let split = |t: Tensor<B, 3>| t.reshape([batch, len, self.num_heads, dim / self.num_heads]);
+        let q = rope.apply(split(self.query.forward(x.clone())));
+        let k = rope.apply(split(self.key.forward(x.clone())));
+        let v = split(self.value.forward(x));
+        self.output.forward(causal_attention(q, k, v, pass))
     }
 }
 
@@ -311,10 +299,10 @@ impl<B: Backend> PositionWiseFeedForward<B> {
 
 impl<B: Backend> EncoderLayer<B> {
     /// Pre-norm residual block; dropout acts only on autodiff backends (training).
-    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: &Tensor<B, 4, Bool>) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, pass: Pass) -> Tensor<B, 3> {
         let branch = self
             .attention
-            .forward(self.norm_1.forward(x.clone()), rope, mask);
+            .forward(self.norm_1.forward(x.clone()), rope, pass);
         let x = x + self.dropout.forward(branch);
         let branch = self.pwff.forward(self.norm_2.forward(x.clone()));
         x + self.dropout.forward(branch)

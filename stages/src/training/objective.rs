@@ -6,9 +6,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
 use super::embedding::pool;
+use crate::backend::Pass;
 use crate::loss::{objective, BatchTensors};
 use crate::model::SomaModel;
-use crate::sigreg::Pass;
 
 /// The differentiable total and the named scalar parts reported in metrics.
 pub struct StepTerms<B: Backend> {
@@ -47,7 +47,8 @@ impl<B: AutodiffBackend> Objective<B> for TaskLoss {
 
 /// `α·task + (1−α)·MSE(student embedding, teacher embedding)`, plus
 /// `kl_weight · T² · KL(teacher ‖ student)` on temperature-softened logits.
-/// Teachers run without gradients on the inner backend; several teachers are
+/// Teachers run without gradients on the inner backend (attention on the host where
+/// training is, see [`Pass`]); several teachers are
 /// combined by their weights (embeddings and probabilities alike).
 pub struct Distillation<B: Backend> {
     pub teachers: Vec<SomaModel<B>>,
@@ -69,8 +70,9 @@ impl<B: Backend> Distillation<B> {
     ) -> (Tensor<B, 2>, Option<Tensor<B, 3>>) {
         let mut embedding: Option<Tensor<B, 2>> = None;
         let mut probs: Option<Tensor<B, 3>> = None;
+        let pass = Pass::for_training::<B>(&tokens.device());
         for (teacher, &w) in self.teachers.iter().zip(&self.weights) {
-            let rep = teacher.encode(tokens.clone(), positions.clone());
+            let rep = teacher.encode_by(tokens.clone(), positions.clone(), pass);
             let e = pool(rep.clone()).mul_scalar(w);
             embedding = Some(embedding.map_or(e.clone(), |acc| acc + e));
             if with_probs {
