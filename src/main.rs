@@ -9,7 +9,7 @@ mod cli;
 mod kinds;
 
 /// Freed tensor buffers are reused, not unmapped and faulted in again (see Cargo.toml
-/// and `keep_freed_pages`).
+/// and `prepare_process`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -68,7 +68,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    soma_flow_stages::backend::keep_freed_pages();
+    soma_flow_stages::backend::prepare_process();
     // Piping into `head` must end the process quietly, as for other Unix tools. SIGPIPE
     // stays ignored (Rust's default): network code writing to a connection the peer
     // reset must get an error, not die without a word. A closed stdout makes `println!`

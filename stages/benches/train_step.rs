@@ -1,11 +1,13 @@
 //! Forward + backward time of one training step (batch 2 x 1024, CE + 0.02 SIGReg)
-//! on the CPU backend, for v1-tiny and v1-small.
+//! on the CPU backend, for v1-tiny and v1-small; and one inference forward pass to the
+//! representation, as a `distill` teacher runs it.
 //!
 //! cargo bench -p soma-flow-stages --bench train_step
 
 use std::time::Instant;
 
 use burn::backend::{Autodiff, NdArray};
+use burn::module::AutodiffModule;
 use soma_flow_stages::backend::Pass;
 use soma_flow_stages::contract::{Batches, SEQ_LEN};
 use soma_flow_stages::loss::{objective, BatchTensors};
@@ -22,7 +24,7 @@ const BATCH: usize = 2;
 const STEPS: usize = 3;
 
 fn main() {
-    soma_flow_stages::backend::keep_freed_pages();
+    soma_flow_stages::backend::prepare_process();
     let device = Default::default();
     let data: Vec<u8> = (0..BATCH * SEQ_LEN).map(|i| (i * 31 % 251) as u8).collect();
     let batch = Batches::new(&data, SEQ_LEN, BATCH)
@@ -44,14 +46,33 @@ fn main() {
             drop(grads);
             start.elapsed().as_secs_f64()
         };
-        step(); // warm-up
-        let times: Vec<f64> = (0..STEPS).map(|_| step()).collect();
-        let mean = times.iter().sum::<f64>() / STEPS as f64;
-        let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-        println!(
-            "{preset}: forward+backward, batch {BATCH}x{SEQ_LEN}, ndarray CPU: mean {:.0} ms, best {:.0} ms over {STEPS} steps",
-            mean * 1e3,
-            best * 1e3
-        );
+        report(preset, "forward+backward", step);
+        let teacher = model.valid();
+        let tokens = tensors.token_ids.clone().inner();
+        let positions = tensors.positions.clone().inner();
+        let forward = || {
+            let start = Instant::now();
+            let rep = teacher.encode_by(
+                tokens.clone(),
+                positions.clone(),
+                Pass::for_training::<NdArray<f32>>(&device),
+            );
+            rep.into_data();
+            start.elapsed().as_secs_f64()
+        };
+        report(preset, "inference forward (a teacher's)", forward);
     }
+}
+
+/// Prints the mean and best of `STEPS` timings of `once` after a warm-up.
+fn report(preset: Preset, what: &str, once: impl Fn() -> f64) {
+    once();
+    let times: Vec<f64> = (0..STEPS).map(|_| once()).collect();
+    let mean = times.iter().sum::<f64>() / STEPS as f64;
+    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    println!(
+        "{preset}: {what}, batch {BATCH}x{SEQ_LEN}, ndarray CPU: mean {:.0} ms, best {:.0} ms over {STEPS} steps",
+        mean * 1e3,
+        best * 1e3
+    );
 }

@@ -4,7 +4,7 @@
 //! twice). The kinds run as the engine runs them, so the loops are the ones compiled
 //! into the stages library.
 //!
-//! cargo bench -p soma-flow-stages --bench train_tokens
+//! cargo bench -p soma-flow-stages --bench train_tokens [-- PRESET...]
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,9 +21,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const STEPS: usize = 4;
 
 fn main() {
-    soma_flow_stages::backend::keep_freed_pages();
+    soma_flow_stages::backend::prepare_process();
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // Presets named on the command line, or both (cargo passes `--bench` itself).
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for preset in ["v1-tiny", "v1-small"] {
+        if !named.is_empty() && !named.iter().any(|n| n == preset) {
+            continue;
+        }
         // Kept after the run so the models, metrics and curves can be looked at.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../target/train_tokens")

@@ -236,16 +236,32 @@ pub const SETTING: BackendSetting = BackendSetting {
 /// is 1000.
 const MIMALLOC_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Keeps the memory mimalloc frees mapped for reuse instead of returning it to the
-/// kernel. For programs whose global allocator is mimalloc, as `soma-flow`'s is: a
-/// CPU training step frees and allocates tensor buffers of tens of MB by the hundred,
-/// and with mimalloc's default each was unmapped and faulted in again, zeroed by the
-/// kernel: 50,000 page faults and 15-20% of the CPU time of a v1-small step. The
-/// process then keeps its peak memory until it exits.
-pub fn keep_freed_pages() {
+/// Sets up the process for CPU training; call it first thing in `main`, before any
+/// other thread starts.
+///
+/// - Keeps the memory mimalloc frees mapped for reuse instead of returning it to the
+///   kernel (for programs whose global allocator is mimalloc, as `soma-flow`'s is). A
+///   CPU training step frees and allocates tensor buffers of tens of MB by the
+///   hundred, and with mimalloc's default each was unmapped and faulted in again,
+///   zeroed by the kernel: 50,000 page faults and 15-20% of the CPU time of a
+///   v1-small step. The process then keeps its peak memory until it exits.
+/// - Gives matrixmultiply (burn-ndarray's matrix products) one thread per product,
+///   unless `MATMUL_NUM_THREADS` is set. Its products run inside rayon's tasks (the
+///   host kernels' blocks, Burn's batch rows), so its own threads (up to 4) only
+///   competed with rayon's for the same cores, spinning in `sched_yield` for 13% of a
+///   forward pass on 2 cores.
+pub fn prepare_process() {
     // SAFETY: sets one integer option; mimalloc reads options at any time.
     unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_PURGE_DELAY, -1) }
+    if std::env::var_os(MATMUL_THREADS).is_none() {
+        // Before any other thread runs (see above), and read by matrixmultiply once,
+        // at its first product.
+        std::env::set_var(MATMUL_THREADS, "1");
+    }
 }
+
+/// matrixmultiply's thread count (its `threading.rs`).
+const MATMUL_THREADS: &str = "MATMUL_NUM_THREADS";
 
 #[cfg(test)]
 mod tests {

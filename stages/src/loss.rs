@@ -70,7 +70,7 @@ pub fn objective<B: Backend>(
     pass: Pass,
 ) -> LossTerms<B> {
     let rep = model.encode_by(batch.token_ids.clone(), batch.positions.clone(), pass);
-    let logits = model.predict(rep.clone());
+    let logits = model.predict_by(rep.clone(), pass);
     let cross_entropy = cross_entropy(logits, batch.targets.clone());
     let sigreg = sigreg_by(rep.clone(), noise, pass);
     let total = cross_entropy.clone() + sigreg.clone().mul_scalar(COEFFICIENT);

@@ -36,14 +36,14 @@ pub fn causal_attention<B: Backend>(
 ) -> Tensor<B, 3> {
     #[cfg(feature = "ndarray")]
     if pass == Pass::Host {
-        use std::any::TypeId;
-        if TypeId::of::<B>() == TypeId::of::<host::Training>() {
-            let [q, k, v] = [q, k, v].map(host::same_type);
-            return host::same_type(host::attention(q, k, v));
+        use super::host::{is, same_type, Inner, Training};
+        if is::<B, Training>() {
+            let [q, k, v] = [q, k, v].map(same_type);
+            return same_type(host::attention(q, k, v));
         }
-        if TypeId::of::<B>() == TypeId::of::<host::Inner>() {
-            let [q, k, v] = [q, k, v].map(host::same_type);
-            return host::same_type(host::inference(q, k, v));
+        if is::<B, Inner>() {
+            let [q, k, v] = [q, k, v].map(same_type);
+            return same_type(host::inference(q, k, v));
         }
     }
     let _ = pass; // read by the host arm only
@@ -78,30 +78,17 @@ mod host {
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-    use burn::backend::NdArray;
     use burn::tensor::ops::FloatTensor;
-    use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+    use burn::tensor::{Tensor, TensorPrimitive};
     use ndarray::linalg::general_mat_mul;
     use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
     use rayon::prelude::*;
 
-    /// The CPU inference backend.
-    pub(super) type Inner = NdArray<f32>;
-    /// The CPU training backend; its attention is computed here.
-    pub(super) type Training = crate::backend::NdArrayBackend;
+    use crate::model::host::{from_host, to_host, Inner, Training};
 
     /// Rows of `q` per block: the causal half of each product is computed in blocks
     /// of this many rows, so about `BLOCK / len` of the work is above the diagonal.
     const BLOCK: usize = 64;
-
-    /// `value` as `U`, which the caller has checked is its own type.
-    pub(super) fn same_type<T: 'static, U: 'static>(value: T) -> U {
-        let mut slot = Some(value);
-        (&mut slot as &mut dyn std::any::Any)
-            .downcast_mut::<Option<U>>()
-            .and_then(Option::take)
-            .expect("the caller checked that the types are the same")
-    }
 
     #[derive(Debug, Clone, Copy)]
     struct Dims {
@@ -169,19 +156,6 @@ mod host {
 
     #[derive(Debug)]
     struct CausalAttentionBackward;
-
-    fn to_host(tensor: FloatTensor<Inner>) -> Vec<f32> {
-        Tensor::<Inner, 1>::from_primitive(TensorPrimitive::Float(tensor))
-            .into_data()
-            .into_vec::<f32>()
-            .expect("the CPU backend computes in f32")
-    }
-
-    fn from_host<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Inner> {
-        Tensor::<Inner, D>::from_data(TensorData::new(values, shape), &Default::default())
-            .into_primitive()
-            .tensor()
-    }
 
     fn dims_of<B: burn::tensor::backend::Backend>(q: &Tensor<B, 4>) -> Dims {
         let [batch, len, heads, head_dim] = q.dims();
@@ -399,7 +373,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    type Training = host::Training;
+    use crate::model::host::{Inner, Training};
 
     /// Values in [-2, 2) from `rng`: the backends' own generator is shared by tests
     /// running at the same time.
@@ -455,7 +429,6 @@ mod tests {
 
     #[test]
     fn host_attention_without_gradients_matches_the_unfused() {
-        type Inner = host::Inner;
         let rng = &mut StdRng::seed_from_u64(7);
         let [q, k, v] = [(); 3].map(|_| random::<Inner, 4>(rng, [2, 150, 3, 8]));
         let output = |pass| {

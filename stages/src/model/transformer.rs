@@ -14,7 +14,9 @@ use rand::{Rng, SeedableRng};
 
 use super::attention::causal_attention;
 use super::config::ArchConfig;
+use super::gelu::gelu;
 use super::layout::{canonical_layout, layer_prefix, ParamInit, ParamSpec};
+use super::linear::linear;
 use crate::backend::Pass;
 
 #[derive(Module, Debug)]
@@ -173,7 +175,8 @@ impl<B: Backend> SomaModel<B> {
         self.encode_by(tokens, positions, Pass::Device)
     }
 
-    /// [`Self::encode`] with the attention computed as `pass` says.
+    /// [`Self::encode`] with the attention, linear layers and GELU computed as `pass`
+    /// says.
     pub fn encode_by(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -188,9 +191,15 @@ impl<B: Backend> SomaModel<B> {
         self.final_norm.forward(x)
     }
 
-    /// Next-token logits `[batch, len, vocab]` from representations.
+    /// Next-token logits `[batch, len, vocab]` from representations, computed as the
+    /// chain does.
     pub fn predict(&self, rep: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.predictor.forward(rep)
+        self.predict_by(rep, Pass::Device)
+    }
+
+    /// [`Self::predict`] with the product computed as `pass` says.
+    pub fn predict_by(&self, rep: Tensor<B, 3>, pass: Pass) -> Tensor<B, 3> {
+        linear(&self.predictor, rep, pass)
     }
 }
 
@@ -272,28 +281,17 @@ impl<B: Backend> Attention<B> {
     fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, pass: Pass) -> Tensor<B, 3> {
         let [batch, len, dim] = x.dims();
         let split = |t: Tensor<B, 3>| t.reshape([batch, len, self.num_heads, dim / self.num_heads]);
-        let q = rope.apply(split(self.query.forward(x.clone())));
-        let k = rope.apply(split(self.key.forward(x.clone())));
-        let v = split(self.value.forward(x));
-        self.output.forward(causal_attention(q, k, v, pass))
+        let q = rope.apply(split(linear(&self.query, x.clone(), pass)));
+        let k = rope.apply(split(linear(&self.key, x.clone(), pass)));
+        let v = split(linear(&self.value, x, pass));
+        linear(&self.output, causal_attention(q, k, v, pass), pass)
     }
 }
 
-/// GELU in its exact erf form, written out so that autodiff differentiates the
-/// erf itself (Burn's fused gelu has a tanh-approximation backward).
-fn gelu_exact<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    x.clone()
-        .div_scalar(std::f64::consts::SQRT_2)
-        .erf()
-        .add_scalar(1.0)
-        .mul(x)
-        .div_scalar(2.0)
-}
-
 impl<B: Backend> PositionWiseFeedForward<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.linear_outer
-            .forward(gelu_exact(self.linear_inner.forward(x)))
+    fn forward(&self, x: Tensor<B, 3>, pass: Pass) -> Tensor<B, 3> {
+        let hidden = gelu(linear(&self.linear_inner, x, pass), pass);
+        linear(&self.linear_outer, hidden, pass)
     }
 }
 
@@ -304,7 +302,7 @@ impl<B: Backend> EncoderLayer<B> {
             .attention
             .forward(self.norm_1.forward(x.clone()), rope, pass);
         let x = x + self.dropout.forward(branch);
-        let branch = self.pwff.forward(self.norm_2.forward(x.clone()));
+        let branch = self.pwff.forward(self.norm_2.forward(x.clone()), pass);
         x + self.dropout.forward(branch)
     }
 }

@@ -76,7 +76,7 @@ impl<B: Backend> Distillation<B> {
             let e = pool(rep.clone()).mul_scalar(w);
             embedding = Some(embedding.map_or(e.clone(), |acc| acc + e));
             if with_probs {
-                let logits = teacher.predict(rep).div_scalar(self.temperature);
+                let logits = teacher.predict_by(rep, pass).div_scalar(self.temperature);
                 let p = softmax(logits, 2).mul_scalar(w);
                 probs = Some(probs.map_or(p.clone(), |acc| acc + p));
             }
@@ -112,7 +112,8 @@ impl<B: AutodiffBackend> Objective<B> for Distillation<B::InnerBackend> {
         ];
         if let Some(p) = teacher_probs {
             let p = Tensor::<B, 3>::from_inner(p);
-            let log_q = log_softmax(model.predict(task.rep).div_scalar(self.temperature), 2);
+            let logits = model.predict_by(task.rep, pass);
+            let log_q = log_softmax(logits.div_scalar(self.temperature), 2);
             let kl = (p.clone() * (p.clamp_min(1e-12).log() - log_q))
                 .sum_dim(2)
                 .mean()

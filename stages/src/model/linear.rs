@@ -1,0 +1,296 @@
+//! Linear layers, `x·W + b` over the last axis.
+//!
+//! Two implementations compute them, chosen by [`Pass`]:
+//! - Burn's `Linear::forward` ([`Pass::Device`], and every backend without a host
+//!   kernel), as the chain's runtime runs it: one matrix product per batch row
+//!   (`[len, in]·[in, out]`), so a batch of 2 keeps 2 tasks busy, each then split by
+//!   matrixmultiply's own threads on top of rayon's.
+//! - `host` ([`Pass::Host`] on burn-ndarray: CPU training and its teachers): every
+//!   position's row as one `[batch·len, in]` matrix, cut into blocks of rows that rayon
+//!   spreads over all cores, each block one single-threaded product and its bias, and a
+//!   backward of its own on the autodiff backend (`dx = dy·Wᵀ` by blocks of rows,
+//!   `dW = xᵀ·dy` by blocks of `W`'s rows, `db` the column sums of `dy`). No output
+//!   element is split over tasks, so the result does not depend on the number of
+//!   threads, and the forward gives Burn's values bit for bit. Tests check the value
+//!   and the three gradients against Burn's.
+
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::backend::Pass;
+
+/// `layer` applied to `x` (`[.., in]` → `[.., out]`), computed as `pass` says.
+pub fn linear<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+    pass: Pass,
+) -> Tensor<B, D> {
+    #[cfg(feature = "ndarray")]
+    if let (Pass::Host, Some(bias)) = (pass, &layer.bias) {
+        use super::host::{is, same_type, Inner, Training};
+        let weight = layer.weight.val();
+        if is::<B, Training>() {
+            let x = same_type(x);
+            return same_type(host::tracked::<D>(
+                x,
+                same_type(weight),
+                same_type(bias.val()),
+            ));
+        }
+        if is::<B, Inner>() {
+            let x = same_type(x);
+            return same_type(host::inference::<D>(
+                x,
+                same_type(weight),
+                same_type(bias.val()),
+            ));
+        }
+    }
+    let _ = pass; // read by the host arm only
+    layer.forward(x)
+}
+
+#[cfg(feature = "ndarray")]
+mod host {
+    use std::sync::Arc;
+
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::tensor::ops::FloatTensor;
+    use burn::tensor::{Tensor, TensorPrimitive};
+    use ndarray::linalg::general_mat_mul;
+    use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
+    use rayon::prelude::*;
+
+    use crate::model::host::{from_host, to_host, Inner, Training};
+
+    /// `a·b` (`[m, k]·[k, n]`) into a new row-major buffer, plus `bias` (`[n]`) on
+    /// every row when given: blocks of `a`'s rows on rayon, each one single-threaded
+    /// product, about two blocks per thread.
+    fn product(a: ArrayView2<f32>, b: ArrayView2<f32>, bias: Option<&[f32]>) -> Vec<f32> {
+        let (m, n) = (a.nrows(), b.ncols());
+        let rows = m.div_ceil(2 * rayon::current_num_threads()).clamp(32, 512);
+        let mut out = vec![0.0f32; m * n];
+        out.par_chunks_mut(rows * n)
+            .enumerate()
+            .for_each(|(block, chunk)| {
+                let r0 = block * rows;
+                let mut c = ArrayViewMut2::from_shape((chunk.len() / n, n), chunk)
+                    .expect("a block of whole rows");
+                let a = a.slice(s![r0..r0 + c.nrows(), ..]);
+                general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+                if let Some(bias) = bias {
+                    for mut row in c.rows_mut() {
+                        row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+                    }
+                }
+            });
+        out
+    }
+
+    /// `rows × cols` view of a row-major buffer.
+    fn matrix(values: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((rows, cols), values).expect("buffer of the tensor's shape")
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    struct Dims<const D: usize> {
+        /// `x`'s shape; its last axis is `input`.
+        shape: [usize; D],
+        output: usize,
+    }
+
+    impl<const D: usize> Dims<D> {
+        fn of(x: [usize; D], weight: [usize; 2]) -> Self {
+            assert_eq!(x[D - 1], weight[0], "linear input width");
+            Dims {
+                shape: x,
+                output: weight[1],
+            }
+        }
+
+        fn input(&self) -> usize {
+            self.shape[D - 1]
+        }
+
+        fn rows(&self) -> usize {
+            self.shape[..D - 1].iter().product()
+        }
+
+        fn output_shape(&self) -> [usize; D] {
+            let mut shape = self.shape;
+            shape[D - 1] = self.output;
+            shape
+        }
+    }
+
+    fn forward<const D: usize>(
+        dims: &Dims<D>,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+    ) -> FloatTensor<Inner> {
+        let x = matrix(x, dims.rows(), dims.input());
+        let w = matrix(w, dims.input(), dims.output);
+        from_host(product(x, w, Some(b)), dims.output_shape())
+    }
+
+    fn host<const D: usize>(t: Tensor<Inner, D>) -> Vec<f32> {
+        to_host(t.into_primitive().tensor())
+    }
+
+    /// Without gradients (teachers).
+    pub(super) fn inference<const D: usize>(
+        x: Tensor<Inner, D>,
+        weight: Tensor<Inner, 2>,
+        bias: Tensor<Inner, 1>,
+    ) -> Tensor<Inner, D> {
+        let dims = Dims::of(x.dims(), weight.dims());
+        let output = forward(&dims, &host(x), &host(weight), &host(bias));
+        Tensor::from_primitive(TensorPrimitive::Float(output))
+    }
+
+    /// What the backward needs: the input and the weight.
+    #[derive(Debug)]
+    struct Saved<const D: usize> {
+        dims: Dims<D>,
+        x: Vec<f32>,
+        weight: Vec<f32>,
+    }
+
+    #[derive(Debug)]
+    struct LinearBackward<const D: usize>;
+
+    /// With the backward registered when any input needs a gradient.
+    pub(super) fn tracked<const D: usize>(
+        x: Tensor<Training, D>,
+        weight: Tensor<Training, 2>,
+        bias: Tensor<Training, 1>,
+    ) -> Tensor<Training, D> {
+        let dims = Dims::of(x.dims(), weight.dims());
+        let x = x.into_primitive().tensor();
+        let weight = weight.into_primitive().tensor();
+        let bias = bias.into_primitive().tensor();
+        let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+        let [x, weight, bias] = [x, weight, bias].map(|t| to_host(t.primitive));
+        let output = forward(&dims, &x, &weight, &bias);
+        let output = match LinearBackward::<D>
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(Arc::new(Saved { dims, x, weight }), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        Tensor::from_primitive(TensorPrimitive::Float(output))
+    }
+
+    impl<const D: usize> Backward<Inner, 3> for LinearBackward<D> {
+        type State = Arc<Saved<D>>;
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let d_out = to_host(grads.consume::<Inner>(&ops.node));
+            let Saved { dims, x, weight } = &*ops.state;
+            let (rows, input, output) = (dims.rows(), dims.input(), dims.output);
+            let dy = matrix(&d_out, rows, output);
+            let [x_node, weight_node, bias_node] = &ops.parents;
+            if let Some(node) = x_node {
+                let w = matrix(weight, input, output);
+                let dx = product(dy, w.t(), None);
+                grads.register::<Inner>(node.id, from_host(dx, dims.shape));
+            }
+            if let Some(node) = weight_node {
+                let x = matrix(x, rows, input);
+                let dw = product(x.t(), dy, None);
+                grads.register::<Inner>(node.id, from_host(dw, [input, output]));
+            }
+            if let Some(node) = bias_node {
+                let db = dy.sum_axis(Axis(0)).into_raw_vec_and_offset().0;
+                grads.register::<Inner>(node.id, from_host(db, [output]));
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::TensorData;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::model::host::{Inner, Training};
+
+    fn random<B: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D]) -> Tensor<B, D> {
+        let values: Vec<f32> = (0..shape.iter().product())
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    fn layer<B: Backend>(rng: &mut StdRng, input: usize, output: usize) -> Linear<B> {
+        Linear {
+            weight: Param::from_tensor(random(rng, [input, output])),
+            bias: Some(Param::from_tensor(random(rng, [output]))),
+        }
+    }
+
+    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().into_vec::<f32>().unwrap()
+    }
+
+    /// The output and the gradients of `Σ w·linear(x)` (x, weight, bias) for random
+    /// inputs and weights `w`, computed as `pass` says.
+    fn value_and_grads(shape: [usize; 3], output: usize, pass: Pass) -> Vec<Vec<f32>> {
+        let rng = &mut StdRng::seed_from_u64(11);
+        let layer = layer::<Training>(rng, shape[2], output);
+        let x = random::<Training, 3>(rng, shape).require_grad();
+        let w = random::<Training, 3>(rng, [shape[0], shape[1], output]);
+        let out = linear(&layer, x.clone(), pass);
+        let mut result = vec![values(out.clone())];
+        let grads = (out * w).sum().backward();
+        result.push(values(x.grad(&grads).expect("x has a gradient")));
+        result.push(values(layer.weight.grad(&grads).expect("W has a gradient")));
+        let bias = layer.bias.as_ref().expect("a bias");
+        result.push(values(bias.grad(&grads).expect("b has a gradient")));
+        result
+    }
+
+    /// Row counts that fill blocks, leave a partial one and fit in one.
+    #[test]
+    fn host_linear_matches_burns_value_and_gradients() {
+        for (shape, output) in [([2, 300, 24], 40), ([1, 7, 5], 3), ([3, 64, 16], 64)] {
+            let host = value_and_grads(shape, output, Pass::Host);
+            let reference = value_and_grads(shape, output, Pass::Device);
+            assert_eq!(host[0], reference[0], "output of {shape:?}");
+            for (what, (got, want)) in ["dx", "dW", "db"]
+                .iter()
+                .zip(host[1..].iter().zip(&reference[1..]))
+            {
+                let worst = got
+                    .iter()
+                    .zip(want)
+                    .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                    .fold(0.0f32, f32::max);
+                // dW and db sum up to 600 rows, in another order than Burn's.
+                assert!(worst < 5e-5, "{what} of {shape:?} differs by {worst}");
+                assert!(want.iter().any(|g| g.abs() > 1e-3), "{what} is all zero");
+            }
+        }
+    }
+
+    #[test]
+    fn host_linear_without_gradients_gives_burns_values() {
+        let rng = &mut StdRng::seed_from_u64(3);
+        let layer = layer::<Inner>(rng, 24, 40);
+        let x = random::<Inner, 3>(rng, [2, 300, 24]);
+        assert_eq!(
+            values(linear(&layer, x.clone(), Pass::Host)),
+            values(layer.forward(x))
+        );
+    }
+}
