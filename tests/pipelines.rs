@@ -12,11 +12,10 @@ fn repo(path: &str) -> String {
 fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
     let p = Project::new();
     let pipeline = repo("pipelines/distill.yaml");
+    // The defaults' training (30 steps of 256 tokens), which README's table measures:
+    // fewer steps on shorter sequences do not reliably beat the competitors, which are
+    // scored on 1024 tokens.
     let small = [
-        "--set",
-        "steps=3",
-        "--set",
-        "seq_len=64",
         "--set",
         "embed_sequences=4",
         // Two candidates are enough to test the choice; five cost CI a minute.
@@ -36,11 +35,9 @@ fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
         "the score table is in the summary: {stdout}"
     );
     assert!(stdout.contains("holdout score"), "{stdout}");
-    // Whether it wins at this size depends on the repository's text, which is the data
-    // (README's table measures the defaults); the summary must say which.
     assert!(
-        stdout.contains("average.model WINS: loss") || stdout.contains("average.model LOSES: loss"),
-        "the summary says whether my model wins: {stdout}"
+        stdout.contains("average.model WINS: loss"),
+        "the committed model beats every competitor on held-out data: {stdout}"
     );
     assert!(stdout.contains("β chosen on held-out data"), "{stdout}");
 

@@ -169,16 +169,21 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
     Ok(output)
 }
 
-/// How the costly parts of a model's step (SIGReg, attention) are computed.
+/// How the costly parts of a model's step (SIGReg, attention, linear layers, GELU)
+/// are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
-    /// Tensor operations on the backend, exactly as the chain's scoring runs them.
-    /// Scores and embeddings use it.
+    /// The chain's values: its tensor operations, exactly as its scoring runs them.
+    /// Scores and embeddings use it. On the CPU inference backend (burn-ndarray
+    /// without autodiff) host kernels compute them, in parallel and without the large
+    /// intermediate tensors, giving the same values bit for bit (tests compare each
+    /// kernel, and a whole loss, with Burn's operations).
     Device,
     /// Host kernels where they exist, for training on a CPU backend: SIGReg in one
     /// fused pass in f64, value and gradient together (`sigreg::sigreg_on_host`), and
-    /// the causal attention head by head with its own backward
-    /// (`model::attention`, burn-ndarray only). The same values up to rounding.
+    /// the causal attention, linear layers and GELU with backwards of their own
+    /// (`model::attention`, `model::linear`, `model::gelu`; burn-ndarray only). The
+    /// same values up to rounding.
     Host,
 }
 

@@ -12,6 +12,8 @@ pub mod crypto;
 pub mod data;
 pub mod formats;
 pub mod gaps;
+#[cfg(feature = "ndarray")]
+mod host;
 pub mod kinds;
 pub mod loss;
 pub mod merge;

@@ -60,8 +60,8 @@ pub struct LossTerms<B: Backend> {
 }
 
 /// `CE + 0.02 · SIGReg` of `model` on one batch with projection `noise`
-/// (`[dim, 256]`), SIGReg and attention computed as `pass` says (scores: `Pass::Device`, as the
-/// chain computes them). On an autodiff backend `total` is differentiable; pass
+/// (`[dim, 256]`), computed as `pass` says (scores: `Pass::Device`, the chain's
+/// values). On an autodiff backend `total` is differentiable; pass
 /// fresh noise (`sigreg::chain_noise`, or the training step's seeded draw) each step.
 pub fn objective<B: Backend>(
     model: &SomaModel<B>,

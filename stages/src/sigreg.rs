@@ -61,8 +61,24 @@ fn project<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 2> {
 }
 
 /// Unscaled SIGReg of representations `[batch, len, dim]` with projection noise
-/// `[dim, SLICES]`: the mean over all batch·len positions (shape `[1]`).
+/// `[dim, SLICES]`: the mean over all batch·len positions (shape `[1]`), computed as
+/// the chain computes it. On the CPU inference backend (scores, embeddings) by
+/// [`exact_on_host`], which gives the same value bit for bit; elsewhere by
+/// [`unfused`].
 pub fn sigreg<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1> {
+    #[cfg(feature = "ndarray")]
+    {
+        use crate::host::{is, same_type, Inner};
+        if is::<B, Inner>() {
+            return same_type(exact_on_host(same_type(rep), same_type(noise)));
+        }
+    }
+    unfused(rep, noise)
+}
+
+/// [`sigreg`] with Burn tensor operations, as the chain's runtime runs them: the
+/// `[batch·len, 256, 17]` products, their cos and sin, means and sums as tensors.
+pub fn unfused<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1> {
     let device = rep.device();
     let x = project(rep, noise);
     let (t, phi, weights) = quadrature();
@@ -79,6 +95,48 @@ pub fn sigreg<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1
         .sum_dim(2)
         .mul_scalar(SLICES as f64);
     integrated.mean()
+}
+
+/// [`unfused`] on the CPU inference backend, bit for bit, in one parallel pass over
+/// the positions instead of eight passes over `[batch·len, 256, 17]` tensors (one
+/// thread each). It repeats burn-ndarray's `f32` operations in their order: the
+/// product `x·t`, cos and sin through `f64`, the means over the 256 projections
+/// summed one after the other (ndarray's `sum_axis` over an axis that is not the
+/// innermost), the sums over the 17 points and over positions by ndarray's own `sum`
+/// (an 8-way unrolled fold). A test compares it with [`unfused`] bit for bit.
+#[cfg(feature = "ndarray")]
+fn exact_on_host(
+    rep: Tensor<crate::host::Inner, 3>,
+    noise: Tensor<crate::host::Inner, 2>,
+) -> Tensor<crate::host::Inner, 1> {
+    use ndarray::ArrayView1;
+    use rayon::prelude::*;
+    let device = rep.device();
+    let x = crate::host::to_host(project(rep, noise).into_primitive().tensor());
+    let as_f32 = |v: Vec<f64>| -> [f32; POINTS] { std::array::from_fn(|j| v[j] as f32) };
+    let (t, phi, weights) = quadrature();
+    let (t, phi, weights) = (as_f32(t), as_f32(phi), as_f32(weights));
+    let slices = SLICES as f32;
+    let per_position: Vec<f32> = x
+        .par_chunks(SLICES)
+        .map(|row| {
+            let (mut cos_sum, mut sin_sum) = ([0.0f32; POINTS], [0.0f32; POINTS]);
+            for &x in row {
+                for j in 0..POINTS {
+                    let angle = f64::from(x * t[j]);
+                    cos_sum[j] += angle.cos() as f32;
+                    sin_sum[j] += angle.sin() as f32;
+                }
+            }
+            let err: [f32; POINTS] = std::array::from_fn(|j| {
+                let (cos_gap, sin_mean) = (cos_sum[j] / slices - phi[j], sin_sum[j] / slices);
+                (cos_gap * cos_gap + sin_mean * sin_mean) * weights[j]
+            });
+            ArrayView1::from(&err[..]).sum() * slices
+        })
+        .collect();
+    let mean = ArrayView1::from(&per_position[..]).sum() / per_position.len() as f32;
+    Tensor::from_data(TensorData::new(vec![mean], [1]), &device)
 }
 
 /// [`sigreg`] with its value and its gradient with respect to the projections computed
@@ -172,5 +230,28 @@ mod tests {
         let high = sigreg(wide, noise).into_scalar();
         assert!(low < 5.0, "gaussian SIGReg {low}");
         assert!(high > 10.0 * low, "wide SIGReg {high} vs gaussian {low}");
+    }
+
+    /// Scores need the chain's value to the last bit: the host pass must give it.
+    #[test]
+    fn the_host_pass_gives_the_unfused_value_bit_for_bit() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let rng = &mut StdRng::seed_from_u64(5);
+        let device = Default::default();
+        for (shape, spread) in [([1, 1024, 128], 1.0), ([3, 37, 64], 3.0), ([2, 9, 16], 0.2)] {
+            let values: Vec<f32> = (0..shape.iter().product())
+                .map(|_| rng.random_range(-spread..spread))
+                .collect();
+            let rep = Tensor::<B, 3>::from_data(TensorData::new(values, shape), &device);
+            let noise = chain_noise::<B>(3, 1, shape[2], &device);
+            let host = sigreg(rep.clone(), noise.clone()).into_scalar();
+            let reference = unfused(rep, noise).into_scalar();
+            assert_eq!(
+                host.to_bits(),
+                reference.to_bits(),
+                "{shape:?}: {host} vs {reference}"
+            );
+        }
     }
 }

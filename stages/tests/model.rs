@@ -139,3 +139,44 @@ fn host_sigreg_matches_the_tensor_ops_in_value_and_gradient() {
         );
     }
 }
+
+/// Scores and embeddings run on the inference backend, whose attention, linear
+/// layers, GELU and SIGReg are host kernels there; they must give the values of Burn's
+/// tensor operations (what the chain runs) bit for bit: the same model and batch on
+/// the autodiff backend, which runs those as Burn's operations.
+#[test]
+fn the_inference_backend_gives_burns_operations_values_bit_for_bit() {
+    type I = NdArray<f32>;
+    let config = Preset::V1Tiny.config().with_dropout(0.0);
+    let device = Default::default();
+    let model = SomaModel::<A>::init(&config, 3, &device);
+    let data: Vec<u8> = (0..2 * 1024).map(|i| (i * 37 % 251) as u8).collect();
+    let batch = Batches::new(&data, 1024, 2).next().expect("one batch");
+    let dim = config.embedding_dim;
+    let burn = objective(
+        &model,
+        &BatchTensors::<A>::new(&batch, &device),
+        chain_noise::<A>(0, 0, dim, &device),
+        Pass::Device,
+    );
+    let host = objective(
+        &model.valid(),
+        &BatchTensors::<I>::new(&batch, &device),
+        chain_noise::<I>(0, 0, dim, &device),
+        Pass::Device,
+    );
+    let values = |t: Vec<f32>| t.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    let of = |data: burn::tensor::TensorData| values(data.convert::<f32>().into_vec().unwrap());
+    assert!(
+        of(burn.rep.into_data()) == of(host.rep.into_data()),
+        "representations"
+    );
+    for (what, a, b) in [
+        ("cross-entropy", burn.cross_entropy, host.cross_entropy),
+        ("SIGReg", burn.sigreg, host.sigreg),
+        ("total", burn.total, host.total),
+    ] {
+        let (a, b) = (a.into_scalar(), b.into_scalar());
+        assert_eq!(a.to_bits(), b.to_bits(), "{what}: {a} vs {b}");
+    }
+}

@@ -1,15 +1,18 @@
 //! Causal self-attention: `softmax(q·kᵀ / √d, future masked) · v`, per head.
 //!
 //! Two implementations compute it, chosen by [`Pass`]:
-//! - [`unfused`] ([`Pass::Device`], and every backend without a host kernel): Burn
-//!   tensor operations, as the chain's runtime runs them. Scores and embeddings use it.
-//! - `host` ([`Pass::Host`] on burn-ndarray: CPU training and its teachers): computed
-//!   on the host head by head, in row blocks, with a backward of its own on the
-//!   autodiff backend. It never builds the `[batch, heads, len, len]` scores, mask and
-//!   softmax as separate tensors (each a pass over 32 MB at batch 2 × 1024, and their
-//!   derivatives as many more), and it computes only the causal half of `q·kᵀ`, `p·v`
-//!   and their derivatives. It keeps each head's probabilities for the backward.
-//!   Tests check its value and gradients against [`unfused`].
+//! - [`unfused`] ([`Pass::Device`] on the autodiff backend, and every backend without
+//!   a host kernel): Burn tensor operations, as the chain's runtime runs them.
+//! - `host` (burn-ndarray: [`Pass::Host`] for CPU training, and either pass without
+//!   autodiff: teachers, scores, embeddings): computed on the host head by head, in
+//!   row blocks, with a backward of its own on the autodiff backend. It never builds
+//!   the `[batch, heads, len, len]` scores, mask and softmax as separate tensors (each
+//!   a pass over 32 MB at batch 2 × 1024, and their derivatives as many more), and it
+//!   computes only the causal half of `q·kᵀ`, `p·v` and their derivatives. It keeps
+//!   each head's probabilities for the backward. Its forward repeats [`unfused`]'s
+//!   `f32` operations (the products' sums run over the same terms in the same order;
+//!   the masked terms [`unfused`] adds are exact zeros), so it gives the same values
+//!   bit for bit; tests check that, and the gradients against [`unfused`]'s.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
@@ -35,12 +38,13 @@ pub fn causal_attention<B: Backend>(
     pass: Pass,
 ) -> Tensor<B, 3> {
     #[cfg(feature = "ndarray")]
-    if pass == Pass::Host {
-        use super::host::{is, same_type, Inner, Training};
-        if is::<B, Training>() {
+    {
+        use crate::host::{is, same_type, Inner, Training};
+        if pass == Pass::Host && is::<B, Training>() {
             let [q, k, v] = [q, k, v].map(same_type);
             return same_type(host::attention(q, k, v));
         }
+        // Burn's values bit for bit, so for either pass.
         if is::<B, Inner>() {
             let [q, k, v] = [q, k, v].map(same_type);
             return same_type(host::inference(q, k, v));
@@ -84,10 +88,11 @@ mod host {
     use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
     use rayon::prelude::*;
 
-    use crate::model::host::{from_host, to_host, Inner, Training};
+    use crate::host::{from_host, to_host, Inner, Training};
 
     /// Rows of `q` per block: the causal half of each product is computed in blocks
     /// of this many rows, so about `BLOCK / len` of the work is above the diagonal.
+    /// A multiple of 8 (see `softmax_in_place`).
     const BLOCK: usize = 64;
 
     #[derive(Debug, Clone, Copy)]
@@ -103,8 +108,14 @@ mod host {
             self.heads * self.head_dim
         }
 
+        /// What the scores are divided by, as [`super::unfused`] divides them.
+        fn root(&self) -> f32 {
+            (self.head_dim as f64).sqrt() as f32
+        }
+
+        /// The derivative of that division.
         fn scale(&self) -> f32 {
-            1.0 / (self.head_dim as f32).sqrt()
+            1.0 / self.root()
         }
 
         /// Head `task % heads` of batch `task / heads` in a `[batch, len, heads,
@@ -243,7 +254,7 @@ mod host {
         for (r0, r1) in dims.row_blocks() {
             let mut scores = p.slice_mut(s![r0..r1, 0..r1]);
             general_mat_mul(
-                dims.scale(),
+                1.0,
                 &q.slice(s![r0..r1, ..]),
                 &k.slice(s![0..r1, ..]).t(),
                 0.0,
@@ -251,9 +262,7 @@ mod host {
             );
             for (i, mut row) in scores.rows_mut().into_iter().enumerate() {
                 let row = row.as_slice_mut().expect("rows of a standard array");
-                let (seen, future) = row.split_at_mut(r0 + i + 1);
-                softmax_in_place(seen);
-                future.fill(0.0);
+                softmax_in_place(row, r0 + i + 1, dims.root());
             }
             general_mat_mul(
                 1.0,
@@ -266,15 +275,20 @@ mod host {
         (out, p)
     }
 
-    /// `exp(x - max) / Σ exp(x - max)`, as Burn's softmax computes it.
-    fn softmax_in_place(row: &mut [f32]) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        for x in row.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        row.iter_mut().for_each(|x| *x /= sum);
+    /// The probabilities of one row of scores `q·kᵀ` (the first `seen` positions; the
+    /// others are the future), as [`super::unfused`] computes them: `x / √d`, then
+    /// `exp(x − max)` divided by the row's sum, which ndarray's `sum` takes in 8
+    /// interleaved partial sums. The future's `exp(−inf)` are exact zeros, so summing
+    /// the row up to the block's end (a multiple of 8, or the whole row) adds the same
+    /// numbers in the same groups as summing the whole row.
+    fn softmax_in_place(row: &mut [f32], seen: usize, root: f32) {
+        let (scores, future) = row.split_at_mut(seen);
+        scores.iter_mut().for_each(|x| *x /= root);
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        scores.iter_mut().for_each(|x| *x = (*x - max).exp());
+        future.fill(0.0);
+        let sum = ndarray::ArrayView1::from(&*row).sum();
+        row[..seen].iter_mut().for_each(|x| *x /= sum);
     }
 
     /// One head's gradients `(dq, dk, dv)`, each `[len, head_dim]`, from the output's
@@ -373,7 +387,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    use crate::model::host::{Inner, Training};
+    use crate::host::{Inner, Training};
 
     /// Values in [-2, 2) from `rng`: the backends' own generator is shared by tests
     /// running at the same time.
@@ -427,17 +441,18 @@ mod tests {
         }
     }
 
+    /// Scores and embeddings need the chain's values to the last bit. Lengths with a
+    /// partial last block, and longer than matrixmultiply's blocks of the inner
+    /// dimension (256).
     #[test]
-    fn host_attention_without_gradients_matches_the_unfused() {
+    fn host_attention_without_gradients_gives_the_unfused_values_bit_for_bit() {
         let rng = &mut StdRng::seed_from_u64(7);
-        let [q, k, v] = [(); 3].map(|_| random::<Inner, 4>(rng, [2, 150, 3, 8]));
-        let output = |pass| {
-            causal_attention(q.clone(), k.clone(), v.clone(), pass)
-                .into_data()
-                .into_vec::<f32>()
-                .unwrap()
-        };
-        assert_close("output", &output(Pass::Host), &output(Pass::Device));
+        for shape in [[2, 150, 3, 8], [1, 600, 2, 32]] {
+            let [q, k, v] = [(); 3].map(|_| random::<Inner, 4>(rng, shape));
+            let host = causal_attention(q.clone(), k.clone(), v.clone(), Pass::Host);
+            let values = |t: Tensor<Inner, 3>| t.into_data().into_vec::<f32>().unwrap();
+            assert!(values(host) == values(unfused(q, k, v)), "{shape:?}");
+        }
     }
 
     #[test]

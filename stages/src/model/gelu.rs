@@ -2,15 +2,16 @@
 //! block applies it.
 //!
 //! Two implementations compute it, chosen by [`Pass`]:
-//! - [`unfused`] ([`Pass::Device`], and every backend without a host kernel): Burn
-//!   tensor operations, written out so that autodiff differentiates the erf itself
-//!   (Burn's own gelu has a tanh-approximation backward). Five passes over the
-//!   `[batch, len, 4·dim]` activations forward and as many backward, one thread each.
-//! - `host` ([`Pass::Host`] on burn-ndarray: CPU training and its teachers): one
-//!   parallel pass forward, with the same `f32` operations in the same order (erf in
-//!   `f64`, as burn-ndarray computes it), so the same values bit for bit; and one
-//!   parallel pass backward, `dy·(Φ(x) + x·φ(x))`. Tests check both against
-//!   [`unfused`].
+//! - [`unfused`] ([`Pass::Device`] on the autodiff backend, and every backend without
+//!   a host kernel): Burn tensor operations, written out so that autodiff
+//!   differentiates the erf itself (Burn's own gelu has a tanh-approximation
+//!   backward). Five passes over the `[batch, len, 4·dim]` activations forward and as
+//!   many backward, one thread each.
+//! - `host` (burn-ndarray: [`Pass::Host`] for CPU training, and either pass without
+//!   autodiff: teachers, scores, embeddings): one parallel pass forward, with the same
+//!   `f32` operations in the same order (erf in `f64`, as burn-ndarray computes it),
+//!   so the same values bit for bit; and one parallel pass backward,
+//!   `dy·(Φ(x) + x·φ(x))`. Tests check both against [`unfused`].
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -20,11 +21,12 @@ use crate::backend::Pass;
 /// GELU of `x`, element by element, computed as `pass` says.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>, pass: Pass) -> Tensor<B, D> {
     #[cfg(feature = "ndarray")]
-    if pass == Pass::Host {
-        use super::host::{is, same_type, Inner, Training};
-        if is::<B, Training>() {
+    {
+        use crate::host::{is, same_type, Inner, Training};
+        if pass == Pass::Host && is::<B, Training>() {
             return same_type(host::tracked::<D>(same_type(x)));
         }
+        // Burn's values bit for bit, so for either pass.
         if is::<B, Inner>() {
             return same_type(host::inference::<D>(same_type(x)));
         }
@@ -54,7 +56,7 @@ mod host {
     use burn::tensor::{Tensor, TensorPrimitive};
     use rayon::prelude::*;
 
-    use crate::model::host::{from_host, to_host, Inner, Training};
+    use crate::host::{from_host, to_host, Inner, Training};
 
     /// Elements per parallel task.
     const CHUNK: usize = 1 << 14;
@@ -141,7 +143,7 @@ mod tests {
     use burn::tensor::TensorData;
 
     use super::*;
-    use crate::model::host::{Inner, Training};
+    use crate::host::{Inner, Training};
 
     /// Values in [-6, 6] and some exact corners (0, large of both signs).
     fn inputs() -> Vec<f32> {

@@ -1,18 +1,20 @@
 //! Linear layers, `x·W + b` over the last axis.
 //!
 //! Two implementations compute them, chosen by [`Pass`]:
-//! - Burn's `Linear::forward` ([`Pass::Device`], and every backend without a host
-//!   kernel), as the chain's runtime runs it: one matrix product per batch row
-//!   (`[len, in]·[in, out]`), so a batch of 2 keeps 2 tasks busy, each then split by
-//!   matrixmultiply's own threads on top of rayon's.
-//! - `host` ([`Pass::Host`] on burn-ndarray: CPU training and its teachers): every
-//!   position's row as one `[batch·len, in]` matrix, cut into blocks of rows that rayon
-//!   spreads over all cores, each block one single-threaded product and its bias, and a
-//!   backward of its own on the autodiff backend (`dx = dy·Wᵀ` by blocks of rows,
-//!   `dW = xᵀ·dy` by blocks of `W`'s rows, `db` the column sums of `dy`). No output
-//!   element is split over tasks, so the result does not depend on the number of
-//!   threads, and the forward gives Burn's values bit for bit. Tests check the value
-//!   and the three gradients against Burn's.
+//! - Burn's `Linear::forward` ([`Pass::Device`] on the autodiff backend, and every
+//!   backend without a host kernel), as the chain's runtime runs it: one matrix
+//!   product per batch row (`[len, in]·[in, out]`), so a batch of 2 keeps 2 tasks
+//!   busy.
+//! - `host` (burn-ndarray: [`Pass::Host`] for CPU training, and either pass without
+//!   autodiff: teachers, scores, embeddings): every position's row as one
+//!   `[batch·len, in]` matrix, cut into blocks of rows that rayon spreads over all
+//!   cores, each block one product (single-threaded after
+//!   `backend::prepare_process`) and its bias, and a backward of its own on the
+//!   autodiff backend (`dx = dy·Wᵀ` by blocks of rows, `dW = xᵀ·dy` by blocks of `W`'s
+//!   rows, `db` the column sums of `dy`). No output element is split over tasks, so
+//!   the result does not depend on the number of threads, and the forward gives
+//!   Burn's values bit for bit. Tests check the value and the three gradients against
+//!   Burn's.
 
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
@@ -27,24 +29,17 @@ pub fn linear<B: Backend, const D: usize>(
     pass: Pass,
 ) -> Tensor<B, D> {
     #[cfg(feature = "ndarray")]
-    if let (Pass::Host, Some(bias)) = (pass, &layer.bias) {
-        use super::host::{is, same_type, Inner, Training};
-        let weight = layer.weight.val();
-        if is::<B, Training>() {
-            let x = same_type(x);
-            return same_type(host::tracked::<D>(
-                x,
-                same_type(weight),
-                same_type(bias.val()),
-            ));
+    if let Some(bias) = &layer.bias {
+        use crate::host::{is, same_type, Inner, Training};
+        let (weight, bias) = (layer.weight.val(), bias.val());
+        if pass == Pass::Host && is::<B, Training>() {
+            let (x, weight, bias) = (same_type(x), same_type(weight), same_type(bias));
+            return same_type(host::tracked::<D>(x, weight, bias));
         }
+        // Burn's values bit for bit, so for either pass.
         if is::<B, Inner>() {
-            let x = same_type(x);
-            return same_type(host::inference::<D>(
-                x,
-                same_type(weight),
-                same_type(bias.val()),
-            ));
+            let (x, weight, bias) = (same_type(x), same_type(weight), same_type(bias));
+            return same_type(host::inference::<D>(x, weight, bias));
         }
     }
     let _ = pass; // read by the host arm only
@@ -65,7 +60,7 @@ mod host {
     use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
     use rayon::prelude::*;
 
-    use crate::model::host::{from_host, to_host, Inner, Training};
+    use crate::host::{from_host, to_host, Inner, Training};
 
     /// `a·b` (`[m, k]·[k, n]`) into a new row-major buffer, plus `bias` (`[n]`) on
     /// every row when given: blocks of `a`'s rows on rayon, each one single-threaded
@@ -223,7 +218,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::model::host::{Inner, Training};
+    use crate::host::{Inner, Training};
 
     fn random<B: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D]) -> Tensor<B, D> {
         let values: Vec<f32> = (0..shape.iter().product())
@@ -283,14 +278,16 @@ mod tests {
         }
     }
 
+    /// Scores and embeddings need the chain's values to the last bit. Inner
+    /// dimensions below and above matrixmultiply's blocks of 256.
     #[test]
-    fn host_linear_without_gradients_gives_burns_values() {
+    fn host_linear_without_gradients_gives_burns_values_bit_for_bit() {
         let rng = &mut StdRng::seed_from_u64(3);
-        let layer = layer::<Inner>(rng, 24, 40);
-        let x = random::<Inner, 3>(rng, [2, 300, 24]);
-        assert_eq!(
-            values(linear(&layer, x.clone(), Pass::Host)),
-            values(layer.forward(x))
-        );
+        for (shape, output) in [([2, 300, 24], 40), ([1, 1024, 1024], 256)] {
+            let layer = layer::<Inner>(rng, shape[2], output);
+            let x = random::<Inner, 3>(rng, shape);
+            let host = values(linear(&layer, x.clone(), Pass::Device));
+            assert!(host == values(layer.forward(x)), "{shape:?}");
+        }
     }
 }

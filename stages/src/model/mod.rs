@@ -3,8 +3,6 @@
 pub mod attention;
 pub mod config;
 pub mod gelu;
-#[cfg(feature = "ndarray")]
-mod host;
 pub mod layout;
 pub mod linear;
 pub mod transformer;

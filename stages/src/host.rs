@@ -1,10 +1,10 @@
-//! Plumbing shared by the host kernels of CPU training ([`super::attention`],
-//! [`super::gelu`]): which backends they serve, and moving tensors to and from
-//! plain `f32` buffers.
+//! Plumbing shared by the host kernels of the CPU backend (`model::attention`,
+//! `model::linear`, `model::gelu`, `sigreg`): which backends they serve, and moving
+//! tensors to and from plain `f32` buffers.
 //!
 //! A kernel checks the backend's `TypeId` against [`Training`] (autodiff: it
-//! registers a backward of its own) and [`Inner`] (no gradients: teachers), and
-//! otherwise falls back to Burn's operations.
+//! registers a backward of its own) and [`Inner`] (no gradients: teachers, scores),
+//! and otherwise falls back to Burn's operations.
 
 use burn::backend::ndarray::NdArrayTensor;
 use burn::backend::NdArray;
@@ -12,17 +12,17 @@ use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
 /// The CPU inference backend.
-pub(super) type Inner = NdArray<f32>;
+pub(crate) type Inner = NdArray<f32>;
 /// The CPU training backend.
-pub(super) type Training = crate::backend::NdArrayBackend;
+pub(crate) type Training = crate::backend::NdArrayBackend;
 
 /// Whether `B` is `T`.
-pub(super) fn is<B: 'static, T: 'static>() -> bool {
+pub(crate) fn is<B: 'static, T: 'static>() -> bool {
     std::any::TypeId::of::<B>() == std::any::TypeId::of::<T>()
 }
 
 /// `value` as `U`, which the caller has checked is its own type.
-pub(super) fn same_type<T: 'static, U: 'static>(value: T) -> U {
+pub(crate) fn same_type<T: 'static, U: 'static>(value: T) -> U {
     let mut slot = Some(value);
     (&mut slot as &mut dyn std::any::Any)
         .downcast_mut::<Option<U>>()
@@ -33,7 +33,7 @@ pub(super) fn same_type<T: 'static, U: 'static>(value: T) -> U {
 /// The values of a tensor of the CPU backend, in row-major order. One copy: Burn's
 /// `into_data` copies a tensor that is still shared (a layer's weight, an input used
 /// twice) element by element, 10× slower than this.
-pub(super) fn to_host(tensor: FloatTensor<Inner>) -> Vec<f32> {
+pub(crate) fn to_host(tensor: FloatTensor<Inner>) -> Vec<f32> {
     match tensor {
         NdArrayTensor::F32(array) => match array.as_slice() {
             Some(values) => values.to_vec(),
@@ -48,6 +48,6 @@ pub(super) fn to_host(tensor: FloatTensor<Inner>) -> Vec<f32> {
 }
 
 /// A tensor of the CPU backend holding `values` (row-major) in `shape`.
-pub(super) fn from_host(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FloatTensor<Inner> {
+pub(crate) fn from_host(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FloatTensor<Inner> {
     Inner::float_from_data(TensorData::new(values, shape), &Default::default())
 }
