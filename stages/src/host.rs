@@ -51,3 +51,41 @@ pub(crate) fn to_host(tensor: FloatTensor<Inner>) -> Vec<f32> {
 pub(crate) fn from_host(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FloatTensor<Inner> {
     Inner::float_from_data(TensorData::new(values, shape), &Default::default())
 }
+
+/// What the host kernels' tests share: inputs, and comparisons with Burn's values.
+#[cfg(test)]
+pub(crate) mod testing {
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Tensor, TensorData};
+    use rand::rngs::StdRng;
+    use rand::Rng;
+
+    /// Values in [-2, 2) from `rng`: the backends' own generator is shared by tests
+    /// running at the same time.
+    pub(crate) fn random<B: Backend, const D: usize>(
+        rng: &mut StdRng,
+        shape: [usize; D],
+    ) -> Tensor<B, D> {
+        let values: Vec<f32> = (0..shape.iter().product())
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    pub(crate) fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().into_vec::<f32>().expect("f32 values")
+    }
+
+    /// `got` is `want` within `tolerance` (relative, and absolute near 0), and `want`
+    /// is not all zero (which would make the comparison say nothing).
+    pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst < tolerance, "{what} differs by {worst}");
+        assert!(want.iter().any(|x| x.abs() > 1e-3), "{what} is all zero");
+    }
+}

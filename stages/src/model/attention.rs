@@ -385,18 +385,10 @@ mod host {
 mod tests {
     use super::*;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
 
+    use crate::host::testing::{assert_close, random, values};
     use crate::host::{Inner, Training};
-
-    /// Values in [-2, 2) from `rng`: the backends' own generator is shared by tests
-    /// running at the same time.
-    fn random<B: Backend, const D: usize>(rng: &mut StdRng, shape: [usize; D]) -> Tensor<B, D> {
-        let values: Vec<f32> = (0..shape.iter().product())
-            .map(|_| rng.random_range(-2.0..2.0))
-            .collect();
-        Tensor::from_data(TensorData::new(values, shape), &Default::default())
-    }
 
     /// The output and the gradients of `Σ w·attention(q, k, v)` for random inputs and
     /// weights `w`, computed as `pass` says.
@@ -406,23 +398,14 @@ mod tests {
         let [batch, len, heads, head_dim] = shape;
         let weights = random::<Training, 3>(rng, [batch, len, heads * head_dim]);
         let out = causal_attention(q.clone(), k.clone(), v.clone(), pass);
-        let mut result = vec![out.clone().into_data().into_vec::<f32>().unwrap()];
+        let mut result = vec![values(out.clone())];
         let grads = (out * weights).sum().backward();
         for input in [q, k, v] {
-            let grad = input.grad(&grads).expect("every input has a gradient");
-            result.push(grad.into_data().into_vec::<f32>().unwrap());
+            result.push(values(
+                input.grad(&grads).expect("every input has a gradient"),
+            ));
         }
         result
-    }
-
-    fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-        let worst = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-5, "{what} differs by {worst}");
-        assert!(want.iter().any(|x| x.abs() > 1e-3), "{what} is all zero");
     }
 
     /// Shapes with one partial block, several blocks with a partial last one, and
@@ -436,7 +419,7 @@ mod tests {
                 .iter()
                 .zip(host.iter().zip(&reference))
             {
-                assert_close(&format!("{what} of {shape:?}"), got, want);
+                assert_close(&format!("{what} of {shape:?}"), got, want, 1e-5);
             }
         }
     }
@@ -450,7 +433,6 @@ mod tests {
         for shape in [[2, 150, 3, 8], [1, 600, 2, 32]] {
             let [q, k, v] = [(); 3].map(|_| random::<Inner, 4>(rng, shape));
             let host = causal_attention(q.clone(), k.clone(), v.clone(), Pass::Host);
-            let values = |t: Tensor<Inner, 3>| t.into_data().into_vec::<f32>().unwrap();
             assert!(values(host) == values(unfused(q, k, v)), "{shape:?}");
         }
     }

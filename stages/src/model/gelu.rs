@@ -143,6 +143,7 @@ mod tests {
     use burn::tensor::TensorData;
 
     use super::*;
+    use crate::host::testing::{assert_close, values};
     use crate::host::{Inner, Training};
 
     /// Values in [-6, 6] and some exact corners (0, large of both signs).
@@ -155,10 +156,6 @@ mod tests {
     fn tensor<B: Backend>(values: &[f32]) -> Tensor<B, 2> {
         let shape = [2, values.len() / 2];
         Tensor::from_data(TensorData::new(values.to_vec(), shape), &Default::default())
-    }
-
-    fn values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
-        t.into_data().into_vec::<f32>().unwrap()
     }
 
     #[test]
@@ -183,12 +180,7 @@ mod tests {
     #[test]
     fn host_gelu_gradient_matches_the_unfused() {
         let (got, want) = (gradient(Pass::Host), gradient(Pass::Device));
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-6, "gradients differ by {worst}");
+        assert_close("the gradient", &got, &want, 1e-6);
         assert!(
             want.iter().any(|g| *g > 1.0),
             "the gradient exceeds 1 somewhere"
