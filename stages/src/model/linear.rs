@@ -63,8 +63,8 @@ mod host {
     use crate::host::{from_host, to_host, Inner, Training};
 
     /// `a·b` (`[m, k]·[k, n]`) into a new row-major buffer, plus `bias` (`[n]`) on
-    /// every row when given: blocks of `a`'s rows on rayon, each one single-threaded
-    /// product, about two blocks per thread.
+    /// every row when given: blocks of `a`'s rows on rayon, about two per thread, each
+    /// one product (single-threaded after `backend::prepare_process`).
     fn product(a: ArrayView2<f32>, b: ArrayView2<f32>, bias: Option<&[f32]>) -> Vec<f32> {
         let (m, n) = (a.nrows(), b.ncols());
         let rows = m.div_ceil(2 * rayon::current_num_threads()).clamp(32, 512);
