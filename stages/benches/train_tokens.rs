@@ -45,22 +45,23 @@ fn main() {
             "checkpoint_every": 0,
         });
         let data = ("data", vec![sources.clone()]);
-        let trained = run(TrainKind, &with, &dir.join("train"), [data.clone()]);
+        let trained = run(TrainKind, &with, &dir, [data.clone()]);
         let teachers = ("teachers", vec![trained.clone(), trained]);
-        run(DistillKind, &with, &dir.join("distill"), [data, teachers]);
+        run(DistillKind, &with, &dir, [data, teachers]);
     }
 }
 
-/// Runs `kind` in `dir`, prints its tokens/s, and returns its model.
+/// Runs `kind` in `<preset dir>/<kind>`, prints its tokens/s, and returns its model.
 fn run<K: StageKind, const N: usize>(
     kind: K,
     with: &serde_json::Value,
-    dir: &Path,
+    preset_dir: &Path,
     inputs: [(&str, Vec<PathBuf>); N],
 ) -> PathBuf {
+    let dir = &preset_dir.join(K::NAME);
     let outputs = dir.join("outputs");
     std::fs::create_dir_all(&outputs).expect("output directory");
-    let with: K::With = serde_json::from_value(with.clone()).expect("valid settings");
+    let settings: K::With = serde_json::from_value(with.clone()).expect("valid settings");
     let refs = inputs
         .iter()
         .map(|(name, paths)| (name.to_string(), vec![format!("bench.{name}"); paths.len()]))
@@ -85,7 +86,7 @@ fn run<K: StageKind, const N: usize>(
         progress: &|_| {},
         notes: &notes,
     };
-    kind.run(&with, &ctx).expect("training runs");
+    kind.run(&settings, &ctx).expect("training runs");
     let rates: Vec<f64> = std::fs::read_to_string(outputs.join("metrics"))
         .expect("metrics")
         .lines()
@@ -95,12 +96,10 @@ fn run<K: StageKind, const N: usize>(
         .collect();
     let mean = rates.iter().sum::<f64>() / rates.len() as f64;
     let best = rates.iter().cloned().fold(0.0, f64::max);
-    // `dir` is `<preset>/<kind>`.
-    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
     println!(
         "{} {}: step (Adam, batch 2x1024), ndarray CPU: mean {mean:.0} tokens/s, best {best:.0} tokens/s over {} steps",
-        dir.parent().and_then(name).unwrap_or_default(),
-        name(dir).unwrap_or_default(),
+        with["arch"].as_str().unwrap_or_default(),
+        K::NAME,
         rates.len()
     );
     outputs.join("model")

@@ -270,6 +270,7 @@ const MATMUL_THREADS: &str = "MATMUL_NUM_THREADS";
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_purge_delay_option_is_the_one_mimalloc_documents() {
@@ -277,7 +278,6 @@ mod tests {
         let delay = unsafe { libmimalloc_sys::mi_option_get(MIMALLOC_PURGE_DELAY) };
         assert_eq!(delay, 1000, "mimalloc's purge delay defaults to 1000 ms");
     }
-    use super::*;
 
     #[test]
     fn parses_names_and_aliases() {

@@ -2,23 +2,68 @@
 //! `model::linear`, `model::gelu`, `sigreg`): which backends they serve, and moving
 //! tensors to and from plain `f32` buffers.
 //!
-//! A kernel checks the backend's `TypeId` against [`Training`] (autodiff: it
-//! registers a backward of its own) and [`Inner`] (no gradients: teachers, scores),
-//! and otherwise falls back to Burn's operations.
+//! An operation asks [`kernel`] whether a host kernel serves its backend and pass; if
+//! not, it runs Burn's operations.
 
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::ndarray::NdArrayTensor;
 use burn::backend::NdArray;
 use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+
+use crate::backend::Pass;
 
 /// The CPU inference backend.
 pub(crate) type Inner = NdArray<f32>;
 /// The CPU training backend.
 pub(crate) type Training = crate::backend::NdArrayBackend;
 
-/// Whether `B` is `T`.
-pub(crate) fn is<B: 'static, T: 'static>() -> bool {
-    std::any::TypeId::of::<B>() == std::any::TypeId::of::<T>()
+/// The host kernel that serves an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// On the training backend, with a backward of its own ([`tracked`]).
+    Tracked,
+    /// On the inference backend: no gradients (teachers, scores, embeddings).
+    Inference,
+}
+
+/// Which host kernel serves backend `B` for `pass`, if any. The inference backend
+/// takes its kernel for either pass, because the kernels' forwards give Burn's values
+/// bit for bit (so the chain's values too); the training backend only for
+/// [`Pass::Host`], because their backwards give Burn's gradients up to rounding.
+pub(crate) fn kernel<B: 'static>(pass: Pass) -> Option<Kernel> {
+    let is = |t: std::any::TypeId| std::any::TypeId::of::<B>() == t;
+    if is(std::any::TypeId::of::<Inner>()) {
+        Some(Kernel::Inference)
+    } else if pass == Pass::Host && is(std::any::TypeId::of::<Training>()) {
+        Some(Kernel::Tracked)
+    } else {
+        None
+    }
+}
+
+/// An operation's result on the training backend: `forward` computes it, and the
+/// state its backward needs, from the inputs' values; `op`'s backward is registered
+/// when any input needs a gradient.
+pub(crate) fn tracked<Op, const N: usize>(
+    op: Op,
+    inputs: [FloatTensor<Training>; N],
+    forward: impl FnOnce([Vec<f32>; N]) -> (FloatTensor<Inner>, Op::State),
+) -> FloatTensor<Training>
+where
+    Op: Backward<Inner, N>,
+{
+    let nodes = inputs.each_ref().map(|t| t.node.clone());
+    let (output, state) = forward(inputs.map(|t| to_host(t.primitive)));
+    match op
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
 }
 
 /// `value` as `U`, which the caller has checked is its own type.

@@ -28,23 +28,23 @@ PRESETS = {
 }
 
 
-def loss_fn(model, sig_reg, tokens, targets, positions, noise):
+def task_loss(model, sig_reg, tokens, targets, positions, noise):
+    """CE + 0.02 SIGReg, and the representation it was computed from."""
     rep = model.encode(tokens, positions)
     logits = model.predict(rep)
     log_probs = jax.nn.log_softmax(logits.reshape(-1, logits.shape[-1]), axis=-1)
     flat = targets.reshape(-1)
     picked = jnp.take_along_axis(log_probs, flat[:, None], axis=1)[:, 0]
     ce = -jnp.mean(jnp.where(flat == V1_PAD_TOKEN_ID, 0.0, picked))
-    return ce + sig_reg.compute(rep, noise)
+    return ce + sig_reg.compute(rep, noise), rep
+
+
+def loss_fn(model, sig_reg, tokens, targets, positions, noise):
+    return task_loss(model, sig_reg, tokens, targets, positions, noise)[0]
 
 
 def distill_loss(model, sig_reg, tokens, targets, positions, noise, target):
-    rep = model.encode(tokens, positions)
-    logits = model.predict(rep)
-    log_probs = jax.nn.log_softmax(logits.reshape(-1, logits.shape[-1]), axis=-1)
-    flat = targets.reshape(-1)
-    picked = jnp.take_along_axis(log_probs, flat[:, None], axis=1)[:, 0]
-    task = -jnp.mean(jnp.where(flat == V1_PAD_TOKEN_ID, 0.0, picked)) + sig_reg.compute(rep, noise)
+    task, rep = task_loss(model, sig_reg, tokens, targets, positions, noise)
     gap = jnp.mean(rep, axis=1) - target
     return 0.5 * task + 0.5 * jnp.mean(gap * gap)
 

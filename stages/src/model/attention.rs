@@ -39,15 +39,15 @@ pub fn causal_attention<B: Backend>(
 ) -> Tensor<B, 3> {
     #[cfg(feature = "ndarray")]
     {
-        use crate::host::{is, same_type, Inner, Training};
-        if pass == Pass::Host && is::<B, Training>() {
-            let [q, k, v] = [q, k, v].map(same_type);
-            return same_type(host::attention(q, k, v));
-        }
-        // Burn's values bit for bit, so for either pass.
-        if is::<B, Inner>() {
-            let [q, k, v] = [q, k, v].map(same_type);
-            return same_type(host::inference(q, k, v));
+        use crate::host::{kernel, same_type, Kernel};
+        match kernel::<B>(pass) {
+            Some(Kernel::Tracked) => {
+                return same_type(host::training([q, k, v].map(same_type)));
+            }
+            Some(Kernel::Inference) => {
+                return same_type(host::inference([q, k, v].map(same_type)));
+            }
+            None => {}
         }
     }
     let _ = pass; // read by the host arm only
@@ -79,16 +79,15 @@ mod host {
     use std::sync::Arc;
 
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::tensor::ops::FloatTensor;
     use burn::tensor::{Tensor, TensorPrimitive};
     use ndarray::linalg::general_mat_mul;
     use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
     use rayon::prelude::*;
 
-    use crate::host::{from_host, to_host, Inner, Training};
+    use crate::host::{from_host, to_host, tracked, Inner, Training};
 
     /// Rows of `q` per block: the causal half of each product is computed in blocks
     /// of this many rows, so about `BLOCK / len` of the work is above the diagonal.
@@ -200,45 +199,28 @@ mod host {
         (output, probabilities)
     }
 
-    /// Without gradients (teachers).
-    pub(super) fn inference(
-        q: Tensor<Inner, 4>,
-        k: Tensor<Inner, 4>,
-        v: Tensor<Inner, 4>,
-    ) -> Tensor<Inner, 3> {
-        let dims = dims_of(&q);
-        let [q, k, v] = [q, k, v].map(|t| to_host(t.into_primitive().tensor()));
+    /// Without gradients (teachers, scores, embeddings).
+    pub(super) fn inference(qkv: [Tensor<Inner, 4>; 3]) -> Tensor<Inner, 3> {
+        let dims = dims_of(&qkv[0]);
+        let [q, k, v] = qkv.map(|t| to_host(t.into_primitive().tensor()));
         Tensor::from_primitive(TensorPrimitive::Float(forward_all(&dims, &q, &k, &v).0))
     }
 
     /// With the backward registered when any input needs a gradient.
-    pub(super) fn attention(
-        q: Tensor<Training, 4>,
-        k: Tensor<Training, 4>,
-        v: Tensor<Training, 4>,
-    ) -> Tensor<Training, 3> {
-        let dims = dims_of(&q);
-        let [q, k, v] = [q, k, v].map(|t| t.into_primitive().tensor());
-        let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
-        let [q, k, v] = [q, k, v].map(|t| to_host(t.primitive));
-        let (output, probabilities) = forward_all(&dims, &q, &k, &v);
-        let output = match CausalAttentionBackward
-            .prepare::<NoCheckpointing>(nodes)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let saved = Saved {
-                    dims,
-                    q,
-                    k,
-                    v,
-                    probabilities,
-                };
-                prep.finish(Arc::new(saved), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        };
+    pub(super) fn training(qkv: [Tensor<Training, 4>; 3]) -> Tensor<Training, 3> {
+        let dims = dims_of(&qkv[0]);
+        let inputs = qkv.map(|t| t.into_primitive().tensor());
+        let output = tracked(CausalAttentionBackward, inputs, |[q, k, v]| {
+            let (output, probabilities) = forward_all(&dims, &q, &k, &v);
+            let saved = Saved {
+                dims,
+                q,
+                k,
+                v,
+                probabilities,
+            };
+            (output, Arc::new(saved))
+        });
         Tensor::from_primitive(TensorPrimitive::Float(output))
     }
 

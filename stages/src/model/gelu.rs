@@ -22,13 +22,11 @@ use crate::backend::Pass;
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>, pass: Pass) -> Tensor<B, D> {
     #[cfg(feature = "ndarray")]
     {
-        use crate::host::{is, same_type, Inner, Training};
-        if pass == Pass::Host && is::<B, Training>() {
-            return same_type(host::tracked::<D>(same_type(x)));
-        }
-        // Burn's values bit for bit, so for either pass.
-        if is::<B, Inner>() {
-            return same_type(host::inference::<D>(same_type(x)));
+        use crate::host::{kernel, same_type, Kernel};
+        match kernel::<B>(pass) {
+            Some(Kernel::Tracked) => return same_type(host::training::<D>(same_type(x))),
+            Some(Kernel::Inference) => return same_type(host::inference::<D>(same_type(x))),
+            None => {}
         }
     }
     let _ = pass; // read by the host arm only
@@ -50,13 +48,12 @@ mod host {
     use std::sync::Arc;
 
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::tensor::{Tensor, TensorPrimitive};
     use rayon::prelude::*;
 
-    use crate::host::{from_host, to_host, Inner, Training};
+    use crate::host::{from_host, to_host, tracked, Inner, Training};
 
     /// Elements per parallel task.
     const CHUNK: usize = 1 << 14;
@@ -83,7 +80,7 @@ mod host {
             .collect()
     }
 
-    /// Without gradients (teachers).
+    /// Without gradients (teachers, scores, embeddings).
     pub(super) fn inference<const D: usize>(x: Tensor<Inner, D>) -> Tensor<Inner, D> {
         let shape = x.dims();
         let x = to_host(x.into_primitive().tensor());
@@ -92,34 +89,26 @@ mod host {
 
     /// What the backward needs: the input.
     #[derive(Debug)]
-    struct Saved<const D: usize> {
+    struct Saved {
         x: Vec<f32>,
-        shape: [usize; D],
+        shape: Vec<usize>,
     }
 
     #[derive(Debug)]
-    struct GeluBackward<const D: usize>;
+    struct GeluBackward;
 
     /// With the backward registered when the input needs a gradient.
-    pub(super) fn tracked<const D: usize>(x: Tensor<Training, D>) -> Tensor<Training, D> {
-        let shape = x.dims();
-        let x = x.into_primitive().tensor();
-        let node = x.node.clone();
-        let x = to_host(x.primitive);
-        let output = from_host(forward(&x), shape);
-        let output = match GeluBackward::<D>
-            .prepare::<NoCheckpointing>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(Arc::new(Saved { x, shape }), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        };
+    pub(super) fn training<const D: usize>(x: Tensor<Training, D>) -> Tensor<Training, D> {
+        let shape = x.dims().to_vec();
+        let output = tracked(GeluBackward, [x.into_primitive().tensor()], |[x]| {
+            let output = from_host(forward(&x), shape.clone());
+            (output, Arc::new(Saved { x, shape }))
+        });
         Tensor::from_primitive(TensorPrimitive::Float(output))
     }
 
-    impl<const D: usize> Backward<Inner, 1> for GeluBackward<D> {
-        type State = Arc<Saved<D>>;
+    impl Backward<Inner, 1> for GeluBackward {
+        type State = Arc<Saved>;
 
         fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
             let d_out = to_host(grads.consume::<Inner>(&ops.node));
@@ -132,7 +121,7 @@ mod host {
                     .with_min_len(CHUNK)
                     .map(|(&dy, &x)| dy * slope(x))
                     .collect();
-                grads.register::<Inner>(node.id, from_host(dx, saved.shape));
+                grads.register::<Inner>(node.id, from_host(dx, saved.shape.clone()));
             }
         }
     }

@@ -29,18 +29,20 @@ pub fn linear<B: Backend, const D: usize>(
     pass: Pass,
 ) -> Tensor<B, D> {
     #[cfg(feature = "ndarray")]
-    if let Some(bias) = &layer.bias {
-        use crate::host::{is, same_type, Inner, Training};
-        let (weight, bias) = (layer.weight.val(), bias.val());
-        if pass == Pass::Host && is::<B, Training>() {
-            let (x, weight, bias) = (same_type(x), same_type(weight), same_type(bias));
-            return same_type(host::tracked::<D>(x, weight, bias));
-        }
-        // Burn's values bit for bit, so for either pass.
-        if is::<B, Inner>() {
-            let (x, weight, bias) = (same_type(x), same_type(weight), same_type(bias));
-            return same_type(host::inference::<D>(x, weight, bias));
-        }
+    if let (Some(kernel), Some(bias)) = (crate::host::kernel::<B>(pass), &layer.bias) {
+        use crate::host::{same_type, Kernel};
+        use burn::tensor::TensorPrimitive;
+        let dims = host::Dims::of(&x.dims(), layer.weight.dims());
+        let inputs = [
+            x.into_primitive().tensor(),
+            layer.weight.val().into_primitive().tensor(),
+            bias.val().into_primitive().tensor(),
+        ];
+        let output = match kernel {
+            Kernel::Tracked => same_type(host::training(dims, inputs.map(same_type))),
+            Kernel::Inference => same_type(host::inference(&dims, inputs.map(same_type))),
+        };
+        return Tensor::from_primitive(TensorPrimitive::Float(output));
     }
     let _ = pass; // read by the host arm only
     layer.forward(x)
@@ -51,16 +53,14 @@ mod host {
     use std::sync::Arc;
 
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::tensor::ops::FloatTensor;
-    use burn::tensor::{Tensor, TensorPrimitive};
     use ndarray::linalg::general_mat_mul;
     use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
     use rayon::prelude::*;
 
-    use crate::host::{from_host, to_host, Inner, Training};
+    use crate::host::{from_host, to_host, tracked, Inner, Training};
 
     /// `a·b` (`[m, k]·[k, n]`) into a new row-major buffer, plus `bias` (`[n]`) on
     /// every row when given: blocks of `a`'s rows on rayon, about two per thread, each
@@ -91,100 +91,74 @@ mod host {
         ArrayView2::from_shape((rows, cols), values).expect("buffer of the tensor's shape")
     }
 
-    #[derive(Debug, Clone, Copy)]
-    struct Dims<const D: usize> {
-        /// `x`'s shape; its last axis is `input`.
-        shape: [usize; D],
+    /// `x`'s shape (`[.., input]`, read as `rows × input`) and the output width.
+    #[derive(Debug)]
+    pub(super) struct Dims {
+        shape: Vec<usize>,
         output: usize,
     }
 
-    impl<const D: usize> Dims<D> {
-        fn of(x: [usize; D], weight: [usize; 2]) -> Self {
-            assert_eq!(x[D - 1], weight[0], "linear input width");
+    impl Dims {
+        pub(super) fn of(x: &[usize], weight: [usize; 2]) -> Self {
+            assert_eq!(x.last(), Some(&weight[0]), "linear input width");
             Dims {
-                shape: x,
+                shape: x.to_vec(),
                 output: weight[1],
             }
         }
 
         fn input(&self) -> usize {
-            self.shape[D - 1]
+            self.shape[self.shape.len() - 1]
         }
 
         fn rows(&self) -> usize {
-            self.shape[..D - 1].iter().product()
+            self.shape[..self.shape.len() - 1].iter().product()
         }
 
-        fn output_shape(&self) -> [usize; D] {
-            let mut shape = self.shape;
-            shape[D - 1] = self.output;
+        fn output_shape(&self) -> Vec<usize> {
+            let mut shape = self.shape.clone();
+            *shape.last_mut().expect("a shape has axes") = self.output;
             shape
         }
     }
 
-    fn forward<const D: usize>(
-        dims: &Dims<D>,
-        x: &[f32],
-        w: &[f32],
-        b: &[f32],
-    ) -> FloatTensor<Inner> {
+    fn forward(dims: &Dims, x: &[f32], w: &[f32], b: &[f32]) -> FloatTensor<Inner> {
         let x = matrix(x, dims.rows(), dims.input());
         let w = matrix(w, dims.input(), dims.output);
         from_host(product(x, w, Some(b)), dims.output_shape())
     }
 
-    fn host<const D: usize>(t: Tensor<Inner, D>) -> Vec<f32> {
-        to_host(t.into_primitive().tensor())
-    }
-
-    /// Without gradients (teachers).
-    pub(super) fn inference<const D: usize>(
-        x: Tensor<Inner, D>,
-        weight: Tensor<Inner, 2>,
-        bias: Tensor<Inner, 1>,
-    ) -> Tensor<Inner, D> {
-        let dims = Dims::of(x.dims(), weight.dims());
-        let output = forward(&dims, &host(x), &host(weight), &host(bias));
-        Tensor::from_primitive(TensorPrimitive::Float(output))
+    /// Without gradients (teachers, scores, embeddings): `x`, the weight and the bias.
+    pub(super) fn inference(dims: &Dims, inputs: [FloatTensor<Inner>; 3]) -> FloatTensor<Inner> {
+        let [x, weight, bias] = inputs.map(to_host);
+        forward(dims, &x, &weight, &bias)
     }
 
     /// What the backward needs: the input and the weight.
     #[derive(Debug)]
-    struct Saved<const D: usize> {
-        dims: Dims<D>,
+    struct Saved {
+        dims: Dims,
         x: Vec<f32>,
         weight: Vec<f32>,
     }
 
     #[derive(Debug)]
-    struct LinearBackward<const D: usize>;
+    struct LinearBackward;
 
-    /// With the backward registered when any input needs a gradient.
-    pub(super) fn tracked<const D: usize>(
-        x: Tensor<Training, D>,
-        weight: Tensor<Training, 2>,
-        bias: Tensor<Training, 1>,
-    ) -> Tensor<Training, D> {
-        let dims = Dims::of(x.dims(), weight.dims());
-        let x = x.into_primitive().tensor();
-        let weight = weight.into_primitive().tensor();
-        let bias = bias.into_primitive().tensor();
-        let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
-        let [x, weight, bias] = [x, weight, bias].map(|t| to_host(t.primitive));
-        let output = forward(&dims, &x, &weight, &bias);
-        let output = match LinearBackward::<D>
-            .prepare::<NoCheckpointing>(nodes)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(Arc::new(Saved { dims, x, weight }), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        };
-        Tensor::from_primitive(TensorPrimitive::Float(output))
+    /// With the backward registered when any input needs a gradient: `x`, the weight
+    /// and the bias.
+    pub(super) fn training(
+        dims: Dims,
+        inputs: [FloatTensor<Training>; 3],
+    ) -> FloatTensor<Training> {
+        tracked(LinearBackward, inputs, |[x, weight, bias]| {
+            let output = forward(&dims, &x, &weight, &bias);
+            (output, Arc::new(Saved { dims, x, weight }))
+        })
     }
 
-    impl<const D: usize> Backward<Inner, 3> for LinearBackward<D> {
-        type State = Arc<Saved<D>>;
+    impl Backward<Inner, 3> for LinearBackward {
+        type State = Arc<Saved>;
 
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let d_out = to_host(grads.consume::<Inner>(&ops.node));
@@ -195,7 +169,7 @@ mod host {
             if let Some(node) = x_node {
                 let w = matrix(weight, input, output);
                 let dx = product(dy, w.t(), None);
-                grads.register::<Inner>(node.id, from_host(dx, dims.shape));
+                grads.register::<Inner>(node.id, from_host(dx, dims.shape.clone()));
             }
             if let Some(node) = weight_node {
                 let x = matrix(x, rows, input);

@@ -47,9 +47,9 @@ impl<B: AutodiffBackend> Objective<B> for TaskLoss {
 
 /// `α·task + (1−α)·MSE(student embedding, teacher embedding)`, plus
 /// `kl_weight · T² · KL(teacher ‖ student)` on temperature-softened logits.
-/// Teachers run without gradients on the inner backend (attention on the host where
-/// training is, see [`Pass`]); several teachers are
-/// combined by their weights (embeddings and probabilities alike).
+/// Teachers run without gradients on the inner backend, giving the chain's values (on
+/// the CPU by host kernels, see [`Pass`]); several teachers are combined by their
+/// weights (embeddings and probabilities alike).
 pub struct Distillation<B: Backend> {
     pub teachers: Vec<SomaModel<B>>,
     /// Normalised to sum 1.
@@ -70,13 +70,12 @@ impl<B: Backend> Distillation<B> {
     ) -> (Tensor<B, 2>, Option<Tensor<B, 3>>) {
         let mut embedding: Option<Tensor<B, 2>> = None;
         let mut probs: Option<Tensor<B, 3>> = None;
-        let pass = Pass::for_training::<B>(&tokens.device());
         for (teacher, &w) in self.teachers.iter().zip(&self.weights) {
-            let rep = teacher.encode_by(tokens.clone(), positions.clone(), pass);
+            let rep = teacher.encode(tokens.clone(), positions.clone());
             let e = pool(rep.clone()).mul_scalar(w);
             embedding = Some(embedding.map_or(e.clone(), |acc| acc + e));
             if with_probs {
-                let logits = teacher.predict_by(rep, pass).div_scalar(self.temperature);
+                let logits = teacher.predict(rep).div_scalar(self.temperature);
                 let p = softmax(logits, 2).mul_scalar(w);
                 probs = Some(probs.map_or(p.clone(), |acc| acc + p));
             }
