@@ -373,10 +373,17 @@ impl<K: StageKind> DynKind for Arc<K> {
         &self,
         with: serde_json::Value,
     ) -> Result<(Box<dyn Prepared>, serde_json::Value), WithError> {
-        let typed: K::With = serde_path_to_error::deserialize(with).map_err(|e| WithError {
-            path: crate::yaml::path_from_serde(e.path()),
-            message: e.inner().to_string(),
-            help: None,
+        let typed: K::With = serde_path_to_error::deserialize(&with).map_err(|e| {
+            let message = e.inner().to_string();
+            let mut path = crate::yaml::path_from_serde(e.path());
+            if path.is_empty() {
+                path = locate::<K::With>(&with, &message);
+            }
+            WithError {
+                path,
+                message,
+                help: None,
+            }
         })?;
         self.check(&typed)?;
         let resolved = serde_json::to_value(&typed).map_err(|e| WithError {
@@ -395,6 +402,35 @@ impl<K: StageKind> DynKind for Arc<K> {
     fn with_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::With>()
     }
+}
+
+/// Where in `with` deserialising `T` fails with `message`, for a `T` that loses the
+/// path (serde's `flatten` buffers the keys it passes on, as `train`'s settings are):
+/// the first key whose value alone fails the same way, narrowed into maps likewise.
+/// Empty when no single key does, or an empty map already fails so (a missing field).
+fn locate<T: DeserializeOwned>(with: &serde_json::Value, message: &str) -> Vec<PathSeg> {
+    let fails_alone = |path: &[String], value: &serde_json::Value| {
+        let probe = path.iter().rev().fold(value.clone(), |inner, key| {
+            serde_json::Value::Object([(key.clone(), inner)].into_iter().collect())
+        });
+        matches!(serde_json::from_value::<T>(probe), Err(e) if e.to_string() == message)
+    };
+    let mut path: Vec<String> = Vec::new();
+    let mut node = with;
+    while let Some(map) = node.as_object() {
+        if fails_alone(&path, &serde_json::Value::Object(Default::default())) {
+            break;
+        }
+        let found = map.iter().find(|(key, value)| {
+            let mut probe = path.clone();
+            probe.push((*key).clone());
+            fails_alone(&probe, value)
+        });
+        let Some((key, value)) = found else { break };
+        path.push(key.clone());
+        node = value;
+    }
+    path.into_iter().map(PathSeg::Key).collect()
 }
 
 /// The kinds a binary knows, by name.

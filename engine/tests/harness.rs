@@ -119,6 +119,48 @@ impl StageKind for Step {
     }
 }
 
+/// `flat`: does nothing; its `with` is made of flattened parts, as `train`'s is, whose
+/// errors serde reports without their path.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FlatWith {
+    #[serde(flatten)]
+    pub part: FlatPart,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FlatPart {
+    #[serde(default)]
+    pub count: usize,
+    #[serde(default)]
+    pub shape: FlatShape,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FlatShape {
+    pub width: Option<usize>,
+    pub height: Option<usize>,
+}
+
+pub struct Flat;
+
+impl StageKind for Flat {
+    type With = FlatWith;
+    const NAME: &'static str = "flat";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "A test stage with flattened settings";
+
+    fn inputs(&self, _: &FlatWith) -> Inputs {
+        Inputs::Any
+    }
+    fn outputs(&self, _: &FlatWith) -> Vec<String> {
+        vec!["out".into()]
+    }
+    fn run(&self, _: &FlatWith, ctx: &RunContext<'_>) -> anyhow::Result<Outcome> {
+        std::fs::write(ctx.output("out"), "")?;
+        Ok(Outcome::Done)
+    }
+}
+
 fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -144,6 +186,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(CommandKind);
     r.register(Step);
+    r.register(Flat);
     r
 }
 

@@ -56,6 +56,22 @@ fn bad_with_values() {
     assert_at(&err, "5:22", "invalid type: string \"soon\"");
 }
 
+/// serde's `flatten` loses the path of an error; the diagnostic still points at the
+/// key at fault, inside maps too, and names it.
+#[test]
+fn errors_in_flattened_settings_point_at_their_key() {
+    let err = reject("name: x\nstages:\n  a:\n    kind: flat\n    with:\n      count: 1\n      shape: {width: 2, height: tall}\n");
+    assert_at(
+        &err,
+        "7:33",
+        "with.shape.height: invalid type: string \"tall\"",
+    );
+    let err = reject(
+        "name: x\nstages:\n  a:\n    kind: flat\n    with:\n      shape: {}\n      count: -1\n",
+    );
+    assert_at(&err, "7:14", "with.count: invalid value: integer `-1`");
+}
+
 #[test]
 fn references_to_missing_stages_and_outputs() {
     let err = reject(

@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 use url::Url;
 
 use soma_flow_engine::hash::read_full;
+use soma_flow_engine::WithError;
 
 use crate::crypto::{CtrStream, Hash256, StreamDigests, CHUNK_SIZE};
 
@@ -86,6 +87,23 @@ pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), StorageErro
         url: url.to_owned(),
         reason,
     })
+}
+
+/// Checks a URL a stage's `with` gives for storage (`key`) when the pipeline loads, so
+/// that a bad one stops the run before the training that precedes the upload.
+pub fn check_setting(key: &str, url: &str) -> Result<(), WithError> {
+    soma_flow_engine::remote::check_url(url)
+        .map(drop)
+        .map_err(|why| {
+            WithError::at(
+                &[key],
+                format!("`{url}` is not a usable storage URL: {why}"),
+            )
+            .help(
+                "e.g. s3://bucket/prefix, gs://bucket/prefix, az://container/prefix, \
+                 https://host/prefix or file:///path",
+            )
+        })
 }
 
 /// Writes a small object (`bytes`, whole) at `url`.

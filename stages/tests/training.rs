@@ -412,6 +412,24 @@ fn bad_with_values_are_rejected_naming_the_key() {
         with_error("embed", json!({"sequences": 0})),
         key("sequences")
     );
+    // Type errors inside the flattened training settings, and inside `arch`'s map.
+    assert_eq!(with_error("train", json!({"steps": "ten"})), key("steps"));
+    assert_eq!(with_error("distill", json!({"lr": [1]})), key("lr"));
+    assert_eq!(
+        with_error(
+            "distill",
+            json!({"arch": {"preset": "v1-tiny", "heads": "four"}})
+        ),
+        vec![PathSeg::Key("arch".into()), PathSeg::Key("heads".into())]
+    );
+    for (kind, with) in [
+        ("commit", json!({"storage": "ftp://host/bucket"})),
+        ("commit", json!({"public_url": "bucket/prefix"})),
+        ("submit", json!({"storage": "bucket"})),
+    ] {
+        let key_at_fault = with.as_object().unwrap().keys().next().unwrap().clone();
+        assert_eq!(with_error(kind, with), key(&key_at_fault));
+    }
 
     let mut registry = Registry::new();
     soma_flow_stages::kinds::register(&mut registry);

@@ -31,7 +31,7 @@ pub enum DataError {
         url: String,
         source: object_store::Error,
     },
-    #[error("no files in {source_name} matched {patterns:?} (found: {found})")]
+    #[error("no files in {source_name}{} (found: {found})", matching(.patterns))]
     NoFilesMatched {
         source_name: String,
         patterns: Vec<String>,
@@ -79,5 +79,14 @@ pub fn corrupt(file: &str) -> impl FnOnce(String) -> DataError + '_ {
     move |reason| DataError::Corrupt {
         file: file.to_owned(),
         reason,
+    }
+}
+
+/// ` matched [..]` when a filter narrowed the files, for [`DataError::NoFilesMatched`].
+fn matching(patterns: &[String]) -> String {
+    if patterns.is_empty() {
+        String::new()
+    } else {
+        format!(" matched {patterns:?}")
     }
 }

@@ -92,6 +92,12 @@ impl StageKind for CommitKind {
             .help("the chain accepts at most 10000 (100%); the quickstart uses 1000"));
         }
         with.network.check()?;
+        let urls = [("storage", &with.storage), ("public_url", &with.public_url)];
+        for (key, url) in urls {
+            if let Some(url) = url {
+                crate::storage::check_setting(key, url)?;
+            }
+        }
         let endpoint = with.network.endpoint().unwrap_or(Endpoint::Local);
         let public = with.public_url.as_deref().or(with.storage.as_deref());
         match public {

@@ -76,6 +76,9 @@ impl StageKind for SubmitKind {
 
     fn check(&self, with: &SubmitWith) -> Result<(), WithError> {
         with.network.check()?;
+        if let Some(url) = &with.storage {
+            crate::storage::check_setting("storage", url)?;
+        }
         if with.count == 0 {
             return Err(WithError::at(&["count"], "`count: 0` fills nothing"));
         }

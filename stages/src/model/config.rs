@@ -7,7 +7,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::weights::read_header;
 
@@ -115,11 +116,33 @@ pub struct ArchOverrides {
     pub dropout: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// An architecture as written: a preset name (or `preset:key=value,...`) or a map of
+/// overrides. Told apart by the value's type, so that an error inside either form is
+/// reported as itself (an untagged enum would say only that neither form matched).
+#[derive(Debug, Clone)]
 enum ArchSpec {
     Name(String),
     Overrides(ArchOverrides),
+}
+
+impl<'de> Deserialize<'de> for ArchSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl<'de> Visitor<'de> for Spec {
+            type Value = ArchSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a model preset (v1, v1-small, v1-tiny) or a map such as `{preset: v1-tiny, layers: 3}`")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<ArchSpec, E> {
+                Ok(ArchSpec::Name(name.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ArchSpec, A::Error> {
+                ArchOverrides::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ArchSpec::Overrides)
+            }
+        }
+        deserializer.deserialize_any(Spec)
+    }
 }
 
 impl TryFrom<ArchSpec> for ArchConfig {
@@ -357,5 +380,16 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&by_map).unwrap()).unwrap();
         assert_eq!(round, by_map);
         assert!(serde_json::from_str::<ArchConfig>(r#"{"preset":"v1","wings":2}"#).is_err());
+        // Each form's own error, not "no variant matched".
+        let error = |json: &str| {
+            serde_json::from_str::<ArchConfig>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error(r#""v9""#).contains("unknown model preset `v9`"));
+        assert!(
+            error(r#"{"heads":"four"}"#).contains("invalid type: string \"four\", expected usize")
+        );
+        assert!(error("5").contains("expected a model preset (v1, v1-small, v1-tiny) or a map"));
     }
 }

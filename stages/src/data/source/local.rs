@@ -29,7 +29,13 @@ pub fn files(options: &FetchOptions, base_dir: &Path) -> Result<Vec<SourceFile>,
     }
     let filter = FileFilter::new(options, &[])?;
     let selected = filter.select(
-        &format!("local paths {:?}", options.paths),
+        &format!(
+            "local paths {:?} under {}",
+            options.paths,
+            std::path::absolute(base_dir)
+                .unwrap_or_else(|_| base_dir.into())
+                .display()
+        ),
         options,
         found.into_iter().collect(),
     )?;
