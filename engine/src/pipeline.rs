@@ -272,7 +272,8 @@ impl std::error::Error for LoadError {}
 pub struct BackendSetting {
     /// Used when neither `--backend` nor the pipeline's `backend` names one.
     pub default: &'static str,
-    /// Accepts a name, or says why not (e.g. the cargo feature that would add it).
+    /// Accepts a name, or says why not, naming it (e.g. the cargo feature that would
+    /// add it).
     pub check: fn(&str) -> Result<(), String>,
 }
 
@@ -351,8 +352,13 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     let stages = v.connect_stages(&file, &stages_node, prepared);
     if stages.values().any(|s| s.requirements.backend) {
         if let Err(why) = (opts.backends.check)(&backend) {
+            // A backend given on the command line (or recorded with a run) is not the
+            // file's fault: no place in it to point at.
+            if opts.backend.is_some() {
+                return Err(LoadError::Usage(why));
+            }
             let span = root.get("backend").map_or(root.span, |n| n.span);
-            v.error(span, format!("backend `{backend}`: {why}"), None);
+            v.error(span, why, None);
         }
     }
     let stages = v.order(stages, &stages_node);

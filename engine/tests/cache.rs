@@ -208,10 +208,23 @@ fn the_backend_enters_the_key_of_the_stages_that_require_it_only() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("backend `gpu`: this test offers `cpu` and `fast`")
-            && err.contains("p.yaml:3:"),
+        err.contains("this test offers `cpu` and `fast`, not `gpu`") && err.contains("p.yaml:3:"),
         "{err}"
     );
+    // `--backend` is the command line's fault, not the file's: no place in it.
+    let env = crate::harness::env();
+    let opts = soma_flow_engine::pipeline::LoadOptions {
+        registry: &env.registry,
+        overrides: &[],
+        backend: Some("gpu"),
+        backends: env.backend,
+    };
+    let source = soma_flow_engine::pipeline::read(&p.path().join("p.yaml")).unwrap();
+    let err = soma_flow_engine::pipeline::load(source, &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(err, "this test offers `cpu` and `fast`, not `gpu`");
     p.write(
         "plain.yaml",
         "name: plain\nbackend: gpu\nstages:\n  s: {kind: step}\n",

@@ -123,7 +123,7 @@ impl StageKind for CommitKind {
     }
 
     fn run(&self, with: &CommitWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let net = with.network.open(ctx.store)?;
+        let net = with.network.open_for(ctx)?;
         let key = with.network.signer(&net, ctx)?;
         let weights = ctx.input("model").expect("required input");
         // The chain's architecture, checked before anything is computed or sent.

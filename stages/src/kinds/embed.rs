@@ -224,7 +224,7 @@ fn update_from_network(
         &dyn crate::training::documents::Documents,
     ) -> Result<EmbeddingFile>,
 ) -> Result<EmbeddingFile> {
-    let net = network.open(ctx.store)?;
+    let net = network.open_for(ctx)?;
     let Some(model) = mine(&net, network, Some(ctx))? else {
         let data = ctx.input("data").context(
             "no Active model of mine to update, and no `data` input for a first (genesis) embedding",

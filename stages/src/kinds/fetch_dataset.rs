@@ -122,7 +122,7 @@ fn fetch_network(
     holdout: &std::path::Path,
 ) -> Result<FetchReport> {
     let network = network(with);
-    let net = network.open(ctx.store)?;
+    let net = network.open_for(ctx)?;
     let owner = match with.targets().won_by {
         WonBy::Me => Some(
             network

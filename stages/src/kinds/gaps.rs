@@ -98,7 +98,7 @@ impl StageKind for GapsKind {
     }
 
     fn run(&self, with: &GapsWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let net = with.network.open(ctx.store)?;
+        let net = with.network.open_for(ctx)?;
         // Without a key (testnet, read only) no model is mine: nothing is routed to me.
         let owner = match with.network.signer(&net, ctx) {
             Ok(key) => Some(key.address()),

@@ -113,7 +113,7 @@ impl StageKind for PlacementKind {
     }
 
     fn run(&self, with: &PlacementWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let net = with.network.open(ctx.store)?;
+        let net = with.network.open_for(ctx)?;
         // Without a key (testnet, read only) no model is mine: candidates are new models.
         let owner = with.network.signer(&net, ctx).ok().map(|k| k.address());
         let (registry, k_chain) = registry(&net, owner)?;

@@ -76,7 +76,7 @@ impl StageKind for RevealKind {
     }
 
     fn run(&self, with: &RevealWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let net = with.network.open(ctx.store)?;
+        let net = with.network.open_for(ctx)?;
         let key = with.network.signer(&net, ctx)?;
         let owner = key.address();
         let record = match ctx.input("commit") {

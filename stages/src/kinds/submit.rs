@@ -119,7 +119,7 @@ impl StageKind for SubmitKind {
     }
 
     fn run(&self, with: &SubmitWith, ctx: &RunContext<'_>) -> Result<Outcome> {
-        let net = with.network.open(ctx.store)?;
+        let net = with.network.open_for(ctx)?;
         let key = with.network.signer(&net, ctx)?;
         let max_size = net.parameters()?.max_submission_data_size;
         let docs = open_documents(ctx.input("data").expect("required input"))?;

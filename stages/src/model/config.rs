@@ -223,7 +223,35 @@ impl FromStr for ArchConfig {
     }
 }
 
+/// The shape as weights show it, after the preset of that shape if any:
+/// `v1-tiny (dim 128, 2 layers, hidden 512, vocab 264)`.
+impl fmt::Display for ArchConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shape = format!(
+            "dim {}, {} layers, hidden {}, vocab {}",
+            self.embedding_dim, self.num_layers, self.pwff_hidden_dim, self.vocab_size
+        );
+        match Preset::ALL
+            .into_iter()
+            .find(|p| p.config().shape() == self.shape())
+        {
+            Some(preset) => write!(f, "{preset} ({shape})"),
+            None => f.write_str(&shape),
+        }
+    }
+}
+
 impl ArchConfig {
+    /// What weights fix: embedding and hidden widths, layers, vocabulary.
+    pub fn shape(&self) -> (usize, usize, usize, usize) {
+        (
+            self.embedding_dim,
+            self.num_layers,
+            self.pwff_hidden_dim,
+            self.vocab_size,
+        )
+    }
+
     pub fn preset(preset: Preset) -> Self {
         preset.config()
     }

@@ -168,6 +168,23 @@ impl NetworkWith {
         Network::connect(&self.endpoint()?, store, &self.settings())
     }
 
+    /// Connects for a running stage, noting when the store's local network was made
+    /// for another architecture than `arch` (which applies only to a new one): models
+    /// of `arch` cannot be committed to it.
+    pub fn open_for(&self, ctx: &RunContext<'_>) -> Result<Network> {
+        let net = self.open(ctx.store)?;
+        let made = net.local_dir().map(Settings::read).transpose()?.flatten();
+        if let Some(made) = made.filter(|made| made.arch != self.arch) {
+            ctx.note(format!(
+                "the local network in this store demands {} models (its `arch` when it was \
+                 made); `network.arch: {}` applies to a new network only: give this run a \
+                 store of its own (--store DIR)",
+                made.arch, self.arch
+            ));
+        }
+        Ok(net)
+    }
+
     /// The signer, saying (in the run summary) when a throwaway key was created.
     pub fn signer(&self, net: &Network, ctx: &RunContext<'_>) -> Result<SecretKey> {
         let key_file = self.key_file.as_ref().map(|p| ctx.pipeline_dir.join(p));

@@ -95,17 +95,10 @@ impl<S> Job<'_, S> {
             (Some(init), given) => {
                 let inferred = ArchConfig::infer_from_weights(init, s.heads)?;
                 if let Some(given) = given {
-                    let shape = |c: &ArchConfig| {
-                        (
-                            c.embedding_dim,
-                            c.num_layers,
-                            c.pwff_hidden_dim,
-                            c.vocab_size,
-                        )
-                    };
                     ensure!(
-                        shape(given) == shape(&inferred),
-                        "`arch` does not match the weights of `init` ({})",
+                        given.shape() == inferred.shape(),
+                        "`arch` is {given}, but the weights of `init` ({}) are {inferred}: \
+                         give `init`'s architecture, or no `arch` to take it from `init`",
                         init.display()
                     );
                 }
