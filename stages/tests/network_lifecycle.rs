@@ -349,3 +349,45 @@ fn two_owners_commit_at_once_through_one_served_network() {
     let net = empty_network(&store);
     assert_eq!(net.epoch().unwrap().system.models.len(), 2);
 }
+
+/// `network.arch` makes a new local network only; a stage that meets one made for
+/// another architecture says so in its notes (its models could not be committed).
+#[test]
+fn a_stage_notes_a_local_network_made_for_another_arch() {
+    use soma_flow_stages::network::with::NetworkWith;
+    let store = tempfile::tempdir().unwrap();
+    drop(empty_network(store.path())); // v1-tiny
+    let notes_for = |arch: &str| {
+        let notes = std::sync::Mutex::new(Vec::new());
+        let none = Default::default();
+        let dir = store.path();
+        let ctx = soma_flow_engine::RunContext {
+            stage: "s",
+            workdir: dir,
+            inputs: &none,
+            input_refs: &Default::default(),
+            outputs_dir: dir,
+            scratch: dir,
+            store: dir,
+            pipeline_dir: dir,
+            backend: "ndarray",
+            log: dir,
+            progress: &|_| {},
+            notes: &notes,
+        };
+        let with = NetworkWith {
+            arch: arch.into(),
+            ..NetworkWith::default()
+        };
+        drop(with.open_for(&ctx).unwrap());
+        notes.into_inner().unwrap()
+    };
+    assert_eq!(notes_for("v1-tiny"), Vec::<String>::new());
+    let notes = notes_for("v1-small");
+    assert!(
+        notes.len() == 1
+            && notes[0].contains("demands v1-tiny models")
+            && notes[0].contains("--store"),
+        "{notes:?}"
+    );
+}

@@ -92,6 +92,36 @@ fn train<S: ObjectiveSpec>(
     run_on(BackendChoice::NdArray, job).unwrap().unwrap()
 }
 
+/// `arch` and `init` disagreeing is refused, naming both architectures.
+#[test]
+fn an_arch_that_contradicts_init_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = save_model(dir.path(), "init.safetensors", &tiny(), 1);
+    let settings = Settings {
+        arch: Some("v1-small".parse().unwrap()),
+        ..quick_settings(1)
+    };
+    let outputs = outputs(dir.path());
+    let job = Job {
+        settings: &settings,
+        spec: &TaskLoss,
+        data: &repo_sources(),
+        init: Some(&init),
+        holdout: None,
+        scratch: dir.path(),
+        progress: &quiet,
+        halt_after: None,
+        title: "test",
+        outputs: &outputs,
+    };
+    let error = job.arch().unwrap_err().to_string();
+    assert!(
+        error.contains("`arch` is v1-small (dim 256, 4 layers, hidden 1024, vocab 264)")
+            && error.contains("are v1-tiny (dim 128, 2 layers, hidden 512, vocab 264)"),
+        "{error}"
+    );
+}
+
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
