@@ -401,6 +401,16 @@ fn option_and_duration_errors_are_located_at_their_key() {
             "with.paths: `paths` belongs to `source: local`",
         ),
         (
+            "kind: fetch-dataset\n    with:\n      source: local\n      paths: [a.txt, 'b/[x']",
+            "p.yaml:7:22",
+            "with.paths[1]: `b/[x` is not a glob",
+        ),
+        (
+            "kind: fetch-dataset\n    with:\n      source: url\n      url: ftp://host/data.jsonl",
+            "p.yaml:7:12",
+            "with.url: unknown source \"ftp://host/data.jsonl\"",
+        ),
+        (
             "kind: reveal\n    with:\n      poll: 1s\n      wait: soon",
             "p.yaml:7:13",
             "with.wait: `soon` is not a duration",

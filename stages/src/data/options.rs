@@ -216,6 +216,10 @@ impl FetchOptions {
             SourceKind::Network => ("network", true),
         };
         self.targets().check().map_err(|e| e.within("targets"))?;
+        self.check_patterns()?;
+        if let Some(url) = &self.url {
+            crate::data::check_url(url).map_err(|e| WithError::at(&["url"], e.to_string()))?;
+        }
         if let Some(network) = &self.network {
             network.check()?;
         }
@@ -230,6 +234,41 @@ impl FetchOptions {
 }
 
 impl FetchOptions {
+    /// Compiles every glob as the sources will: `paths` with wildcards (the `glob`
+    /// crate, over this machine's files), `files` and `pattern` (`globset`, over a
+    /// listing).
+    fn check_patterns(&self) -> Result<(), WithError> {
+        use soma_flow_engine::yaml::PathSeg::{Index, Key};
+        let mut globs = Vec::new();
+        for (i, p) in self.paths.iter().enumerate() {
+            if p.contains(['*', '?', '[']) {
+                let why = glob::Pattern::new(p).err().map(|e| e.to_string());
+                globs.push((vec![Key("paths".into()), Index(i)], p, why));
+            }
+        }
+        for (i, p) in self.files.iter().enumerate() {
+            let why = globset::Glob::new(p).err().map(|e| e.kind().to_string());
+            globs.push((vec![Key("files".into()), Index(i)], p, why));
+        }
+        if let Some(p) = &self.pattern {
+            let why = globset::Glob::new(p).err().map(|e| e.kind().to_string());
+            globs.push((vec![Key("pattern".into())], p, why));
+        }
+        for (path, pattern, why) in globs {
+            if let Some(why) = why {
+                return Err(WithError {
+                    path,
+                    message: format!("`{pattern}` is not a glob: {why}"),
+                    help: Some(
+                        "`*` any part of a name, `**` any folders, `?` one character, `[ab]` one of"
+                            .into(),
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The targets `source: network` reads.
     pub fn targets(&self) -> TargetFilter {
         self.targets.clone().unwrap_or_default()

@@ -7,7 +7,6 @@ use std::path::Path;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt};
-use url::Url;
 
 use super::{runtime, FileFilter, SourceFile};
 use crate::data::dataset::SourceRecord;
@@ -16,9 +15,6 @@ use crate::data::error::DataError;
 use crate::data::options::FetchOptions;
 use crate::data::progress::ProgressFn;
 
-const SCHEMES: &[&str] = &[
-    "s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "http", "https", "file",
-];
 pub fn files(
     options: &FetchOptions,
     download_dir: &Path,
@@ -31,10 +27,9 @@ pub fn files(
 
 /// Checks that `url` is a URL of a kind of store this source reads.
 pub fn check_url(url: &str) -> Result<(), DataError> {
-    match Url::parse(url) {
-        Ok(parsed) if SCHEMES.contains(&parsed.scheme()) => Ok(()),
-        _ => Err(DataError::UnknownSource(url.into())),
-    }
+    soma_flow_engine::remote::check_url(url)
+        .map(drop)
+        .map_err(|_| DataError::UnknownSource(url.into()))
 }
 
 /// The store behind `url` and the object path inside it (the same credentials and
