@@ -25,6 +25,7 @@ mod private_file;
 pub mod score;
 pub mod sigreg;
 pub mod storage;
+mod string_or_map;
 pub mod training;
 
 pub use backend::{BackendChoice, BackendTask};

@@ -368,12 +368,12 @@ pub fn load(env: &Env, args: &PipelineArgs) -> Result<Plan, ExitStatus> {
     };
     pipeline::read(&args.file)
         .and_then(|source| pipeline::load(source, &opts))
-        .map_err(|e| report(&e))
+        .map_err(|e| load_failed(&e))
 }
 
 /// Prints why a pipeline does not load as a command reports it (diagnostics carry
 /// their own `error:`); a usage error.
-fn report(e: &LoadError) -> ExitStatus {
+fn load_failed(e: &LoadError) -> ExitStatus {
     match e {
         LoadError::Invalid(_) => eprintln!("{e}"),
         LoadError::Io(..) | LoadError::Usage(_) => eprintln!("error: {e}"),
@@ -399,7 +399,7 @@ fn load_recorded(env: &Env, rec: &RunRecord, backends: BackendSetting) -> Result
 /// The plan of a recorded run, its stages only (a `run --target` recorded a part), or
 /// the exit status after printing why it does not load.
 fn recorded_plan(env: &Env, rec: &RunRecord) -> Result<Plan, ExitStatus> {
-    let plan = load_recorded(env, rec, env.backend).map_err(|e| report(&e))?;
+    let plan = load_recorded(env, rec, env.backend).map_err(|e| load_failed(&e))?;
     let stages: Vec<String> = rec.stages.keys().cloned().collect();
     plan.only(&stages).map_err(|why| {
         eprintln!("error: run {}: {why}", rec.id);

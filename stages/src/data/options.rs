@@ -239,31 +239,31 @@ impl FetchOptions {
     /// listing).
     fn check_patterns(&self) -> Result<(), WithError> {
         use soma_flow_engine::yaml::PathSeg::{Index, Key};
-        let mut globs = Vec::new();
+        let not_a_glob = |path, pattern: &str, why: String| WithError {
+            path,
+            message: format!("`{pattern}` is not a glob: {why}"),
+            help: Some(
+                "`*` any part of a name, `**` any folders, `?` one character, `[ab]` one of".into(),
+            ),
+        };
         for (i, p) in self.paths.iter().enumerate() {
-            if p.contains(['*', '?', '[']) {
-                let why = glob::Pattern::new(p).err().map(|e| e.to_string());
-                globs.push((vec![Key("paths".into()), Index(i)], p, why));
+            if let (true, Err(e)) = (p.contains(['*', '?', '[']), glob::Pattern::new(p)) {
+                return Err(not_a_glob(
+                    vec![Key("paths".into()), Index(i)],
+                    p,
+                    e.to_string(),
+                ));
             }
         }
-        for (i, p) in self.files.iter().enumerate() {
-            let why = globset::Glob::new(p).err().map(|e| e.kind().to_string());
-            globs.push((vec![Key("files".into()), Index(i)], p, why));
-        }
-        if let Some(p) = &self.pattern {
-            let why = globset::Glob::new(p).err().map(|e| e.kind().to_string());
-            globs.push((vec![Key("pattern".into())], p, why));
-        }
-        for (path, pattern, why) in globs {
-            if let Some(why) = why {
-                return Err(WithError {
-                    path,
-                    message: format!("`{pattern}` is not a glob: {why}"),
-                    help: Some(
-                        "`*` any part of a name, `**` any folders, `?` one character, `[ab]` one of"
-                            .into(),
-                    ),
-                });
+        let listed = self.files.iter().enumerate();
+        let listed = listed.map(|(i, p)| (vec![Key("files".into()), Index(i)], p));
+        for (path, p) in listed.chain(
+            self.pattern
+                .iter()
+                .map(|p| (vec![Key("pattern".into())], p)),
+        ) {
+            if let Err(e) = globset::Glob::new(p) {
+                return Err(not_a_glob(path, p, e.kind().to_string()));
             }
         }
         Ok(())

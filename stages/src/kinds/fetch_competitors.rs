@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
-use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use soma_flow_engine::yaml::PathSeg;
 use soma_flow_engine::{
@@ -118,25 +117,16 @@ pub enum UrlEntry {
     Checked(WeightsUrl),
 }
 
-/// By hand rather than `untagged`, so a bad map reports its own error (an unknown
-/// key, a size that is not a number) instead of "matched no variant".
+/// A bad map reports its own error (an unknown key, a size that is not a number)
+/// instead of "matched no variant".
 impl<'de> Deserialize<'de> for UrlEntry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = UrlEntry;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a URL, or a map {url, sha256, size}")
-            }
-            fn visit_str<E: de::Error>(self, url: &str) -> Result<UrlEntry, E> {
-                Ok(UrlEntry::Bare(url.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<UrlEntry, A::Error> {
-                WeightsUrl::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(UrlEntry::Checked)
-            }
-        }
-        deserializer.deserialize_any(EntryVisitor)
+        crate::string_or_map::string_or_map(
+            deserializer,
+            "a URL, or a map {url, sha256, size}",
+            |url| UrlEntry::Bare(url.to_owned()),
+            UrlEntry::Checked,
+        )
     }
 }
 

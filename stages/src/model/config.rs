@@ -7,7 +7,6 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
-use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::weights::read_header;
@@ -127,21 +126,12 @@ enum ArchSpec {
 
 impl<'de> Deserialize<'de> for ArchSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Spec;
-        impl<'de> Visitor<'de> for Spec {
-            type Value = ArchSpec;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a model preset (v1, v1-small, v1-tiny) or a map such as `{preset: v1-tiny, layers: 3}`")
-            }
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<ArchSpec, E> {
-                Ok(ArchSpec::Name(name.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ArchSpec, A::Error> {
-                ArchOverrides::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(ArchSpec::Overrides)
-            }
-        }
-        deserializer.deserialize_any(Spec)
+        crate::string_or_map::string_or_map(
+            deserializer,
+            "a model preset (v1, v1-small, v1-tiny) or a map such as `{preset: v1-tiny, layers: 3}`",
+            |name| ArchSpec::Name(name.to_owned()),
+            ArchSpec::Overrides,
+        )
     }
 }
 
@@ -227,7 +217,7 @@ impl FromStr for ArchConfig {
 /// `v1-tiny (dim 128, 2 layers, hidden 512, vocab 264)`.
 impl fmt::Display for ArchConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shape = format!(
+        let sizes = format!(
             "dim {}, {} layers, hidden {}, vocab {}",
             self.embedding_dim, self.num_layers, self.pwff_hidden_dim, self.vocab_size
         );
@@ -235,8 +225,8 @@ impl fmt::Display for ArchConfig {
             .into_iter()
             .find(|p| p.config().shape() == self.shape())
         {
-            Some(preset) => write!(f, "{preset} ({shape})"),
-            None => f.write_str(&shape),
+            Some(preset) => write!(f, "{preset} ({sizes})"),
+            None => f.write_str(&sizes),
         }
     }
 }

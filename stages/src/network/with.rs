@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use schemars::JsonSchema;
-use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_inline_default::serde_inline_default;
 use soma_flow_chain::SecretKey;
@@ -88,25 +87,24 @@ impl Serialize for NetworkWith {
 /// unknown key) rather than "matched no variant".
 impl<'de> Deserialize<'de> for NetworkWith {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NetworkVisitor;
-        impl<'de> Visitor<'de> for NetworkVisitor {
-            type Value = NetworkWith;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(
-                    "`local`, `testnet`, a fullnode URL, or a map {name, rpc, faucet, key_file, …}",
-                )
-            }
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<NetworkWith, E> {
-                Ok(NetworkWith {
-                    name: name.to_owned(),
-                    ..NetworkWith::default()
-                })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NetworkWith, A::Error> {
-                NetworkWith::deserialize(de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        deserializer.deserialize_any(NetworkVisitor)
+        crate::string_or_map::string_or_map(
+            deserializer,
+            "`local`, `testnet`, a fullnode URL, or a map {name, rpc, faucet, key_file, …}",
+            |name| NetworkWith {
+                name: name.to_owned(),
+                ..NetworkWith::default()
+            },
+            |NetworkMap(network)| network,
+        )
+    }
+}
+
+/// The map form, read by the derived deserialiser (`remote = "Self"`).
+struct NetworkMap(NetworkWith);
+
+impl<'de> Deserialize<'de> for NetworkMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        NetworkWith::deserialize(deserializer).map(NetworkMap)
     }
 }
 
