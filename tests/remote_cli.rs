@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -186,10 +186,11 @@ fn wrong_credentials_are_named_and_the_run_goes_on_locally() {
 }
 
 /// A TCP relay to a local port that can be cut: open connections are shut and new ones
-/// refused, as when the network goes away.
+/// refused, as when the network goes away. `relayed` counts the bytes it passed on.
 struct Relay {
     port: u16,
     cut: Arc<AtomicBool>,
+    relayed: Arc<AtomicUsize>,
 }
 
 fn relay(upstream: u16) -> Relay {
@@ -197,6 +198,8 @@ fn relay(upstream: u16) -> Relay {
     let port = listener.local_addr().unwrap().port();
     let cut = Arc::new(AtomicBool::new(false));
     let cut2 = Arc::clone(&cut);
+    let relayed = Arc::new(AtomicUsize::new(0));
+    let relayed2 = Arc::clone(&relayed);
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             if cut2.load(Ordering::SeqCst) {
@@ -211,6 +214,7 @@ fn relay(upstream: u16) -> Relay {
             ];
             for (mut from, mut to) in pairs {
                 let cut = Arc::clone(&cut2);
+                let relayed = Arc::clone(&relayed2);
                 std::thread::spawn(move || {
                     from.set_read_timeout(Some(Duration::from_millis(20)))
                         .unwrap();
@@ -230,6 +234,7 @@ fn relay(upstream: u16) -> Relay {
                                 if to.write_all(&buf[..n]).is_err() {
                                     return;
                                 }
+                                relayed.fetch_add(n, Ordering::SeqCst);
                             }
                             Err(e)
                                 if matches!(
@@ -243,7 +248,7 @@ fn relay(upstream: u16) -> Relay {
             }
         }
     });
-    Relay { port, cut }
+    Relay { port, cut, relayed }
 }
 
 #[test]
@@ -267,10 +272,15 @@ fn a_network_cut_mid_transfer_fails_clearly_and_leaves_nothing_that_lies() {
             .unwrap()
     };
 
-    // The network goes away while a push uploads.
+    // The network goes away while a push uploads: once a MiB of the 48 has passed (a
+    // fixed delay could cut a slow-starting push before its upload, at the remote's
+    // layout check).
     let up = relay(port);
     let child = through(&up, &["--store=a", "push", "--remote", url]);
-    std::thread::sleep(Duration::from_millis(150));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while up.relayed.load(Ordering::SeqCst) < 1 << 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     up.cut.store(true, Ordering::SeqCst);
     let push = crate::common::Run(child.wait_with_output().unwrap());
     if push.code() != 0 {
