@@ -40,6 +40,13 @@ enum Command {
     /// Read the network: `map` simulates its routing for embeddings
     #[command(subcommand)]
     Network(cli::gaps::NetworkCommand),
+    /// Claim the rewards of every target the signer's models won (or its data filled)
+    Claim(cli::earn::ClaimArgs),
+    /// What the signer's models earned: stake, commission, targets routed and won, SOMA earned and claimable, per epoch
+    Earnings(cli::earn::EarningsArgs),
+    /// Manage a model on the network: add stake, set its commission, deactivate it
+    #[command(subcommand)]
+    Model(cli::earn::ModelCommand),
     /// Create a SOMA signing key file (mode 0600) and print its address
     Keygen {
         /// Where to write the key
@@ -108,6 +115,9 @@ fn main() -> ExitCode {
         Command::Localnet(cmd) => cli::localnet::run(cmd, &cli.store),
         Command::Gaps(args) => cli::gaps::gaps(args, &cli.store),
         Command::Network(cmd) => cli::gaps::network(cmd, &cli.store),
+        Command::Claim(args) => cli::earn::claim(args, &cli.store),
+        Command::Earnings(args) => cli::earn::earnings(args, &cli.store),
+        Command::Model(cmd) => cli::earn::model(cmd, &cli.store),
         Command::Keygen { out } => cli::account::keygen(out),
         Command::Address { key_file } => cli::account::address(key_file),
         Command::Faucet { network, account } => cli::account::faucet(network, account, &cli.store),

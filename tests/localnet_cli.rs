@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::Project;
 
-const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
+pub(crate) const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
                        (scripts/test.sh), or `python3 -m pip install soma-sdk==0.1.15`";
 
 const SCRIPT: &str = r#"
@@ -42,9 +42,9 @@ os._exit(0)
 "#;
 
 /// A running `localnet serve` and its three URLs (fullnode, faucet, admin).
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
 }
 
 /// A failing test must not leave its server running (it would hold the test
@@ -56,7 +56,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(p: &Project, extra: &[&str]) -> Served {
+pub(crate) fn serve(p: &Project, extra: &[&str]) -> Served {
     let mut args = vec![
         "localnet",
         "serve",

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod common;
+mod earn_cli;
 mod engine_run;
 mod engine_validate;
 mod hostile_store;

@@ -241,3 +241,80 @@ fn targets_render_trimmed_ids_and_read_back_normalised() {
     assert_eq!(info.status, "claimable");
     assert_eq!(info.distance_threshold, Some(1.05));
 }
+
+/// §6.3 ClaimRewards at v5's shares (4975/4975/50 bps) and fees (1000 base, 300 per
+/// written object, value fee at ⌊10/2⌋ bps): the split the localnet's claim test
+/// checks coin by coin, and the roles a claimer is paid for.
+#[test]
+fn a_claim_splits_the_reward_as_the_chain_does() {
+    use soma_flow_chain::client::{ChainParameters, ClaimSplit, TargetInfo};
+    use soma_flow_chain::SomaAddress;
+    let params = ChainParameters {
+        epoch_duration_ms: 1,
+        model_min_stake: 1,
+        model_architecture_version: 1,
+        target_embedding_dim: 4,
+        target_models_per_target: 1,
+        base_fee: 1000,
+        write_object_fee: 300,
+        value_fee_bps: 10,
+        submission_bond_per_byte: 65,
+        max_submission_data_size: 1 << 20,
+        target_submitter_reward_share_bps: 4975,
+        target_model_reward_share_bps: 4975,
+        target_claimer_incentive_bps: 50,
+    };
+    let (owner, submitter, other) = (
+        SomaAddress([1; 32]),
+        SomaAddress([2; 32]),
+        SomaAddress([3; 32]),
+    );
+    let reward = 9_259_259_259;
+    let filled = TargetInfo {
+        id: ObjectID([5; 32]),
+        status: "claimable".into(),
+        generation_epoch: 2,
+        reward_pool: reward,
+        embedding: Vec::new(),
+        model_ids: vec![ObjectID([6; 32])],
+        distance_threshold: None,
+        fill_epoch: Some(2),
+        submitter: Some(submitter),
+        winning_model_id: Some(ObjectID([6; 32])),
+        winning_model_owner: Some(owner),
+        bond_amount: Some(975),
+        data_url: None,
+    };
+    let split = ClaimSplit::of(&filled, &params);
+    assert_eq!(
+        split,
+        ClaimSplit {
+            submitter: 4_606_481_481 + 1,
+            owner: 4_606_481_481,
+            incentive: 46_296_296,
+            bond: 975,
+            fee: 1000 + 6 * 300 + reward * 5 / 10_000,
+        }
+    );
+    assert_eq!(
+        split.paid_to(&filled, &owner),
+        split.owner + split.incentive
+    );
+    assert_eq!(
+        split.paid_to(&filled, &submitter),
+        split.submitter + split.bond + split.incentive
+    );
+    assert_eq!(split.paid_to(&filled, &other), split.incentive);
+    // An expired target pays only the incentive; one coin is created.
+    let expired = TargetInfo {
+        submitter: None,
+        winning_model_id: None,
+        winning_model_owner: None,
+        bond_amount: None,
+        fill_epoch: None,
+        ..filled
+    };
+    let split = ClaimSplit::of(&expired, &params);
+    assert_eq!((split.submitter, split.owner, split.bond), (0, 0, 0));
+    assert_eq!(split.fee, 1000 + 3 * 300 + reward * 5 / 10_000);
+}

@@ -267,6 +267,10 @@ fn execute_kind(
                 bond_coin: bond_coin.object_id,
             },
         ),
+        K::SetModelCommissionRate { model_id, new_rate } => {
+            models::set_commission_rate(store, *model_id, *new_rate)
+        }
+        K::DeactivateModel { model_id } => models::deactivate(store, *model_id),
         K::ClaimRewards { target_id } => submission::claim(store, *target_id),
         _ => Err(ExecutionFailure::new(
             ErrorKind::OtherError,

@@ -38,7 +38,11 @@ pub(crate) fn kind_inputs(kind: &TransactionKind) -> Result<KindInputs, Rejectio
             system: false,
             target: None,
         },
-        K::CreateModel { .. } | K::CommitModel { .. } | K::RevealModel { .. } => model(Vec::new()),
+        K::CreateModel { .. }
+        | K::CommitModel { .. }
+        | K::RevealModel { .. }
+        | K::SetModelCommissionRate { .. }
+        | K::DeactivateModel { .. } => model(Vec::new()),
         K::AddStakeToModel { coin_ref, .. } => model(vec![*coin_ref]),
         K::SubmitData {
             target_id,

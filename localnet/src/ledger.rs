@@ -15,7 +15,7 @@ use crate::effects::{
     BalanceChange, ChangedObject, Effects, ExecutionStatus, IdOperation, ObjectState,
     TransactionFee,
 };
-use crate::params::{GenesisConfig, PROTOCOL_VERSION};
+use crate::params::GenesisConfig;
 use crate::state::{EmissionPool, ModelRegistry, SystemState, TargetState};
 use crate::store::{Obj, TxWrites, Write};
 use crate::LedgerError;
@@ -94,7 +94,7 @@ impl Ledger {
         let system = SystemState {
             epoch: 0,
             epoch_start_timestamp_ms: config.genesis_timestamp_ms,
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: config.protocol_version,
             validators_total_stake: 0,
             emission_pool: EmissionPool {
                 balance: config.emission_pool_balance,

@@ -1,5 +1,7 @@
-//! CreateModel, CommitModel, RevealModel and AddStakeToModel (§6.3), each rule
-//! in the chain's evaluation order: the first failing rule decides the error.
+//! CreateModel, CommitModel, RevealModel, AddStakeToModel, SetModelCommissionRate
+//! and DeactivateModel (§6.3; the last two as `types/src/system_state/mod.rs`
+//! at the testnet tag has them), each rule in the chain's evaluation order: the
+//! first failing rule decides the error.
 
 use soma_flow_chain::{
     DecryptionKey, Digest, ObjectID, ObjectType, Owner, SomaTensor, StakedSomaV1,
@@ -309,4 +311,64 @@ pub(crate) fn add_stake(
         store.set_coin_balance(coin, rest)?;
     }
     create_staked_soma(store, pool_id, stake)
+}
+
+/// An Active model of the sender's, or the chain's error: not found, not active
+/// (checked before the owner), not the owner.
+fn own_active<'s>(
+    store: &'s mut TxStore<'_>,
+    model_id: ObjectID,
+) -> Result<&'s mut crate::state::Model, ExecutionFailure> {
+    let sender = store.sender;
+    let model = store
+        .system
+        .model_registry
+        .models
+        .get_mut(&model_id)
+        .ok_or_else(|| model_not_found(model_id))?;
+    if model.state != ModelState::Active {
+        return Err(ExecutionFailure::new(
+            ErrorKind::ModelNotActive,
+            format!("model {model_id} is {}, not active", model.state.as_str()),
+        ));
+    }
+    if model.owner != sender {
+        return Err(not_owner(model_id));
+    }
+    Ok(model)
+}
+
+/// Stages `new_rate` for the next epoch boundary (§6.4 6e). The rate is checked
+/// first, then the model.
+pub(crate) fn set_commission_rate(
+    store: &mut TxStore<'_>,
+    model_id: ObjectID,
+    new_rate: u64,
+) -> Result<(), ExecutionFailure> {
+    if new_rate > BPS {
+        return Err(ExecutionFailure::new(
+            ErrorKind::ModelCommissionRateTooHigh,
+            format!("commission rate {new_rate} exceeds 10000 bps"),
+        ));
+    }
+    own_active(store, model_id)?.next_epoch_commission_rate = new_rate;
+    Ok(())
+}
+
+/// The owner withdraws an Active model: it becomes Inactive at once, its pool is
+/// deactivated this epoch and its stake leaves `total_model_stake`.
+pub(crate) fn deactivate(
+    store: &mut TxStore<'_>,
+    model_id: ObjectID,
+) -> Result<(), ExecutionFailure> {
+    let epoch = store.system.epoch;
+    let model = own_active(store, model_id)?;
+    model.state = ModelState::Inactive;
+    model.pending_update = None;
+    model.staking_pool.deactivation_epoch = Some(epoch);
+    let stake = model.staking_pool.soma_balance;
+    let registry = &mut store.system.model_registry;
+    registry.total_model_stake = registry.total_model_stake.saturating_sub(stake);
+    registry.model_report_records.remove(&model_id);
+    Ok(())
 }

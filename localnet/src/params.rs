@@ -204,6 +204,14 @@ pub struct GenesisConfig {
     pub faucet_secret_key: [u8; 32],
     /// The faucet account's initial coin.
     pub faucet_balance: u64,
+    /// The protocol version the network reports ([`PROTOCOL_VERSION`]; another
+    /// only to test that clients refuse a protocol they do not speak).
+    #[serde(default = "protocol_version")]
+    pub protocol_version: u64,
+}
+
+fn protocol_version() -> u64 {
+    PROTOCOL_VERSION
 }
 
 impl GenesisConfig {
@@ -219,6 +227,7 @@ impl GenesisConfig {
             emission_per_epoch: 1_000_000 * SHANNONS_PER_SOMA,
             faucet_secret_key: [0xfa; 32],
             faucet_balance: 1_000_000_000 * SHANNONS_PER_SOMA,
+            protocol_version: PROTOCOL_VERSION,
         }
     }
 

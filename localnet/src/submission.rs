@@ -195,15 +195,22 @@ pub(crate) fn claim(store: &mut TxStore<'_>, target_id: ObjectID) -> Result<(), 
                 .saturating_sub(submitter_share)
                 .saturating_sub(model_share)
                 .saturating_sub(claimer_share);
-            let submitter = target.submitter.unwrap_or(claimer);
-            let model_owner = target.winning_model_owner.unwrap_or(submitter);
+            let submitter = target.submitter.ok_or_else(|| {
+                ExecutionFailure::new(
+                    ErrorKind::TargetNotFilled,
+                    format!("target {target_id} is filled without a submitter"),
+                )
+            })?;
+            // The owner captured at fill time; without one the chain pays no model
+            // share (it stays nowhere, as on the chain).
+            let model_owner = target.winning_model_owner;
             for (owner, amount) in [
-                (submitter, submitter_share + rest),
+                (Some(submitter), submitter_share + rest),
                 (model_owner, model_share),
-                (claimer, claimer_share),
-                (submitter, target.bond_amount),
+                (Some(claimer), claimer_share),
+                (Some(submitter), target.bond_amount),
             ] {
-                if amount > 0 {
+                if let (Some(owner), true) = (owner, amount > 0) {
                     store.create_coin(owner, amount)?;
                 }
             }

@@ -392,3 +392,69 @@ fn a_stake_coin_that_is_not_a_coin_is_an_invalid_object_type() {
         Some(ErrorDetails::ObjectId(staked_ref.object_id))
     );
 }
+
+#[test]
+fn commission_rate_is_checked_then_staged_for_the_next_epoch() {
+    let mut n = net();
+    let (alice, bob) = (n.alice.clone(), n.bob.clone());
+    let id = n.create_model(&alice, SOMA);
+    let set = |rate| TransactionKind::SetModelCommissionRate {
+        model_id: id,
+        new_rate: rate,
+    };
+    // The rate is checked before the model; a model must be Active.
+    assert_eq!(
+        n.fails(&alice, set(10_001)).0,
+        ErrorKind::ModelCommissionRateTooHigh
+    );
+    assert_eq!(n.fails(&alice, set(500)).0, ErrorKind::ModelNotActive);
+    n.ok(&alice, commit_kind(id, 7, &EMB));
+    n.advance();
+    n.ok(&alice, reveal_kind(id, 7, &EMB));
+    assert_eq!(n.fails(&bob, set(500)).0, ErrorKind::NotModelOwner);
+    let missing = TransactionKind::SetModelCommissionRate {
+        model_id: derive_id(&soma_flow_chain::Digest([9; 32]), 0),
+        new_rate: 1,
+    };
+    assert_eq!(n.fails(&alice, missing).0, ErrorKind::ModelNotFound);
+    let effects = n.ok(&alice, set(500));
+    // Base fee and two written objects (the gas coin and the system state).
+    assert_eq!(effects.fee.total(), 1000 + 2 * 300);
+    let model = n.ledger.model(&id).unwrap();
+    assert_eq!(
+        (model.commission_rate, model.next_epoch_commission_rate),
+        (1000, 500)
+    );
+    n.advance();
+    assert_eq!(n.ledger.model(&id).unwrap().commission_rate, 500);
+}
+
+#[test]
+fn deactivate_makes_an_active_model_inactive_at_once() {
+    let mut n = net();
+    let (alice, bob) = (n.alice.clone(), n.bob.clone());
+    let id = n.create_model(&alice, 2 * SOMA);
+    let deactivate = TransactionKind::DeactivateModel { model_id: id };
+    assert_eq!(
+        n.fails(&alice, deactivate.clone()).0,
+        ErrorKind::ModelNotActive
+    );
+    n.ok(&alice, commit_kind(id, 7, &EMB));
+    n.advance();
+    n.ok(&alice, reveal_kind(id, 7, &EMB));
+    assert_eq!(
+        n.ledger.system_state().model_registry.total_model_stake,
+        2 * SOMA
+    );
+    assert_eq!(
+        n.fails(&bob, deactivate.clone()).0,
+        ErrorKind::NotModelOwner
+    );
+    n.ok(&alice, deactivate.clone());
+    let state = n.ledger.system_state();
+    let model = state.model_registry.models.get(&id).unwrap();
+    assert_eq!(model.state, ModelState::Inactive);
+    assert_eq!(model.staking_pool.deactivation_epoch, Some(state.epoch));
+    assert_eq!(state.model_registry.total_model_stake, 0);
+    assert_eq!(n.fails(&alice, deactivate).0, ErrorKind::ModelNotActive);
+}

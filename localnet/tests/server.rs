@@ -361,3 +361,31 @@ async fn only_state_service_replies_are_compressed() {
         Some("localnet")
     );
 }
+
+/// A server on a protocol this client does not speak (upstream's reworked protocol
+/// is version 7): nothing is signed or sent, and the error names both versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_protocol_version_is_refused_before_signing() {
+    use soma_flow_localnet::server::{serve, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut genesis = soma_flow_localnet::GenesisConfig::new(DIM as u64);
+    genesis.protocol_version = 7;
+    let handle = serve(ServerConfig::new(dir.path(), genesis).ephemeral_ports())
+        .await
+        .unwrap();
+    let client = common::client(&handle);
+    let key = SecretKey::from_bytes(&[9; 32]);
+    client.request_gas(&key.address()).await.unwrap();
+    let before = client.coins(&key.address()).await.unwrap();
+    let refused = client.create_model(&key, 1_000_000_000, 1000).await;
+    match &refused {
+        Err(e @ ClientError::UnsupportedProtocol { version: 7, .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("version 7") && text.contains("1–5"), "{text}");
+        }
+        other => panic!("expected UnsupportedProtocol, got {other:?}"),
+    }
+    // Nothing executed: the coin is as it was (same version, same balance).
+    assert_eq!(client.coins(&key.address()).await.unwrap(), before);
+    assert_eq!(client.check_protocol().await.ok(), None);
+}

@@ -353,6 +353,8 @@ fn claims_split_the_reward_after_the_window_and_delete_the_target() {
         effects.fee.value_fee,
         (REWARD as u128 * (bps / 2) as u128 / 10_000) as u64
     );
+    // Written: the gas coin, the system state and the four new coins.
+    assert_eq!(effects.fee.total(), 1000 + 6 * 300 + effects.fee.value_fee);
     assert!(w.n.ledger.target(&tid).is_none());
     assert_eq!(effects.deleted(), vec![tid]);
     assert_eq!(w.n.fails(&carol, claim).0, ErrorKind::TargetNotFound);

@@ -219,7 +219,10 @@ pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<ExitStatus> {
     match cmd {
         LocalnetCommand::Serve(args) => {
             let dir = match args.dir.clone() {
-                Some(dir) => dir,
+                // Blob URLs are file:// URLs of absolute paths.
+                Some(dir) => {
+                    std::path::absolute(&dir).with_context(|| format!("--dir {}", dir.display()))?
+                }
                 None => local::dir(store.open()?.root()),
             };
             serve_until_interrupted(args, dir)

@@ -38,10 +38,26 @@ pub enum ClientError {
     },
     /// The transaction was executed and failed; fees were charged.
     #[error("transaction {digest} failed: {reason}")]
-    Failed { digest: String, reason: String },
+    Failed {
+        digest: String,
+        /// The chain's error kind.
+        kind: ExecutionErrorKind,
+        reason: String,
+    },
     /// The transaction executed, but its checkpoint did not arrive in time.
     #[error("transaction {digest} executed but its checkpoint did not arrive within {seconds} s")]
     FinalityTimeout { digest: String, seconds: u64 },
+    /// The server speaks a protocol version this client does not; nothing was signed.
+    #[error(
+        "{url} runs SOMA protocol version {version}; this soma-flow speaks versions {}–{} \
+         and signs nothing for another (a newer soma-flow may speak it)",
+        supported.start(), supported.end()
+    )]
+    UnsupportedProtocol {
+        url: String,
+        version: u64,
+        supported: std::ops::RangeInclusive<u64>,
+    },
     /// The account has no coin able to pay.
     #[error("address {address} has no coin with at least {needed} shannons (ask the faucet)")]
     NoGas { address: String, needed: u64 },
@@ -54,6 +70,19 @@ pub enum ClientError {
 }
 
 pub type ClientResult<T> = Result<T, ClientError>;
+
+impl ClientError {
+    /// The server answered NOT_FOUND: an object or target the call names is gone.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Rpc {
+                code: Code::NotFound,
+                ..
+            }
+        )
+    }
+}
 
 /// gRPC codes worth retrying with backoff.
 pub fn is_transient(code: Code) -> bool {

@@ -39,7 +39,9 @@ use crate::signing::sign_transaction;
 use crate::tensor::SomaTensor;
 use crate::transaction::{derive_id, TransactionData, TransactionKind};
 
-pub use convert::{ChainParameters, ModelInfo, PendingUpdate, SystemSummary, TargetInfo};
+pub use convert::{
+    ChainParameters, ClaimSplit, ModelInfo, PendingUpdate, SystemSummary, TargetInfo,
+};
 
 /// Large enough for `GetEpoch(system_state)` with a big registry (§1.1).
 const MAX_DECODE_BYTES: usize = 128 * 1024 * 1024;
@@ -51,6 +53,11 @@ const TARGET_MASK: &str = "id,status,generation_epoch,reward_pool,embedding,mode
     distance_threshold,fill_epoch,submitter,winning_model_id,winning_model_owner,bond_amount,data_url";
 /// Coin-lock conflicts are retried this many times (§9.6).
 const LOCK_RETRIES: u32 = 5;
+/// The protocol versions whose transactions this client builds and signs: those of
+/// SOMA's testnet tag that SOMA-RPC.md documents (`MAX_PROTOCOL_VERSION` 5). A later
+/// protocol (upstream's `market` branch is 7) renumbers the transaction kinds, so a
+/// transaction signed for 5 could mean something else there.
+pub const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u64> = 1..=5;
 
 /// How the client retries and waits.
 #[derive(Clone, Debug)]
@@ -149,6 +156,28 @@ pub struct Executed {
     pub digest: Digest,
     pub checkpoint: u64,
     pub effects: proto::TransactionEffects,
+    /// The chain's balance changes (shannons, fees included), by address.
+    pub balance_changes: Vec<(SomaAddress, i128)>,
+}
+
+impl Executed {
+    /// What the transaction changed `address`'s balance by (0 if nothing).
+    pub fn balance_change(&self, address: &SomaAddress) -> i128 {
+        self.balance_changes
+            .iter()
+            .filter(|(a, _)| a == address)
+            .map(|(_, amount)| amount)
+            .sum()
+    }
+
+    /// The total fee charged.
+    pub fn fee(&self) -> u64 {
+        self.effects
+            .fee
+            .as_ref()
+            .and_then(|f| f.total_fee)
+            .unwrap_or(0)
+    }
 }
 
 /// A client of one fullnode, and optionally of a faucet and an admin service.
@@ -316,6 +345,39 @@ impl SomaClient {
             attributes: config.attributes,
             system: SystemSummary::try_from(state).map_err(bad)?,
         })
+    }
+
+    /// The server's protocol version (`GetEpoch`'s `protocol_config`), refused
+    /// unless it is one of [`PROTOCOL_VERSIONS`]: nothing is signed for a protocol
+    /// this client does not speak.
+    pub async fn check_protocol(&self) -> ClientResult<u64> {
+        let response: proto::GetEpochResponse = self
+            .rpc(
+                paths::GET_EPOCH,
+                proto::GetEpochRequest {
+                    epoch: None,
+                    read_mask: Some(proto::FieldMask::from_paths(
+                        "epoch,protocol_config.protocol_version",
+                    )),
+                },
+            )
+            .await?;
+        let version = convert::required(
+            response
+                .epoch
+                .and_then(|e| e.protocol_config)
+                .and_then(|c| c.protocol_version),
+            "epoch.protocol_config.protocol_version",
+        )
+        .map_err(|e| self.malformed("GetEpoch", e))?;
+        if !PROTOCOL_VERSIONS.contains(&version) {
+            return Err(ClientError::UnsupportedProtocol {
+                url: self.rpc.url.clone(),
+                version,
+                supported: PROTOCOL_VERSIONS,
+            });
+        }
+        Ok(version)
     }
 
     /// The system state pieces a client reads (parameters, models, epoch).
@@ -617,20 +679,50 @@ impl SomaClient {
         .await
     }
 
-    /// Claims a target's rewards (any sender may).
+    /// Claims a target's rewards (any sender may); the gas coin must pay the
+    /// claim's fee ([`ClaimSplit`]).
     pub async fn claim_rewards(
         &self,
         key: &SecretKey,
-        target_id: &ObjectID,
+        target: &TargetInfo,
     ) -> ClientResult<Executed> {
+        let params = self.system_state().await?.parameters;
         let kind = TransactionKind::ClaimRewards {
-            target_id: *target_id,
+            target_id: target.id,
+        };
+        let fee = ClaimSplit::of(target, &params).fee;
+        self.execute(key, fee, |_| kind.clone()).await
+    }
+
+    /// Stages an Active model's commission rate (bps) for the next epoch.
+    pub async fn set_model_commission_rate(
+        &self,
+        key: &SecretKey,
+        model_id: &ObjectID,
+        new_rate: u64,
+    ) -> ClientResult<Executed> {
+        let kind = TransactionKind::SetModelCommissionRate {
+            model_id: *model_id,
+            new_rate,
         };
         self.execute(key, self.small_fee().await?, |_| kind.clone())
             .await
     }
 
-    /// Base fee plus a few written objects: what a commit or claim costs.
+    /// Withdraws an Active model from the network: it becomes Inactive at once.
+    pub async fn deactivate_model(
+        &self,
+        key: &SecretKey,
+        model_id: &ObjectID,
+    ) -> ClientResult<Executed> {
+        let kind = TransactionKind::DeactivateModel {
+            model_id: *model_id,
+        };
+        self.execute(key, self.small_fee().await?, |_| kind.clone())
+            .await
+    }
+
+    /// Base fee plus a few written objects: what a commit costs.
     async fn small_fee(&self) -> ClientResult<u64> {
         Ok(self.system_state().await?.parameters.small_cost())
     }
@@ -694,12 +786,14 @@ impl SomaClient {
     }
 
     /// Signs and executes `tx`, then waits for its checkpoint; a failed
-    /// execution is an error with its reason in words.
+    /// execution is an error with its reason in words. Nothing is signed for a
+    /// server whose protocol version this client does not speak.
     pub async fn sign_and_execute(
         &self,
         key: &SecretKey,
         tx: &TransactionData,
     ) -> ClientResult<Executed> {
+        self.check_protocol().await?;
         let signature = sign_transaction(key, tx)?;
         let digest = tx.digest()?;
         let digest_text = digest.to_base58();
@@ -714,11 +808,15 @@ impl SomaClient {
         };
         let response: proto::ExecuteTransactionResponse =
             self.rpc(paths::EXECUTE_TRANSACTION, request).await?;
-        let effects = convert::required(
-            response.transaction.and_then(|t| t.effects),
-            "transaction.effects",
-        )
-        .map_err(|e| self.malformed("ExecuteTransaction", e))?;
+        let executed = response.transaction.unwrap_or_default();
+        let effects = convert::required(executed.effects, "transaction.effects")
+            .map_err(|e| self.malformed("ExecuteTransaction", e))?;
+        let balance_changes = executed
+            .balance_changes
+            .iter()
+            .map(convert::balance_change)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.malformed("ExecuteTransaction", e))?;
         let waited = tokio::time::timeout(self.retry.finality_timeout, async {
             while let Some(message) = checkpoints.message().await.map_err(|s| ClientError::Rpc {
                 url: self.rpc.url.clone(),
@@ -757,6 +855,12 @@ impl SomaClient {
         if status.success != Some(true) {
             return Err(ClientError::Failed {
                 digest: digest_text,
+                kind: status
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.kind)
+                    .and_then(|k| proto::ExecutionErrorKind::try_from(k).ok())
+                    .unwrap_or(proto::ExecutionErrorKind::Unknown),
                 reason: status
                     .error
                     .as_ref()
@@ -768,6 +872,7 @@ impl SomaClient {
             digest,
             checkpoint,
             effects,
+            balance_changes,
         })
     }
 

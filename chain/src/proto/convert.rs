@@ -42,6 +42,19 @@ fn parse<T: FromStr<Err = Error>>(value: Option<&String>, field: &str) -> Result
         .map_err(|e: Error| invalid(field, format!("{e} (got {text:?})")))
 }
 
+/// A `BalanceChange`: the address and the signed amount (an i128 in decimal).
+pub fn balance_change(change: &super::BalanceChange) -> Result<(SomaAddress, i128)> {
+    let address = parse(change.address.as_ref(), "balance_changes.address")?;
+    let text = required(change.amount.as_ref(), "balance_changes.amount")?;
+    let amount = text.parse().map_err(|_| {
+        invalid(
+            "balance_changes.amount",
+            format!("not an integer: {text:?}"),
+        )
+    })?;
+    Ok((address, amount))
+}
+
 fn bytes32(value: Option<&Vec<u8>>, field: &str) -> Result<[u8; 32]> {
     let bytes = required(value, field)?;
     bytes
@@ -199,6 +212,17 @@ pub fn kind_to_proto(kind: &TransactionKind) -> Result<Kind> {
                 loss_score: vector_values(loss_score, "loss_score")?,
             })
         }
+        TransactionKind::SetModelCommissionRate { model_id, new_rate } => {
+            Kind::SetModelCommissionRate(pb::SetModelCommissionRate {
+                model_id: id(model_id),
+                new_rate: Some(*new_rate),
+            })
+        }
+        TransactionKind::DeactivateModel { model_id } => {
+            Kind::DeactivateModel(pb::DeactivateModel {
+                model_id: id(model_id),
+            })
+        }
         TransactionKind::ClaimRewards { target_id } => Kind::ClaimRewards(pb::ClaimRewards {
             target_id: id(target_id),
         }),
@@ -303,6 +327,13 @@ pub fn kind_from_proto(kind: Option<&super::TransactionKind>) -> Result<Transact
         },
         Kind::ClaimRewards(m) => TransactionKind::ClaimRewards {
             target_id: id(&m.target_id, "claim_rewards.target_id")?,
+        },
+        Kind::SetModelCommissionRate(m) => TransactionKind::SetModelCommissionRate {
+            model_id: id(&m.model_id, "set_model_commission_rate.model_id")?,
+            new_rate: required(m.new_rate, "set_model_commission_rate.new_rate")?,
+        },
+        Kind::DeactivateModel(m) => TransactionKind::DeactivateModel {
+            model_id: id(&m.model_id, "deactivate_model.model_id")?,
         },
         Kind::TransferCoin(m) => TransactionKind::TransferCoin {
             coin: object_ref(m.coin.as_ref(), "transfer_coin.coin")?,
@@ -575,6 +606,76 @@ pub struct ChainParameters {
     pub value_fee_bps: u64,
     pub submission_bond_per_byte: u64,
     pub max_submission_data_size: u64,
+    /// The shares of a filled target's reward (§6.3 ClaimRewards), in bps.
+    pub target_submitter_reward_share_bps: u64,
+    pub target_model_reward_share_bps: u64,
+    pub target_claimer_incentive_bps: u64,
+}
+
+/// What a ClaimRewards of one target pays, computed as the chain does (§6.3):
+/// shares rounded down, the rounding remainder to the submitter, the bond back to
+/// the submitter; an expired target pays only the claimer's incentive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClaimSplit {
+    /// The submitter's share and the rounding remainder (0 for an expired target).
+    pub submitter: u64,
+    /// The winning model's owner's share (0 without a winner).
+    pub owner: u64,
+    /// The claimer's incentive.
+    pub incentive: u64,
+    /// The submitter's bond, returned.
+    pub bond: u64,
+    /// The fee the claimer pays: base, written objects, and the value fee on the reward.
+    pub fee: u64,
+}
+
+impl ClaimSplit {
+    /// The split of `target`'s reward under `params`.
+    pub fn of(target: &TargetInfo, params: &ChainParameters) -> Self {
+        let reward = target.reward_pool;
+        let bps = |b: u64| (reward as u128 * b.min(10_000) as u128 / 10_000) as u64;
+        let incentive = bps(params.target_claimer_incentive_bps);
+        let (submitter, owner, bond) = match target.submitter {
+            Some(_) => {
+                let submitter = bps(params.target_submitter_reward_share_bps);
+                let owner = bps(params.target_model_reward_share_bps);
+                let rest = reward.saturating_sub(submitter + owner + incentive);
+                let owner = if target.winning_model_owner.is_some() {
+                    owner
+                } else {
+                    0
+                };
+                (submitter + rest, owner, target.bond_amount.unwrap_or(0))
+            }
+            None => (0, 0, 0),
+        };
+        let coins = [submitter, owner, incentive, bond]
+            .iter()
+            .filter(|&&amount| amount > 0)
+            .count() as u64;
+        let fee =
+            params.base_fee + params.write_object_fee * (2 + coins) + params.value_fee(reward);
+        Self {
+            submitter,
+            owner,
+            incentive,
+            bond,
+            fee,
+        }
+    }
+
+    /// What the claim pays `claimer` before the fee: the incentive, and the shares
+    /// (and bond) of the roles it holds in `target`.
+    pub fn paid_to(&self, target: &TargetInfo, claimer: &SomaAddress) -> u64 {
+        let mut paid = self.incentive;
+        if target.winning_model_owner.as_ref() == Some(claimer) {
+            paid += self.owner;
+        }
+        if target.submitter.as_ref() == Some(claimer) {
+            paid += self.submitter + self.bond;
+        }
+        paid
+    }
 }
 
 impl ChainParameters {
@@ -590,8 +691,8 @@ impl ChainParameters {
             .saturating_add(self.base_fee + 3 * self.write_object_fee)
     }
 
-    /// What a gas coin must hold for a commit or a claim: the base fee and a few
-    /// written objects.
+    /// What a gas coin must hold for a commit: the base fee and a few written
+    /// objects.
     pub fn small_cost(&self) -> u64 {
         self.base_fee + 4 * self.write_object_fee
     }
@@ -621,6 +722,18 @@ impl TryFrom<&super::SystemParameters> for ChainParameters {
             value_fee_bps: f(p.value_fee_bps, "value_fee_bps")?,
             submission_bond_per_byte: f(p.submission_bond_per_byte, "submission_bond_per_byte")?,
             max_submission_data_size: f(p.max_submission_data_size, "max_submission_data_size")?,
+            target_submitter_reward_share_bps: f(
+                p.target_submitter_reward_share_bps,
+                "target_submitter_reward_share_bps",
+            )?,
+            target_model_reward_share_bps: f(
+                p.target_model_reward_share_bps,
+                "target_model_reward_share_bps",
+            )?,
+            target_claimer_incentive_bps: f(
+                p.target_claimer_incentive_bps,
+                "target_claimer_incentive_bps",
+            )?,
         })
     }
 }
@@ -643,7 +756,11 @@ pub struct ModelInfo {
     pub embedding: Vec<f32>,
     /// The staking pool's `soma_balance`.
     pub stake: u64,
+    /// The epoch the model's pool became active (its first reveal), if it has.
+    pub activation_epoch: Option<u64>,
     pub commission_rate: u64,
+    /// The rate from the next epoch boundary on (`SetModelCommissionRate`).
+    pub next_epoch_commission_rate: u64,
     /// An Active model's commit awaiting its reveal (a later commit overwrites it).
     pub pending_update: Option<PendingUpdate>,
 }
@@ -718,7 +835,12 @@ impl ModelInfo {
             decryption_key: optional_bytes32(m.decryption_key.as_ref(), &field("decryption_key"))?,
             embedding: m.embedding.clone(),
             stake: required(pool.soma_balance, &field("staking_pool.soma_balance"))?,
+            activation_epoch: pool.activation_epoch,
             commission_rate: required(m.commission_rate, &field("commission_rate"))?,
+            next_epoch_commission_rate: m
+                .next_epoch_commission_rate
+                .or(m.commission_rate)
+                .unwrap_or_default(),
             pending_update: m
                 .pending_update
                 .as_ref()

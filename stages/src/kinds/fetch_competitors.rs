@@ -319,6 +319,7 @@ impl StageKind for FetchCompetitorsKind {
 
         if uses_network(with) {
             let net = with.network.open_for(ctx)?;
+            with.network.check_arch(&net)?;
             // Without a key (testnet, read only) nothing counts as one's own.
             let owner = match with.network.signer(&net, ctx) {
                 Ok(key) => Some(key.address()),

@@ -3,6 +3,7 @@
 use soma_flow_engine::Registry;
 
 pub mod average;
+pub mod claim;
 pub mod commit;
 pub mod distill;
 pub mod embed;
@@ -32,4 +33,5 @@ pub fn register(registry: &mut Registry) {
     registry.register(submit::SubmitKind);
     registry.register(commit::CommitKind);
     registry.register(reveal::RevealKind);
+    registry.register(claim::ClaimKind);
 }

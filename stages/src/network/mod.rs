@@ -6,9 +6,11 @@
 //! - [`signer`]: who signs (`SOMA_SECRET_KEY`, a key file, a local throwaway).
 //! - [`local`]: the zero-setup local network, with its genesis competitors ([`genesis`]).
 //! - [`lifecycle`]: commit, reveal and fetch, as the chain checks them.
+//! - [`earn`]: claim what the signer's models won; their earnings.
 //! - [`submitter`]: a data submitter that fills targets (`soma-flow localnet submit`).
 //! - [`with`]: the network stages' `network` key.
 
+pub mod earn;
 pub mod genesis;
 pub mod lifecycle;
 pub mod local;

@@ -183,6 +183,34 @@ impl NetworkWith {
         Ok(net)
     }
 
+    /// Checks that `arch` (what the pipeline trains, as its network stages are told)
+    /// is what `net` demands (its `target_embedding_dim`), so that a pipeline for
+    /// testnet learns that it must train full V1 before it trains, not at `commit`.
+    /// The local network in the store keeps the architecture it was made with, which
+    /// [`NetworkWith::open_for`] notes instead.
+    pub fn check_arch(&self, net: &Network) -> Result<()> {
+        if net.is_local() {
+            return Ok(());
+        }
+        let arch: crate::ArchConfig = self.arch.parse()?;
+        let demanded = net.parameters()?.target_embedding_dim;
+        if arch.embedding_dim as u64 == demanded {
+            return Ok(());
+        }
+        let preset = crate::model::Preset::ALL
+            .into_iter()
+            .find(|p| p.config().embedding_dim as u64 == demanded)
+            .map_or(String::new(), |p| format!(" ({})", p.name()));
+        anyhow::bail!(
+            "{} demands models of embedding dimension {demanded}{preset}, but `network.arch` \
+             is {} (dimension {}): a model of that size could not be committed there; train \
+             the architecture it demands (`--set arch=…` in the shipped pipelines)",
+            net.endpoint,
+            self.arch,
+            arch.embedding_dim
+        )
+    }
+
     /// The signer, saying (in the run summary) when a throwaway key was created.
     pub fn signer(&self, net: &Network, ctx: &RunContext<'_>) -> Result<SecretKey> {
         let key_file = self.key_file.as_ref().map(|p| ctx.pipeline_dir.join(p));
