@@ -2,11 +2,12 @@
 //! the official SDK (`soma-sdk` 0.1.15) fills targets routed to a model soma-flow
 //! committed (the genesis model `genesis-code`, whose owner key the test holds), the
 //! epochs pass the challenge window, the SDK claims one target with the owner's key
-//! and `soma-flow claim` the other, and both give the same balance changes to the
-//! shannon, which are the chain's split (§6.3): owner share plus incentive minus the
-//! fee to the owner, submitter share plus bond to the submitter. A second claim sends
-//! nothing; `earnings --json` counts both claims, the SDK's too. `model` commands are
-//! refused before sending when the chain would refuse them.
+//! and soma-flow's `claim` stage the other, and both give the same balance changes to
+//! the shannon, which are the chain's split (§6.3): owner share plus incentive minus
+//! the fee to the owner, submitter share plus bond to the submitter. The run's report
+//! charts the earnings; `soma-flow claim` right after sends nothing; `earnings --json`
+//! counts both claims, the SDK's too. `model` commands are refused before sending when
+//! the chain would refuse them, and the SDK's own transactions of those kinds verify.
 //!
 //! Needs `python3` with `soma-sdk==0.1.15` (`scripts/test.sh` installs it); without
 //! it the test fails, never skips.
@@ -166,10 +167,25 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
     assert_eq!(sdk_owner, owner_share + incentive - fee);
     assert_eq!(sdk_submitter, reward - owner_share - incentive + bond);
 
-    // ...and soma-flow the other: the same balance changes, to the shannon.
-    let claim = run(&["claim", "--key-file", "owner.key", "--json"]);
+    // ...and soma-flow's `claim` stage the other: the same balance changes, to the
+    // shannon.
+    let pipeline = p.write(
+        "earn.yaml",
+        &format!(
+            "name: earn\nstages:\n  claim:\n    kind: claim\n    with:\n      network: \
+             {{ rpc: \"{}\", key_file: owner.key }}\n",
+            served.urls[0]
+        ),
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    let claim = p.run(&["run", pipeline]);
     assert_eq!(claim.code(), 0, "{}", claim.all());
-    let report: Value = serde_json::from_str(&claim.stdout()).unwrap();
+    assert!(
+        claim.stdout().contains("claimed: owner share"),
+        "{}",
+        claim.all()
+    );
+    let report = p.output_json(pipeline, "claim.claims")["claims"].clone();
     let lines = report["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 1, "{report}");
     assert_eq!(lines[0]["target"].as_str(), Some(targets[1].as_str()));
@@ -187,6 +203,17 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
         serde_json::json!([]),
         "the SDK sees both claimed"
     );
+
+    // The run's report shows the earnings per epoch as a chart.
+    let id = p.last_record()["id"].as_str().unwrap().to_owned();
+    let out = p.run(&["report", &id, "--out", "report"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let page = std::fs::read_to_string(p.path().join("report/index.html")).unwrap();
+    assert!(page.contains("claim.chart"), "the chart is on the page");
+    // The stage stays cached while nothing is claimable.
+    let cached = p.run(&["run", pipeline]);
+    assert_eq!(cached.code(), 0, "{}", cached.all());
+    assert_eq!(p.last_record()["stages"]["claim"]["status"], "hit");
 
     // A second claim right after sends nothing and succeeds.
     let again = run(&["claim", "--key-file", "owner.key", "--json"]);
@@ -224,6 +251,25 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
         nothing.all()
     );
     assert!(text.stdout().contains(&model), "{}", text.all());
+
+    // A pipeline whose `arch` the network does not demand stops before any training.
+    let wrong = p.write(
+        "arch.yaml",
+        &format!(
+            "name: arch\nstages:\n  last:\n    kind: fetch-competitors\n    with:\n      \
+             network: {{ rpc: \"{}\", arch: v1-small }}\n",
+            served.urls[0]
+        ),
+    );
+    let out = p.run(&["run", wrong.to_str().unwrap()]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(
+        out.all().contains(
+            "demands models of embedding dimension 128 (v1-tiny), but `network.arch` is v1-small"
+        ),
+        "{}",
+        out.all()
+    );
 
     // Model management: refused before sending when the chain would refuse.
     let other = models["models"]

@@ -12,5 +12,6 @@ mod localnet_cli;
 mod moto;
 mod network_stages;
 mod pipelines;
+mod python_env;
 mod remote_cli;
 mod schema;

@@ -305,6 +305,17 @@ fn a_claim_splits_the_reward_as_the_chain_does() {
         split.submitter + split.bond + split.incentive
     );
     assert_eq!(split.paid_to(&filled, &other), split.incentive);
+    assert!(split.pays_for_itself(&filled, &owner));
+    // Someone else's target pays its claimer only the incentive, less than the fee.
+    assert!(!split.pays_for_itself(&filled, &other));
+    // A tiny reward does not pay for its own claim, even to its owner.
+    let tiny = TargetInfo {
+        reward_pool: 1000,
+        ..filled.clone()
+    };
+    let split_tiny = ClaimSplit::of(&tiny, &params);
+    assert_eq!((split_tiny.owner, split_tiny.incentive), (497, 5));
+    assert!(!split_tiny.pays_for_itself(&tiny, &owner));
     // An expired target pays only the incentive; one coin is created.
     let expired = TargetInfo {
         submitter: None,

@@ -373,18 +373,31 @@ impl<K: StageKind> DynKind for Arc<K> {
         &self,
         with: serde_json::Value,
     ) -> Result<(Box<dyn Prepared>, serde_json::Value), WithError> {
-        let typed: K::With = serde_path_to_error::deserialize(&with).map_err(|e| {
+        let mut with = with;
+        let typed: K::With = loop {
+            let e = match serde_path_to_error::deserialize(&with) {
+                Ok(typed) => break typed,
+                Err(e) => e,
+            };
             let message = e.inner().to_string();
             let mut path = crate::yaml::path_from_serde(e.path());
             if path.is_empty() {
                 path = locate::<K::With>(&with, &message);
             }
-            WithError {
+            // One value where a list is taken is that value's list (`status: filled`
+            // for `status: [filled]`); each retry turns one more value into a list.
+            if message.contains("expected a sequence") {
+                if let Some(value) = value_at(&mut with, &path).filter(|v| !v.is_array()) {
+                    *value = serde_json::Value::Array(vec![value.take()]);
+                    continue;
+                }
+            }
+            return Err(WithError {
                 path,
                 message,
                 help: None,
-            }
-        })?;
+            });
+        };
         self.check(&typed)?;
         let resolved = serde_json::to_value(&typed).map_err(|e| WithError {
             path: vec![],
@@ -402,6 +415,17 @@ impl<K: StageKind> DynKind for Arc<K> {
     fn with_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::With>()
     }
+}
+
+/// The value at `path` in `with`, if the path leads somewhere.
+fn value_at<'v>(
+    with: &'v mut serde_json::Value,
+    path: &[PathSeg],
+) -> Option<&'v mut serde_json::Value> {
+    path.iter().try_fold(with, |node, seg| match seg {
+        PathSeg::Key(key) => node.as_object_mut()?.get_mut(key),
+        PathSeg::Index(i) => node.as_array_mut()?.get_mut(*i),
+    })
 }
 
 /// Where in `with` deserialising `T` fails with `message`, for a `T` that loses the

@@ -41,19 +41,33 @@ fn unknown_kind_suggests_the_closest() {
 #[test]
 fn bad_with_values() {
     let err = reject(
-        "name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: 3\n",
+        "name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: {a: 1}\n",
     );
-    assert_at(
-        &err,
-        "7:13",
-        "invalid type: integer `3`, expected a sequence",
-    );
+    assert_at(&err, "7:13", "invalid type: map, expected a string");
     let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: {outs: [x]}\n");
     assert_at(&err, "5:11", "missing field `run`");
     let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: [ok, 'a/b']\n");
     assert_at(&err, "7:18", "invalid output name `a/b`");
     let err = reject("name: x\nstages:\n  a:\n    kind: step\n    with: {sleep_ms: soon}\n");
     assert_at(&err, "5:22", "invalid type: string \"soon\"");
+}
+
+/// One value where a list of values is taken is the list of that value, in any
+/// kind's settings; what else is wrong with it keeps its located error.
+#[test]
+fn a_single_value_is_a_list_of_one() {
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: x\nstages:\n  a:\n    kind: command\n    with:\n      run: 'true'\n      outs: result\n",
+    );
+    let plan = p
+        .load("p.yaml", &[])
+        .expect("a single output name is accepted");
+    let stage = &plan.stages["a"];
+    assert_eq!(stage.outputs, ["result"]);
+    // The same cache key as the list.
+    assert_eq!(stage.with["outs"], serde_json::json!(["result"]));
 }
 
 /// serde's `flatten` loses the path of an error; the diagnostic still points at the

@@ -219,6 +219,39 @@ fn file_and_document_filters() {
     );
 }
 
+/// Absolute paths, folders and globs, under a hidden folder (a temporary directory, a
+/// `~/.cache`): the folders above what the entry names are no part of the file names
+/// that the filters (dotfiles skipped) and the records see.
+#[test]
+fn absolute_paths_and_globs_work_anywhere() {
+    let ws = Workspace::new();
+    ws.write("elsewhere/.cache/corpus/a.md", b"alpha");
+    ws.write("elsewhere/.cache/corpus/b.md", b"beta");
+    ws.write("elsewhere/.cache/corpus/sub/c.txt", b"gamma");
+    ws.write("elsewhere/.cache/corpus/.git/d.md", b"dotted");
+    let root = ws.base().join("elsewhere/.cache/corpus");
+    let root = root.to_str().unwrap();
+    for (i, (paths, docs)) in [
+        (json!([format!("{root}/*.md")]), vec!["alpha", "beta"]),
+        (json!([root]), vec!["alpha", "beta", "gamma"]),
+        (json!([format!("{root}/")]), vec!["alpha", "beta", "gamma"]),
+        (
+            json!([format!("{root}/b.md"), format!("{root}/a.md")]),
+            vec!["alpha", "beta"],
+        ),
+        (json!([format!("{root}/**/*.txt")]), vec!["gamma"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let opts = options(json!({"source": "local", "paths": paths, "holdout": 0.0}));
+        let fetched = ws
+            .fetch(&opts, &format!("abs{i}"))
+            .unwrap_or_else(|e| panic!("{paths}: {e}"));
+        assert_eq!(fetched.train_docs(), docs, "{paths}");
+    }
+}
+
 #[test]
 fn max_docs_and_max_bytes_stop_early() {
     let ws = Workspace::new();

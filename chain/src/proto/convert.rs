@@ -676,6 +676,11 @@ impl ClaimSplit {
         }
         paid
     }
+
+    /// Whether the claim pays `claimer` at least its fee.
+    pub fn pays_for_itself(&self, target: &TargetInfo, claimer: &SomaAddress) -> bool {
+        self.paid_to(target, claimer) >= self.fee
+    }
 }
 
 impl ChainParameters {

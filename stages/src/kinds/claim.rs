@@ -29,14 +29,15 @@ impl StageKind for ClaimKind {
     const NAME: &'static str = "claim";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "Claims the rewards of every target claimable now whose winning \
-         model the signer owns or whose data the signer submitted; `claims` lists what each paid";
+         model the signer owns or whose data the signer submitted; `claims` lists what each paid, \
+         `chart` plots the signer's earnings per epoch";
 
     fn inputs(&self, _: &ClaimWith) -> Inputs {
         Inputs::Fixed(Vec::new())
     }
 
     fn outputs(&self, _: &ClaimWith) -> Vec<String> {
-        vec!["claims".into()]
+        vec!["claims".into(), "chart".into()]
     }
 
     fn check(&self, with: &ClaimWith) -> Result<(), WithError> {
@@ -73,26 +74,15 @@ impl StageKind for ClaimKind {
     fn curves(&self, _: &ClaimWith, outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
         let earnings: earn::Earnings = serde_json::from_value(read(outputs)?["earnings"].take())
             .context("the claims output holds no earnings")?;
-        let series = |figure: fn(&earn::EpochFigures) -> u64| {
-            let mut per_epoch = std::collections::BTreeMap::<u64, u64>::new();
-            for model in &earnings.models {
-                for (epoch, figures) in &model.per_epoch {
-                    *per_epoch.entry(*epoch).or_default() += figure(figures);
-                }
-            }
-            per_epoch
-                .into_iter()
-                .map(|(e, v)| {
-                    (
-                        e as f64,
-                        v as f64 / soma_flow_localnet::SHANNONS_PER_SOMA as f64,
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
         Ok(vec![
-            ("earned SOMA per epoch".into(), series(|f| f.earned)),
-            ("claimable SOMA per epoch".into(), series(|f| f.claimable)),
+            (
+                "earned SOMA per epoch".into(),
+                earnings.per_epoch(|f| f.earned),
+            ),
+            (
+                "claimable SOMA per epoch".into(),
+                earnings.per_epoch(|f| f.claimable),
+            ),
         ])
     }
 
@@ -105,6 +95,7 @@ impl StageKind for ClaimKind {
         let key = with.network.signer(&net, ctx)?;
         let report = earn::claim(&net, &key, with.all, ctx.store, ctx.progress)?;
         let earnings = earn::earnings(&net, &key.address(), ctx.store)?;
+        earn::plot(&earnings, &ctx.output("chart"))?;
         std::fs::write(
             ctx.output("claims"),
             serde_json::to_vec_pretty(&serde_json::json!({

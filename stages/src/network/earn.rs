@@ -212,7 +212,7 @@ pub fn claim(
             targets.len(),
             target.id
         ));
-        let outcome = if split.fee > pays && !all {
+        let outcome = if !split.pays_for_itself(target, &signer) && !all {
             Outcome::Skipped {
                 why: format!(
                     "its fee of {} exceeds the {} it pays you (--all claims it anyway)",
@@ -487,6 +487,24 @@ pub fn earnings(net: &Network, owner: &SomaAddress, store: &Path) -> Result<Earn
 }
 
 impl Earnings {
+    /// One figure per epoch, summed over the models, in SOMA.
+    pub fn per_epoch(&self, figure: fn(&EpochFigures) -> u64) -> Vec<(f64, f64)> {
+        let mut sums = BTreeMap::<u64, u64>::new();
+        for model in &self.models {
+            for (epoch, figures) in &model.per_epoch {
+                *sums.entry(*epoch).or_default() += figure(figures);
+            }
+        }
+        sums.into_iter()
+            .map(|(e, v)| {
+                (
+                    e as f64,
+                    v as f64 / soma_flow_localnet::SHANNONS_PER_SOMA as f64,
+                )
+            })
+            .collect()
+    }
+
     /// A table per model, then its epochs.
     pub fn render(&self) -> String {
         let mut out = format!("models of {} in epoch {}\n", self.owner, self.epoch);
@@ -634,4 +652,69 @@ pub fn manage(
         executed.digest.to_base58(),
         shown(executed.fee())
     ))
+}
+
+/// Earnings per epoch as a PNG at `path` (any extension; stage outputs have none):
+/// the owner shares earned and those claimable now, summed over the owner's models,
+/// by the targets' generation epoch.
+pub fn plot(earnings: &Earnings, path: &Path) -> Result<()> {
+    use crate::training::curve::{register_font, FAMILY};
+    use plotters::prelude::*;
+    let earned = earnings.per_epoch(|f| f.earned);
+    let claimable = earnings.per_epoch(|f| f.claimable);
+    let first = earned.first().map_or(0.0, |p| p.0);
+    let last = earned.last().map_or(1.0, |p| p.0).max(first + 1.0);
+    let high = earned
+        .iter()
+        .chain(&claimable)
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.1;
+    register_font();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chart");
+    let png = path.with_file_name(format!("{name}.tmp.png"));
+    let draw = |e: &dyn std::fmt::Debug| anyhow::anyhow!("drawing {}: {e:?}", png.display());
+    {
+        let root = BitMapBackend::new(&png, (800, 450)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("earnings of {}", earnings.owner), (FAMILY, 18))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((first - 0.5)..(last + 0.5), 0f64..high)
+            .map_err(|e| draw(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch (targets generated)")
+            .y_desc("SOMA")
+            .label_style((FAMILY, 14))
+            .draw()
+            .map_err(|e| draw(&e))?;
+        for (label, points, colour) in [
+            ("earned (claimed owner shares)", earned, BLUE),
+            ("claimable now", claimable, RED),
+        ] {
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, colour.filled())))
+                .map_err(|e| draw(&e))?;
+            chart
+                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .map_err(|e| draw(&e))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FAMILY, 14))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| draw(&e))?;
+        root.present().map_err(|e| draw(&e))?;
+    }
+    std::fs::rename(&png, path)?;
+    Ok(())
 }

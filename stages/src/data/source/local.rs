@@ -12,6 +12,7 @@ pub fn files(options: &FetchOptions, base_dir: &Path) -> Result<Vec<SourceFile>,
     let mut found = BTreeMap::new();
     for entry in &options.paths {
         let full = base_dir.join(entry);
+        let root = root_of(entry, &full, base_dir);
         if entry.contains(['*', '?', '[']) {
             let pattern = full.to_string_lossy();
             let matches = glob::glob(&pattern)
@@ -21,10 +22,10 @@ pub fn files(options: &FetchOptions, base_dir: &Path) -> Result<Vec<SourceFile>,
                     path: e.path().display().to_string(),
                     source: e.into(),
                 })?;
-                collect(&path, base_dir, &mut found)?;
+                collect(&path, &root, &mut found)?;
             }
         } else {
-            collect(&full, base_dir, &mut found)?;
+            collect(&full, &root, &mut found)?;
         }
     }
     let filter = FileFilter::new(options, &[])?;
@@ -60,26 +61,50 @@ pub fn files(options: &FetchOptions, base_dir: &Path) -> Result<Vec<SourceFile>,
         .collect()
 }
 
+/// What an entry's file names are relative to: the base directory for a relative
+/// entry; for an absolute one, the folder it names before any wildcard (its parent
+/// for a file), so that the folders above it (a hidden `~/.cache`, say) are no part
+/// of the names the filters see.
+fn root_of(entry: &str, full: &Path, base_dir: &Path) -> PathBuf {
+    if !Path::new(entry).is_absolute() {
+        return base_dir.to_owned();
+    }
+    let fixed: PathBuf = Path::new(entry)
+        .components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+        .collect();
+    match fixed == Path::new(entry) && !full.is_dir() {
+        true => fixed.parent().map_or(fixed.clone(), Path::to_owned),
+        false => fixed,
+    }
+}
+
 /// Adds `path`, or every file below it when it is a directory, keyed by its name
-/// relative to `base_dir`.
+/// relative to `root` (`/`-separated); a name two entries share keeps the first
+/// file and gives the other its whole path.
 fn collect(
     path: &Path,
-    base_dir: &Path,
+    root: &Path,
     found: &mut BTreeMap<String, PathBuf>,
 ) -> Result<(), DataError> {
     let meta = std::fs::metadata(path).map_err(io_at(path))?;
     if meta.is_dir() {
         for entry in std::fs::read_dir(path).map_err(io_at(path))? {
-            collect(&entry.map_err(io_at(path))?.path(), base_dir, found)?;
+            collect(&entry.map_err(io_at(path))?.path(), root, found)?;
         }
     } else {
-        let relative = path.strip_prefix(base_dir).unwrap_or(path);
-        let name = relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        found.insert(name, path.to_owned());
+        let name = |p: &Path| {
+            p.components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let mut key = name(path.strip_prefix(root).unwrap_or(path));
+        if found.get(&key).is_some_and(|other| other != path) {
+            key = name(path);
+        }
+        found.insert(key, path.to_owned());
     }
     Ok(())
 }
