@@ -149,6 +149,14 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
     expected.sort();
     assert_eq!(claimable, expected, "both filled targets are claimable");
 
+    // Thresholds print as people read them (f32 1.05, not 1.0499999523162842).
+    let listed = run(&["localnet", "targets", "--json", "--epoch", "2"]);
+    assert!(
+        listed.stdout().contains("\"distance_threshold\": 1.05"),
+        "{}",
+        listed.all()
+    );
+
     // The chain's split (§6.3) at this epoch's value fee.
     let reward = int(&filled["reward"]);
     let owner_share = reward * 4975 / 10_000;

@@ -79,6 +79,13 @@ fn example_runs_then_reruns_nothing_then_only_what_changed() {
         "{}",
         status.all()
     );
+    // Without a file: the latest run's pipeline and overrides; `latest` names it too.
+    for args in [&["status"][..], &["status", "latest"]] {
+        let status = p.run(args);
+        assert_eq!(status.code(), 0, "{}", status.all());
+        let cached = |l: &str| l.starts_with("after ") && l.ends_with(" cached");
+        assert!(status.stdout().lines().any(cached), "{}", status.all());
+    }
 
     let third = p.run(&["run", "example.yaml", "--set", "greeting=hi"]);
     assert_eq!(third.code(), 0, "{}", third.all());
@@ -499,9 +506,14 @@ stages:
     assert_eq!(std::fs::read_dir(p.path().join("rep")).unwrap().count(), 3);
 
     // The default directory is named after the whole id, even when given a prefix,
-    // and a second report into it replaces the first.
-    for _ in 0..2 {
-        let out = p.run(&["report", &id[..12]]);
+    // `latest` or nothing (the latest run), and a second report into it replaces the
+    // first.
+    for args in [
+        &["report", &id[..12]][..],
+        &["report", "latest"],
+        &["report"],
+    ] {
+        let out = p.run(args);
         assert_eq!(out.code(), 0, "{}", out.all());
     }
     assert!(p

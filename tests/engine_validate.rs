@@ -60,3 +60,21 @@ fn invalid_pipelines_and_bad_command_lines_exit_2_before_anything_runs() {
         assert!(out.stderr().contains(needle), "{args:?}: {}", out.all());
     }
 }
+
+/// A misspelled setting of a SOMA kind (whose settings are flattened) points at the
+/// key and names the closest one, as serde's unknown fields do.
+#[test]
+fn a_misspelled_training_setting_names_the_closest_one() {
+    let p = Project::new();
+    p.write(
+        "t.yaml",
+        "name: t\nstages:\n  data:\n    kind: fetch-dataset\n    with: {source: local, paths: [x]}\n  train:\n    kind: train\n    inputs: {data: data.dataset}\n    with:\n      stpes: 3\n",
+    );
+    let out = p.run(&["validate", "t.yaml"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(
+        out.stderr().contains("t.yaml:10:7") && out.stderr().contains("did you mean `steps`?"),
+        "{}",
+        out.all()
+    );
+}

@@ -219,6 +219,10 @@ fn keygen_address_faucet_and_balance() {
     let address = p.run(&["address", "--key-file", "me.key"]);
     assert_eq!(address.code(), 0, "{}", address.all());
     let address = address.stdout().trim().to_string();
+    assert!(
+        address.starts_with("0x") && address.len() == 66,
+        "printed as every id: {address}"
+    );
     assert!(out.stdout().contains(&address), "{}", out.all());
     assert_eq!(
         p.run(&["keygen", "--out", "me.key"]).code(),
@@ -240,6 +244,35 @@ fn keygen_address_faucet_and_balance() {
         bad.stderr().contains("somaprivkey1") && !bad.stderr().contains("not a key at all"),
         "{}",
         bad.all()
+    );
+}
+
+/// A faucet nobody answers at is said to be unreachable, not to have refused.
+#[test]
+fn an_unreachable_faucet_is_called_unreachable() {
+    let p = Project::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = p.run(&[
+        "faucet",
+        "--network",
+        &url,
+        "--faucet",
+        &url,
+        "--address",
+        &format!("0x{}", "ab".repeat(32)),
+    ]);
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(
+        out.stderr().contains(&format!(
+            "the faucet of the fullnode at {url} is unreachable"
+        )),
+        "{}",
+        out.all()
     );
 }
 
@@ -780,6 +813,21 @@ fn bad_network_dataset_options_are_validation_errors() {
         "{source: network, targets: {status: [open]}}",
         "bad.yaml:5",
         "open",
+    );
+}
+
+/// With no filled target, `gaps` says so and how to get some.
+#[test]
+fn gaps_without_filled_targets_says_how_to_get_some() {
+    let p = Project::new();
+    let out = p.run(&["gaps", "--model", FIXTURE, "--heads", "4"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(
+        out.stdout()
+            .contains("no filled target to measure on the local network")
+            && out.stdout().contains("soma-flow localnet submit"),
+        "{}",
+        out.all()
     );
 }
 

@@ -392,10 +392,11 @@ impl<K: StageKind> DynKind for Arc<K> {
                     continue;
                 }
             }
+            let (message, help) = explain_serde::<K::With>(message, &path);
             return Err(WithError {
                 path,
                 message,
-                help: None,
+                help,
             });
         };
         self.check(&typed)?;
@@ -415,6 +416,96 @@ impl<K: StageKind> DynKind for Arc<K> {
     fn with_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::With>()
     }
+}
+
+/// A serde message as a user reads it: a map is "a map" with the keys it takes (from
+/// the JSON Schema of `T` at `path`), never a Rust type (`expected struct
+/// FetchOptions`).
+fn explain_serde<T: JsonSchema>(message: String, path: &[PathSeg]) -> (String, Option<String>) {
+    let Some(start) = message.find("expected struct ") else {
+        return (message, None);
+    };
+    let keys = keys_at(
+        &serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default(),
+        path,
+    );
+    let name_end = message[start + "expected struct ".len()..]
+        .find(|c: char| !c.is_alphanumeric() && c != '_')
+        .map_or(message.len(), |i| start + "expected struct ".len() + i);
+    let shape = match keys.is_empty() {
+        true => "expected a map".to_owned(),
+        false => format!("expected a map {{{}}}", keys.join(", ")),
+    };
+    let message = format!("{}{shape}{}", &message[..start], &message[name_end..]);
+    (
+        message,
+        Some("`soma-flow schema` gives every key and its type".into()),
+    )
+}
+
+/// The keys of the map the JSON Schema `root` describes at `path` (`$ref`s followed,
+/// the alternatives of `anyOf`/`oneOf`/`allOf` together), in the schema's order.
+pub(crate) fn keys_at(root: &serde_json::Value, path: &[PathSeg]) -> Vec<String> {
+    fn resolve<'v>(
+        root: &'v serde_json::Value,
+        mut node: &'v serde_json::Value,
+    ) -> &'v serde_json::Value {
+        for _ in 0..16 {
+            match node
+                .get("$ref")
+                .and_then(|r| r.as_str())
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+            {
+                Some(name) => node = &root["$defs"][name],
+                None => break,
+            }
+        }
+        node
+    }
+    fn alternatives<'v>(
+        root: &'v serde_json::Value,
+        node: &'v serde_json::Value,
+    ) -> Vec<&'v serde_json::Value> {
+        let node = resolve(root, node);
+        let mut out = vec![node];
+        for key in ["anyOf", "oneOf", "allOf"] {
+            for member in node
+                .get(key)
+                .and_then(|m| m.as_array())
+                .into_iter()
+                .flatten()
+            {
+                out.extend(alternatives(root, member));
+            }
+        }
+        out
+    }
+    let mut nodes = vec![root];
+    for seg in path {
+        nodes = nodes
+            .into_iter()
+            .flat_map(|n| alternatives(root, n))
+            .filter_map(|n| match seg {
+                PathSeg::Key(key) => n.get("properties").and_then(|p| p.get(key)),
+                PathSeg::Index(_) => n.get("items"),
+            })
+            .collect();
+    }
+    let mut keys: Vec<String> = Vec::new();
+    for node in nodes.into_iter().flat_map(|n| alternatives(root, n)) {
+        for key in node
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+    }
+    keys
 }
 
 /// The value at `path` in `with`, if the path leads somewhere.

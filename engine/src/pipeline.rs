@@ -399,8 +399,34 @@ fn valid_stage_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// The key an "unknown field" (serde) or "unknown setting" (a kind's own check)
+/// message names.
 fn unknown_field(message: &str) -> Option<&str> {
-    message.strip_prefix("unknown field `")?.split('`').next()
+    message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown setting `"))?
+        .split('`')
+        .next()
+}
+
+/// "did you mean" for an unknown key in a kind's `with`: the closest key its JSON
+/// Schema takes at that place.
+fn unknown_key_help(kind: &dyn DynKind, path: &[PathSeg], message: &str) -> Option<String> {
+    let field = unknown_field(message)?;
+    let parent = match path.last() {
+        Some(PathSeg::Key(k)) if k == field => &path[..path.len() - 1],
+        _ => path,
+    };
+    let mut generator = schemars::SchemaGenerator::default();
+    let mut schema = serde_json::to_value(kind.with_schema(&mut generator)).ok()?;
+    if let Some(root) = schema.as_object_mut() {
+        root.insert(
+            "$defs".into(),
+            serde_json::to_value(generator.definitions()).ok()?,
+        );
+    }
+    let known = crate::kind::keys_at(&schema, parent);
+    closest(field, known.iter().map(String::as_str)).map(|k| format!("did you mean `{k}`?"))
 }
 
 /// Span of what an error at `path` is about: for an unknown field, the key itself.
@@ -535,10 +561,14 @@ impl Validator<'_> {
                     let span =
                         with_node.map_or(key_node.span, |w| error_span(w, &e.path, &e.message));
                     let place: String = e.path.iter().map(ToString::to_string).collect();
+                    let help = e
+                        .help
+                        .clone()
+                        .or_else(|| unknown_key_help(kind.as_ref(), &e.path, &e.message));
                     self.error(
                         span,
                         format!("stage `{name}` ({}): with{place}: {}", decl.kind, e.message),
-                        e.help.clone(),
+                        help,
                     );
                 }
             }

@@ -159,9 +159,17 @@ pub fn list(store: &Store) -> Result<Vec<RunRecord>> {
     Ok(out)
 }
 
-/// A record by id, or by a unique prefix of one.
+/// A record by id, by a unique prefix of one, or `latest`.
 pub fn find(store: &Store, id: &str) -> Result<RunRecord> {
     let all = list(store)?;
+    if id == "latest" {
+        return all.into_iter().next_back().with_context(|| {
+            format!(
+                "no recorded runs in store {}; run a pipeline first",
+                store.root().display()
+            )
+        });
+    }
     let matches: Vec<_> = all.into_iter().filter(|r| r.id.starts_with(id)).collect();
     match matches.len() {
         1 => Ok(matches.into_iter().next().unwrap()),

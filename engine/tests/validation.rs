@@ -52,6 +52,18 @@ fn bad_with_values() {
     assert_at(&err, "5:22", "invalid type: string \"soon\"");
 }
 
+/// A misspelled key gets the closest one as a hint, on the key; a value that should
+/// be a map says so with the keys it takes, never with a Rust type's name.
+#[test]
+fn misspelled_keys_and_wrong_shapes_are_said_in_the_pipeline_s_terms() {
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with:\n      rnu: 'true'\n");
+    assert_at(&err, "6:7", "unknown field `rnu`");
+    assert!(err.contains("did you mean `run`?"), "{err}");
+    let err = reject("name: x\nstages:\n  a:\n    kind: command\n    with: hello\n");
+    assert_at(&err, "5:11", "expected a map {");
+    assert!(err.contains("run") && !err.contains("struct"), "{err}");
+}
+
 /// One value where a list of values is taken is the list of that value, in any
 /// kind's settings; what else is wrong with it keeps its located error.
 #[test]

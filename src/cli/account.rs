@@ -63,14 +63,14 @@ impl AccountArgs {
 pub fn keygen(out: PathBuf) -> Result<ExitStatus> {
     let key = signer::keygen(&out)?;
     println!("created {} (mode 0600)", out.display());
-    println!("address {}", key.address());
+    println!("address 0x{}", key.address());
     Ok(ExitStatus::Ok)
 }
 
 pub fn address(key_file: Option<PathBuf>) -> Result<ExitStatus> {
     let (key, source) = signer::resolve(key_file.as_deref(), None)?;
     eprintln!("{source}");
-    println!("{}", key.address());
+    println!("0x{}", key.address());
     Ok(ExitStatus::Ok)
 }
 
@@ -84,7 +84,7 @@ pub fn balance(
     let balance = net
         .block_on(net.client.balance(&address))
         .with_context(|| format!("cannot read the balance from {}", net.endpoint))?;
-    println!("{address}: {balance} shannons ({})", soma(balance));
+    println!("0x{address}: {balance} shannons ({})", soma(balance));
     Ok(ExitStatus::Ok)
 }
 
@@ -93,10 +93,16 @@ pub fn faucet(network: NetworkArgs, account: AccountArgs, store: &StoreArgs) -> 
     let address = account.address(&net)?;
     let sent = net
         .block_on(net.client.request_gas(&address))
-        .with_context(|| format!("the faucet of {} refused", net.endpoint))?;
+        .map_err(|e| {
+            let what = match e {
+                soma_flow_chain::client::ClientError::Unreachable { .. } => "is unreachable",
+                _ => "refused",
+            };
+            anyhow::Error::new(e).context(format!("the faucet of {} {what}", net.endpoint))
+        })?;
     let total: u64 = sent.coins_sent.iter().map(|c| c.amount).sum();
     println!(
-        "{address}: the faucet sent {total} shannons ({})",
+        "0x{address}: the faucet sent {total} shannons ({})",
         soma(total)
     );
     Ok(ExitStatus::Ok)

@@ -92,6 +92,7 @@ pub fn gaps(args: GapsArgs, store: &StoreArgs) -> Result<ExitStatus> {
         progress: &progress,
     };
     let measured = measure(&net, &how)?;
+    let skipped = measured.skipped.clone();
     let summary = Summary::of(&measured.gaps, args.worst, measured.skipped);
     if args.json {
         // Serialised as the stage writes them (f32 as f32), not through a `Value`.
@@ -99,6 +100,29 @@ pub fn gaps(args: GapsArgs, store: &StoreArgs) -> Result<ExitStatus> {
             "{{\"table\":{},\"summary\":{}}}",
             serde_json::to_string(&measured.gaps)?,
             serde_json::to_string(&summary)?
+        );
+        return Ok(ExitStatus::Ok);
+    }
+    if measured.gaps.is_empty() {
+        let how = match net.is_local() {
+            true => {
+                "`soma-flow localnet submit --data FILE` fills some as a data submitter \
+                     would (targets exist once a model is Active: `soma-flow localnet \
+                     advance-epoch`)"
+            }
+            false => {
+                "data submitters fill them; try again later, or widen --from-epoch, \
+                      --to-epoch and --won-by"
+            }
+        };
+        println!(
+            "no filled target to measure on {}{}: {how}",
+            net.endpoint,
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} skipped: {})", skipped.len(), skipped.join("; "))
+            }
         );
         return Ok(ExitStatus::Ok);
     }

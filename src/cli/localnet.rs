@@ -112,7 +112,7 @@ fn submit(args: SubmitArgs, store: &StoreArgs) -> Result<ExitStatus> {
     args.backend.ensure_compiled()?;
     let net = args.network.connect(store)?;
     let (key, source) = signer::resolve(args.key_file.as_deref(), net.local_dir())?;
-    eprintln!("{source}: address {}", key.address());
+    eprintln!("{source}: address 0x{}", key.address());
     let root = store.open()?.root().to_owned();
     let storage = match args.storage.clone() {
         Some(url) => url,
@@ -171,7 +171,7 @@ fn targets(
                 "generation_epoch": t.generation_epoch,
                 "reward_pool": t.reward_pool,
                 "model_ids": t.model_ids.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
-                "distance_threshold": t.distance_threshold,
+                "distance_threshold": t.distance_threshold.map(soma_flow_stages::formats::decimal),
                 "fill_epoch": t.fill_epoch,
                 "submitter": t.submitter.map(|a| a.to_string()),
                 "winning_model_id": t.winning_model_id.map(|m| m.to_hex()),

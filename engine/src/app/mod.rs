@@ -210,10 +210,18 @@ pub enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
-    /// Say, per stage, whether it would run and why
+    /// Say, per stage, whether it would run and why [default: the latest run's pipeline
+    /// and overrides]
     Status {
-        #[command(flatten)]
-        pipeline: PipelineArgs,
+        /// A pipeline file, or a run id (or `latest`) whose pipeline and overrides to check
+        #[arg(value_name = "FILE|RUN")]
+        target: Option<String>,
+        /// Override a param: NAME=VALUE (repeatable; VALUE is read as YAML)
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Backend for the stages that compute on one (overrides the pipeline's `backend`)
+        #[arg(long)]
+        backend: Option<String>,
     },
     /// Print the stage graph
     Dag {
@@ -252,9 +260,11 @@ pub enum Command {
         jobs: Option<usize>,
     },
     /// Write an HTML report of a recorded run (graph, timeline, stages, notes, images)
+    /// [default: the latest run]
     Report {
-        /// The run, or with `--compare` the runs
-        #[arg(required = true, value_name = "ID")]
+        /// The run (an id, a unique prefix, or `latest`), or with `--compare` the runs
+        /// [default: the latest; with `--compare`, the last 2]
+        #[arg(value_name = "ID")]
         ids: Vec<String>,
         /// One page with the runs side by side: their comparison table, and each curve
         /// (a loss per step) with a line per run
@@ -320,7 +330,11 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
             dry_run,
         } => run::run(env, &pipeline, &exec, &targets, dry_run, store),
         Command::Validate { pipeline } => validate::run(env, &pipeline),
-        Command::Status { pipeline } => status::run(env, &pipeline, store),
+        Command::Status {
+            target,
+            set,
+            backend,
+        } => status::run(env, target, set, backend, store),
         Command::Dag { pipeline, format } => dag::run(env, &pipeline, format),
         Command::Path { file, output } => path::run(&file, &output, store),
         Command::Runs { json } => runs::run(json, store),

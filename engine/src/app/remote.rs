@@ -23,12 +23,7 @@ fn say(line: &str) {
 
 /// The recorded run `id`, or the latest one.
 fn record_or_latest(store: &Store, id: Option<&str>) -> Result<RunRecord> {
-    match id {
-        Some(id) => record::find(store, id),
-        None => record::list(store)?
-            .pop()
-            .context("no recorded runs in this store; run a pipeline first"),
-    }
+    record::find(store, id.unwrap_or("latest"))
 }
 
 /// A recorded run, its plan, and the remote store.

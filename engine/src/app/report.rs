@@ -21,9 +21,13 @@ pub(super) fn run(
     if compare {
         return run_compare(env, ids, out, &store);
     }
-    let [id] = ids else {
-        eprintln!("error: `report` takes one run id; to put runs side by side, `report --compare ID ID...`");
-        return Ok(ExitStatus::Usage);
+    let id = match ids {
+        [] => "latest",
+        [id] => id.as_str(),
+        _ => {
+            eprintln!("error: `report` takes one run id; to put runs side by side, `report --compare ID ID...`");
+            return Ok(ExitStatus::Usage);
+        }
     };
     let rec = record::find(&store, id)?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("report-{}", rec.id)));

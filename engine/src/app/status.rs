@@ -10,9 +10,38 @@ use crate::pipeline::Plan;
 use crate::record;
 use crate::store::Store;
 
-pub(super) fn run(env: &Env, pipeline: &PipelineArgs, store: &StoreArgs) -> Result<ExitStatus> {
-    match load(env, pipeline) {
-        Ok(plan) => print(&plan, &store.open()?, &pipeline.file),
+/// `target` is a pipeline file, or a recorded run (default: the latest) whose
+/// pipeline file is checked with the run's overrides (and `set` after them).
+pub(super) fn run(
+    env: &Env,
+    target: Option<String>,
+    set: Vec<String>,
+    backend: Option<String>,
+    store: &StoreArgs,
+) -> Result<ExitStatus> {
+    let opened = store.open()?;
+    let pipeline = match target.as_deref().filter(|t| Path::new(t).is_file()) {
+        Some(file) => PipelineArgs {
+            file: file.into(),
+            set,
+            backend,
+        },
+        None => {
+            let rec = record::find(&opened, target.as_deref().unwrap_or("latest"))?;
+            eprintln!(
+                "status of {} with the overrides of run {}",
+                rec.pipeline.display(),
+                rec.id
+            );
+            PipelineArgs {
+                file: rec.pipeline,
+                set: rec.overrides.into_iter().chain(set).collect(),
+                backend: backend.or(Some(rec.backend)),
+            }
+        }
+    };
+    match load(env, &pipeline) {
+        Ok(plan) => print(&plan, &opened, &pipeline.file),
         Err(status) => Ok(status),
     }
 }

@@ -15,3 +15,9 @@ pub mod competitors;
 pub mod embedding;
 pub mod gaps;
 pub mod scores;
+
+/// An `f32` as the `f64` people read it (`1.05`, not `1.0499999523162842`): its
+/// shortest decimal form, for JSON built by hand (serde writes `f32` fields so already).
+pub fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}

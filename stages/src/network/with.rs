@@ -218,7 +218,7 @@ impl NetworkWith {
         if matches!(source, Source::LocalThrowaway { created: true, .. }) {
             ctx.note(source.to_string());
         }
-        (ctx.progress)(&format!("{source}: address {}", key.address()));
+        (ctx.progress)(&format!("{source}: address 0x{}", key.address()));
         Ok(key)
     }
 }

@@ -95,7 +95,12 @@ fn collect(
     } else {
         let name = |p: &Path| {
             p.components()
-                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .filter(|c| {
+                    !matches!(
+                        c,
+                        std::path::Component::RootDir | std::path::Component::Prefix(_)
+                    )
+                })
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/")
