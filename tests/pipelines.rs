@@ -247,3 +247,35 @@ fn specialize_pipeline_learns_from_filled_targets_on_a_fresh_local_network() {
         "{statuses:?}"
     );
 }
+
+/// Every shipped pipeline takes `data`, the whole fetch-dataset `with`, from the
+/// command line, with an absolute glob under a hidden folder (a temporary directory).
+#[test]
+fn every_pipeline_takes_the_users_data_from_the_command_line() {
+    let p = Project::new();
+    for name in ["a", "b", "c", "d"] {
+        p.write(
+            &format!("my docs/{name}.md"),
+            &format!("# {name}\n{}", "Some prose of my own to train on.\n".repeat(40)),
+        );
+    }
+    let data = format!(
+        "data={{source: local, paths: [\"{}/my docs/*.md\"], holdout: 0.25}}",
+        p.path().display()
+    );
+    for (pipeline, stage) in [
+        ("distill", "data"),
+        ("train", "data"),
+        ("continuous", "data"),
+        ("specialize", "corpus"),
+    ] {
+        let file = repo(&format!("pipelines/{pipeline}.yaml"));
+        let out = p.run(&["run", &file, "--target", stage, "--set", &data]);
+        assert_eq!(out.code(), 0, "{pipeline}: {}", out.all());
+        assert!(
+            out.stdout().contains("3 documents") && out.stdout().contains("1 held out"),
+            "{pipeline}: {}",
+            out.all()
+        );
+    }
+}
