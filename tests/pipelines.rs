@@ -279,3 +279,29 @@ fn every_pipeline_takes_the_users_data_from_the_command_line() {
         );
     }
 }
+
+/// A path typed with `--set` is taken from the working directory (as a shell's
+/// completion gives it), and the run records it absolute; one that exists nowhere
+/// yet says which folder a relative path was taken from.
+#[test]
+fn a_key_file_given_on_the_command_line_is_taken_from_the_working_directory() {
+    let p = Project::new();
+    let out = p.run(&["keygen", "--out", "owner.key"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let pipeline = repo("pipelines/continuous.yaml");
+    let run = p.run(&["run", &pipeline, "--target", "reveal", "--set", "key_file=owner.key"]);
+    assert_eq!(run.code(), 0, "{}", run.all());
+    let key = p.path().join("owner.key");
+    assert_eq!(
+        p.last_record()["params"]["key_file"],
+        key.to_str().unwrap(),
+        "recorded absolute"
+    );
+    let missing = p.run(&["run", &pipeline, "--target", "reveal", "--set", "key_file=nowhere.key"]);
+    assert_eq!(missing.code(), 1, "{}", missing.all());
+    assert!(
+        missing.all().contains("was taken from the pipeline's folder"),
+        "{}",
+        missing.all()
+    );
+}

@@ -1,6 +1,7 @@
 //! Pipeline params: `--set` overrides and `${params.NAME}` interpolation.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;
@@ -84,6 +85,76 @@ pub fn apply_overrides(
         };
     }
     Ok(params)
+}
+
+/// `--set` values are typed in a shell, whose completion gives paths relative to the
+/// working directory; a pipeline file's own paths stay relative to the file. So each
+/// string in an override's value that names a file or folder existing under `cwd` (a
+/// glob: the folder before its first wildcard) becomes that absolute path, and the run
+/// records it so. Names, numbers, URLs and paths that exist nowhere yet are left as
+/// typed (a relative path then is the pipeline folder's).
+pub fn from_working_dir(overrides: &[String], cwd: &Path) -> Vec<String> {
+    overrides
+        .iter()
+        .map(|item| {
+            let Some((name, text)) = item.split_once('=') else {
+                return item.clone();
+            };
+            let value = match yaml::parse(text) {
+                Ok(node) if !text.trim().is_empty() => node.to_json(),
+                _ => Json::String(text.to_string()),
+            };
+            let mut changed = false;
+            let value = absolute_paths(value, cwd, &mut changed);
+            match (changed, serde_json::to_string(&value)) {
+                (true, Ok(json)) => format!("{name}={json}"),
+                _ => item.clone(),
+            }
+        })
+        .collect()
+}
+
+fn absolute_paths(value: Json, cwd: &Path, changed: &mut bool) -> Json {
+    match value {
+        Json::String(s) => match in_working_dir(&s, cwd) {
+            Some(path) => {
+                *changed = true;
+                Json::String(path.to_string_lossy().into_owned())
+            }
+            None => Json::String(s),
+        },
+        Json::Array(items) => Json::Array(
+            items
+                .into_iter()
+                .map(|v| absolute_paths(v, cwd, changed))
+                .collect(),
+        ),
+        Json::Object(map) => Json::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, absolute_paths(v, cwd, changed)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// `text` as a path under `cwd`, when it looks like a relative path (a `/` or a `.`
+/// in it, no URL scheme) and names something there.
+fn in_working_dir(text: &str, cwd: &Path) -> Option<PathBuf> {
+    let path = Path::new(text);
+    let looks_like_a_path = (text.contains('/') || text.contains('.'))
+        && !text.contains("://")
+        && !text.contains("${")
+        && !text.starts_with('~');
+    if !looks_like_a_path || path.is_absolute() {
+        return None;
+    }
+    let fixed: PathBuf = path
+        .components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+        .collect();
+    let exists = !fixed.as_os_str().is_empty() && cwd.join(&fixed).exists();
+    exists.then(|| cwd.join(path))
 }
 
 const OPEN: &str = "${params.";

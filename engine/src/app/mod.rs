@@ -374,9 +374,13 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
 
 /// Loads and validates; on failure prints the diagnostics and gives the exit status.
 pub fn load(env: &Env, args: &PipelineArgs) -> Result<Plan, ExitStatus> {
+    let overrides = match std::env::current_dir() {
+        Ok(cwd) => crate::params::from_working_dir(&args.set, &cwd),
+        Err(_) => args.set.clone(),
+    };
     let opts = LoadOptions {
         registry: &env.registry,
-        overrides: &args.set,
+        overrides: &overrides,
         backend: args.backend.as_deref(),
         backends: env.backend,
     };

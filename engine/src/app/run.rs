@@ -20,7 +20,11 @@ pub(super) fn run(
     dry_run: bool,
     store: &StoreArgs,
 ) -> Result<ExitStatus> {
-    let points = params::grid(&pipeline.set);
+    let cwd = std::env::current_dir()?;
+    let points: Vec<Vec<String>> = params::grid(&pipeline.set)
+        .iter()
+        .map(|set| params::from_working_dir(set, &cwd))
+        .collect();
     // Every grid point loads before any runs: a bad value stops the sweep up front.
     let mut plans = Vec::new();
     for set in &points {

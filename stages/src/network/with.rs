@@ -214,7 +214,17 @@ impl NetworkWith {
     /// The signer, saying (in the run summary) when a throwaway key was created.
     pub fn signer(&self, net: &Network, ctx: &RunContext<'_>) -> Result<SecretKey> {
         let key_file = self.key_file.as_ref().map(|p| ctx.pipeline_dir.join(p));
-        let (key, source) = signer::resolve(key_file.as_deref(), net.local_dir())?;
+        let relative = self.key_file.as_ref().is_some_and(|p| p.is_relative());
+        let (key, source) =
+            signer::resolve(key_file.as_deref(), net.local_dir()).map_err(|e| match relative {
+                true => e.context(format!(
+                    "`key_file` is relative, so it was taken from the pipeline's folder {} \
+                     (a path given with --set is taken from the working directory when it \
+                     exists there)",
+                    ctx.pipeline_dir.display()
+                )),
+                false => e,
+            })?;
         if matches!(source, Source::LocalThrowaway { created: true, .. }) {
             ctx.note(source.to_string());
         }
