@@ -78,3 +78,25 @@ fn a_misspelled_training_setting_names_the_closest_one() {
         out.all()
     );
 }
+
+/// `commit` needs the embedding or the data to compute it from: without either the
+/// pipeline is refused on load, not after the training before it.
+#[test]
+fn a_commit_without_embedding_or_data_is_refused_before_anything_runs() {
+    let p = Project::new();
+    p.write(
+        "c.yaml",
+        "name: c\nstages:\n  m:\n    kind: command\n    with: { run: \"touch outputs/model\", outs: [model] }\n  commit:\n    kind: commit\n    inputs: { model: m.model }\n",
+    );
+    for command in ["validate", "run"] {
+        let out = p.run(&[command, "c.yaml"]);
+        assert_eq!(out.code(), 2, "{command}: {}", out.all());
+        assert!(
+            out.stderr().contains("c.yaml:6:3")
+                && out.stderr().contains("needs one of the inputs `embedding`, `data`"),
+            "{command}: {}",
+            out.all()
+        );
+    }
+    assert!(!p.store().join("runs").exists() || p.records().is_empty());
+}

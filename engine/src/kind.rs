@@ -23,6 +23,9 @@ pub struct InputPort {
     pub required: bool,
     /// Accepts a list of references (e.g. `models: [a.model, b.model]`).
     pub many: bool,
+    /// Ports with the same group are alternatives: at least one of them is required
+    /// (`commit` computes its embedding from `data` when it is not given one).
+    pub one_of: Option<&'static str>,
 }
 
 impl InputPort {
@@ -31,6 +34,7 @@ impl InputPort {
             name,
             required: true,
             many: false,
+            one_of: None,
         }
     }
     pub const fn optional(name: &'static str) -> Self {
@@ -38,6 +42,7 @@ impl InputPort {
             name,
             required: false,
             many: false,
+            one_of: None,
         }
     }
     pub const fn many(name: &'static str) -> Self {
@@ -45,6 +50,16 @@ impl InputPort {
             name,
             required: true,
             many: true,
+            one_of: None,
+        }
+    }
+    /// An alternative of `group`: the stage needs at least one port of each group.
+    pub const fn one_of(name: &'static str, group: &'static str) -> Self {
+        InputPort {
+            name,
+            required: false,
+            many: false,
+            one_of: Some(group),
         }
     }
 }

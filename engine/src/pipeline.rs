@@ -774,6 +774,26 @@ impl Validator<'_> {
                     Some(format!("add `inputs: {{ {}: <stage>.<output> }}`", p.name)),
                 );
             }
+            let mut groups: Vec<&str> = list.iter().filter_map(|p| p.one_of).collect();
+            groups.dedup();
+            for group in groups {
+                let names: Vec<&str> = list
+                    .iter()
+                    .filter(|p| p.one_of == Some(group))
+                    .map(|p| p.name)
+                    .collect();
+                if !names.iter().any(|n| decl.inputs.contains_key(*n)) {
+                    self.error(
+                        key_node.span,
+                        format!(
+                            "stage `{name}` ({}) needs one of the inputs {} ({group})",
+                            decl.kind,
+                            one_of(names.iter().copied())
+                        ),
+                        Some(format!("add `inputs: {{ {}: <stage>.<output> }}`", names[0])),
+                    );
+                }
+            }
         }
         inputs
     }

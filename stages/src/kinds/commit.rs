@@ -59,8 +59,8 @@ impl StageKind for CommitKind {
     fn inputs(&self, _: &CommitWith) -> Inputs {
         Inputs::Fixed(vec![
             InputPort::required("model"),
-            InputPort::optional("embedding"),
-            InputPort::optional("data"),
+            InputPort::one_of("embedding", "the embedding, or the data to compute it from"),
+            InputPort::one_of("data", "the embedding, or the data to compute it from"),
         ])
     }
 

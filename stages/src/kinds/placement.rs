@@ -54,9 +54,8 @@ impl StageKind for PlacementKind {
         Inputs::Fixed(vec![
             InputPort::optional("embedding"),
             InputPort {
-                name: "candidates",
                 required: false,
-                many: true,
+                ..InputPort::many("candidates")
             },
         ])
     }

@@ -47,9 +47,8 @@ impl StageKind for ScoreKind {
         Inputs::Fixed(vec![
             InputPort::optional("model"),
             InputPort {
-                name: "models",
                 required: false,
-                many: true,
+                ..InputPort::many("models")
             },
             InputPort::optional("competitors"),
             InputPort::required("data"),
