@@ -93,10 +93,47 @@ fn a_commit_without_embedding_or_data_is_refused_before_anything_runs() {
         assert_eq!(out.code(), 2, "{command}: {}", out.all());
         assert!(
             out.stderr().contains("c.yaml:6:3")
-                && out.stderr().contains("needs one of the inputs `embedding`, `data`"),
+                && out
+                    .stderr()
+                    .contains("needs one of the inputs `embedding`, `data`"),
             "{command}: {}",
             out.all()
         );
     }
     assert!(!p.store().join("runs").exists() || p.records().is_empty());
+}
+
+/// Files a pipeline names are checked on load: a key file and local data paths that
+/// are not there are said with the folder a relative path was taken from.
+#[test]
+fn missing_key_files_and_data_paths_are_said_on_load() {
+    let p = Project::new();
+    p.write(
+        "k.yaml",
+        "name: k\nstages:\n  data:\n    kind: fetch-dataset\n    with: { source: local, paths: [\"nope/*.md\"] }\n  r:\n    kind: reveal\n    with: { network: { key_file: missing.key } }\n",
+    );
+    let out = p
+        .cmd(&["validate", "k.yaml"])
+        .env_remove("SOMA_SECRET_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let folder = p.path().display().to_string();
+    assert!(
+        stderr.contains("k.yaml:5:36")
+            && stderr.contains(&format!(
+                "nothing at {folder}/nope (relative to the pipeline's folder {folder})"
+            )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("k.yaml:8:34")
+            && stderr.contains(&format!("no key file at {folder}/missing.key")),
+        "{stderr}"
+    );
+    p.write("missing.key", "");
+    std::fs::create_dir(p.path().join("nope")).unwrap();
+    let out = p.run(&["validate", "k.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
 }

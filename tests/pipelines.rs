@@ -256,7 +256,10 @@ fn every_pipeline_takes_the_users_data_from_the_command_line() {
     for name in ["a", "b", "c", "d"] {
         p.write(
             &format!("my docs/{name}.md"),
-            &format!("# {name}\n{}", "Some prose of my own to train on.\n".repeat(40)),
+            &format!(
+                "# {name}\n{}",
+                "Some prose of my own to train on.\n".repeat(40)
+            ),
         );
     }
     let data = format!(
@@ -289,7 +292,14 @@ fn a_key_file_given_on_the_command_line_is_taken_from_the_working_directory() {
     let out = p.run(&["keygen", "--out", "owner.key"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     let pipeline = repo("pipelines/continuous.yaml");
-    let run = p.run(&["run", &pipeline, "--target", "reveal", "--set", "key_file=owner.key"]);
+    let run = p.run(&[
+        "run",
+        &pipeline,
+        "--target",
+        "reveal",
+        "--set",
+        "key_file=owner.key",
+    ]);
     assert_eq!(run.code(), 0, "{}", run.all());
     let key = p.path().join("owner.key");
     assert_eq!(
@@ -297,10 +307,19 @@ fn a_key_file_given_on_the_command_line_is_taken_from_the_working_directory() {
         key.to_str().unwrap(),
         "recorded absolute"
     );
-    let missing = p.run(&["run", &pipeline, "--target", "reveal", "--set", "key_file=nowhere.key"]);
+    let missing = p.run(&[
+        "run",
+        &pipeline,
+        "--target",
+        "reveal",
+        "--set",
+        "key_file=nowhere.key",
+    ]);
     assert_eq!(missing.code(), 1, "{}", missing.all());
     assert!(
-        missing.all().contains("was taken from the pipeline's folder"),
+        missing
+            .all()
+            .contains("was taken from the pipeline's folder"),
         "{}",
         missing.all()
     );

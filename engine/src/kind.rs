@@ -246,6 +246,12 @@ pub trait StageKind: Send + Sync + 'static {
     fn check(&self, _with: &Self::With) -> Result<(), WithError> {
         Ok(())
     }
+    /// Checks, on load (`validate`, and `run` before anything runs), that the files the
+    /// stage names exist: key files, local data. Relative paths are the pipeline's
+    /// folder's, `dir`.
+    fn check_files(&self, _with: &Self::With, _dir: &Path) -> Result<(), WithError> {
+        Ok(())
+    }
     /// What the stage needs of the run: the backend, a resource class.
     fn requirements(&self, _with: &Self::With) -> Requirements {
         Requirements::default()
@@ -318,6 +324,7 @@ pub trait Prepared: Send + Sync {
     fn curves(&self, outputs: &CachedOutputs<'_>) -> anyhow::Result<Vec<Curve>>;
     fn irreproducible(&self, output: &str) -> Option<&'static str>;
     fn private(&self, output: &str) -> Option<&'static str>;
+    fn check_files(&self, dir: &Path) -> Result<(), WithError>;
 }
 
 struct PreparedStage<K: StageKind> {
@@ -355,6 +362,9 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     }
     fn irreproducible(&self, output: &str) -> Option<&'static str> {
         self.kind.irreproducible(&self.with, output)
+    }
+    fn check_files(&self, dir: &Path) -> Result<(), WithError> {
+        self.kind.check_files(&self.with, dir)
     }
     fn private(&self, output: &str) -> Option<&'static str> {
         self.kind.private(&self.with, output)

@@ -365,14 +365,8 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     if !v.diags.is_empty() {
         return Err(LoadError::Invalid(Diagnostics(v.diags)));
     }
-    let dir = source
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
     Ok(Plan {
-        dir,
+        dir: pipeline_dir(&source),
         name: file.name,
         backend,
         params,
@@ -397,6 +391,16 @@ fn valid_stage_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The folder a pipeline's relative paths are taken from.
+fn pipeline_dir(source: &Source) -> PathBuf {
+    source
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// The key an "unknown field" (serde) or "unknown setting" (a kind's own check)
@@ -545,7 +549,12 @@ impl Validator<'_> {
                     self.error(s, m, h)
                 }),
             });
-            match kind.prepare(with) {
+            let dir = pipeline_dir(self.source);
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            match kind
+                .prepare(with)
+                .and_then(|(p, resolved)| p.check_files(&dir).map(|()| (p, resolved)))
+            {
                 Ok((p, resolved)) => {
                     prepared.insert(
                         name.clone(),
@@ -790,7 +799,10 @@ impl Validator<'_> {
                             decl.kind,
                             one_of(names.iter().copied())
                         ),
-                        Some(format!("add `inputs: {{ {}: <stage>.<output> }}`", names[0])),
+                        Some(format!(
+                            "add `inputs: {{ {}: <stage>.<output> }}`",
+                            names[0]
+                        )),
                     );
                 }
             }

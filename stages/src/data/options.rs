@@ -269,6 +269,40 @@ impl FetchOptions {
         Ok(())
     }
 
+    /// `source: local`: each of `paths` names something under `dir` (a glob: the
+    /// folder before its first wildcard exists), so that a wrong path is said on load,
+    /// with the folder a relative one was taken from.
+    pub fn check_local_paths(&self, dir: &std::path::Path) -> Result<(), WithError> {
+        use soma_flow_engine::yaml::PathSeg::{Index, Key};
+        if self.source != SourceKind::Local {
+            return Ok(());
+        }
+        for (i, entry) in self.paths.iter().enumerate() {
+            let fixed: std::path::PathBuf = std::path::Path::new(entry)
+                .components()
+                .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+                .collect();
+            let full = dir.join(&fixed);
+            if full.exists() {
+                continue;
+            }
+            let base = match fixed.is_relative() {
+                true => format!(" (relative to the pipeline's folder {})", dir.display()),
+                false => String::new(),
+            };
+            return Err(WithError {
+                path: vec![Key("paths".into()), Index(i)],
+                message: format!("nothing at {}{base}", full.display()),
+                help: Some(
+                    "a path given with --set is taken from the working directory when it \
+                     exists there; absolute paths work anywhere"
+                        .into(),
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The targets `source: network` reads.
     pub fn targets(&self) -> TargetFilter {
         self.targets.clone().unwrap_or_default()

@@ -44,6 +44,10 @@ impl StageKind for ClaimKind {
         with.network.check()
     }
 
+    fn check_files(&self, with: &ClaimWith, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network.check_files(dir)
+    }
+
     /// A cached claim stands while the signer has nothing claimable; otherwise it runs.
     fn revalidate(&self, with: &ClaimWith, cached: &CachedOutputs<'_>) -> Result<()> {
         let signer = read(cached)?["claims"]["signer"]

@@ -118,6 +118,10 @@ impl StageKind for CommitKind {
         }
     }
 
+    fn check_files(&self, with: &CommitWith, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network.check_files(dir)
+    }
+
     fn irreproducible(&self, _: &CommitWith, _: &str) -> Option<&'static str> {
         Some("each commit encrypts with a fresh random key")
     }

@@ -51,6 +51,10 @@ impl StageKind for EmbedKind {
         with.check()
     }
 
+    fn check_files(&self, with: &EmbedWith, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network.as_ref().map_or(Ok(()), |n| n.check_files(dir))
+    }
+
     fn requirements(&self, _: &EmbedWith) -> Requirements {
         Requirements::backend_in(super::MODEL_RESOURCE)
     }

@@ -206,6 +206,14 @@ impl StageKind for FetchCompetitorsKind {
         Ok(())
     }
 
+    fn check_files(
+        &self,
+        with: &FetchCompetitorsWith,
+        dir: &std::path::Path,
+    ) -> Result<(), WithError> {
+        with.network.check_files(dir)
+    }
+
     /// Local `paths` enter the key by content: an edited file is fetched again.
     fn key_material(
         &self,

@@ -40,6 +40,13 @@ impl StageKind for FetchDatasetKind {
         with.validate()
     }
 
+    fn check_files(&self, with: &FetchOptions, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network
+            .as_ref()
+            .map_or(Ok(()), |n| n.check_files(dir))?;
+        with.check_local_paths(dir)
+    }
+
     /// Local files enter the key by content, so editing them refetches; a Hub
     /// revision enters it as the commit it names now, so a moved branch refetches.
     fn key_material(&self, with: &FetchOptions, ctx: &KeyContext<'_>) -> Result<serde_json::Value> {

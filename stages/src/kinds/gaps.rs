@@ -74,6 +74,10 @@ impl StageKind for GapsKind {
         with.targets.check().map_err(|e| e.within("targets"))
     }
 
+    fn check_files(&self, with: &GapsWith, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network.check_files(dir)
+    }
+
     fn requirements(&self, _: &GapsWith) -> Requirements {
         Requirements::backend_in(super::MODEL_RESOURCE)
     }

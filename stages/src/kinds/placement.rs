@@ -78,6 +78,10 @@ impl StageKind for PlacementKind {
         Ok(())
     }
 
+    fn check_files(&self, with: &PlacementWith, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network.check_files(dir)
+    }
+
     fn irreproducible(&self, _: &PlacementWith, _: &str) -> Option<&'static str> {
         Some("reads the network's registry at run time")
     }

@@ -53,6 +53,10 @@ impl StageKind for RevealKind {
         with.network.check()
     }
 
+    fn check_files(&self, with: &RevealWith, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network.check_files(dir)
+    }
+
     /// A reveal of "whatever is pending" holds only while nothing new is pending.
     fn revalidate(&self, with: &RevealWith, cached: &CachedOutputs<'_>) -> Result<()> {
         let path = cached.output("revealed")?;

@@ -91,6 +91,10 @@ impl StageKind for SubmitKind {
         Ok(())
     }
 
+    fn check_files(&self, with: &SubmitWith, dir: &std::path::Path) -> Result<(), WithError> {
+        with.network.check_files(dir)
+    }
+
     fn requirements(&self, _: &SubmitWith) -> Requirements {
         Requirements::backend_in(super::MODEL_RESOURCE)
     }

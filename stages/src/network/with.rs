@@ -149,6 +149,29 @@ impl NetworkWith {
         Ok(())
     }
 
+    /// The key file, when one is named, exists (unless `SOMA_SECRET_KEY`, which takes
+    /// precedence, is set): checked on load, not when the stage after a training needs it.
+    pub fn check_files(&self, dir: &Path) -> Result<(), WithError> {
+        let Some(file) = &self.key_file else {
+            return Ok(());
+        };
+        if std::env::var_os(signer::SECRET_KEY_ENV).is_some() || dir.join(file).is_file() {
+            return Ok(());
+        }
+        let base = match file.is_relative() {
+            true => format!(" (relative to the pipeline's folder {})", dir.display()),
+            false => String::new(),
+        };
+        Err(WithError::at(
+            &["network", "key_file"],
+            format!("no key file at {}{base}", dir.join(file).display()),
+        )
+        .help(
+            "create one with `soma-flow keygen --out FILE`; a path given with --set is taken \
+             from the working directory when it exists there",
+        ))
+    }
+
     /// How a local network is created when this stage creates it.
     pub fn settings(&self) -> Settings {
         Settings {
