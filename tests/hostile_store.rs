@@ -445,6 +445,11 @@ fn an_interrupted_run_is_recorded_and_leaves_no_process() {
         assert_eq!(rec["status"], "interrupted", "SIG{sig}: {rec}");
         assert_eq!(rec["stages"]["s"]["status"], "interrupted", "SIG{sig}");
         assert!(
+            out.stdout().contains("0 skipped, 1 interrupted in"),
+            "SIG{sig}: the summary counts it: {}",
+            out.all()
+        );
+        assert!(
             p.store()
                 .join("cache")
                 .read_dir()

@@ -321,3 +321,51 @@ stages:
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The store's local network keeps the epoch length it was made with; `localnet
+/// set-epoch` changes it, and `localnet submit` refuses epochs too short for a
+/// submission before scoring anything, saying how to change them.
+#[test]
+fn the_epoch_length_can_be_changed_and_submit_checks_it_first() {
+    let p = Project::new();
+    // A network made with 2 s epochs, as the main job makes it.
+    p.write(
+        "f.yaml",
+        "name: f\nstages:\n  r:\n    kind: reveal\n    with: { network: { epoch_duration: 2s } }\n",
+    );
+    let out = p.run(&["run", "f.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    p.write("blob.txt", "a blob of data a submitter would send\n");
+    let refused = p.run(&["localnet", "submit", "--data", "blob.txt"]);
+    assert_eq!(refused.code(), 1, "{}", refused.all());
+    assert!(
+        refused.stderr().contains("last 2000 ms: too short")
+            && refused
+                .stderr()
+                .contains("soma-flow localnet set-epoch 10m"),
+        "{}",
+        refused.all()
+    );
+    let bad = p.run(&["localnet", "set-epoch", "soon"]);
+    assert_eq!(bad.code(), 1, "{}", bad.all());
+    assert!(
+        bad.stderr().contains("`soon` is not an epoch length"),
+        "{}",
+        bad.all()
+    );
+
+    let set = p.run(&["localnet", "set-epoch", "10m"]);
+    assert_eq!(set.code(), 0, "{}", set.all());
+    let settings = p.store().join("state/network/localnet/settings.json");
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&settings).unwrap()).unwrap()
+    };
+    assert_eq!(read()["epoch_duration_ms"], 600_000);
+    let models = p.run(&["localnet", "models", "--json"]);
+    assert_eq!(models.code(), 0, "{}", models.all());
+    let manual = p.run(&["localnet", "set-epoch", "manual"]);
+    assert_eq!(manual.code(), 0, "{}", manual.all());
+    assert!(read().get("epoch_duration_ms").is_none(), "{}", read());
+    let submit = p.run(&["localnet", "submit", "--data", "blob.txt"]);
+    assert!(!submit.stderr().contains("too short"), "{}", submit.all());
+}

@@ -1085,3 +1085,59 @@ stages:
     assert_eq!(file["update"]["updated"], false);
     assert_eq!(file["embedding"], registered);
 }
+
+/// An owner runs several models: each pipeline commits to the model it names, a second
+/// pipeline never takes over the first's model, and the store maps the names to ids.
+#[test]
+fn each_pipeline_commits_to_the_model_it_names() {
+    let p = Project::new();
+    let pipeline = |name: &str, embedding: &str| {
+        p.write(
+            &format!("{name}.yaml"),
+            &format!(
+                r#"
+name: {name}
+stages:
+  weights:
+    kind: command
+    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
+  embed:
+    kind: command
+    with: {{ run: "{EMBED} {embedding} > outputs/embedding", outs: [embedding] }}
+  commit:
+    kind: commit
+    inputs: {{ model: weights.model, embedding: embed.embedding }}
+    with: {{ network: {{ genesis: false, model: {name} }} }}
+"#
+            ),
+        )
+    };
+    pipeline("main", "0.25");
+    pipeline("specialist", "0.5");
+    for name in ["main", "specialist"] {
+        let out = p.run(&["run", &format!("{name}.yaml")]);
+        assert_eq!(out.code(), 0, "{name}: {}", out.all());
+        assert!(
+            out.stdout().contains(&format!("(`{name}`)")),
+            "{}",
+            out.all()
+        );
+    }
+    let main = p.output_json("main.yaml", "commit.record")["model_id"].clone();
+    let specialist = p.output_json("specialist.yaml", "commit.record")["model_id"].clone();
+    assert_ne!(
+        main, specialist,
+        "the second pipeline made a model of its own"
+    );
+    let rows = p.localnet_models()["models"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "pending"), "{rows:?}");
+    let names: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.store().join("state/network/models.json")).unwrap(),
+    )
+    .unwrap();
+    let owner_names = names.as_object().unwrap().values().next().unwrap();
+    let names = owner_names.as_object().unwrap().values().next().unwrap();
+    assert_eq!(names["main"], main);
+    assert_eq!(names["specialist"], specialist);
+}

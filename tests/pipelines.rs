@@ -62,6 +62,15 @@ fn distill_pipeline_runs_end_to_end_then_reruns_nothing() {
     let again = p.run(&args);
     assert_eq!(again.code(), 0, "{}", again.all());
     assert!(
+        stdout.contains("created the local network's throwaway key"),
+        "{stdout}"
+    );
+    assert!(
+        !again.stdout().contains("throwaway key"),
+        "a cached rerun does not repeat a one-time note: {}",
+        again.all()
+    );
+    assert!(
         statuses(&p.last_record()).iter().all(|(_, s)| s == "hit"),
         "a second run executes no stage: {}",
         again.all()
@@ -315,11 +324,12 @@ fn a_key_file_given_on_the_command_line_is_taken_from_the_working_directory() {
         "--set",
         "key_file=nowhere.key",
     ]);
-    assert_eq!(missing.code(), 1, "{}", missing.all());
+    // Checked on load, before anything runs.
+    assert_eq!(missing.code(), 2, "{}", missing.all());
     assert!(
         missing
-            .all()
-            .contains("was taken from the pipeline's folder"),
+            .stderr()
+            .contains("nowhere.key (relative to the pipeline's folder"),
         "{}",
         missing.all()
     );

@@ -227,6 +227,27 @@ impl RunContext<'_> {
     pub fn note(&self, text: impl Into<String>) {
         self.notes.lock().expect("notes lock").push(text.into());
     }
+    /// A note about this run only (a key file it created, say): shown when the stage
+    /// runs, not repeated when a later run finds its result cached.
+    pub fn note_once(&self, text: impl Into<String>) {
+        let text = format!("{ONCE}{}", text.into());
+        self.notes.lock().expect("notes lock").push(text);
+    }
+}
+
+/// The mark of a [`RunContext::note_once`] note in a cache entry's notes.
+const ONCE: char = '\u{1}';
+
+/// The notes of a stage's result as a run shows them: all of them when it was just
+/// built (`fresh`), only those that hold for every run when it is a cache hit.
+pub(crate) fn shown_notes(notes: Vec<String>, fresh: bool) -> Vec<String> {
+    notes
+        .into_iter()
+        .filter_map(|note| match note.strip_prefix(ONCE) {
+            Some(once) => fresh.then(|| once.to_owned()),
+            None => Some(note),
+        })
+        .collect()
 }
 
 /// A stage kind with typed parameters.

@@ -205,6 +205,13 @@ impl Ledger {
             .max(self.data.system.epoch_start_timestamp_ms)
     }
 
+    /// Sets the epoch length (`parameters.epoch_duration_ms`): an operator's setting of
+    /// a local network, as its genesis would have it, not a transaction. The current
+    /// epoch ends at its start plus the new length.
+    pub fn set_epoch_duration_ms(&mut self, ms: u64) {
+        self.data.system.parameters.epoch_duration_ms = ms.max(1);
+    }
+
     /// Sets the clock that stamps the next checkpoints (a server passes its
     /// wall time). Time never goes back: an earlier value stamps checkpoints
     /// with the latest time already used.

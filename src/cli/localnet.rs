@@ -28,6 +28,13 @@ pub enum LocalnetCommand {
         #[command(flatten)]
         network: NetworkArgs,
     },
+    /// Change the epoch length of the store's local network: a duration (`10m`, `24h`),
+    /// or `manual` (epochs advance only with `advance-epoch`)
+    SetEpoch {
+        /// A duration, or `manual`
+        #[arg(value_name = "DURATION|manual")]
+        length: String,
+    },
     /// Play a data submitter: score data blobs with open targets' models as the chain's
     /// scorer does and fill the targets they fit (SubmitData)
     Submit(SubmitArgs),
@@ -228,6 +235,37 @@ pub fn run(cmd: LocalnetCommand, store: &StoreArgs) -> Result<ExitStatus> {
             serve_until_interrupted(args, dir)
         }
         LocalnetCommand::Submit(args) => submit(args, store),
+        LocalnetCommand::SetEpoch { length } => {
+            let ms = match length.trim() {
+                "manual" => None,
+                text => Some(
+                    humantime::parse_duration(text)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "`{text}` is not an epoch length: {e}; expected a duration \
+                                 (`10m`, `24h`) or `manual`"
+                            )
+                        })?
+                        .as_millis()
+                        .max(1) as u64,
+                ),
+            };
+            let dir = local::dir(store.open()?.root());
+            local::set_epoch(&dir, ms)?;
+            match ms {
+                Some(ms) => println!(
+                    "the local network in {} now advances every {} while it is served",
+                    dir.display(),
+                    humantime::format_duration(Duration::from_millis(ms))
+                ),
+                None => println!(
+                    "the local network in {} now advances only with `soma-flow localnet \
+                     advance-epoch`",
+                    dir.display()
+                ),
+            }
+            Ok(ExitStatus::Ok)
+        }
         LocalnetCommand::Targets {
             network,
             status,

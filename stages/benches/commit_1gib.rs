@@ -77,6 +77,7 @@ fn main() {
     let bucket = format!("file://{}", dir.path().join("bucket").display());
     let keys = dir.path().join("keys");
     let publish = Publish {
+        model: None,
         terms: ModelTerms {
             stake: None,
             commission_bps: 1000,

@@ -19,6 +19,7 @@ fn quiet(_: &str) {}
 fn publish(dir: &std::path::Path) -> Publish {
     let url = file_url(&dir.join("bucket"));
     Publish {
+        model: None,
         terms: TERMS,
         upload: Upload {
             upload: url.clone(),
@@ -201,16 +202,17 @@ fn a_machine_without_the_key_folder_reveals_from_the_escrow_with_the_signing_key
 
     // Another owner's key does not open it; nothing is revealed.
     let fresh = dir.path().join("fresh-keys");
-    let err = lifecycle::pending_record(&net, &me.address(), Some(&key(2)), &fresh).unwrap_err();
+    let err =
+        lifecycle::pending_record(&net, &me.address(), None, Some(&key(2)), &fresh).unwrap_err();
     assert!(
         format!("{err:#}").contains("does not open with this signing key"),
         "{err:#}"
     );
     // Without a signing key there is nothing to open it with.
-    assert!(lifecycle::pending_record(&net, &me.address(), None, &fresh).is_err());
+    assert!(lifecycle::pending_record(&net, &me.address(), None, None, &fresh).is_err());
 
     // The owner's key restores the record (the chain's epoch) and the key folder.
-    let restored = lifecycle::pending_record(&net, &me.address(), Some(&me), &fresh)
+    let restored = lifecycle::pending_record(&net, &me.address(), None, Some(&me), &fresh)
         .unwrap()
         .expect("a pending commit");
     assert_eq!(restored.embedding, record.embedding);
@@ -255,8 +257,14 @@ fn a_tampered_escrow_is_refused() {
     perm.set_readonly(false);
     std::fs::set_permissions(&escrow_path, perm).unwrap();
     std::fs::write(&escrow_path, &sealed).unwrap();
-    let err = lifecycle::pending_record(&net, &me.address(), Some(&me), &dir.path().join("fresh"))
-        .unwrap_err();
+    let err = lifecycle::pending_record(
+        &net,
+        &me.address(),
+        None,
+        Some(&me),
+        &dir.path().join("fresh"),
+    )
+    .unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains("does not match the commitments on chain")

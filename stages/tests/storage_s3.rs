@@ -56,6 +56,7 @@ fn commit_reveal_and_fetch_through_a_local_s3_server() {
     let keys = dir.path().join("keys");
     let base = format!("s3://{BUCKET}/runs/1");
     let up = Publish {
+        model: None,
         terms: TERMS,
         upload: Upload {
             upload: base.clone(),

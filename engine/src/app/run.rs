@@ -159,8 +159,12 @@ pub fn print_summary(r: &RunRecord) {
             }
         }
     }
+    let interrupted = match r.count(StageStatus::Interrupted) {
+        0 => String::new(),
+        n => format!(", {n} interrupted"),
+    };
     println!(
-        "\nrun {} ({}): {} ran, {} cached, {} deferred, {} failed, {} skipped in {}",
+        "\nrun {} ({}): {} ran, {} cached, {} deferred, {} failed, {} skipped{interrupted} in {}",
         r.id,
         r.name,
         r.count(StageStatus::Ran),

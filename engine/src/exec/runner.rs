@@ -14,7 +14,7 @@ use super::job::{self, Elsewhere};
 use super::slots::GPU;
 use super::Shared;
 use crate::key::CacheKey;
-use crate::kind::{CachedOutputs, FetchOutput, Outcome, RunContext};
+use crate::kind::{shown_notes, CachedOutputs, FetchOutput, Outcome, RunContext};
 use crate::pipeline::Executor;
 use crate::pipeline::PlannedStage;
 use crate::record::{StageRecord, StageStatus};
@@ -445,7 +445,7 @@ pub(super) async fn run_stage(
     if let Some((entry, remote)) = hit {
         f.status = StageStatus::Hit;
         f.outputs = entry.outputs;
-        f.notes = entry.notes;
+        f.notes = shown_notes(entry.notes, false);
         f.remote = remote;
         f.elapsed = shared.t0.elapsed() - start;
         let note = remote.then_some("in the remote store");
@@ -521,7 +521,7 @@ pub(super) async fn run_stage(
             f.status = StageStatus::Hit;
             f.remote = origin == Origin::Remote;
             f.outputs = entry.outputs;
-            f.notes.extend(entry.notes);
+            f.notes.extend(shown_notes(entry.notes, false));
         }
         Ok(Ok(Executed::Built(entry, lease))) => {
             if let Some(remote) = &shared.remote {
@@ -537,13 +537,13 @@ pub(super) async fn run_stage(
             }
             f.status = StageStatus::Ran;
             f.outputs = entry.outputs;
-            f.notes.extend(entry.notes);
+            f.notes.extend(shown_notes(entry.notes, true));
         }
         Ok(Ok(Executed::BuiltElsewhere(entry))) => {
             f.status = StageStatus::Ran;
             f.remote = true;
             f.outputs = entry.outputs;
-            f.notes.extend(entry.notes);
+            f.notes.extend(shown_notes(entry.notes, true));
         }
         Ok(Ok(Executed::Deferred(reason))) => {
             f.status = StageStatus::Deferred;

@@ -155,7 +155,19 @@ impl StageKind for CommitKind {
             Some(url) => url.clone(),
             None => crate::network::storage_default(&net, ctx.store)?,
         };
+        // Which of the signer's models: the one the pipeline names, or a new one.
+        let name = with.network.model_name();
+        let models = net.epoch()?.system.models;
+        let named = crate::network::models::resolve(
+            &net,
+            &models,
+            &key.address(),
+            name,
+            ctx.store,
+            &|text| ctx.note(text),
+        )?;
         let publish = Publish {
+            model: Some(named),
             terms: ModelTerms {
                 stake: with.stake,
                 commission_bps: with.commission.into(),
@@ -168,8 +180,9 @@ impl StageKind for CommitKind {
         };
         soma_flow_engine::store::private_dir(&publish.key_dir)?;
         let record = lifecycle::commit(&net, &key, weights, &embedding, &publish, ctx.progress)?;
+        crate::network::models::remember(&net, &key.address(), name, &record.model()?, ctx.store)?;
         ctx.note(format!(
-            "committed model {} in epoch {} ({} bytes at {}); reveal in epoch {}",
+            "committed model {} (`{name}`) in epoch {} ({} bytes at {}); reveal in epoch {}",
             record.model_id,
             record.commit_epoch,
             record.size,

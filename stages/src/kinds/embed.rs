@@ -73,7 +73,7 @@ impl StageKind for EmbedKind {
         let file = embedding::read_file(cached.output("embedding")?)?;
         let net = network.open(cached.store)?;
         // A genesis embedding (no model of mine then) stands while I still have none.
-        let now = match mine(&net, network, None)? {
+        let now = match mine(&net, network, None, cached.store)? {
             Some(model) => Some(period(&net, cached.store, &model)?.period),
             None => None,
         };
@@ -115,6 +115,7 @@ fn mine(
     net: &Network,
     network: &NetworkWith,
     ctx: Option<&RunContext<'_>>,
+    store: &std::path::Path,
 ) -> Result<Option<soma_flow_chain::client::ModelInfo>> {
     let key = match ctx {
         Some(ctx) => network.signer(net, ctx)?,
@@ -124,12 +125,18 @@ fn mine(
         }
     };
     let owner = key.address();
-    Ok(net
-        .epoch()?
-        .system
-        .models
+    let models = net.epoch()?.system.models;
+    // The model the pipeline names, if it names one (none before its first commit).
+    let only = match &network.model {
+        Some(name) => Some(crate::network::models::known(
+            net, &models, &owner, name, store,
+        )?),
+        None => None,
+    };
+    Ok(models
         .into_iter()
         .filter(|m| m.owner == owner && m.state == "active")
+        .filter(|m| only.is_none_or(|only| Some(m.id) == only))
         .max_by_key(|m| (m.commit_epoch, m.id)))
 }
 
@@ -229,7 +236,7 @@ fn update_from_network(
     ) -> Result<EmbeddingFile>,
 ) -> Result<EmbeddingFile> {
     let net = network.open_for(ctx)?;
-    let Some(model) = mine(&net, network, Some(ctx))? else {
+    let Some(model) = mine(&net, network, Some(ctx), ctx.store)? else {
         let data = ctx.input("data").context(
             "no Active model of mine to update, and no `data` input for a first (genesis) embedding",
         )?;

@@ -77,9 +77,24 @@ impl Snapshot {
         with: &FetchCompetitorsWith,
         owner: Option<SomaAddress>,
         target: Option<Vec<f32>>,
+        store: &std::path::Path,
     ) -> Result<(Self, Vec<Revealed>)> {
         let info = net.epoch()?;
-        let models = select(&info.system.models, with, owner.as_ref(), target.as_deref())?;
+        // With `own` and a named model, that model only (none before its first commit).
+        let only = match (&with.network.model, &owner, with.own) {
+            (Some(name), Some(owner), true) => Some(crate::network::models::known(
+                net,
+                &info.system.models,
+                owner,
+                name,
+                store,
+            )?),
+            _ => None,
+        };
+        let mut models = select(&info.system.models, with, owner.as_ref(), target.as_deref())?;
+        if let Some(only) = only {
+            models.retain(|m| Some(m.id) == only);
+        }
         let chosen = models
             .iter()
             .map(|m| (m.id.to_hex(), hex::encode(m.manifest.checksum().0)))
@@ -246,7 +261,7 @@ impl StageKind for FetchCompetitorsKind {
             .transpose()
             .map_err(|_| anyhow::anyhow!("the record names no valid owner"))?;
         let net = with.network.open(cached.store)?;
-        let (now, _) = Snapshot::take(&net, with, owner, recorded.target.clone())?;
+        let (now, _) = Snapshot::take(&net, with, owner, recorded.target.clone(), cached.store)?;
         anyhow::ensure!(
             now == recorded,
             "the network's revealed models changed since they were fetched"
@@ -335,7 +350,7 @@ impl StageKind for FetchCompetitorsKind {
                 Err(_) => None,
             };
             let target = ctx.input("embedding").map(embedding::read).transpose()?;
-            let (snapshot, chosen) = Snapshot::take(&net, with, owner, target)?;
+            let (snapshot, chosen) = Snapshot::take(&net, with, owner, target, ctx.store)?;
             std::fs::write(
                 out.join(SNAPSHOT_FILE),
                 serde_json::to_vec_pretty(&snapshot)?,

@@ -670,7 +670,7 @@ pub fn plot(earnings: &Earnings, path: &Path) -> Result<()> {
         .map(|p| p.1)
         .fold(0.0, f64::max)
         .max(1e-9)
-        * 1.1;
+        * 1.4;
     register_font();
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chart");
     let png = path.with_file_name(format!("{name}.tmp.png"));

@@ -358,17 +358,22 @@ pub fn own_models<'m>(models: &'m [ModelInfo], owner: &SomaAddress) -> Vec<&'m M
         .collect()
 }
 
-/// The owner's commit that can still be revealed, rebuilt from the network and the
-/// key folder, or from the commit's escrow when `signer` (the owner's key) is given;
-/// `None` when there is none.
+/// The owner's commit that can still be revealed (of `model` only, if given), rebuilt
+/// from the network and the key folder, or from the commit's escrow when `signer` (the
+/// owner's key) is given; `None` when there is none.
 pub fn pending_record(
     net: &Network,
     owner: &SomaAddress,
+    model: Option<&ObjectID>,
     signer: Option<&SecretKey>,
     key_dir: &Path,
 ) -> Result<Option<CommitRecord>> {
     let info = net.epoch()?;
-    for model in own_models(&info.system.models, owner) {
+    let mine = own_models(&info.system.models, owner);
+    for model in mine
+        .into_iter()
+        .filter(|m| model.is_none_or(|id| m.id == *id))
+    {
         let Some(a) = awaiting(model).filter(|a| still_revealable(a.commit_epoch, info.epoch))
         else {
             continue;
@@ -408,6 +413,9 @@ pub struct Upload {
 /// ciphertexts go, and where keys wait for their reveal.
 #[derive(Debug, Clone)]
 pub struct Publish {
+    /// Which of the signer's models to commit to ([`super::models`]: a `New` one is
+    /// created with `terms`); `None`: the signer's first model, created if it has none.
+    pub model: Option<super::models::Named>,
     pub terms: ModelTerms,
     pub upload: Upload,
     pub key_dir: PathBuf,
@@ -450,7 +458,17 @@ pub fn commit(
     }
     let owner = key.address();
     let embedding_commitment = hash(embedding_commitment(embedding)?);
-    let model = own_models(&info.system.models, &owner).first().copied();
+    let mine = own_models(&info.system.models, &owner);
+    let model = match &publish.model {
+        None => mine.first().copied(),
+        Some(super::models::Named::New) => None,
+        Some(super::models::Named::Model(id)) => Some(
+            mine.iter()
+                .copied()
+                .find(|m| m.id == *id)
+                .with_context(|| format!("model {id} is not the signer's, or is inactive"))?,
+        ),
+    };
     // The plaintext is hashed only to recognise a record kept for the same weights;
     // a new commit hashes it while uploading.
     let mut plaintext: Option<Hash256> = None;

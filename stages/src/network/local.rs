@@ -237,6 +237,38 @@ impl Running {
     }
 }
 
+/// Changes the epoch length of the network in `dir` (nobody else serving it): `Some`
+/// advances epochs by the clock at that length while it is served, `None` only by hand
+/// (`soma-flow localnet advance-epoch`). Returns the settings it now has.
+pub fn set_epoch(dir: &Path, epoch_duration_ms: Option<u64>) -> Result<Settings> {
+    if !exists(dir) {
+        bail!(
+            "{} holds no local network yet (a run with a network stage makes it)",
+            dir.display()
+        );
+    }
+    let _lock = try_lock(dir)?.ok_or_else(|| {
+        anyhow!(
+            "the local network in {} is being served by another process: stop it first",
+            dir.display()
+        )
+    })?;
+    let mut settings = Settings::read(dir)?.unwrap_or_default();
+    settings.epoch_duration_ms = epoch_duration_ms;
+    let mut ledger = Ledger::open(dir)?;
+    if let Some(ms) = epoch_duration_ms {
+        ledger.set_epoch_duration_ms(ms);
+    }
+    crate::private_file::write(
+        &dir.join(SETTINGS_FILE),
+        &serde_json::to_vec_pretty(&settings)?,
+        crate::private_file::Existing::Replace,
+    )
+    .with_context(|| format!("cannot write {}", dir.join(SETTINGS_FILE).display()))?;
+    ledger.save(dir)?;
+    Ok(settings)
+}
+
 /// Advances the epoch of the network in `dir` directly (nobody else serving it).
 pub fn advance_epoch(dir: &Path) -> Result<u64> {
     if !exists(dir) {

@@ -7,6 +7,7 @@
 //! - [`local`]: the zero-setup local network, with its genesis competitors ([`genesis`]).
 //! - [`lifecycle`]: commit, reveal and fetch, as the chain checks them.
 //! - [`earn`]: claim what the signer's models won; their earnings.
+//! - [`models`]: which of the signer's models a pipeline names.
 //! - [`submitter`]: a data submitter that fills targets (`soma-flow localnet submit`).
 //! - [`with`]: the network stages' `network` key.
 
@@ -14,6 +15,7 @@ pub mod earn;
 pub mod genesis;
 pub mod lifecycle;
 pub mod local;
+pub mod models;
 pub mod signer;
 pub mod submitter;
 pub mod with;

@@ -45,6 +45,37 @@ pub struct Filled {
     pub data_url: String,
 }
 
+/// Epochs shorter than this leave no time to score a blob with a target's models and
+/// send it before the target expires (its epoch's end).
+const MIN_EPOCH_MS: u64 = 10_000;
+
+/// Refuses, before any work, a network whose epochs are too short for a submission:
+/// after the main job (2 s epochs) every target would expire while blobs are scored.
+fn check_epoch_length(net: &Network, epoch_duration_ms: u64) -> Result<()> {
+    // The store's local network advances by the clock only when made so.
+    let timed = match net.local_dir() {
+        Some(dir) => super::local::Settings::read(dir)?.and_then(|s| s.epoch_duration_ms),
+        None => Some(epoch_duration_ms),
+    };
+    let Some(ms) = timed.filter(|ms| *ms < MIN_EPOCH_MS) else {
+        return Ok(());
+    };
+    let how = match net.is_local() {
+        true => {
+            "make them longer with `soma-flow localnet set-epoch 10m`, or manual with \
+                 `soma-flow localnet set-epoch manual` (they then advance with `soma-flow \
+                 localnet advance-epoch`)"
+        }
+        false => "submit to a network with longer epochs",
+    };
+    bail!(
+        "epochs on {} last {} ms: too short to score a blob with a target's models and send \
+         it before the target expires; {how}",
+        net.endpoint,
+        ms
+    )
+}
+
 /// Fills up to `how.count` open targets; `work` holds the fetched models.
 pub fn submit(
     net: &Network,
@@ -54,6 +85,7 @@ pub fn submit(
     progress: ProgressFn<'_>,
 ) -> Result<Vec<Filled>> {
     let info = net.epoch()?;
+    check_epoch_length(net, info.system.parameters.epoch_duration_ms)?;
     let max_size = info.system.parameters.max_submission_data_size;
     let mut largest = 0;
     for blob in how.blobs {
@@ -119,8 +151,12 @@ pub fn submit(
     }
     bail!(
         "the epoch changed {EPOCH_ROUNDS} times while blobs were scored: epochs on {} are \
-         shorter than a submission takes",
-        net.endpoint
+         shorter than a submission takes{}",
+        net.endpoint,
+        match net.is_local() {
+            true => " (make them longer: `soma-flow localnet set-epoch 10m`)",
+            false => "",
+        }
     )
 }
 

@@ -34,6 +34,11 @@ pub struct NetworkWith {
     /// The admin service of a local network served elsewhere (epoch advance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<String>,
+    /// Which of the signer's models: a name this pipeline gives it (the store maps it
+    /// to the model's id on each network; `commit` creates the model under it on first
+    /// use) or the model's id (`0x…`). Default: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The signer's key file (from `soma-flow keygen`), relative to the pipeline
     /// file. `SOMA_SECRET_KEY` takes precedence; on the local network a throwaway
     /// key is used when neither is given.
@@ -69,6 +74,7 @@ impl Default for NetworkWith {
             rpc: None,
             faucet: None,
             admin: None,
+            model: None,
             key_file: None,
             epoch_duration: None,
             arch: tiny(),
@@ -147,6 +153,11 @@ impl NetworkWith {
             ));
         }
         Ok(())
+    }
+
+    /// The name of the signer's model this stage works with.
+    pub fn model_name(&self) -> &str {
+        self.model.as_deref().unwrap_or(super::models::DEFAULT)
     }
 
     /// The key file, when one is named, exists (unless `SOMA_SECRET_KEY`, which takes
@@ -249,7 +260,7 @@ impl NetworkWith {
                 false => e,
             })?;
         if matches!(source, Source::LocalThrowaway { created: true, .. }) {
-            ctx.note(source.to_string());
+            ctx.note_once(source.to_string());
         }
         (ctx.progress)(&format!("{source}: address 0x{}", key.address()));
         Ok(key)

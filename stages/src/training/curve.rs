@@ -56,6 +56,9 @@ fn draw_loss(metrics: &[serde_json::Value], title: &str, label: &str, path: &Pat
         (l.min(v), h.max(v))
     });
     let pad = ((high - low) * 0.05).max(1e-6);
+    // Headroom above the curves for the legend (upper right, where a falling loss is
+    // low): it never covers a line.
+    let headroom = (high - low).max(1e-6) * 0.35;
     let last = loss.last().map_or(1.0, |(s, _)| *s).max(1.0);
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     let draw = |e: &dyn std::fmt::Debug| anyhow!("drawing {}: {e:?}", path.display());
@@ -65,7 +68,7 @@ fn draw_loss(metrics: &[serde_json::Value], title: &str, label: &str, path: &Pat
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..last, (low - pad)..(high + pad))
+        .build_cartesian_2d(0f64..last, (low - pad)..(high + pad + headroom))
         .map_err(|e| draw(&e))?;
     chart
         .configure_mesh()
@@ -93,6 +96,7 @@ fn draw_loss(metrics: &[serde_json::Value], title: &str, label: &str, path: &Pat
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .label_font((FAMILY, 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
