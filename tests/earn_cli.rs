@@ -2,11 +2,11 @@
 //! the official SDK (`soma-sdk` 0.1.15) fills targets routed to a model soma-flow
 //! committed (the genesis model `genesis-code`, whose owner key the test holds), the
 //! epochs pass the challenge window, the SDK claims one target with the owner's key
-//! and soma-flow's `claim` stage the other, and both give the same balance changes to
-//! the shannon, which are the chain's split (§6.3): owner share plus incentive minus
-//! the fee to the owner, submitter share plus bond to the submitter. The run's report
-//! charts the earnings; `soma-flow claim` right after sends nothing; `earnings --json`
-//! counts both claims, the SDK's too. `model` commands are refused before sending when
+//! and `soma-flow claim` the other, and both give the same balance changes to the
+//! shannon, which are the chain's split (§6.3): owner share plus incentive minus the
+//! fee to the owner, submitter share plus bond to the submitter. The `claim` stage's
+//! run then charts the earnings in its report; a second claim sends nothing;
+//! `earnings --json` counts both claims, the SDK's too. `model` commands are refused before sending when
 //! the chain would refuse them, and the SDK's own transactions of those kinds verify.
 //!
 //! Needs `python3` with `soma-sdk==0.1.15` (`scripts/test.sh` installs it); without
@@ -175,25 +175,10 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
     assert_eq!(sdk_owner, owner_share + incentive - fee);
     assert_eq!(sdk_submitter, reward - owner_share - incentive + bond);
 
-    // ...and soma-flow's `claim` stage the other: the same balance changes, to the
-    // shannon.
-    let pipeline = p.write(
-        "earn.yaml",
-        &format!(
-            "name: earn\nstages:\n  claim:\n    kind: claim\n    with:\n      network: \
-             {{ rpc: \"{}\", key_file: owner.key }}\n",
-            served.urls[0]
-        ),
-    );
-    let pipeline = pipeline.to_str().unwrap();
-    let claim = p.run(&["run", pipeline]);
+    // ...and `soma-flow claim` the other: the same balance changes, to the shannon.
+    let claim = run(&["claim", "--key-file", "owner.key", "--json"]);
     assert_eq!(claim.code(), 0, "{}", claim.all());
-    assert!(
-        claim.stdout().contains("claimed: owner share"),
-        "{}",
-        claim.all()
-    );
-    let report = p.output_json(pipeline, "claim.claims")["claims"].clone();
+    let report: Value = serde_json::from_str(&claim.stdout()).unwrap();
     let lines = report["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 1, "{report}");
     assert_eq!(lines[0]["target"].as_str(), Some(targets[1].as_str()));
@@ -212,13 +197,37 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
         "the SDK sees both claimed"
     );
 
-    // The run's report shows the earnings per epoch as a chart.
+    // The `claim` stage: nothing left to claim, but the earnings per epoch (both
+    // claims) as a chart that the run's report shows; cached while nothing is claimable.
+    let pipeline = p.write(
+        "earn.yaml",
+        &format!(
+            "name: earn\nstages:\n  claim:\n    kind: claim\n    with:\n      network: \
+             {{ rpc: \"{}\", key_file: owner.key }}\n",
+            served.urls[0]
+        ),
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    let staged = p.run(&["run", pipeline]);
+    assert_eq!(staged.code(), 0, "{}", staged.all());
+    assert!(
+        staged.stdout().contains("nothing to claim"),
+        "{}",
+        staged.all()
+    );
+    let earned = &p.output_json(pipeline, "claim.claims")["earnings"]["models"];
+    let earned: i128 = earned
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| int(&m["earned"]))
+        .sum();
+    assert_eq!(earned, 2 * owner_share);
     let id = p.last_record()["id"].as_str().unwrap().to_owned();
     let out = p.run(&["report", &id, "--out", "report"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     let page = std::fs::read_to_string(p.path().join("report/index.html")).unwrap();
     assert!(page.contains("claim.chart"), "the chart is on the page");
-    // The stage stays cached while nothing is claimable.
     let cached = p.run(&["run", pipeline]);
     assert_eq!(cached.code(), 0, "{}", cached.all());
     assert_eq!(p.last_record()["stages"]["claim"]["status"], "hit");
@@ -232,15 +241,19 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
     assert_eq!(still["owner"], after["owner"]);
 
     // Earnings count both claims: the SDK's and soma-flow's.
-    let earnings = run(&["earnings", "--key-file", "owner.key", "--json"]);
-    assert_eq!(earnings.code(), 0, "{}", earnings.all());
-    let earnings: Value = serde_json::from_str(&earnings.stdout()).unwrap();
-    let mine = earnings["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["model_id"].as_str() == Some(model.as_str()))
-        .unwrap_or_else(|| panic!("{earnings}"));
+    let earnings = || {
+        let out = run(&["earnings", "--key-file", "owner.key", "--json"]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        let all: Value = serde_json::from_str(&out.stdout()).unwrap();
+        all["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["model_id"].as_str() == Some(model.as_str()))
+            .unwrap_or_else(|| panic!("{all}"))
+            .clone()
+    };
+    let mine = earnings();
     assert_eq!(int(&mine["earned"]), 2 * owner_share, "{mine}");
     assert_eq!(int(&mine["won"]), 2, "{mine}");
     assert_eq!(int(&mine["claimable"]), 0, "{mine}");
@@ -324,15 +337,7 @@ fn claim_collects_what_the_model_won_as_the_sdk_does_and_earnings_count_it() {
     assert_eq!(set.code(), 0, "{}", set.all());
     let stake = run(&["model", "stake", &model, "0.5", "--key-file", "owner.key"]);
     assert_eq!(stake.code(), 0, "{}", stake.all());
-    let earnings = run(&["earnings", "--key-file", "owner.key", "--json"]);
-    let earnings: Value = serde_json::from_str(&earnings.stdout()).unwrap();
-    let mine = earnings["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["model_id"].as_str() == Some(model.as_str()))
-        .unwrap()
-        .clone();
+    let mine = earnings();
     assert_eq!(mine["commission_rate"], 0);
     assert_eq!(mine["next_epoch_commission_rate"], 250);
     let off = run(&["model", "deactivate", &model, "--key-file", "owner.key"]);

@@ -321,18 +321,19 @@ impl SomaClient {
             .await
     }
 
+    /// `GetEpoch` of the current epoch with the fields `mask` names.
+    async fn current_epoch(&self, mask: &str) -> ClientResult<proto::GetEpochResponse> {
+        let request = proto::GetEpochRequest {
+            epoch: None,
+            read_mask: Some(proto::FieldMask::from_paths(mask)),
+        };
+        self.rpc(paths::GET_EPOCH, request).await
+    }
+
     /// The current epoch with its system state and protocol config.
     pub async fn epoch(&self) -> ClientResult<EpochInfo> {
-        let response: proto::GetEpochResponse = self
-            .rpc(
-                paths::GET_EPOCH,
-                proto::GetEpochRequest {
-                    epoch: None,
-                    read_mask: Some(proto::FieldMask::from_paths(
-                        "epoch,system_state,protocol_config",
-                    )),
-                },
-            )
+        let response = self
+            .current_epoch("epoch,system_state,protocol_config")
             .await?;
         let bad = |e| self.malformed("GetEpoch", e);
         let epoch = convert::required(response.epoch, "epoch").map_err(bad)?;
@@ -351,16 +352,8 @@ impl SomaClient {
     /// unless it is one of [`PROTOCOL_VERSIONS`]: nothing is signed for a protocol
     /// this client does not speak.
     pub async fn check_protocol(&self) -> ClientResult<u64> {
-        let response: proto::GetEpochResponse = self
-            .rpc(
-                paths::GET_EPOCH,
-                proto::GetEpochRequest {
-                    epoch: None,
-                    read_mask: Some(proto::FieldMask::from_paths(
-                        "epoch,protocol_config.protocol_version",
-                    )),
-                },
-            )
+        let response = self
+            .current_epoch("epoch,protocol_config.protocol_version")
             .await?;
         let version = convert::required(
             response

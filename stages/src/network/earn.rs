@@ -272,16 +272,6 @@ fn gone(error: &ClientError) -> bool {
     }
 }
 
-/// The network's chain id (genesis digest): what the store's observations are
-/// kept by.
-fn chain_id(net: &Network) -> Result<String> {
-    let info = net
-        .block_on(net.client.service_info())
-        .with_context(|| format!("cannot read the chain id of {}", net.endpoint))?;
-    info.chain_id
-        .with_context(|| format!("{} sent no chain id", net.endpoint))
-}
-
 /// A target of the owner's models as the store last saw it on the chain.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 struct Seen {
@@ -321,13 +311,10 @@ impl Observed {
         Ok(Self { path, targets })
     }
 
-    /// Written whole to a temporary file and renamed: never half a record.
+    /// Written whole and moved into place: never half a record.
     fn save(&self) -> Result<()> {
-        let dir = self.path.parent().expect("the record is in a folder");
-        std::fs::create_dir_all(dir)?;
-        let temporary = self.path.with_extension("json.partial");
-        std::fs::write(&temporary, serde_json::to_vec_pretty(&self.targets)?)?;
-        std::fs::rename(&temporary, &self.path)
+        let json = serde_json::to_vec_pretty(&self.targets)?;
+        crate::private_file::write(&self.path, &json, crate::private_file::Existing::Replace)
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
@@ -395,7 +382,7 @@ pub fn earnings(net: &Network, owner: &SomaAddress, store: &Path) -> Result<Earn
     let targets = net
         .targets(None, None)
         .with_context(|| format!("cannot list the targets of {}", net.endpoint))?;
-    let mut observed = Observed::open(store, &chain_id(net)?, owner)?;
+    let mut observed = Observed::open(store, &net.chain_id()?, owner)?;
     let mut listed = std::collections::BTreeSet::new();
     let mut claimable = BTreeMap::new();
     for t in &targets {

@@ -89,6 +89,17 @@ impl Settings {
         self.genesis && self.arch == genesis::ARCH
     }
 
+    /// Writes `settings.json` in `dir`, whole.
+    fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(SETTINGS_FILE);
+        crate::private_file::write(
+            &path,
+            &serde_json::to_vec_pretty(self)?,
+            crate::private_file::Existing::Replace,
+        )
+        .with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// The settings a network in `dir` was made with (the defaults for one made
     /// by `soma-flow localnet serve` before settings were kept).
     pub fn read(dir: &Path) -> Result<Option<Self>> {
@@ -119,13 +130,7 @@ pub fn create(dir: &Path, settings: &Settings) -> Result<Settings> {
     if settings.with_genesis_models() {
         genesis::seed(&mut ledger, dir, now).context("cannot reveal the genesis models")?;
     }
-    let json = serde_json::to_vec_pretty(settings)?;
-    crate::private_file::write(
-        &dir.join(SETTINGS_FILE),
-        &json,
-        crate::private_file::Existing::Replace,
-    )
-    .with_context(|| format!("cannot write {}", dir.join(SETTINGS_FILE).display()))?;
+    settings.write(dir)?;
     // The ledger last: its presence is what makes the network exist.
     ledger.save(dir)?;
     Ok(settings.clone())
@@ -241,49 +246,38 @@ impl Running {
 /// advances epochs by the clock at that length while it is served, `None` only by hand
 /// (`soma-flow localnet advance-epoch`). Returns the settings it now has.
 pub fn set_epoch(dir: &Path, epoch_duration_ms: Option<u64>) -> Result<Settings> {
-    if !exists(dir) {
-        bail!(
-            "{} holds no local network yet (a run with a network stage makes it)",
-            dir.display()
-        );
-    }
-    let _lock = try_lock(dir)?.ok_or_else(|| {
-        anyhow!(
-            "the local network in {} is being served by another process: stop it first",
-            dir.display()
-        )
-    })?;
+    let _lock = offline(dir, "stop it first")?;
     let mut settings = Settings::read(dir)?.unwrap_or_default();
     settings.epoch_duration_ms = epoch_duration_ms;
     let mut ledger = Ledger::open(dir)?;
     if let Some(ms) = epoch_duration_ms {
         ledger.set_epoch_duration_ms(ms);
     }
-    crate::private_file::write(
-        &dir.join(SETTINGS_FILE),
-        &serde_json::to_vec_pretty(&settings)?,
-        crate::private_file::Existing::Replace,
-    )
-    .with_context(|| format!("cannot write {}", dir.join(SETTINGS_FILE).display()))?;
+    settings.write(dir)?;
     ledger.save(dir)?;
     Ok(settings)
 }
 
-/// Advances the epoch of the network in `dir` directly (nobody else serving it).
-pub fn advance_epoch(dir: &Path) -> Result<u64> {
+/// The lock of the network in `dir`, which must exist and be served by nobody else
+/// (`otherwise` says what to do then).
+fn offline(dir: &Path, otherwise: &str) -> Result<File> {
     if !exists(dir) {
         bail!(
             "{} holds no local network yet (a run with a network stage makes it)",
             dir.display()
         );
     }
-    let _lock = try_lock(dir)?.ok_or_else(|| {
+    try_lock(dir)?.ok_or_else(|| {
         anyhow!(
-            "the local network in {} is being served by another process: advance it through \
-             that server's admin service",
+            "the local network in {} is being served by another process: {otherwise}",
             dir.display()
         )
-    })?;
+    })
+}
+
+/// Advances the epoch of the network in `dir` directly (nobody else serving it).
+pub fn advance_epoch(dir: &Path) -> Result<u64> {
+    let _lock = offline(dir, "advance it through that server's admin service")?;
     let mut ledger = Ledger::open(dir)?;
     ledger.advance_epoch_now()?;
     ledger.save(dir)?;

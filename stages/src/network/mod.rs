@@ -157,6 +157,15 @@ impl Network {
         self.local.as_deref().map(local::Running::dir)
     }
 
+    /// The network's chain id (its genesis digest): what the store keeps per-network
+    /// state under.
+    pub fn chain_id(&self) -> Result<String> {
+        self.block_on(self.client.service_info())
+            .with_context(|| format!("cannot read the chain id of {}", self.endpoint))?
+            .chain_id
+            .with_context(|| format!("{} sent no chain id", self.endpoint))
+    }
+
     /// The current epoch, the system state and the live parameters.
     pub fn epoch(&self) -> Result<EpochInfo> {
         self.block_on(self.client.epoch())

@@ -41,20 +41,12 @@ fn read(store: &Path) -> Result<Names> {
     }
 }
 
-/// Written whole to a temporary file and renamed.
+/// Written whole and moved into place: never half a map.
 fn write(store: &Path, names: &Names) -> Result<()> {
     let path = path(store);
-    std::fs::create_dir_all(path.parent().expect("in a folder"))?;
-    let temporary = path.with_extension("json.partial");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(names)?)?;
-    std::fs::rename(&temporary, &path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn chain_id(net: &Network) -> Result<String> {
-    net.block_on(net.client.service_info())
-        .with_context(|| format!("cannot read the chain id of {}", net.endpoint))?
-        .chain_id
-        .with_context(|| format!("{} sent no chain id", net.endpoint))
+    let json = serde_json::to_vec_pretty(names)?;
+    crate::private_file::write(&path, &json, crate::private_file::Existing::Replace)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The model a name stands for.
@@ -89,7 +81,7 @@ pub fn resolve(
             ),
         };
     }
-    let chain = chain_id(net)?;
+    let chain = net.chain_id()?;
     let mut names = read(store)?;
     let known = names
         .entry(chain)
@@ -149,7 +141,7 @@ pub fn remember(
     }
     let mut names = read(store)?;
     names
-        .entry(chain_id(net)?)
+        .entry(net.chain_id()?)
         .or_default()
         .entry(owner.to_hex())
         .or_default()
@@ -174,7 +166,7 @@ pub fn known(
     }
     let names = read(store)?;
     let known = names
-        .get(&chain_id(net)?)
+        .get(&net.chain_id()?)
         .and_then(|o| o.get(&owner.to_hex()))
         .cloned()
         .unwrap_or_default();

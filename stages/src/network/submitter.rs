@@ -47,7 +47,7 @@ pub struct Filled {
 
 /// Epochs shorter than this leave no time to score a blob with a target's models and
 /// send it before the target expires (its epoch's end).
-const MIN_EPOCH_MS: u64 = 10_000;
+const MIN_EPOCH_MS: u64 = 5_000;
 
 /// Refuses, before any work, a network whose epochs are too short for a submission:
 /// after the main job (2 s epochs) every target would expire while blobs are scored.
