@@ -7,6 +7,7 @@ mod moto;
 mod network_fixtures;
 
 mod competitors_url;
+mod curve;
 mod data_hf;
 mod data_local;
 mod data_s3;
