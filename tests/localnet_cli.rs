@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::Project;
 
 pub(crate) const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
-                       (scripts/test.sh), or `python3 -m pip install soma-sdk==0.1.15`";
+                       (scripts/test.sh, which makes .venv with it), or put .venv/bin first on PATH";
 
 const SCRIPT: &str = r#"
 import asyncio, json, os, sys

@@ -24,7 +24,7 @@ print(key.sign(bytes.fromhex(sys.argv[2])).hex())
 "#;
 
 const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
-                       (scripts/test.sh), or `python3 -m pip install soma-sdk==0.1.15`";
+                       (scripts/test.sh, which makes .venv with it), or put .venv/bin first on PATH";
 
 #[test]
 fn the_wheel_accepts_and_signs_what_rust_builds() {

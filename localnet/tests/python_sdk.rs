@@ -17,7 +17,7 @@ use soma_flow_localnet::server::store_blob;
 use crate::served as common;
 
 const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
-                       (scripts/test.sh), or `python3 -m pip install soma-sdk==0.1.15`";
+                       (scripts/test.sh, which makes .venv with it), or put .venv/bin first on PATH";
 
 const WEIGHTS: &[u8] = b"python weights for the localnet";
 const KEY: [u8; 32] = [0x11; 32];

@@ -1,6 +1,6 @@
 //! A local S3-compatible server (`moto_server`) for the object-store tests. It is
-//! required (`python3 -m pip install 'moto[server]'`): a missing server fails the
-//! test, it never skips.
+//! required (scripts/test.sh puts it in the project's `.venv`): a missing server fails
+//! the test, it never skips.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -9,8 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const INSTALL: &str = "this test needs a local S3 server: install it with \
-                       `python3 -m pip install 'moto[server]'`";
+const INSTALL: &str = "this test needs a local S3 server: run the project's test script \
+                       (scripts/test.sh, which makes .venv with it), or put .venv/bin first \
+                       on PATH";
 
 /// A server child process, killed when dropped.
 pub struct ServerProcess {
