@@ -41,6 +41,9 @@ pub enum ErrorKind {
     InsufficientBond,
     DataExceedsMaxSize,
     ModelDecryptionKeyCommitmentMismatch,
+    NotAValidator,
+    ReportRecordNotFound,
+    ChallengeWindowClosed,
 }
 
 impl ErrorKind {
@@ -78,6 +81,9 @@ impl ErrorKind {
             InsufficientBond => 43,
             DataExceedsMaxSize => 52,
             ModelDecryptionKeyCommitmentMismatch => 57,
+            NotAValidator => 8,
+            ReportRecordNotFound => 20,
+            ChallengeWindowClosed => 45,
         }
     }
 
@@ -115,6 +121,9 @@ impl ErrorKind {
             InsufficientBond => "INSUFFICIENT_BOND",
             DataExceedsMaxSize => "DATA_EXCEEDS_MAX_SIZE",
             ModelDecryptionKeyCommitmentMismatch => "MODEL_DECRYPTION_KEY_COMMITMENT_MISMATCH",
+            NotAValidator => "NOT_A_VALIDATOR",
+            ReportRecordNotFound => "REPORT_RECORD_NOT_FOUND",
+            ChallengeWindowClosed => "CHALLENGE_WINDOW_CLOSED",
         }
     }
 }

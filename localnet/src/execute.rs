@@ -88,6 +88,7 @@ impl Ledger {
         );
         let primary = v1.gas_payment[0].object_id;
         store.gas_id = Some(primary);
+        store.validators = &self.data.validators;
 
         // Gas smashing: every gas coin's balance moves into the first.
         let mut total: u64 = 0;
@@ -272,6 +273,8 @@ fn execute_kind(
         }
         K::DeactivateModel { model_id } => models::deactivate(store, *model_id),
         K::ClaimRewards { target_id } => submission::claim(store, *target_id),
+        K::ReportSubmission { target_id } => submission::report(store, *target_id, true),
+        K::UndoReportSubmission { target_id } => submission::report(store, *target_id, false),
         _ => Err(ExecutionFailure::new(
             ErrorKind::OtherError,
             "not supported by the local network",

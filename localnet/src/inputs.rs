@@ -53,7 +53,9 @@ pub(crate) fn kind_inputs(kind: &TransactionKind) -> Result<KindInputs, Rejectio
             system: true,
             target: Some(*target_id),
         },
-        K::ClaimRewards { target_id } => KindInputs {
+        K::ClaimRewards { target_id }
+        | K::ReportSubmission { target_id }
+        | K::UndoReportSubmission { target_id } => KindInputs {
             owned: Vec::new(),
             system: true,
             target: Some(*target_id),

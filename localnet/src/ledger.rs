@@ -49,6 +49,9 @@ pub(crate) struct LedgerData {
     /// The time the next checkpoint is stamped with (never before the last
     /// checkpoint or the epoch start).
     pub clock_ms: u64,
+    /// The validators (address, voting power of 10 000), from the genesis; none by
+    /// default. Last, so that a ledger of format 1 reads as one without validators.
+    pub validators: Vec<(SomaAddress, u64)>,
 }
 
 /// A deterministic SOMA ledger at protocol version 5.
@@ -133,6 +136,7 @@ impl Ledger {
                 epoch_fees: 0,
                 faucet_secret_key: config.faucet_secret_key,
                 clock_ms: config.genesis_timestamp_ms,
+                validators: config.validators.clone(),
             },
             owner_index: BTreeMap::new(),
         };
@@ -203,6 +207,11 @@ impl Ledger {
             .clock_ms
             .max(last)
             .max(self.data.system.epoch_start_timestamp_ms)
+    }
+
+    /// The validators and their voting power (of 10 000).
+    pub fn validators(&self) -> &[(SomaAddress, u64)] {
+        &self.data.validators
     }
 
     /// Sets the epoch length (`parameters.epoch_duration_ms`): an operator's setting of

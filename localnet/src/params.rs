@@ -208,6 +208,10 @@ pub struct GenesisConfig {
     /// only to test that clients refuse a protocol they do not speak).
     #[serde(default = "protocol_version")]
     pub protocol_version: u64,
+    /// Validators (address, voting power of 10 000) that may report submissions; none
+    /// by default, as the SDK reads the committee's keys and a local network has none.
+    #[serde(default)]
+    pub validators: Vec<(SomaAddress, u64)>,
 }
 
 fn protocol_version() -> u64 {
@@ -228,6 +232,7 @@ impl GenesisConfig {
             faucet_secret_key: [0xfa; 32],
             faucet_balance: 1_000_000_000 * SHANNONS_PER_SOMA,
             protocol_version: PROTOCOL_VERSION,
+            validators: Vec::new(),
         }
     }
 

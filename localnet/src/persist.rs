@@ -15,7 +15,7 @@ pub const LEDGER_FILE: &str = "ledger.bcs";
 /// The first bytes of every ledger file.
 pub const MAGIC: &[u8; 8] = b"SOMALNET";
 /// The file format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
     move |source| LedgerError::Io {
@@ -43,14 +43,19 @@ impl Ledger {
             .split_first_chunk::<4>()
             .ok_or_else(|| corrupt("shorter than its header".to_owned()))?;
         let version = u32::from_le_bytes(*version);
-        if version != FORMAT_VERSION {
-            return Err(LedgerError::UnsupportedVersion {
-                path,
-                found: version,
-                expected: FORMAT_VERSION,
-            });
-        }
-        let data: LedgerData = bcs::from_bytes(body).map_err(|e| corrupt(e.to_string()))?;
+        let body = match version {
+            FORMAT_VERSION => body.to_vec(),
+            // Format 1 ends before `validators`: an empty list (length 0) completes it.
+            1 => [body, &[0u8]].concat(),
+            found => {
+                return Err(LedgerError::UnsupportedVersion {
+                    path,
+                    found,
+                    expected: FORMAT_VERSION,
+                })
+            }
+        };
+        let data: LedgerData = bcs::from_bytes(&body).map_err(|e| corrupt(e.to_string()))?;
         let mut ledger = Ledger {
             data,
             owner_index: Default::default(),

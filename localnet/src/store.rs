@@ -76,6 +76,8 @@ pub(crate) struct TxStore<'a> {
     pub digest: TransactionDigest,
     pub sender: SomaAddress,
     pub gas_id: Option<ObjectID>,
+    /// The validators (address, voting power): who may report a submission.
+    pub validators: &'a [(SomaAddress, u64)],
     creation_num: u64,
 }
 
@@ -95,6 +97,7 @@ impl<'a> TxStore<'a> {
             digest,
             sender,
             gas_id: None,
+            validators: &[],
             creation_num: 0,
         }
     }

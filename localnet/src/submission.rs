@@ -2,7 +2,9 @@
 //! fills a target and spawns its replacement; claims split the reward once the
 //! challenge window has passed, and delete the target.
 
-use soma_flow_chain::{target_seed, ObjectID, SomaTensor, SubmissionManifest, TargetStatus};
+use soma_flow_chain::{
+    target_seed, ObjectID, SomaAddress, SomaTensor, SubmissionManifest, TargetStatus, TargetV1,
+};
 
 use crate::effects::{ErrorKind, ExecutionFailure};
 use crate::params::BPS;
@@ -195,6 +197,28 @@ pub(crate) fn claim(store: &mut TxStore<'_>, target_id: ObjectID) -> Result<(), 
                 .saturating_sub(submitter_share)
                 .saturating_sub(model_share)
                 .saturating_sub(claimer_share);
+            // Validators with a quorum of voting power reported the submission: the
+            // bond goes to them (split evenly, the first taking the remainder), the
+            // reward back to the emission pool; the claimer still gets its incentive.
+            let reporters = quorum_reporters(&target, store.validators);
+            if !reporters.is_empty() {
+                let bond = target.bond_amount;
+                let each = bond / reporters.len() as u64;
+                let first = each + bond % reporters.len() as u64;
+                for (i, reporter) in reporters.iter().enumerate() {
+                    let amount = if i == 0 { first } else { each };
+                    if amount > 0 {
+                        store.create_coin(*reporter, amount)?;
+                    }
+                }
+                let pool = &mut store.system.emission_pool;
+                pool.balance = pool.balance.saturating_add(reward);
+                if claimer_share > 0 {
+                    store.create_coin(claimer, claimer_share)?;
+                }
+                store.delete(target_id);
+                return Ok(());
+            }
             let submitter = target.submitter.ok_or_else(|| {
                 ExecutionFailure::new(
                     ErrorKind::TargetNotFilled,
@@ -231,4 +255,79 @@ pub(crate) fn claim(store: &mut TxStore<'_>, target_id: ObjectID) -> Result<(), 
     }
     store.delete(target_id);
     Ok(())
+}
+
+/// The reporters of `target`'s submission, in address order, when validators holding
+/// at least 2f+1 of the voting power (6 667 of 10 000) reported it; empty otherwise.
+fn quorum_reporters(target: &TargetV1, validators: &[(SomaAddress, u64)]) -> Vec<SomaAddress> {
+    let reporters: Vec<(SomaAddress, u64)> = target
+        .submission_reports
+        .iter()
+        .filter_map(|r| validators.iter().find(|(v, _)| v == r).copied())
+        .collect();
+    let power: u64 = reporters.iter().map(|(_, p)| p).sum();
+    match power >= QUORUM_THRESHOLD {
+        true => reporters.into_iter().map(|(r, _)| r).collect(),
+        false => Vec::new(),
+    }
+}
+
+/// 2f+1 of a committee's 10 000 units of voting power.
+const QUORUM_THRESHOLD: u64 = 6_667;
+
+/// ReportSubmission (`add`) and UndoReportSubmission: a validator flags a filled
+/// target's submission, only in the epoch right after its fill.
+pub(crate) fn report(
+    store: &mut TxStore<'_>,
+    target_id: ObjectID,
+    add: bool,
+) -> Result<(), ExecutionFailure> {
+    let epoch = store.system.epoch;
+    let mut target = store
+        .target(&target_id)
+        .ok_or_else(|| target_not_found(target_id))?;
+    if !store.validators.iter().any(|(v, _)| *v == store.sender) {
+        return Err(ExecutionFailure::new(
+            ErrorKind::NotAValidator,
+            format!("{} is not a validator", store.sender),
+        ));
+    }
+    let fill_epoch = match target.status {
+        TargetStatus::Filled { fill_epoch } => fill_epoch,
+        TargetStatus::Open => {
+            return Err(ExecutionFailure::new(
+                ErrorKind::TargetNotFilled,
+                format!("target {target_id} is not filled"),
+            ))
+        }
+        TargetStatus::Claimed => {
+            return Err(ExecutionFailure::new(
+                ErrorKind::TargetAlreadyClaimed,
+                format!("target {target_id} is already claimed"),
+            ))
+        }
+    };
+    if epoch != fill_epoch.saturating_add(1) {
+        let detail = format!("fill_epoch={fill_epoch}, current_epoch={epoch}");
+        return Err(ExecutionFailure::other(
+            ErrorKind::ChallengeWindowClosed,
+            detail.clone(),
+            format!("reports are taken only in the epoch after the fill: {detail}"),
+        ));
+    }
+    let sender = store.sender;
+    let changed = match add {
+        true => {
+            target.submission_reports.insert(sender);
+            true
+        }
+        false => target.submission_reports.remove(&sender),
+    };
+    if !changed {
+        return Err(ExecutionFailure::new(
+            ErrorKind::ReportRecordNotFound,
+            format!("{sender} has not reported target {target_id}"),
+        ));
+    }
+    store.put_target(target_id, &target)
 }

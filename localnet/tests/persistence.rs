@@ -100,3 +100,26 @@ fn bad_files_are_errors_not_panics() {
         n.ledger.chain_id()
     );
 }
+
+/// A ledger of format 1 (before validators) opens as one without validators and
+/// continues as it was.
+#[test]
+fn a_format_1_ledger_opens_without_validators() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = net();
+    let alice = n.alice.clone();
+    n.create_model(&alice, SOMA);
+    let path = n.ledger.save(dir.path()).unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    // Format 2 ends with the validators: an empty list is one byte, 0.
+    assert_eq!(bytes.pop(), Some(0));
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let reopened = Ledger::open(dir.path()).unwrap();
+    assert!(reopened.validators().is_empty());
+    assert_eq!(reopened.system_state(), n.ledger.system_state());
+    assert_eq!(
+        reopened.coins(&alice.address()),
+        n.ledger.coins(&alice.address())
+    );
+}

@@ -27,7 +27,10 @@ struct World {
 /// Alice's model A at (1,0,0,0) and Bob's B at (-1,0,0,0), equal stakes,
 /// one model per target; Active in epoch 1, targets generated into epoch 2.
 fn world() -> World {
-    let mut cfg = config();
+    world_with(config())
+}
+
+fn world_with(mut cfg: soma_flow_localnet::GenesisConfig) -> World {
     cfg.parameters.target_models_per_target = 1;
     let mut n = net_with(cfg);
     let (alice, bob) = (n.alice.clone(), n.bob.clone());
@@ -489,5 +492,96 @@ fn listing_filters_statuses_and_pages() {
     assert_eq!(
         "CLAIMABLE".parse::<StatusFilter>().unwrap(),
         StatusFilter::Claimable
+    );
+}
+
+/// §6.3 ClaimRewards when validators holding 2f+1 of the voting power reported the
+/// submission in the epoch after its fill: the bond goes to the reporters (split
+/// evenly, the first in address order taking the remainder), the reward back to the
+/// emission pool, the claimer still gets its incentive; the submitter and the model's
+/// owner get nothing. Below the quorum the claim pays as usual.
+#[test]
+fn a_submission_reported_by_a_quorum_pays_its_bond_to_the_reporters() {
+    let validators = [key(7), key(8), key(9)];
+    let mut cfg = config();
+    cfg.validators = vec![
+        (validators[0].address(), 3334),
+        (validators[1].address(), 3333),
+        (validators[2].address(), 3333),
+    ];
+    for v in &validators {
+        cfg = cfg.with_account(v.address(), SOMA);
+    }
+    let mut w = world_with(cfg);
+    let (bob, carol) = (w.n.bob.clone(), key(3));
+    w.n.ledger.faucet(carol.address(), SOMA).unwrap();
+    let (reported, kept) = (w.targets[0], w.targets[1]);
+    for tid in [reported, kept] {
+        let routed = target(&w.n, &tid).model_ids[0];
+        let bond = bond_coin(&mut w.n, SOMA);
+        w.n.ok(&bob, submit(tid, routed, 4, 0.5, 15, bond));
+    }
+    let report = |tid| TransactionKind::ReportSubmission { target_id: tid };
+    // Only validators, only in the epoch after the fill.
+    assert_eq!(
+        w.n.fails(&carol, report(reported)).0,
+        ErrorKind::NotAValidator
+    );
+    assert_eq!(
+        w.n.fails(&validators[0], report(reported)).0,
+        ErrorKind::ChallengeWindowClosed
+    );
+    w.n.advance();
+    w.n.ok(&validators[0], report(reported));
+    w.n.ok(&validators[2], report(reported));
+    w.n.ok(&validators[1], report(kept));
+    let undo = TransactionKind::UndoReportSubmission { target_id: kept };
+    assert_eq!(
+        w.n.fails(&validators[0], undo).0,
+        ErrorKind::ReportRecordNotFound
+    );
+    assert_eq!(target(&w.n, &reported).submission_reports.len(), 2);
+    w.n.advance();
+
+    let pool_before = w.n.ledger.system_state().emission_pool.balance;
+    let effects = w.n.ok(
+        &carol,
+        TransactionKind::ClaimRewards {
+            target_id: reported,
+        },
+    );
+    let d = effects.transaction_digest;
+    let coin = |i| {
+        let o = w.n.ledger.object(&derive_id(&d, i)).unwrap();
+        (o.owner, o.data.decode::<Coin>().unwrap().balance)
+    };
+    let mut reporters = [validators[0].address(), validators[2].address()];
+    reporters.sort();
+    let addr = soma_flow_chain::Owner::AddressOwner;
+    let c = 46_296_296u64;
+    assert_eq!(
+        [coin(0), coin(1), coin(2)],
+        [
+            (addr(reporters[0]), 488),
+            (addr(reporters[1]), 487),
+            (addr(carol.address()), c)
+        ]
+    );
+    assert_eq!(effects.created_of(ObjectType::Coin).len(), 3);
+    assert_eq!(
+        w.n.ledger.system_state().emission_pool.balance,
+        pool_before + REWARD
+    );
+    // 3 333 of 10 000 is no quorum: the submitter is paid and gets its bond back.
+    let effects =
+        w.n.ok(&carol, TransactionKind::ClaimRewards { target_id: kept });
+    let paid: Vec<_> = effects
+        .created_of(ObjectType::Coin)
+        .iter()
+        .map(|r| w.n.ledger.object(&r.object_id).unwrap().owner)
+        .collect();
+    assert_eq!(
+        paid.iter().filter(|o| **o == addr(bob.address())).count(),
+        2
     );
 }
