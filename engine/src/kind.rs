@@ -438,14 +438,13 @@ impl<K: StageKind> DynKind for Arc<K> {
                     continue;
                 }
             }
-            let (message, help) = explain_serde::<K::With>(message, &path);
-            return Err(WithError {
+            return Err(explain::<K::With>(WithError {
                 path,
                 message,
-                help,
-            });
+                help: None,
+            }));
         };
-        self.check(&typed)?;
+        self.check(&typed).map_err(explain::<K::With>)?;
         let resolved = serde_json::to_value(&typed).map_err(|e| WithError {
             path: vec![],
             message: e.to_string(),
@@ -464,34 +463,51 @@ impl<K: StageKind> DynKind for Arc<K> {
     }
 }
 
-/// A serde message as a user reads it: a map is "a map" with the keys it takes (from
-/// the JSON Schema of `T` at `path`), never a Rust type (`expected struct
-/// FetchOptions`).
-fn explain_serde<T: JsonSchema>(message: String, path: &[PathSeg]) -> (String, Option<String>) {
-    let Some(start) = message.find("expected struct ") else {
-        return (message, None);
+/// A `with` error as a user reads it, from the JSON Schema of `T`: a map is "a map"
+/// with the keys it takes, never a Rust type (`expected struct FetchOptions`); an
+/// unknown key (serde's, or a kind's own "unknown setting") gets the closest known one.
+fn explain<T: JsonSchema>(mut e: WithError) -> WithError {
+    let schema = || serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+    if let Some(field) = unknown_field(&e.message) {
+        let parent = match e.path.last() {
+            Some(PathSeg::Key(k)) if k == field => &e.path[..e.path.len() - 1],
+            _ => &e.path[..],
+        };
+        let known = keys_at(&schema(), parent);
+        let hint = crate::diag::closest(field, known.iter().map(String::as_str));
+        e.help = e.help.or(hint.map(|k| format!("did you mean `{k}`?")));
+        return e;
+    }
+    const STRUCT: &str = "expected struct ";
+    let Some(start) = e.message.find(STRUCT) else {
+        return e;
     };
-    let keys = keys_at(
-        &serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default(),
-        path,
-    );
-    let name_end = message[start + "expected struct ".len()..]
+    let keys = keys_at(&schema(), &e.path);
+    let name_end = e.message[start + STRUCT.len()..]
         .find(|c: char| !c.is_alphanumeric() && c != '_')
-        .map_or(message.len(), |i| start + "expected struct ".len() + i);
+        .map_or(e.message.len(), |i| start + STRUCT.len() + i);
     let shape = match keys.is_empty() {
         true => "expected a map".to_owned(),
         false => format!("expected a map {{{}}}", keys.join(", ")),
     };
-    let message = format!("{}{shape}{}", &message[..start], &message[name_end..]);
-    (
-        message,
-        Some("`soma-flow schema` gives every key and its type".into()),
-    )
+    e.message = format!("{}{shape}{}", &e.message[..start], &e.message[name_end..]);
+    e.help = Some("`soma-flow schema` gives every key and its type".into());
+    e
+}
+
+/// The key an "unknown field" (serde) or "unknown setting" (a kind's own check)
+/// message names.
+pub(crate) fn unknown_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown setting `"))?
+        .split('`')
+        .next()
 }
 
 /// The keys of the map the JSON Schema `root` describes at `path` (`$ref`s followed,
 /// the alternatives of `anyOf`/`oneOf`/`allOf` together), in the schema's order.
-pub(crate) fn keys_at(root: &serde_json::Value, path: &[PathSeg]) -> Vec<String> {
+fn keys_at(root: &serde_json::Value, path: &[PathSeg]) -> Vec<String> {
     fn resolve<'v>(
         root: &'v serde_json::Value,
         mut node: &'v serde_json::Value,

@@ -149,12 +149,17 @@ fn in_working_dir(text: &str, cwd: &Path) -> Option<PathBuf> {
     if !looks_like_a_path || path.is_absolute() {
         return None;
     }
-    let fixed: PathBuf = path
-        .components()
-        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
-        .collect();
+    let fixed = before_wildcards(path);
     let exists = !fixed.as_os_str().is_empty() && cwd.join(&fixed).exists();
     exists.then(|| cwd.join(path))
+}
+
+/// The part of a path or glob before its first component with a wildcard: the folder
+/// a glob searches (the whole path when it has none).
+pub fn before_wildcards(path: &Path) -> PathBuf {
+    path.components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+        .collect()
 }
 
 const OPEN: &str = "${params.";

@@ -15,7 +15,7 @@ use crate::dag;
 use crate::diag::{closest, one_of, Diagnostic, Diagnostics, Source};
 use crate::duration::HumanDuration;
 pub use crate::exec::slurm::SlurmSettings;
-use crate::kind::{DynKind, Inputs, Prepared, Registry, Requirements};
+use crate::kind::{unknown_field, DynKind, Inputs, Prepared, Registry, Requirements};
 use crate::params;
 use crate::yaml::{self, Node, PathSeg, Span};
 
@@ -403,36 +403,6 @@ fn pipeline_dir(source: &Source) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The key an "unknown field" (serde) or "unknown setting" (a kind's own check)
-/// message names.
-fn unknown_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("unknown setting `"))?
-        .split('`')
-        .next()
-}
-
-/// "did you mean" for an unknown key in a kind's `with`: the closest key its JSON
-/// Schema takes at that place.
-fn unknown_key_help(kind: &dyn DynKind, path: &[PathSeg], message: &str) -> Option<String> {
-    let field = unknown_field(message)?;
-    let parent = match path.last() {
-        Some(PathSeg::Key(k)) if k == field => &path[..path.len() - 1],
-        _ => path,
-    };
-    let mut generator = schemars::SchemaGenerator::default();
-    let mut schema = serde_json::to_value(kind.with_schema(&mut generator)).ok()?;
-    if let Some(root) = schema.as_object_mut() {
-        root.insert(
-            "$defs".into(),
-            serde_json::to_value(generator.definitions()).ok()?,
-        );
-    }
-    let known = crate::kind::keys_at(&schema, parent);
-    closest(field, known.iter().map(String::as_str)).map(|k| format!("did you mean `{k}`?"))
-}
-
 /// Span of what an error at `path` is about: for an unknown field, the key itself.
 fn error_span(node: &Node, path: &[PathSeg], message: &str) -> Span {
     match unknown_field(message) {
@@ -516,6 +486,9 @@ impl Validator<'_> {
         registry: &Registry,
     ) -> IndexMap<String, PreparedDecl> {
         let mut prepared = IndexMap::new();
+        // What the kinds' file checks take relative paths from.
+        let dir = pipeline_dir(self.source);
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         for (name, decl) in &file.stages {
             let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
             if !valid_stage_name(name) {
@@ -549,8 +522,6 @@ impl Validator<'_> {
                     self.error(s, m, h)
                 }),
             });
-            let dir = pipeline_dir(self.source);
-            let dir = std::path::absolute(&dir).unwrap_or(dir);
             match kind
                 .prepare(with)
                 .and_then(|(p, resolved)| p.check_files(&dir).map(|()| (p, resolved)))
@@ -570,14 +541,10 @@ impl Validator<'_> {
                     let span =
                         with_node.map_or(key_node.span, |w| error_span(w, &e.path, &e.message));
                     let place: String = e.path.iter().map(ToString::to_string).collect();
-                    let help = e
-                        .help
-                        .clone()
-                        .or_else(|| unknown_key_help(kind.as_ref(), &e.path, &e.message));
                     self.error(
                         span,
                         format!("stage `{name}` ({}): with{place}: {}", decl.kind, e.message),
-                        help,
+                        e.help.clone(),
                     );
                 }
             }
@@ -783,8 +750,7 @@ impl Validator<'_> {
                     Some(format!("add `inputs: {{ {}: <stage>.<output> }}`", p.name)),
                 );
             }
-            let mut groups: Vec<&str> = list.iter().filter_map(|p| p.one_of).collect();
-            groups.dedup();
+            let groups: BTreeSet<&str> = list.iter().filter_map(|p| p.one_of).collect();
             for group in groups {
                 let names: Vec<&str> = list
                     .iter()

@@ -175,7 +175,8 @@ pub(crate) fn claim(store: &mut TxStore<'_>, target_id: ObjectID) -> Result<(), 
     let reward = target.reward_pool;
     let claimer_share = bps_of(reward, params.target_claimer_incentive_bps);
     let claimer = store.sender;
-    match target.status {
+    // Who is paid, in the chain's coin order, and what goes back to the emission pool.
+    let (payouts, to_pool): (Vec<(SomaAddress, u64)>, u64) = match target.status {
         TargetStatus::Claimed => {
             return Err(ExecutionFailure::new(
                 ErrorKind::TargetAlreadyClaimed,
@@ -191,52 +192,38 @@ pub(crate) fn claim(store: &mut TxStore<'_>, target_id: ObjectID) -> Result<(), 
                     format!("the challenge window is open: {detail}"),
                 ));
             }
-            let submitter_share = bps_of(reward, params.target_submitter_reward_share_bps);
-            let model_share = bps_of(reward, params.target_model_reward_share_bps);
-            let rest = reward
-                .saturating_sub(submitter_share)
-                .saturating_sub(model_share)
-                .saturating_sub(claimer_share);
-            // Validators with a quorum of voting power reported the submission: the
-            // bond goes to them (split evenly, the first taking the remainder), the
-            // reward back to the emission pool; the claimer still gets its incentive.
-            let reporters = quorum_reporters(&target, store.validators);
-            if !reporters.is_empty() {
-                let bond = target.bond_amount;
-                let each = bond / reporters.len() as u64;
-                let first = each + bond % reporters.len() as u64;
-                for (i, reporter) in reporters.iter().enumerate() {
-                    let amount = if i == 0 { first } else { each };
-                    if amount > 0 {
-                        store.create_coin(*reporter, amount)?;
-                    }
-                }
-                let pool = &mut store.system.emission_pool;
-                pool.balance = pool.balance.saturating_add(reward);
-                if claimer_share > 0 {
-                    store.create_coin(claimer, claimer_share)?;
-                }
-                store.delete(target_id);
-                return Ok(());
-            }
             let submitter = target.submitter.ok_or_else(|| {
                 ExecutionFailure::new(
                     ErrorKind::TargetNotFilled,
                     format!("target {target_id} is filled without a submitter"),
                 )
             })?;
-            // The owner captured at fill time; without one the chain pays no model
-            // share (it stays nowhere, as on the chain).
-            let model_owner = target.winning_model_owner;
-            for (owner, amount) in [
-                (Some(submitter), submitter_share + rest),
-                (model_owner, model_share),
-                (Some(claimer), claimer_share),
-                (Some(submitter), target.bond_amount),
-            ] {
-                if let (Some(owner), true) = (owner, amount > 0) {
-                    store.create_coin(owner, amount)?;
-                }
+            let reporters = quorum_reporters(&target, store.validators);
+            if reporters.is_empty() {
+                let submitter_share = bps_of(reward, params.target_submitter_reward_share_bps);
+                let model_share = bps_of(reward, params.target_model_reward_share_bps);
+                let rest = reward
+                    .saturating_sub(submitter_share)
+                    .saturating_sub(model_share)
+                    .saturating_sub(claimer_share);
+                let mut paid = vec![(submitter, submitter_share + rest)];
+                // The owner captured at fill time; without one the chain pays no model
+                // share (it stays nowhere, as on the chain).
+                paid.extend(target.winning_model_owner.map(|owner| (owner, model_share)));
+                paid.extend([(claimer, claimer_share), (submitter, target.bond_amount)]);
+                (paid, 0)
+            } else {
+                // Validators with a quorum of voting power reported the submission: the
+                // bond goes to them (split evenly, the first taking the remainder), the
+                // reward back to the pool; the claimer still gets its incentive.
+                let (bond, n) = (target.bond_amount, reporters.len() as u64);
+                let mut paid: Vec<(SomaAddress, u64)> = reporters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (*r, bond / n + if i == 0 { bond % n } else { 0 }))
+                    .collect();
+                paid.push((claimer, claimer_share));
+                (paid, reward)
             }
         }
         TargetStatus::Open => {
@@ -246,13 +233,16 @@ pub(crate) fn claim(store: &mut TxStore<'_>, target_id: ObjectID) -> Result<(), 
                     format!("target {target_id} is open and not yet expired"),
                 ));
             }
-            if claimer_share > 0 {
-                store.create_coin(claimer, claimer_share)?;
-            }
-            let pool = &mut store.system.emission_pool;
-            pool.balance = pool.balance.saturating_add(reward - claimer_share);
+            (vec![(claimer, claimer_share)], reward - claimer_share)
+        }
+    };
+    for (owner, amount) in payouts {
+        if amount > 0 {
+            store.create_coin(owner, amount)?;
         }
     }
+    let pool = &mut store.system.emission_pool;
+    pool.balance = pool.balance.saturating_add(to_pool);
     store.delete(target_id);
     Ok(())
 }

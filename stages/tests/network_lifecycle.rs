@@ -11,6 +11,7 @@ use soma_flow_stages::network::lifecycle::{
     self, CommitRecord, Publish, RevealOutcome, Revealed, Upload,
 };
 use soma_flow_stages::network::local::Settings;
+use soma_flow_stages::network::models::Selection;
 use soma_flow_stages::network::{genesis, Endpoint, Network};
 
 fn quiet(_: &str) {}
@@ -203,18 +204,20 @@ fn a_machine_without_the_key_folder_reveals_from_the_escrow_with_the_signing_key
     // Another owner's key does not open it; nothing is revealed.
     let fresh = dir.path().join("fresh-keys");
     let err =
-        lifecycle::pending_record(&net, &me.address(), None, Some(&key(2)), &fresh).unwrap_err();
+        lifecycle::pending_record(&net, &me.address(), &Selection::Any, Some(&key(2)), &fresh)
+            .unwrap_err();
     assert!(
         format!("{err:#}").contains("does not open with this signing key"),
         "{err:#}"
     );
     // Without a signing key there is nothing to open it with.
-    assert!(lifecycle::pending_record(&net, &me.address(), None, None, &fresh).is_err());
+    assert!(lifecycle::pending_record(&net, &me.address(), &Selection::Any, None, &fresh).is_err());
 
     // The owner's key restores the record (the chain's epoch) and the key folder.
-    let restored = lifecycle::pending_record(&net, &me.address(), None, Some(&me), &fresh)
-        .unwrap()
-        .expect("a pending commit");
+    let restored =
+        lifecycle::pending_record(&net, &me.address(), &Selection::Any, Some(&me), &fresh)
+            .unwrap()
+            .expect("a pending commit");
     assert_eq!(restored.embedding, record.embedding);
     assert_eq!(restored.key_commitment, record.key_commitment);
     assert_eq!(restored.commit_epoch, record.commit_epoch);
@@ -260,7 +263,7 @@ fn a_tampered_escrow_is_refused() {
     let err = lifecycle::pending_record(
         &net,
         &me.address(),
-        None,
+        &Selection::Any,
         Some(&me),
         &dir.path().join("fresh"),
     )

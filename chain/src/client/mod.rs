@@ -672,18 +672,17 @@ impl SomaClient {
         .await
     }
 
-    /// Claims a target's rewards (any sender may); the gas coin must pay the
-    /// claim's fee ([`ClaimSplit`]).
+    /// Claims a target's rewards (any sender may); the gas coin must hold `fee`, the
+    /// claim's fee ([`ClaimSplit::fee`]).
     pub async fn claim_rewards(
         &self,
         key: &SecretKey,
-        target: &TargetInfo,
+        target_id: &ObjectID,
+        fee: u64,
     ) -> ClientResult<Executed> {
-        let params = self.system_state().await?.parameters;
         let kind = TransactionKind::ClaimRewards {
-            target_id: target.id,
+            target_id: *target_id,
         };
-        let fee = ClaimSplit::of(target, &params).fee;
         self.execute(key, fee, |_| kind.clone()).await
     }
 

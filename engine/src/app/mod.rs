@@ -372,15 +372,32 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
     }
 }
 
-/// Loads and validates; on failure prints the diagnostics and gives the exit status.
+impl PipelineArgs {
+    /// These args with the `--set` paths taken from the working directory
+    /// ([`crate::params::from_working_dir`]): what a run loads and records.
+    fn paths_from_working_dir(&self) -> PipelineArgs {
+        let set = match std::env::current_dir() {
+            Ok(cwd) => crate::params::from_working_dir(&self.set, &cwd),
+            Err(_) => self.set.clone(),
+        };
+        PipelineArgs {
+            set,
+            ..self.clone()
+        }
+    }
+}
+
+/// Loads and validates `args` as typed on the command line; on failure prints the
+/// diagnostics and gives the exit status.
 pub fn load(env: &Env, args: &PipelineArgs) -> Result<Plan, ExitStatus> {
-    let overrides = match std::env::current_dir() {
-        Ok(cwd) => crate::params::from_working_dir(&args.set, &cwd),
-        Err(_) => args.set.clone(),
-    };
+    load_as_given(env, &args.paths_from_working_dir())
+}
+
+/// [`load`] of args whose `--set` paths are already resolved.
+fn load_as_given(env: &Env, args: &PipelineArgs) -> Result<Plan, ExitStatus> {
     let opts = LoadOptions {
         registry: &env.registry,
-        overrides: &overrides,
+        overrides: &args.set,
         backend: args.backend.as_deref(),
         backends: env.backend,
     };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::{load, Env, ExecArgs, ExitStatus, PipelineArgs, StoreArgs};
+use super::{load_as_given, Env, ExecArgs, ExitStatus, PipelineArgs, StoreArgs};
 use crate::exec::{self, ExecOptions};
 use crate::params;
 use crate::pipeline::Plan;
@@ -20,19 +20,17 @@ pub(super) fn run(
     dry_run: bool,
     store: &StoreArgs,
 ) -> Result<ExitStatus> {
-    let cwd = std::env::current_dir()?;
-    let points: Vec<Vec<String>> = params::grid(&pipeline.set)
-        .iter()
-        .map(|set| params::from_working_dir(set, &cwd))
-        .collect();
+    let points = params::grid(&pipeline.set);
     // Every grid point loads before any runs: a bad value stops the sweep up front.
     let mut plans = Vec::new();
     for set in &points {
+        // Each point's paths are resolved once, and recorded as resolved.
         let point = PipelineArgs {
             set: set.clone(),
             ..pipeline.clone()
-        };
-        match load(env, &point).map(|plan| plan.only(targets)) {
+        }
+        .paths_from_working_dir();
+        match load_as_given(env, &point).map(|plan| plan.only(targets)) {
             Ok(Ok(plan)) => plans.push((plan, point.set)),
             Ok(Err(why)) => {
                 eprintln!("error: {why}");

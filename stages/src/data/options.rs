@@ -278,21 +278,18 @@ impl FetchOptions {
             return Ok(());
         }
         for (i, entry) in self.paths.iter().enumerate() {
-            let fixed: std::path::PathBuf = std::path::Path::new(entry)
-                .components()
-                .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
-                .collect();
+            let fixed = soma_flow_engine::params::before_wildcards(std::path::Path::new(entry));
             let full = dir.join(&fixed);
             if full.exists() {
                 continue;
             }
-            let base = match fixed.is_relative() {
-                true => format!(" (relative to the pipeline's folder {})", dir.display()),
-                false => String::new(),
-            };
             return Err(WithError {
                 path: vec![Key("paths".into()), Index(i)],
-                message: format!("nothing at {}{base}", full.display()),
+                message: format!(
+                    "nothing at {}{}",
+                    full.display(),
+                    crate::network::with::taken_from(&fixed, dir)
+                ),
                 help: Some(
                     "a path given with --set is taken from the working directory when it \
                      exists there; absolute paths work anywhere"

@@ -126,17 +126,12 @@ fn mine(
     };
     let owner = key.address();
     let models = net.epoch()?.system.models;
-    // The model the pipeline names, if it names one (none before its first commit).
-    let only = match &network.model {
-        Some(name) => Some(crate::network::models::known(
-            net, &models, &owner, name, store,
-        )?),
-        None => None,
-    };
+    let which =
+        crate::network::models::selection(net, &models, &owner, network.model.as_deref(), store)?;
     Ok(models
         .into_iter()
         .filter(|m| m.owner == owner && m.state == "active")
-        .filter(|m| only.is_none_or(|only| Some(m.id) == only))
+        .filter(|m| which.admits(&m.id))
         .max_by_key(|m| (m.commit_epoch, m.id)))
 }
 

@@ -80,21 +80,19 @@ impl Snapshot {
         store: &std::path::Path,
     ) -> Result<(Self, Vec<Revealed>)> {
         let info = net.epoch()?;
-        // With `own` and a named model, that model only (none before its first commit).
-        let only = match (&with.network.model, &owner, with.own) {
-            (Some(name), Some(owner), true) => Some(crate::network::models::known(
+        // With `own`, the model the pipeline names (if it names one).
+        let which = match (&owner, with.own) {
+            (Some(owner), true) => crate::network::models::selection(
                 net,
                 &info.system.models,
                 owner,
-                name,
+                with.network.model.as_deref(),
                 store,
-            )?),
-            _ => None,
+            )?,
+            _ => crate::network::models::Selection::Any,
         };
         let mut models = select(&info.system.models, with, owner.as_ref(), target.as_deref())?;
-        if let Some(only) = only {
-            models.retain(|m| Some(m.id) == only);
-        }
+        models.retain(|m| which.admits(&m.id));
         let chosen = models
             .iter()
             .map(|m| (m.id.to_hex(), hex::encode(m.manifest.checksum().0)))

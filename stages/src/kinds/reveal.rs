@@ -69,11 +69,8 @@ impl StageKind for RevealKind {
             .parse()
             .map_err(|_| anyhow::anyhow!("the reveal record names no valid owner"))?;
         let net = with.network.open(cached.store)?;
-        let Some(model) = named(&net, with, &owner, cached.store)? else {
-            return Ok(());
-        };
-        match lifecycle::pending_record(&net, &owner, model.as_ref(), None, &key_dir(cached.store))?
-        {
+        let which = selection(&net, with, &owner, cached.store)?;
+        match lifecycle::pending_record(&net, &owner, &which, None, &key_dir(cached.store))? {
             Some(record) => anyhow::bail!("model {} has a commit awaiting reveal", record.model_id),
             None => Ok(()),
         }
@@ -89,19 +86,13 @@ impl StageKind for RevealKind {
         let owner = key.address();
         let record = match ctx.input("commit") {
             Some(path) => CommitRecord::read(path)?,
-            None => match named(&net, with, &owner, ctx.store)?
-                .map(|model| {
-                    lifecycle::pending_record(
-                        &net,
-                        &owner,
-                        model.as_ref(),
-                        Some(&key),
-                        &key_dir(ctx.store),
-                    )
-                })
-                .transpose()?
-                .flatten()
-            {
+            None => match lifecycle::pending_record(
+                &net,
+                &owner,
+                &selection(&net, with, &owner, ctx.store)?,
+                Some(&key),
+                &key_dir(ctx.store),
+            )? {
                 Some(record) => record,
                 None => {
                     ctx.note(format!("nothing to reveal: no pending commit of {owner}"));
@@ -156,18 +147,13 @@ impl StageKind for RevealKind {
     }
 }
 
-/// Which of `owner`'s models to reveal: any (`Some(None)`) when the pipeline names
-/// none, the one its name or id stands for, or none yet (`None`: a name no commit has
-/// taken).
-fn named(
+/// Which of `owner`'s models to reveal: the one the pipeline names, or any.
+fn selection(
     net: &crate::network::Network,
     with: &RevealWith,
     owner: &soma_flow_chain::SomaAddress,
     store: &std::path::Path,
-) -> Result<Option<Option<soma_flow_chain::ObjectID>>> {
-    let Some(name) = &with.network.model else {
-        return Ok(Some(None));
-    };
+) -> Result<crate::network::models::Selection> {
     let models = net.epoch()?.system.models;
-    Ok(crate::network::models::known(net, &models, owner, name, store)?.map(Some))
+    crate::network::models::selection(net, &models, owner, with.network.model.as_deref(), store)
 }

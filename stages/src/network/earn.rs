@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use soma_flow_chain::client::{ClaimSplit, ClientError, ModelInfo, TargetInfo};
+use soma_flow_chain::client::{ClaimSplit, ClientError, EpochInfo, ModelInfo, TargetInfo};
 use soma_flow_chain::proto::ExecutionErrorKind;
 use soma_flow_chain::{ObjectID, SecretKey, SomaAddress};
 
@@ -192,11 +192,15 @@ pub fn claim(
     progress: &dyn Fn(&str),
 ) -> Result<ClaimReport> {
     let signer = key.address();
-    // Seen before they are claimed (and deleted), so that `earnings` counts them.
-    earnings(net, &signer, store)?;
     let info = net.epoch()?;
+    let targets = all_targets(net)?;
+    // Seen before they are claimed (and deleted), so that `earnings` counts them.
+    tally(net, &info, &targets, &signer, store)?;
     let params = info.system.parameters;
-    let targets = claimable(net, &signer)?;
+    let targets: Vec<TargetInfo> = targets
+        .into_iter()
+        .filter(|t| t.status == "claimable" && !roles(t, &signer).is_empty())
+        .collect();
     let mut report = ClaimReport {
         signer: format!("0x{signer}"),
         epoch: info.epoch,
@@ -221,7 +225,7 @@ pub fn claim(
                 ),
             }
         } else {
-            match net.block_on(net.client.claim_rewards(key, target)) {
+            match net.block_on(net.client.claim_rewards(key, &target.id, split.fee)) {
                 Ok(done) => Outcome::Claimed {
                     digest: done.digest.to_base58(),
                     fee: done.fee(),
@@ -372,6 +376,24 @@ pub struct Earnings {
 /// run it (or `claim`, which does) at least once an epoch.
 pub fn earnings(net: &Network, owner: &SomaAddress, store: &Path) -> Result<Earnings> {
     let info = net.epoch()?;
+    let targets = all_targets(net)?;
+    tally(net, &info, &targets, owner, store)
+}
+
+/// Every target the network holds.
+fn all_targets(net: &Network) -> Result<Vec<TargetInfo>> {
+    net.targets(None, None)
+        .with_context(|| format!("cannot list the targets of {}", net.endpoint))
+}
+
+/// [`earnings`] from the epoch and the targets already read.
+fn tally(
+    net: &Network,
+    info: &EpochInfo,
+    targets: &[TargetInfo],
+    owner: &SomaAddress,
+    store: &Path,
+) -> Result<Earnings> {
     let params = &info.system.parameters;
     let mine: Vec<&ModelInfo> = info
         .system
@@ -379,13 +401,10 @@ pub fn earnings(net: &Network, owner: &SomaAddress, store: &Path) -> Result<Earn
         .iter()
         .filter(|m| m.owner == *owner)
         .collect();
-    let targets = net
-        .targets(None, None)
-        .with_context(|| format!("cannot list the targets of {}", net.endpoint))?;
     let mut observed = Observed::open(store, &net.chain_id()?, owner)?;
     let mut listed = std::collections::BTreeSet::new();
     let mut claimable = BTreeMap::new();
-    for t in &targets {
+    for t in targets {
         listed.insert(t.id.to_hex());
         let routed: Vec<String> = mine
             .iter()

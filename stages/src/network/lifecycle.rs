@@ -358,22 +358,19 @@ pub fn own_models<'m>(models: &'m [ModelInfo], owner: &SomaAddress) -> Vec<&'m M
         .collect()
 }
 
-/// The owner's commit that can still be revealed (of `model` only, if given), rebuilt
+/// The owner's commit that can still be revealed (of the models `which` admits), rebuilt
 /// from the network and the key folder, or from the commit's escrow when `signer` (the
 /// owner's key) is given; `None` when there is none.
 pub fn pending_record(
     net: &Network,
     owner: &SomaAddress,
-    model: Option<&ObjectID>,
+    which: &super::models::Selection,
     signer: Option<&SecretKey>,
     key_dir: &Path,
 ) -> Result<Option<CommitRecord>> {
     let info = net.epoch()?;
     let mine = own_models(&info.system.models, owner);
-    for model in mine
-        .into_iter()
-        .filter(|m| model.is_none_or(|id| m.id == *id))
-    {
+    for model in mine.into_iter().filter(|m| which.admits(&m.id)) {
         let Some(a) = awaiting(model).filter(|a| still_revealable(a.commit_epoch, info.epoch))
         else {
             continue;

@@ -149,9 +149,42 @@ pub fn remember(
     write(store, &names)
 }
 
-/// The model `name` stands for, if the store or the id says (no adoption, nothing
-/// written): what `reveal`, `fetch-competitors` (`own`) and `embed` look at.
-pub fn known(
+/// Which of the owner's models a stage that reads them (`reveal`, `fetch-competitors`
+/// with `own`, `embed` updates) looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// Any: the pipeline names no model.
+    Any,
+    /// The named model, or none before its first commit.
+    Only(Option<ObjectID>),
+}
+
+impl Selection {
+    pub fn admits(&self, id: &ObjectID) -> bool {
+        match self {
+            Selection::Any => true,
+            Selection::Only(only) => only.as_ref() == Some(id),
+        }
+    }
+}
+
+/// The [`Selection`] of a stage whose `network.model` is `name` (no adoption, nothing
+/// written).
+pub fn selection(
+    net: &Network,
+    models: &[ModelInfo],
+    owner: &SomaAddress,
+    name: Option<&str>,
+    store: &Path,
+) -> Result<Selection> {
+    match name {
+        None => Ok(Selection::Any),
+        Some(name) => known(net, models, owner, name, store).map(Selection::Only),
+    }
+}
+
+/// The model `name` stands for, if the store or the id says.
+fn known(
     net: &Network,
     models: &[ModelInfo],
     owner: &SomaAddress,

@@ -169,13 +169,13 @@ impl NetworkWith {
         if std::env::var_os(signer::SECRET_KEY_ENV).is_some() || dir.join(file).is_file() {
             return Ok(());
         }
-        let base = match file.is_relative() {
-            true => format!(" (relative to the pipeline's folder {})", dir.display()),
-            false => String::new(),
-        };
         Err(WithError::at(
             &["network", "key_file"],
-            format!("no key file at {}{base}", dir.join(file).display()),
+            format!(
+                "no key file at {}{}",
+                dir.join(file).display(),
+                taken_from(file, dir)
+            ),
         )
         .help(
             "create one with `soma-flow keygen --out FILE`; a path given with --set is taken \
@@ -264,5 +264,14 @@ impl NetworkWith {
         }
         (ctx.progress)(&format!("{source}: address 0x{}", key.address()));
         Ok(key)
+    }
+}
+
+/// How an error names the base of a path a pipeline gives: " (relative to the
+/// pipeline's folder DIR)" for a relative one, nothing for an absolute one.
+pub(crate) fn taken_from(path: &Path, dir: &Path) -> String {
+    match path.is_relative() {
+        true => format!(" (relative to the pipeline's folder {})", dir.display()),
+        false => String::new(),
     }
 }

@@ -69,10 +69,7 @@ fn root_of(entry: &str, full: &Path, base_dir: &Path) -> PathBuf {
     if !Path::new(entry).is_absolute() {
         return base_dir.to_owned();
     }
-    let fixed: PathBuf = Path::new(entry)
-        .components()
-        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
-        .collect();
+    let fixed = soma_flow_engine::params::before_wildcards(Path::new(entry));
     match fixed == Path::new(entry) && !full.is_dir() {
         true => fixed.parent().map_or(fixed.clone(), Path::to_owned),
         false => fixed,
