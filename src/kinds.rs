@@ -15,5 +15,6 @@ pub fn env() -> Env {
     Env {
         registry: registry(),
         backend: soma_flow_stages::backend::SETTING,
+        keys: soma_flow_stages::network::signer::REMOTE_KEYS,
     }
 }

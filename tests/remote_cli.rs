@@ -316,3 +316,177 @@ fn a_network_cut_mid_transfer_fails_clearly_and_leaves_nothing_that_lies() {
     assert_eq!(pulled.code(), 0, "{}", pulled.all());
     assert!(pulled.stdout().contains("pulled"), "{}", pulled.all());
 }
+
+/// A stage with a directory output, whose listing the remote keeps under `trees/`.
+const TREE: &str = "name: p
+stages:
+  tree:
+    kind: command
+    with: { run: mkdir -p outputs/t && echo data > outputs/t/f, outs: [t] }
+";
+
+/// The last run's record in the store `dir`.
+fn last_record(p: &Project, dir: &str) -> serde_json::Value {
+    let out = p.run(&[&format!("--store={dir}"), "runs", "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&out.stdout()).unwrap();
+    runs.last().cloned().expect("a run")
+}
+
+#[test]
+fn entries_signed_with_a_keygen_key_are_taken_by_its_address_alone() {
+    moto::shared("cli-remote-trust");
+    let url = "s3://cli-remote-trust/cache";
+    let p = Project::new();
+    p.write("p.yaml", TREE);
+    let address = |key: &str| {
+        let made = p.run(&["keygen", "--out", key]);
+        assert_eq!(made.code(), 0, "{}", made.all());
+        let out = p.run(&["address", "--key-file", key]);
+        out.stdout().trim().to_string()
+    };
+    let (ci, other) = (address("ci.key"), address("other.key"));
+    let with = |store: &str, key: Option<&str>, trust: Option<&str>| {
+        let mut cmd = p.cmd(&[
+            &format!("--store={store}"),
+            "run",
+            "p.yaml",
+            "--remote",
+            url,
+        ]);
+        cmd.env_remove("SOMA_FLOW_REMOTE_KEY")
+            .env_remove("SOMA_FLOW_REMOTE_TRUST");
+        if let Some(key) = key {
+            cmd.env("SOMA_FLOW_REMOTE_KEY", key);
+        }
+        if let Some(trust) = trust {
+            cmd.env("SOMA_FLOW_REMOTE_TRUST", trust);
+        }
+        crate::common::Run(cmd.output().unwrap())
+    };
+    // CI signs with its key (and trusts itself: no "not verified" note).
+    let published = with("ci", Some("ci.key"), None);
+    assert_eq!(published.code(), 0, "{}", published.all());
+    assert!(
+        !published.stderr().contains("not verified"),
+        "{}",
+        published.all()
+    );
+    let key = last_record(&p, "ci")["stages"]["tree"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = moto::shared("cli-remote-trust");
+    let signed = moto::get_object(
+        port,
+        "cli-remote-trust",
+        &format!("cache/cache/{key}/{ci}.json"),
+    );
+    let signed = String::from_utf8(signed.expect("an entry under CI's address")).unwrap();
+    let secret = std::fs::read_to_string(p.path().join("ci.key")).unwrap();
+    assert!(!signed.contains(secret.trim()), "the key is in the entry");
+
+    // A laptop that trusts CI's address takes it.
+    let laptop = with("laptop", None, Some(&ci));
+    assert_eq!(laptop.code(), 0, "{}", laptop.all());
+    assert!(laptop.stdout().contains("remote"), "{}", laptop.all());
+    // One that trusts another key ignores it, says why, and builds it here.
+    let wary = with("wary", None, Some(&other));
+    assert_eq!(wary.code(), 0, "{}", wary.all());
+    assert!(wary.stdout().contains("ran"), "{}", wary.all());
+    assert!(
+        wary.stderr()
+            .contains(&format!("signed by {ci}, which is not trusted here")),
+        "{}",
+        wary.all()
+    );
+    // One that configured nothing takes it, and says once that it is not verified.
+    let open = with("open", None, None);
+    assert_eq!(open.code(), 0, "{}", open.all());
+    assert_eq!(
+        open.stderr()
+            .matches("remote entries are not verified")
+            .count(),
+        1,
+        "{}",
+        open.all()
+    );
+    // A trust list that is not one names what is valid.
+    let bad = with("bad", None, Some("0x12"));
+    assert!(
+        bad.stderr().contains("SOMA_FLOW_REMOTE_TRUST"),
+        "{}",
+        bad.all()
+    );
+    assert!(bad.stderr().contains("64 hex digits"), "{}", bad.all());
+}
+
+#[test]
+fn a_poisoned_tree_listing_is_condemned_named_by_pull_and_the_next_run_heals() {
+    let port = moto::shared("cli-remote-poison");
+    let url = "s3://cli-remote-poison/cache";
+    let p = Project::new();
+    p.write("p.yaml", TREE);
+    let a = p.run(&["--store=a", "run", "p.yaml", "--remote", url]);
+    assert_eq!(a.code(), 0, "{}", a.all());
+    let record = last_record(&p, "a");
+    let tree = record["stages"]["tree"]["outputs"]["t"]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = record["stages"]["tree"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listing = format!("cache/trees/{tree}.json");
+    let entry = format!("cache/cache/{key}.json");
+    let poison = r#"[{"type":"dir","path":"../escape"}]"#;
+    let bucket = "cli-remote-poison";
+    moto::put_object(port, bucket, &listing, poison.as_bytes());
+
+    // The listing is not the version the entry records: B's run condemns both and
+    // builds the tree here (and publishes it again).
+    let b = p.run(&["--store=b", "run", "p.yaml", "--remote", url]);
+    assert_eq!(b.code(), 0, "{}", b.all());
+    assert!(b.stdout().contains("ran"), "{}", b.all());
+    assert!(
+        b.stderr()
+            .contains("was replaced after the entry was published"),
+        "{}",
+        b.all()
+    );
+
+    // Again, under an entry that records no versions (an older writer's): C's run takes
+    // it (nothing comes down); its pull refuses the listing, says which object and
+    // which check, and condemns the listing and the entry.
+    moto::put_object(port, bucket, &listing, poison.as_bytes());
+    let text = moto::get_object(port, bucket, &entry).expect("B published the entry");
+    let mut json: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    json.as_object_mut().unwrap().remove("object_versions");
+    moto::put_object(port, bucket, &entry, &serde_json::to_vec(&json).unwrap());
+    let c = p.run(&["--store=c", "run", "p.yaml", "--remote", url]);
+    assert!(c.stdout().contains("remote"), "{}", c.all());
+    let pull = p.run(&["--store=c", "pull", "p.yaml", "--remote", url]);
+    assert_eq!(pull.code(), 1, "{}", pull.all());
+    assert!(pull.stdout().contains(&listing), "{}", pull.all());
+    assert!(
+        pull.stdout().contains("not inside the tree"),
+        "{}",
+        pull.all()
+    );
+    assert!(
+        pull.stdout().contains("deleted from the remote"),
+        "{}",
+        pull.all()
+    );
+    assert!(moto::get_object(port, bucket, &listing).is_none());
+    assert!(moto::get_object(port, bucket, &entry).is_none());
+
+    // The next run builds it here and publishes it again; pull then works anywhere.
+    let healed = p.run(&["--store=d", "run", "p.yaml", "--remote", url]);
+    assert_eq!(healed.code(), 0, "{}", healed.all());
+    assert!(healed.stdout().contains("ran"), "{}", healed.all());
+    let pull = p.run(&["--store=e", "pull", "p.yaml", "--remote", url]);
+    assert_eq!(pull.code(), 0, "{}", pull.all());
+    assert!(pull.stdout().contains("pulled"), "{}", pull.all());
+}

@@ -110,6 +110,12 @@ impl SecretKey {
         Ok(Self::from_bytes(&key))
     }
 
+    /// The Ed25519 key itself, for signing other things than transactions (the remote
+    /// store's entries).
+    pub fn ed25519(&self) -> &SigningKey {
+        &self.0
+    }
+
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.0.verifying_key().to_bytes())
     }

@@ -328,6 +328,14 @@ pub trait StageKind: Send + Sync + 'static {
     fn private(&self, _with: &Self::With, _output: &str) -> Option<&'static str> {
         None
     }
+
+    /// Whether the stage acts for the user beyond this machine (`commit` puts a model
+    /// on the network under the owner's key and stake), so that it refuses inputs that
+    /// derive from a remote store's entry nobody verified, unless the user trusts
+    /// `any`.
+    fn needs_verified_inputs(&self, _with: &Self::With) -> bool {
+        false
+    }
 }
 
 /// A stage whose `with` has been validated; object-safe.
@@ -345,6 +353,7 @@ pub trait Prepared: Send + Sync {
     fn curves(&self, outputs: &CachedOutputs<'_>) -> anyhow::Result<Vec<Curve>>;
     fn irreproducible(&self, output: &str) -> Option<&'static str>;
     fn private(&self, output: &str) -> Option<&'static str>;
+    fn needs_verified_inputs(&self) -> bool;
     fn check_files(&self, dir: &Path) -> Result<(), WithError>;
 }
 
@@ -389,6 +398,9 @@ impl<K: StageKind> Prepared for PreparedStage<K> {
     }
     fn private(&self, output: &str) -> Option<&'static str> {
         self.kind.private(&self.with, output)
+    }
+    fn needs_verified_inputs(&self) -> bool {
+        self.kind.needs_verified_inputs(&self.with)
     }
 }
 

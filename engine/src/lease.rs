@@ -78,11 +78,17 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What a lease file says: who holds it, and until when (ms since the epoch).
+/// What a lease file says: who holds it, until when by its holder's clock (ms since the
+/// epoch), for how long each renewal holds, and how many times it was renewed (so that
+/// a renewal changes it whatever the holder's clock says).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LeaseBody {
     pub owner: String,
     pub expires: u64,
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+    #[serde(default)]
+    pub renewal: u64,
 }
 
 impl LeaseBody {
@@ -114,7 +120,7 @@ impl FileLease {
         for _ in 0..5 {
             match fs::File::create_new(path) {
                 Ok(mut f) => {
-                    f.write_all(&body(&owner, ttl))?;
+                    f.write_all(&body(&owner, ttl, 0))?;
                     f.sync_all()?;
                     let (p, o) = (path.to_path_buf(), owner.clone());
                     let heartbeat = Heartbeat::start(ttl / 3, move || renew(&p, &o, ttl));
@@ -161,11 +167,13 @@ impl Drop for FileLease {
     }
 }
 
-/// The lease `owner` holds for `ttl` from now, as written.
-pub fn body(owner: &str, ttl: Duration) -> Vec<u8> {
+/// The lease `owner` holds for `ttl` from now, renewed `renewal` times, as written.
+pub fn body(owner: &str, ttl: Duration, renewal: u64) -> Vec<u8> {
     serde_json::to_vec(&LeaseBody {
         owner: owner.to_string(),
         expires: now_ms() + ttl.as_millis() as u64,
+        ttl_ms: Some(ttl.as_millis() as u64),
+        renewal,
     })
     .expect("a lease serialises")
 }
@@ -173,7 +181,7 @@ pub fn body(owner: &str, ttl: Duration) -> Vec<u8> {
 /// Renews a lease this process still holds; one taken over meanwhile stays theirs.
 fn renew(path: &Path, owner: &str, ttl: Duration) {
     if holder(path).as_deref() == Some(owner) {
-        let _ = crate::store::write_atomic(path, &body(owner, ttl));
+        let _ = crate::store::write_atomic(path, &body(owner, ttl, 0));
     }
 }
 
@@ -223,7 +231,7 @@ mod tests {
         drop(held);
         assert!(!path.exists(), "released");
         // A holder that died stopped renewing: its lease expires and is taken over.
-        fs::write(&path, body("a dead host (pid 1, 0)", ttl)).unwrap();
+        fs::write(&path, body("a dead host (pid 1, 0)", ttl, 0)).unwrap();
         assert!(matches!(
             FileLease::try_take(&path, ttl).unwrap(),
             Taken::Theirs(who) if who.starts_with("a dead host")

@@ -17,6 +17,7 @@ use crate::duration::HumanDuration;
 pub use crate::exec::slurm::SlurmSettings;
 use crate::kind::{unknown_field, DynKind, Inputs, Prepared, Registry, Requirements};
 use crate::params;
+use crate::remote::RemoteSetting;
 use crate::yaml::{self, Node, PathSeg, Span};
 
 /// A soma-flow pipeline: stages of a DAG, connected by the artifacts they exchange.
@@ -39,9 +40,10 @@ pub struct PipelineFile {
     pub resources: IndexMap<String, usize>,
     /// A cache shared with other machines: `s3://bucket/prefix`, `gs://…`, `az://…` or
     /// `file://…`, credentials from the environment; `--remote` and
-    /// `SOMA_FLOW_REMOTE` override it.
+    /// `SOMA_FLOW_REMOTE` override it. `{ url, trust }` also says whose entries to take
+    /// (`SOMA_FLOW_REMOTE_TRUST` overrides `trust`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<String>,
+    pub remote: Option<RemoteSetting>,
     /// Where stages execute unless they name their own `executor`: `local` (default)
     /// or `slurm`; `--executor` overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,7 +196,7 @@ pub struct Plan {
     pub params: IndexMap<String, Json>,
     pub resources: IndexMap<String, usize>,
     /// The pipeline's `remote` store, if it names one.
-    pub remote: Option<String>,
+    pub remote: Option<RemoteSetting>,
     /// Where stages without an `executor` of their own execute (`--executor` sets it).
     pub executor: Executor,
     /// In topological order.
@@ -336,7 +338,7 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
         );
     }
     let backend = v.backend(&root, &params, opts);
-    if let (Some(url), Some(node)) = (&file.remote, root.get("remote")) {
+    if let (Some(RemoteSetting { url, .. }), Some(node)) = (&file.remote, root.get("remote")) {
         if let Err(why) = crate::remote::check_url(url) {
             v.error(
                 node.span,

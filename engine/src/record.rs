@@ -70,6 +70,10 @@ pub struct StageRecord {
     /// `soma-flow pull`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remote: bool,
+    /// The stage whose result came from the remote store unverified (nobody configured
+    /// trusted keys) that these outputs derive from: this one, or one upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Summary lines the stage reported (score tables, committed ids).

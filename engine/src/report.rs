@@ -372,6 +372,7 @@ pub(crate) mod test_support {
             key_material: serde_json::Value::Null,
             outputs: Default::default(),
             remote: false,
+            unverified: None,
             message: None,
             notes: Vec::new(),
         }

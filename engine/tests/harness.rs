@@ -40,6 +40,9 @@ pub struct StepWith {
     /// Its output must not leave the machine.
     #[serde(default)]
     pub private: bool,
+    /// Acts for the user beyond this machine (as `commit` does).
+    #[serde(default)]
+    pub acts: bool,
 }
 
 pub struct Step;
@@ -92,6 +95,10 @@ impl StageKind for Step {
 
     fn private(&self, with: &StepWith, _: &str) -> Option<&'static str> {
         with.private.then_some("is a test secret")
+    }
+
+    fn needs_verified_inputs(&self, with: &StepWith) -> bool {
+        with.acts
     }
 
     /// The output's length so far at each character, as a curve.
@@ -179,6 +186,7 @@ pub fn env() -> app::Env {
                 other => Err(format!("this test offers `cpu` and `fast`, not `{other}`")),
             },
         },
+        keys: soma_flow_engine::remote::KeyScheme::PLAIN,
     }
 }
 

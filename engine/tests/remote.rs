@@ -8,7 +8,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use soma_flow_engine::app::{self, RemoteArgs};
 use soma_flow_engine::record::{RunRecord, StageStatus};
-use soma_flow_engine::remote::{open_url, Remote};
+use soma_flow_engine::remote::{open_url, KeyScheme, Remote, Trust, TrustSetting};
 use soma_flow_engine::store::{Check, Store};
 
 use crate::harness::{options, statuses, Project};
@@ -243,7 +243,7 @@ fn a_lease_left_by_a_dead_machine_expires() {
     put_raw(
         &url,
         &format!("leases/{key}.json"),
-        format!(r#"{{"owner":"dead-host (pid 1)","expires":{expires}}}"#).as_bytes(),
+        format!(r#"{{"owner":"dead-host (pid 1)","expires":{expires},"ttl_ms":1500}}"#).as_bytes(),
     );
     let r = run_on(&p, "store-a", "p.yaml", &remote);
     assert_eq!(r.stages["s"].status, StageStatus::Ran);
@@ -265,13 +265,36 @@ fn a_corrupt_remote_object_is_caught_named_and_rebuilt_and_a_missing_one_falls_b
     let a = run_on(&p, "store-a", "p.yaml", &remote);
     let b_out = &a.stages["b"].outputs["out"];
 
-    // Someone overwrites b's object with other bytes of the same length.
-    put_raw(&url, &format!("objects/{}", b_out.hash), b"HELLO WORLD");
+    // Someone overwrites b's object with other bytes of the same length: its version
+    // is no longer the one b's entry records, so b is built here.
+    let object = format!("objects/{}", b_out.hash);
+    put_raw(&url, &object, b"HELLO WORLD");
     p.write("p.yaml", &format!("{PIPELINE}{DOWNSTREAM}"));
+    let swapped = run_on(&p, "store-s", "p.yaml", &remote);
+    assert_eq!(swapped.stages["b"].status, StageStatus::Ran);
+    assert_eq!(swapped.stages["c"].status, StageStatus::Ran);
+
+    // Again, under an entry that records no versions (written by an older soma-flow):
+    // the download's hash check catches it.
+    let entry = format!("cache/{}.json", a.stages["b"].key.as_ref().unwrap());
+    let text = raw(&url, &entry, |store, path| async move {
+        store.get(&path).await.unwrap().bytes().await.unwrap()
+    });
+    let mut json: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    json.as_object_mut()
+        .unwrap()
+        .remove("object_versions")
+        .unwrap();
+    put_raw(&url, &entry, &serde_json::to_vec(&json).unwrap());
+    put_raw(&url, &object, b"HELLO WORLD");
+    let c_entry = format!("cache/{}.json", swapped.stages["c"].key.as_ref().unwrap());
+    delete_raw(&url, &c_entry);
     let b = run_on(&p, "store-b", "p.yaml", &remote);
+    assert_eq!(b.stages["b"].status, StageStatus::Hit);
     assert_eq!(b.stages["c"].status, StageStatus::Failed);
     let message = b.stages["c"].message.as_deref().unwrap();
     assert!(message.contains("does not match its hash"), "{message}");
+    assert!(message.contains(&object), "{message}");
     assert!(message.contains("run again"), "{message}");
     let store_b = store(&p, "store-b");
     assert!(matches!(store_b.verify(b_out).unwrap(), Check::Missing));
@@ -369,7 +392,7 @@ fn an_unusable_remote_is_named_and_the_run_goes_on_locally() {
     let text = format!("{err:#}");
     assert!(text.contains("s3://no-such-bucket-here/x"), "{text}");
     assert!(remote_args("s3://no-such-bucket-here/x")
-        .open(None)
+        .open(None, KeyScheme::PLAIN)
         .is_none());
     assert!(Remote::open("nonsense:/x").is_err());
     // A pipeline naming an unusable URL is a validation error at `remote`.
@@ -470,8 +493,310 @@ fn a_tree_listing_not_in_the_walks_own_form_is_refused() {
     let b = store(&p, "store-b");
     let err = remote.download(&b, &tree, &meter).unwrap_err();
     assert!(
-        format!("{err:#}").contains("does not match its hash"),
+        format!("{err:#}").contains("its entries do not form a tree"),
         "{err:#}"
     );
+    assert!(
+        !remote_has(&url, &format!("trees/{hash}.json")),
+        "not condemned"
+    );
     assert!(matches!(b.verify(&tree).unwrap(), Check::Missing));
+}
+
+/// A key file of the engine's own scheme, and its address.
+fn key_file(project: &Project, name: &str, seed: u8) -> (std::path::PathBuf, String) {
+    let path = project.path().join(name);
+    std::fs::write(&path, format!("{seed:02x}").repeat(32)).unwrap();
+    let trust = Trust::new(KeyScheme::PLAIN, Some(&path), None).unwrap();
+    (path, trust.signer().unwrap().to_string())
+}
+
+/// The remote at `url`, signing with `key` (if any) and trusting `trust` (if said).
+fn remote_trusting(url: &str, key: Option<&std::path::Path>, trust: Option<&str>) -> Arc<Remote> {
+    let setting: Option<TrustSetting> = trust.map(|t| t.parse().unwrap());
+    let trust = Trust::new(KeyScheme::PLAIN, key, setting.as_ref()).unwrap();
+    Arc::new(Remote::open_with(url, trust).unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+fn all(r: &RunRecord, status: StageStatus) -> bool {
+    r.stages.values().all(|s| s.status == status)
+}
+
+#[test]
+fn only_entries_signed_by_a_trusted_key_are_hits_and_others_are_built_here() {
+    let url = bucket("remote-signed");
+    let p = Project::new();
+    p.write("p.yaml", PIPELINE);
+    let (key_a, addr_a) = key_file(&p, "a.key", 1);
+    let (key_x, addr_x) = key_file(&p, "x.key", 2);
+
+    // A publishes signed entries.
+    let a = run_on(
+        &p,
+        "store-a",
+        "p.yaml",
+        &remote_trusting(&url, Some(&key_a), None),
+    );
+    assert!(all(&a, StageStatus::Ran));
+    let key_of = |stage: &str| a.stages[stage].key.clone().unwrap();
+    assert!(remote_has(
+        &url,
+        &format!("cache/{}/{addr_a}.json", key_of("a"))
+    ));
+
+    // B trusts A: every stage is a hit, verified.
+    let b = run_on(
+        &p,
+        "store-b",
+        "p.yaml",
+        &remote_trusting(&url, None, Some(&addr_a)),
+    );
+    assert!(all(&b, StageStatus::Hit), "{:?}", statuses(&b));
+    assert!(b
+        .stages
+        .values()
+        .all(|s| s.remote && s.unverified.is_none()));
+    assert_eq!(p.executed().len(), 2);
+
+    // C trusts only X: A's entries are ignored and everything is built here, then
+    // published signed by X beside A's (the shared entry stays A's: the first wins).
+    let c = run_on(
+        &p,
+        "store-c",
+        "p.yaml",
+        &remote_trusting(&url, Some(&key_x), Some(&addr_x)),
+    );
+    assert!(all(&c, StageStatus::Ran), "{:?}", statuses(&c));
+    assert_eq!(p.executed().len(), 4);
+    assert!(remote_has(
+        &url,
+        &format!("cache/{}/{addr_x}.json", key_of("a"))
+    ));
+    // D trusts X: hits through X's own entries.
+    let d = run_on(
+        &p,
+        "store-d",
+        "p.yaml",
+        &remote_trusting(&url, None, Some(&addr_x)),
+    );
+    assert!(all(&d, StageStatus::Hit), "{:?}", statuses(&d));
+
+    // An unsigned entry (someone with write access, no key) is not a hit for a reader
+    // that trusts keys, and the stage is built here.
+    let url2 = bucket("remote-unsigned");
+    let u = run_on(&p, "store-u", "p.yaml", &remote(&url2));
+    assert!(all(&u, StageStatus::Ran));
+    let e = run_on(
+        &p,
+        "store-e",
+        "p.yaml",
+        &remote_trusting(&url2, None, Some(&addr_a)),
+    );
+    assert!(all(&e, StageStatus::Ran), "{:?}", statuses(&e));
+    // Nobody configured: taken, but marked unverified, and so are the stages below.
+    let f = run_on(&p, "store-f", "p.yaml", &remote(&url2));
+    assert!(all(&f, StageStatus::Hit));
+    assert_eq!(f.stages["a"].unverified.as_deref(), Some("a"));
+    assert_eq!(f.stages["b"].unverified.as_deref(), Some("b"));
+
+    // A signed entry edited after signing (another output hash) is condemned; the
+    // stage is built here, and A's signed entry written again.
+    let path = format!("cache/{}/{addr_a}.json", key_of("tree"));
+    let text = raw(&url, &path, |store, path| async move {
+        store.get(&path).await.unwrap().bytes().await.unwrap()
+    });
+    let edited = String::from_utf8(text.to_vec()).unwrap().replace(
+        &a.stages["tree"].outputs["t"].hash.to_string(),
+        &"0".repeat(64),
+    );
+    put_raw(&url, &path, edited.as_bytes());
+    let shared = format!("cache/{}.json", key_of("tree"));
+    put_raw(&url, &shared, edited.as_bytes());
+    let g = run_on(
+        &p,
+        "store-g",
+        "p.yaml",
+        &remote_trusting(&url, Some(&key_a), None),
+    );
+    assert_eq!(g.stages["tree"].status, StageStatus::Ran);
+    assert_eq!(g.stages["tree"].outputs, a.stages["tree"].outputs);
+    let republished = raw(&url, &shared, |store, path| async move {
+        store.get(&path).await.unwrap().bytes().await.unwrap()
+    });
+    assert!(
+        !String::from_utf8_lossy(&republished).contains(&"0".repeat(64)),
+        "the edited shared entry was kept"
+    );
+    let h = run_on(
+        &p,
+        "store-h",
+        "p.yaml",
+        &remote_trusting(&url, None, Some(&addr_a)),
+    );
+    assert!(all(&h, StageStatus::Hit), "{:?}", statuses(&h));
+}
+
+#[test]
+fn an_object_replaced_after_its_entry_was_signed_is_condemned_and_the_stage_built_here() {
+    let url = bucket("remote-swapped");
+    let p = Project::new();
+    p.write("p.yaml", PIPELINE);
+    let (key_a, addr_a) = key_file(&p, "a.key", 3);
+    let a = run_on(
+        &p,
+        "store-a",
+        "p.yaml",
+        &remote_trusting(&url, Some(&key_a), None),
+    );
+    let out = &a.stages["b"].outputs["out"];
+    // Other bytes of the same length under the same name.
+    put_raw(&url, &format!("objects/{}", out.hash), b"HELLO WORLD");
+    let b = run_on(
+        &p,
+        "store-b",
+        "p.yaml",
+        &remote_trusting(&url, None, Some(&addr_a)),
+    );
+    assert_eq!(b.stages["a"].status, StageStatus::Hit);
+    assert_eq!(
+        b.stages["b"].status,
+        StageStatus::Ran,
+        "a swapped object was a hit"
+    );
+    assert_eq!(&b.stages["b"].outputs["out"], out);
+    // B does not sign: A's entry was condemned, and B's unsigned one is not taken by
+    // readers that trust A; A builds it once more and all is well again.
+    let a2 = run_on(
+        &p,
+        "store-a2",
+        "p.yaml",
+        &remote_trusting(&url, Some(&key_a), None),
+    );
+    assert_eq!(a2.stages["b"].status, StageStatus::Ran);
+    let c = run_on(
+        &p,
+        "store-c",
+        "p.yaml",
+        &remote_trusting(&url, None, Some(&addr_a)),
+    );
+    assert!(all(&c, StageStatus::Hit), "{:?}", statuses(&c));
+    let text = std::fs::read_to_string(store(&p, "store-a2").path_of(out)).unwrap();
+    assert_eq!(text, "hello world");
+}
+
+#[test]
+fn a_stage_that_acts_for_the_user_refuses_inputs_from_unverified_entries_unless_told() {
+    let url = bucket("remote-acts");
+    let p = Project::new();
+    let pipeline = |text: &str| {
+        format!(
+            "name: acts\nstages:\n  model:\n    kind: step\n    with: {{ text: weights, tally: TALLY }}\n  commit:\n    kind: step\n    inputs: {{ x: model.out }}\n    with: {{ text: \"{text}\", acts: true, tally: TALLY }}\n"
+        )
+    };
+    p.write("p.yaml", &pipeline("first"));
+    let (key_a, addr_a) = key_file(&p, "a.key", 4);
+    // A machine with no key publishes; a reader with no trust takes it unverified.
+    run_on(&p, "store-a", "p.yaml", &remote(&url));
+    p.write("p.yaml", &pipeline("second"));
+    let b = run_on(&p, "store-b", "p.yaml", &remote(&url));
+    assert_eq!(b.stages["model"].status, StageStatus::Hit);
+    assert_eq!(b.stages["commit"].status, StageStatus::Failed);
+    let message = b.stages["commit"].message.as_deref().unwrap();
+    assert!(message.contains("derive from `model`"), "{message}");
+    assert!(message.contains("SOMA_FLOW_REMOTE_TRUST"), "{message}");
+    // Said explicitly: `any`.
+    let c = run_on(
+        &p,
+        "store-c",
+        "p.yaml",
+        &remote_trusting(&url, None, Some("any")),
+    );
+    assert_eq!(c.stages["commit"].status, StageStatus::Ran);
+    // Or verified: A signs its model, and a reader trusting A commits.
+    let url2 = bucket("remote-acts-signed");
+    run_on(
+        &p,
+        "store-a2",
+        "p.yaml",
+        &remote_trusting(&url2, Some(&key_a), None),
+    );
+    p.write("p.yaml", &pipeline("third"));
+    let d = run_on(
+        &p,
+        "store-d",
+        "p.yaml",
+        &remote_trusting(&url2, None, Some(&addr_a)),
+    );
+    assert_eq!(d.stages["model"].status, StageStatus::Hit);
+    assert_eq!(d.stages["commit"].status, StageStatus::Ran);
+}
+
+#[test]
+fn a_lease_judged_by_its_renewals_here_not_by_its_holders_clock() {
+    let url = bucket("remote-skewed-lease");
+    let remote = remote(&url);
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        "name: skew\nstages:\n  s:\n    kind: step\n    with: { text: x, tally: TALLY }\n",
+    );
+    let plan = p.load("p.yaml", &[]).unwrap();
+    let key =
+        soma_flow_engine::key::CacheKey::compute(&plan.stages["s"], &plan, &Default::default())
+            .unwrap()
+            .hash;
+    let lease = format!("leases/{key}.json");
+    let now_ms = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+
+    // A holder whose clock runs years ahead, dead: its lease says 2100, and stops
+    // changing. Taken over within its time to live (1.5 s) plus one renewal period.
+    let year_2100 = 4_102_444_800_000u64;
+    put_raw(
+        &url,
+        &lease,
+        format!(r#"{{"owner":"ahead (pid 1)","expires":{year_2100},"ttl_ms":1500}}"#).as_bytes(),
+    );
+    let t0 = now_ms();
+    let r = run_on(&p, "store-a", "p.yaml", &remote);
+    assert_eq!(r.stages["s"].status, StageStatus::Ran);
+    let waited = p.executions()[0].start as u64 - t0;
+    assert!(
+        (1500..1500 + 500 + 1500).contains(&waited),
+        "taken over after {waited} ms"
+    );
+
+    // A live holder whose clock runs behind (its lease "expired" long ago by its own
+    // clock) is not taken over while it renews.
+    delete_raw(&url, &format!("cache/{key}.json"));
+    let renewing = std::sync::atomic::AtomicBool::new(true);
+    let t1 = now_ms();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for renewal in 0.. {
+                let body = format!(
+                    r#"{{"owner":"behind (pid 2)","expires":1000,"ttl_ms":900,"renewal":{renewal}}}"#
+                );
+                put_raw(&url, &lease, body.as_bytes());
+                std::thread::sleep(Duration::from_millis(300));
+                if now_ms() - t1 > 3000 {
+                    break;
+                }
+            }
+            renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        let r = run_on(&p, "store-b", "p.yaml", &remote);
+        assert_eq!(r.stages["s"].status, StageStatus::Ran);
+    });
+    let started = p.executions()[1].start as u64;
+    assert!(
+        started >= t1 + 3000,
+        "taken from a live holder after {} ms",
+        started - t1
+    );
+    assert!(!renewing.load(std::sync::atomic::Ordering::SeqCst));
 }

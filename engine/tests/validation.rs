@@ -172,3 +172,30 @@ fn several_errors_are_reported_together() {
         "{err}"
     );
 }
+
+#[test]
+fn a_remote_with_trust_loads_and_a_bad_address_is_named_at_its_line() {
+    let address = format!("0x{}", "ab".repeat(32));
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        &format!(
+            "name: x\nremote:\n  url: s3://b/x\n  trust: [{address}]\nstages:\n  s:\n    kind: step\n"
+        ),
+    );
+    let plan = p.load("p.yaml", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let remote = plan.remote.as_ref().unwrap();
+    assert_eq!(remote.url, "s3://b/x");
+    assert_eq!(
+        remote.trust.as_ref().unwrap(),
+        &address.parse().unwrap()
+    );
+    let err = reject(
+        "name: x\nremote:\n  url: s3://b/x\n  trust: [0x12]\nstages:\n  s:\n    kind: step\n",
+    );
+    assert!(err.contains("p.yaml:"), "{err}");
+    assert!(err.contains("64 hex digits"), "{err}");
+    let err =
+        reject("name: x\nremote: { url: s3://b/x, trusts: any }\nstages:\n  s:\n    kind: step\n");
+    assert!(err.contains("trusts"), "{err}");
+}

@@ -97,6 +97,7 @@ fn env() -> Env {
     Env {
         registry,
         backend: soma_flow_stages::backend::SETTING,
+        keys: soma_flow_stages::network::signer::REMOTE_KEYS,
     }
 }
 

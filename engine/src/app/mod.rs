@@ -32,7 +32,7 @@ use crate::exec::{ExecOptions, StopOn};
 use crate::kind::Registry;
 use crate::pipeline::{self, BackendSetting, Executor, LoadError, LoadOptions, Plan};
 use crate::record::{RunRecord, RunStatus};
-use crate::remote::Remote;
+use crate::remote::{KeyScheme, Remote, RemoteSetting, Trust};
 use crate::store::Store;
 
 /// How a command ends, as the process's exit status (documented in README).
@@ -84,6 +84,8 @@ pub struct Env {
     pub registry: Registry,
     /// The backend setting: its default and the names it accepts.
     pub backend: BackendSetting,
+    /// How key files are read and public keys named (the remote store's signatures).
+    pub keys: KeyScheme,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -138,17 +140,35 @@ pub struct RemoteArgs {
 impl RemoteArgs {
     /// The URL to use: `--remote` (or `SOMA_FLOW_REMOTE`), else the pipeline's; `none`
     /// (or empty) is none.
-    fn url<'a>(&'a self, pipeline: Option<&'a str>) -> Option<&'a str> {
+    fn url<'a>(&'a self, pipeline: Option<&'a RemoteSetting>) -> Option<&'a str> {
         self.url
             .as_deref()
-            .or(pipeline)
+            .or(pipeline.map(|p| p.url.as_str()))
             .filter(|u| !u.is_empty() && *u != "none")
+    }
+
+    /// The remote store named, signing and trusting as the environment (else the
+    /// pipeline) says, or `None` when none is named. How entries are judged is said
+    /// once, when they are not verified.
+    fn open_remote(
+        &self,
+        pipeline: Option<&RemoteSetting>,
+        keys: KeyScheme,
+    ) -> Option<Result<Remote>> {
+        let url = self.url(pipeline)?;
+        let trust = Trust::from_env(keys, pipeline.and_then(|p| p.trust.as_ref()));
+        Some(trust.and_then(|trust| {
+            if let Some(note) = trust.describe() {
+                eprintln!("note: {note}");
+            }
+            Remote::open_with(url, trust)
+        }))
     }
 
     /// The remote store to use. One that cannot be used is a warning, and the run goes
     /// on with the local store alone.
-    pub fn open(&self, pipeline: Option<&str>) -> Option<Arc<Remote>> {
-        match Remote::open(self.url(pipeline)?) {
+    pub fn open(&self, pipeline: Option<&RemoteSetting>, keys: KeyScheme) -> Option<Arc<Remote>> {
+        match self.open_remote(pipeline, keys)? {
             Ok(remote) => Some(Arc::new(remote)),
             Err(e) => {
                 eprintln!("warning: {e:#}; running with the local store alone");
@@ -159,11 +179,15 @@ impl RemoteArgs {
 
     /// The remote store, or an error when none is named or it cannot be used (for the
     /// commands that exist to talk to it).
-    pub fn require(&self, pipeline: Option<&str>) -> Result<Arc<Remote>> {
-        let url = self.url(pipeline).context(
+    pub fn require(
+        &self,
+        pipeline: Option<&RemoteSetting>,
+        keys: KeyScheme,
+    ) -> Result<Arc<Remote>> {
+        let opened = self.open_remote(pipeline, keys).context(
             "no remote store: give --remote URL, set SOMA_FLOW_REMOTE, or name `remote` in the pipeline",
         )?;
-        Ok(Arc::new(Remote::open(url)?))
+        Ok(Arc::new(opened?))
     }
 }
 
@@ -361,8 +385,13 @@ pub fn run_command(env: &Env, cmd: Command, store: &StoreArgs) -> Result<ExitSta
         }
         Command::Schema => schema::run(env),
         Command::StageJob { job } => {
-            let built =
-                crate::exec::stage_job(&env.registry, env.backend, &job, store.store.as_deref())?;
+            let built = crate::exec::stage_job(
+                &env.registry,
+                env.backend,
+                env.keys,
+                &job,
+                store.store.as_deref(),
+            )?;
             Ok(if built {
                 ExitStatus::Ok
             } else {

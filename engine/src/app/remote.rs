@@ -12,7 +12,7 @@ use super::{load, recorded_plan, Env, ExitStatus, PipelineArgs, RemoteArgs};
 use crate::key::{walk, Keyed};
 use crate::pipeline::Plan;
 use crate::record::{self, RunRecord, StageRecord};
-use crate::remote::{Meter, Remote};
+use crate::remote::{Lookup, Meter, Remote, RemoteEntry};
 use crate::store::{Artifact, CacheEntry, Check, Store};
 use indicatif::HumanBytes;
 
@@ -42,7 +42,7 @@ fn recorded(
         Ok(plan) => plan,
         Err(status) => return Ok(Err(status)),
     };
-    let remote = remote.require(plan.remote.as_deref())?;
+    let remote = remote.require(plan.remote.as_ref(), env.keys)?;
     Ok(Ok((rec, plan, remote)))
 }
 
@@ -66,6 +66,7 @@ fn entry_of(store: &Store, s: &StageRecord, key: &str) -> CacheEntry {
             duration_ms: s.duration_ms,
             notes: s.notes.clone(),
             seal: String::new(),
+            unverified: false,
         },
     }
 }
@@ -103,7 +104,7 @@ pub(super) fn push(
             .iter()
             .find(|(_, a)| !matches!(store.verify(a), Ok(Check::Ok)));
         if let Some((output, a)) = missing {
-            if s.remote && remote.entry(key)?.is_some() {
+            if s.remote && matches!(remote.entry(key)?, Lookup::Found(_)) {
                 println!("{name:<24} in the remote store already");
             } else {
                 println!(
@@ -119,7 +120,10 @@ pub(super) fn push(
             for a in s.outputs.values() {
                 remote.upload(store, a, &meter)?;
             }
-            remote.publish_entry(&entry_of(store, s, key))
+            // Signed only when nothing it derives from came unverified.
+            let entry = entry_of(store, s, key);
+            let sign = !entry.unverified && s.unverified.is_none();
+            remote.publish_entry(&entry, sign)
         };
         match pushed() {
             Ok(true) => println!("{name:<24} pushed ({})", HumanBytes(total_size(&s.outputs))),
@@ -153,11 +157,17 @@ pub(super) fn pull(
     eprintln!("pulling run {} from {}", rec.id, remote.url());
     let mut status = ExitStatus::Ok;
     for (name, s, key) in keyed(&rec) {
-        let entry = match remote.entry(key)? {
-            Some(entry) => entry,
-            None => entry_of(store, s, key),
+        // The remote's entry, else what the run recorded (this machine's own word).
+        let (mut entry, found) = match remote.entry(key)? {
+            Lookup::Found(found) => (found.entry.clone(), Some(found)),
+            Lookup::Ignored(why) => {
+                println!("{name:<24} taken from the run's record: {why}");
+                (entry_of(store, s, key), None)
+            }
+            Lookup::Missing => (entry_of(store, s, key), None),
         };
-        if let Err(e) = pull_entry(store, &remote, name, &entry) {
+        entry.unverified |= s.unverified.is_some();
+        if let Err(e) = pull_entry(store, &remote, name, &mut entry, found.as_ref()) {
             println!("{name:<24} FAILED: {e:#}");
             status = ExitStatus::Failed;
         }
@@ -177,7 +187,7 @@ fn pull_pipeline(env: &Env, store: &Store, file: &str, remote: &RemoteArgs) -> R
         Ok(plan) => plan,
         Err(status) => return Ok(status),
     };
-    let remote = remote.require(plan.remote.as_deref())?;
+    let remote = remote.require(plan.remote.as_ref(), env.keys)?;
     eprintln!("pulling {file} from {}", remote.url());
     let mut status = ExitStatus::Ok;
     walk(&plan, |stage, keyed| {
@@ -189,15 +199,21 @@ fn pull_pipeline(env: &Env, store: &Store, file: &str, remote: &RemoteArgs) -> R
             }
             Keyed::Key(key) => key.hash,
         };
-        let entry = match store.cache_get(&key) {
-            Ok(Some(entry)) => Some(entry),
-            _ => remote.entry(&key)?,
+        let (mut entry, found) = match store.cache_get(&key) {
+            Ok(Some(entry)) => (entry, None),
+            _ => match remote.entry(&key)? {
+                Lookup::Found(found) => (found.entry.clone(), Some(found)),
+                Lookup::Ignored(why) => {
+                    println!("{name:<24} not pulled: {why}");
+                    return Ok(None);
+                }
+                Lookup::Missing => {
+                    println!("{name:<24} not in the remote store");
+                    return Ok(None);
+                }
+            },
         };
-        let Some(entry) = entry else {
-            println!("{name:<24} not in the remote store");
-            return Ok(None);
-        };
-        match pull_entry(store, &remote, name, &entry) {
+        match pull_entry(store, &remote, name, &mut entry, found.as_ref()) {
             Ok(()) => Ok(Some(entry.outputs)),
             Err(e) => {
                 println!("{name:<24} FAILED: {e:#}");
@@ -209,14 +225,27 @@ fn pull_pipeline(env: &Env, store: &Store, file: &str, remote: &RemoteArgs) -> R
     Ok(status)
 }
 
-/// Downloads an entry's outputs (those not here already) and files the entry locally.
-fn pull_entry(store: &Store, remote: &Remote, name: &str, entry: &CacheEntry) -> Result<()> {
+/// Downloads an entry's outputs (those not here already) and files the entry locally,
+/// marked unverified when the remote's was taken so. An output whose object is gone or
+/// fails a check condemns the remote's entry (`found`), so that the next run rebuilds it.
+fn pull_entry(
+    store: &Store,
+    remote: &Remote,
+    name: &str,
+    entry: &mut CacheEntry,
+    found: Option<&RemoteEntry>,
+) -> Result<()> {
     let meter = Meter::new(name.to_string(), total_size(&entry.outputs), &say);
     for (output, a) in &entry.outputs {
-        remote
-            .download(store, a, &meter)
-            .with_context(|| format!("output `{output}` ({})", a.hash.short()))?;
+        let downloaded = remote.download(store, a, &meter);
+        if let (Err(e), Some(found)) = (&downloaded, found) {
+            if crate::remote::condemned(e) {
+                remote.remove_entry(found)?;
+            }
+        }
+        downloaded.with_context(|| format!("output `{output}` ({})", a.hash.short()))?;
     }
+    entry.unverified |= found.is_some_and(|f| f.unverified);
     store.cache_put(entry)?;
     println!(
         "{name:<24} pulled ({})",

@@ -16,7 +16,7 @@ pub(super) fn run(env: &Env, id: &str, exec: &ExecArgs, store: &StoreArgs) -> Re
         rec.backend
     );
     match recorded_plan(env, &rec) {
-        Ok(plan) => run_plan(plan, store, exec, rec.overrides.clone()),
+        Ok(plan) => run_plan(env, plan, store, exec, rec.overrides.clone()),
         Err(status) => Ok(status),
     }
 }

@@ -51,7 +51,7 @@ pub(super) fn run(
     }
     if points.len() == 1 {
         let (plan, set) = plans.pop().expect("one point");
-        return run_plan(plan, store, exec, set);
+        return run_plan(env, plan, store, exec, set);
     }
     sweep(env, plans, &store, exec)
 }
@@ -75,7 +75,7 @@ fn sweep(
         ExitStatus::Failed | ExitStatus::Usage => 2,
         ExitStatus::Interrupted => 3,
     };
-    let remote = exec.remote.open(plans[0].0.remote.as_deref());
+    let remote = exec.remote.open(plans[0].0.remote.as_ref(), env.keys);
     for (i, (plan, set)) in plans.into_iter().enumerate() {
         eprintln!("sweep {}/{total}: --set {}", i + 1, set.join(" --set "));
         let options = exec.options(set, remote.clone());
@@ -99,12 +99,13 @@ fn sweep(
 }
 
 pub(super) fn run_plan(
+    env: &Env,
     plan: Plan,
     store: Store,
     exec: &ExecArgs,
     overrides: Vec<String>,
 ) -> Result<ExitStatus> {
-    let remote = exec.remote.open(plan.remote.as_deref());
+    let remote = exec.remote.open(plan.remote.as_ref(), env.keys);
     let record = execute(
         Arc::new(exec.apply(plan)),
         store,

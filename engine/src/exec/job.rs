@@ -32,7 +32,7 @@ use crate::diag::Source;
 use crate::key::CacheKey;
 use crate::kind::Registry;
 use crate::pipeline::{self, BackendSetting, LoadOptions, PlannedStage};
-use crate::remote::Remote;
+use crate::remote::{KeyScheme, Remote, Trust};
 use crate::store::{self, Artifact, Store};
 
 const JOB_FILE: &str = "job.json";
@@ -57,6 +57,10 @@ struct JobSpec {
     /// Where the job puts its result: its job file's folder (`None`), or the remote
     /// store under this name.
     remote_result: Option<String>,
+    /// Its inputs derive from a remote entry nobody verified: its own entry is not
+    /// signed.
+    #[serde(default)]
+    unsigned: bool,
 }
 
 /// How a job ended, as it writes it.
@@ -93,6 +97,7 @@ pub(super) fn run_elsewhere(
     inputs: &BTreeMap<String, Vec<Artifact>>,
     work: &Path,
     how: &Elsewhere,
+    sign: bool,
 ) -> Result<Executed> {
     let own_store = match how {
         Elsewhere::Slurm => stage.execution.slurm.store.as_deref(),
@@ -132,6 +137,7 @@ pub(super) fn run_elsewhere(
             let attempt = work.file_name().map(|n| n.to_string_lossy().into_owned());
             format!("{}-{}", shared.run_id, attempt.unwrap_or_default())
         }),
+        unsigned: !sign,
     };
     if let Some(remote) = remote {
         let inputs: Vec<&Artifact> = inputs.values().flatten().collect();
@@ -337,12 +343,12 @@ fn built_here(store: &Store, stage: &PlannedStage, key: &str) -> Result<Executed
 
 /// The entry a job with a store of its own put in the remote store, with every output.
 fn built_there(remote: &Remote, stage: &PlannedStage, key: &str) -> Result<Executed> {
-    let entry = super::runner::remote_entry(remote, stage, key)
+    let found = super::runner::remote_entry(remote, stage, key)
         .context("the job's result in the remote store")?
         .ok_or_else(|| {
             anyhow!("the job said it built the stage, but the remote store has no entry for it")
         })?;
-    Ok(Executed::BuiltElsewhere(entry))
+    Ok(Executed::BuiltElsewhere(found.entry))
 }
 
 /// Copies a job's stderr into its log, and passes its progress lines on.
@@ -402,6 +408,7 @@ fn shell_quote(s: &str) -> String {
 pub fn stage_job(
     registry: &Registry,
     backends: BackendSetting,
+    keys: KeyScheme,
     job_file: &Path,
     store: Option<&Path>,
 ) -> Result<bool> {
@@ -417,8 +424,12 @@ pub fn stage_job(
         Ok(serde_json::from_slice(&bytes)?)
     };
     let spec = read().with_context(|| format!("cannot read job file {}", job_file.display()))?;
+    // It signs what it publishes with this node's SOMA_FLOW_REMOTE_KEY, if it has one.
     let remote = match &spec.remote {
-        Some(url) => Some(Arc::new(Remote::open(url)?)),
+        Some(url) => Some(Arc::new(Remote::open_with(
+            url,
+            Trust::from_env(keys, None)?,
+        )?)),
         None => None,
     };
     let (result, work) = match build(registry, backends, &spec, job_file, store, remote.clone()) {
@@ -526,7 +537,7 @@ fn build(
         Executed::Deferred(reason) => JobResult::Deferred { reason },
         Executed::Built(entry, _) => {
             if let (Some(remote), Work::Own(_)) = (&remote, &work) {
-                super::runner::publish(&shared, stage, remote, &entry)
+                super::runner::publish(&shared, stage, remote, &entry, !spec.unsigned)
                     .context("cannot put the outputs in the remote store")?;
             }
             JobResult::Built

@@ -145,11 +145,16 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
                 (port.clone(), arts)
             })
             .collect();
+        // The first stage upstream whose remote entry nobody verified, if any.
+        let tainted = stage.deps.iter().find_map(|d| {
+            let up = results[index(d)].as_ref().expect("dependency finished");
+            up.unverified.clone()
+        });
         let shared = Arc::clone(&shared);
         let tx = tx.clone();
         *running += 1;
         tokio::spawn(async move {
-            let f = run_stage(&shared, i, inputs).await;
+            let f = run_stage(&shared, i, inputs, tainted).await;
             let _ = tx.send((i, f));
         });
     };

@@ -18,7 +18,7 @@ use crate::kind::{shown_notes, CachedOutputs, FetchOutput, Outcome, RunContext};
 use crate::pipeline::Executor;
 use crate::pipeline::PlannedStage;
 use crate::record::{StageRecord, StageStatus};
-use crate::remote::{Claim, Lease, Meter, Remote};
+use crate::remote::{Claim, Lease, LeaseWatch, Lookup, Meter, Remote, RemoteEntry};
 use crate::store::{self, Artifact, CacheEntry, Check, Store};
 
 pub(super) struct Finished {
@@ -28,6 +28,9 @@ pub(super) struct Finished {
     pub outputs: BTreeMap<String, Artifact>,
     /// A hit in the remote store: the outputs come down only when a stage needs them.
     remote: bool,
+    /// The stage whose remote entry nobody verified that these outputs derive from
+    /// (this one, or one upstream).
+    pub unverified: Option<String>,
     message: Option<String>,
     notes: Vec<String>,
     start: Duration,
@@ -47,6 +50,7 @@ impl Finished {
             inputs: BTreeMap::new(),
             outputs: BTreeMap::new(),
             remote: false,
+            unverified: None,
             message: Some(message),
             notes: Vec::new(),
             start: shared.t0.elapsed(),
@@ -73,6 +77,7 @@ impl Finished {
             key_material,
             outputs: self.outputs,
             remote: self.remote,
+            unverified: self.unverified,
             message: self.message,
             notes: self.notes,
         }
@@ -189,63 +194,71 @@ fn entry_fits(entry: &CacheEntry, stage: &PlannedStage) -> Result<(), String> {
     Ok(())
 }
 
-/// The remote store's result for `key`, if it has one that fits the stage, holds every
-/// object it names, and still stands (`revalidate`, which downloads what it reads).
-/// Anything else is a warning and a miss: the stage is built here. An entry whose
-/// objects are gone is removed from the remote, so that it stops misleading others.
-fn remote_lookup(shared: &Shared, stage: &PlannedStage, key: &str) -> Option<CacheEntry> {
+/// The remote store's result for `key`, if it has one that this machine takes, that
+/// fits the stage, holds every object it names, and still stands (`revalidate`, which
+/// downloads what it reads). Anything else is a warning and a miss: the stage is built
+/// here (said unless `quiet`: a machine waiting for another's result looks again and
+/// again). An entry that leads to an object that is gone or fails its check is removed
+/// from the remote, so that it stops misleading others.
+fn remote_lookup(
+    shared: &Shared,
+    stage: &PlannedStage,
+    key: &str,
+    quiet: bool,
+) -> Option<RemoteEntry> {
     let remote = shared.remote.as_ref()?;
-    let found = || -> Result<Option<CacheEntry>> {
-        let Some(entry) = remote_entry(remote, stage, key)? else {
+    let found = || -> Result<Option<RemoteEntry>> {
+        let Some(found) = remote_entry(remote, stage, key)? else {
             return Ok(None);
         };
         let fetch = |name: &str| -> Result<()> {
-            let a = &entry.outputs[name];
+            let a = &found.entry.outputs[name];
             download(shared, stage, remote, &format!("output `{name}`"), a)
         };
-        still_holds(&shared.store, stage, &entry, Some(&fetch))
-            .map_err(|e| anyhow!("it no longer holds ({e:#})"))?;
-        Ok(Some(entry))
+        if let Err(e) = still_holds(&shared.store, stage, &found.entry, Some(&fetch)) {
+            if crate::remote::condemned(&e) {
+                remote.remove_entry(&found)?;
+            }
+            bail!("it no longer holds ({e:#})");
+        }
+        Ok(Some(found))
     };
     match found() {
         Ok(hit) => hit,
         Err(e) => {
-            shared.progress.warn(&format!(
-                "{}: the remote store's result is not used: {e:#}; building it here",
-                stage.name
-            ));
+            if !quiet {
+                shared.progress.warn(&format!(
+                    "{}: the remote store's result is not used: {e:#}; building it here",
+                    stage.name
+                ));
+            }
             None
         }
     }
 }
 
-/// The remote's entry for `key` (`None`: none), if it fits the stage and the remote
-/// holds every object it names. An entry whose objects are gone is removed there, so
-/// that it stops misleading others.
+/// The remote's entry for `key` (`None`: none), if this machine takes it, it fits the
+/// stage, and the remote holds every object it names. An entry whose objects are gone
+/// is removed there, so that it stops misleading others; one this machine does not
+/// take is an error that says why.
 pub(super) fn remote_entry(
     remote: &Remote,
     stage: &PlannedStage,
     key: &str,
-) -> Result<Option<CacheEntry>> {
-    let Some(entry) = remote.entry(key)? else {
-        return Ok(None);
+) -> Result<Option<RemoteEntry>> {
+    let found = match remote.entry(key)? {
+        Lookup::Found(found) => found,
+        Lookup::Missing => return Ok(None),
+        Lookup::Ignored(why) => bail!("{why}"),
     };
-    entry_fits(&entry, stage).map_err(anyhow::Error::msg)?;
-    for (name, a) in &entry.outputs {
-        if !remote.has(a)? {
-            remote.remove_entry(key)?;
-            bail!(
-                "its output `{name}` ({}) is missing there, so the entry was removed",
-                a.hash.short()
-            );
-        }
-    }
-    Ok(Some(entry))
+    entry_fits(&found.entry, stage).map_err(anyhow::Error::msg)?;
+    remote.check_objects(&found)?;
+    Ok(Some(found))
 }
 
 enum Claimed {
     /// Another machine built the key while this one waited.
-    Built(CacheEntry),
+    Built(RemoteEntry),
     Lease(Lease),
 }
 
@@ -258,19 +271,21 @@ fn claim_or_wait(
     key: &str,
 ) -> Result<Claimed> {
     let mut told = false;
+    let mut watch = LeaseWatch::default();
     loop {
-        if let Some(entry) = remote_lookup(shared, stage, key) {
-            return Ok(Claimed::Built(entry));
+        if let Some(found) = remote_lookup(shared, stage, key, true) {
+            return Ok(Claimed::Built(found));
         }
-        match remote.claim(key)? {
+        match remote.claim(key, &mut watch)? {
             Claim::Mine(lease) => return Ok(Claimed::Lease(lease)),
-            Claim::Theirs { owner, expires } => {
+            Claim::Theirs { owner, ttl } => {
                 if !told {
                     shared.progress.message(
                         &stage.name,
                         &format!(
-                            "{owner} is building it (its lease runs to {}); waiting for its result",
-                            humantime::format_rfc3339_seconds(expires)
+                            "{owner} is building it; waiting for its result (its lease is \
+                             taken over if it is not renewed for {})",
+                            humantime::format_duration(ttl)
                         ),
                     );
                     told = true;
@@ -318,9 +333,10 @@ fn fetch_inputs(
 }
 
 /// Gives the remote store what a stage built: its outputs, then its entry (create-only,
-/// so a key is never published twice). A stage with an output that must stay on this
-/// machine is not shared at all. Failures are warnings: the result stands here.
-fn share(shared: &Shared, stage: &PlannedStage, remote: &Remote, entry: &CacheEntry) {
+/// so a key is never published twice), signed unless it derives from an entry nobody
+/// verified (`sign`). A stage with an output that must stay on this machine is not
+/// shared at all. Failures are warnings: the result stands here.
+fn share(shared: &Shared, stage: &PlannedStage, remote: &Remote, entry: &CacheEntry, sign: bool) {
     if let Some((name, why)) = stage.private_output() {
         shared.progress.message(
             &stage.name,
@@ -328,7 +344,7 @@ fn share(shared: &Shared, stage: &PlannedStage, remote: &Remote, entry: &CacheEn
         );
         return;
     }
-    if let Err(e) = publish(shared, stage, remote, entry) {
+    if let Err(e) = publish(shared, stage, remote, entry, sign) {
         shared.progress.warn(&format!(
             "{}: not shared with the remote store: {e:#}",
             stage.name
@@ -336,16 +352,18 @@ fn share(shared: &Shared, stage: &PlannedStage, remote: &Remote, entry: &CacheEn
     }
 }
 
-/// Uploads a built stage's outputs, then its entry.
+/// Uploads a built stage's outputs, then its entry (signed when `sign` holds and this
+/// machine signs).
 pub(super) fn publish(
     shared: &Shared,
     stage: &PlannedStage,
     remote: &Remote,
     entry: &CacheEntry,
+    sign: bool,
 ) -> Result<()> {
     let outputs: Vec<&Artifact> = entry.outputs.values().collect();
     upload(shared, stage, remote, "uploading outputs", &outputs)?;
-    remote.publish_entry(entry)?;
+    remote.publish_entry(entry, sign)?;
     Ok(())
 }
 
@@ -397,10 +415,13 @@ fn check_inputs(
     Ok(())
 }
 
+/// Runs stage `i` on `inputs`; `tainted` names the stage upstream whose remote entry
+/// nobody verified, if the inputs derive from one.
 pub(super) async fn run_stage(
     shared: &Arc<Shared>,
     i: usize,
     inputs: BTreeMap<String, Vec<Artifact>>,
+    tainted: Option<String>,
 ) -> Finished {
     let start = shared.t0.elapsed();
     let stage = &shared.plan.stages[i];
@@ -410,6 +431,7 @@ pub(super) async fn run_stage(
         inputs: crate::key::input_hashes(&inputs),
         outputs: BTreeMap::new(),
         remote: false,
+        unverified: None,
         message: None,
         notes: Vec::new(),
         start,
@@ -428,8 +450,15 @@ pub(super) async fn run_stage(
             lookup(&s2.store, stage, &key.hash, &|w| {
                 s2.progress.warn(&format!("{}: {w}", stage.name))
             })
-            .map(|entry| (entry, false))
-            .or_else(|| remote_lookup(&s2, stage, &key.hash).map(|entry| (entry, true)))
+            .map(|entry| (entry, Origin::Local))
+            .or_else(|| {
+                remote_lookup(&s2, stage, &key.hash, false).map(|found| {
+                    let origin = Origin::Remote {
+                        unverified: found.unverified,
+                    };
+                    (found.entry, origin)
+                })
+            })
         };
         anyhow::Ok((key, hit))
     })
@@ -442,19 +471,35 @@ pub(super) async fn run_stage(
     };
     let hash = key.hash.clone();
     f.key = Some(key);
-    if let Some((entry, remote)) = hit {
+    if let Some((entry, origin)) = hit {
         f.status = StageStatus::Hit;
+        f.remote = origin != Origin::Local;
+        f.unverified = origin.unverified(&entry, &stage.name).or(tainted);
         f.outputs = entry.outputs;
         f.notes = shown_notes(entry.notes, false);
-        f.remote = remote;
         f.elapsed = shared.t0.elapsed() - start;
-        let note = remote.then_some("in the remote store");
+        let note = f.remote.then_some("in the remote store");
         shared
             .progress
             .finished(&stage.name, StageStatus::Hit, f.elapsed, note);
         return f;
     }
 
+    if let (Some(from), true) = (&tainted, stage.prepared.needs_verified_inputs()) {
+        if !shared.remote.as_ref().is_some_and(|r| r.trust().any()) {
+            let message = format!(
+                "refused: this stage acts for you, and its inputs derive from `{from}`, whose \
+                 result came from the remote store unverified (no trusted keys are configured). \
+                 Set {} to the address of the machine that built it (it signs with {}), build \
+                 it here with --remote none, or set {}=any to take remote entries whoever \
+                 wrote them",
+                crate::remote::trust::TRUST_ENV,
+                crate::remote::trust::KEY_ENV,
+                crate::remote::trust::TRUST_ENV,
+            );
+            return fail(shared, f, &stage.name, message);
+        }
+    }
     // A Slurm job takes no slot here: the cluster schedules it.
     let on_slurm = shared.plan.executor_of(stage) == Executor::Slurm;
     let job = match on_slurm {
@@ -486,7 +531,9 @@ pub(super) async fn run_stage(
     let mut backoff = stage.execution.backoff;
     let result = loop {
         let (s2, hash, inputs) = (Arc::clone(shared), hash.clone(), inputs.clone());
-        match tokio::task::spawn_blocking(move || execute(&s2, i, &hash, &inputs, device)).await {
+        let sign = tainted.is_none();
+        let run = move || execute(&s2, i, &hash, &inputs, device, sign);
+        match tokio::task::spawn_blocking(run).await {
             Ok(Err(e)) if failures.len() + 1 < tries as usize => {
                 let e = format!("{e:#}");
                 shared.progress.warn(&format!(
@@ -519,7 +566,8 @@ pub(super) async fn run_stage(
     match result {
         Ok(Ok(Executed::Found(entry, origin))) => {
             f.status = StageStatus::Hit;
-            f.remote = origin == Origin::Remote;
+            f.remote = origin != Origin::Local;
+            f.unverified = origin.unverified(&entry, &stage.name).or(tainted);
             f.outputs = entry.outputs;
             f.notes.extend(shown_notes(entry.notes, false));
         }
@@ -529,18 +577,21 @@ pub(super) async fn run_stage(
                 // may start. The lease is held until the entry is published.
                 drop((job, class));
                 let (s2, remote, entry) = (Arc::clone(shared), Arc::clone(remote), entry.clone());
+                let sign = tainted.is_none();
                 let _ = tokio::task::spawn_blocking(move || {
-                    share(&s2, &s2.plan.stages[i], &remote, &entry);
+                    share(&s2, &s2.plan.stages[i], &remote, &entry, sign);
                     drop(lease);
                 })
                 .await;
             }
             f.status = StageStatus::Ran;
+            f.unverified = tainted;
             f.outputs = entry.outputs;
             f.notes.extend(shown_notes(entry.notes, true));
         }
         Ok(Ok(Executed::BuiltElsewhere(entry))) => {
             f.status = StageStatus::Ran;
+            f.unverified = tainted;
             f.remote = true;
             f.outputs = entry.outputs;
             f.notes.extend(shown_notes(entry.notes, true));
@@ -579,11 +630,22 @@ pub(super) enum Executed {
 }
 
 /// Where another process built a stage's outputs: on this machine, or elsewhere
-/// (through the remote store).
+/// (through the remote store, whose entry may have been taken unverified).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Origin {
     Local,
-    Remote,
+    Remote { unverified: bool },
+}
+
+impl Origin {
+    /// `stage`, when its `entry` from here was taken unverified.
+    fn unverified(self, entry: &CacheEntry, stage: &str) -> Option<String> {
+        let unverified = match self {
+            Origin::Local => entry.unverified,
+            Origin::Remote { unverified } => unverified,
+        };
+        unverified.then(|| stage.to_string())
+    }
 }
 
 /// Builds stage `i` under its key's lock, unless another process did meanwhile: here,
@@ -594,6 +656,7 @@ fn execute(
     key: &str,
     inputs: &BTreeMap<String, Vec<Artifact>>,
     device: Option<usize>,
+    sign: bool,
 ) -> Result<Executed> {
     let stage = &shared.plan.stages[i];
     let store = &shared.store;
@@ -614,7 +677,12 @@ fn execute(
     // Other machines: take the key's lease, or wait for whoever holds it.
     let lease = match &shared.remote {
         Some(remote) if !shared.no_cache => match claim_or_wait(shared, stage, remote, key) {
-            Ok(Claimed::Built(entry)) => return Ok(Executed::Found(entry, Origin::Remote)),
+            Ok(Claimed::Built(found)) => {
+                let origin = Origin::Remote {
+                    unverified: found.unverified,
+                };
+                return Ok(Executed::Found(found.entry, origin));
+            }
             Ok(Claimed::Lease(lease)) => Some(lease),
             Err(e) => {
                 shared.progress.warn(&format!(
@@ -639,7 +707,7 @@ fn execute(
     };
     let result = match elsewhere {
         None => execute_in(shared, stage, key, inputs, &work),
-        Some(how) => job::run_elsewhere(shared, stage, key, inputs, &work, &how),
+        Some(how) => job::run_elsewhere(shared, stage, key, inputs, &work, &how, sign),
     };
     let _ = store::remove_any(&work);
     Ok(match result? {
@@ -722,6 +790,7 @@ pub(super) fn execute_in(
         duration_ms: t.elapsed().as_millis() as u64,
         notes: notes.into_inner().expect("notes lock"),
         seal: String::new(),
+        unverified: false,
     };
     store.cache_put(&entry)?;
     let _ = std::fs::remove_dir_all(&scratch);

@@ -58,6 +58,10 @@ pub struct CacheEntry {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Brought from a remote store whose entries nobody verified (`pull` without
+    /// trusted keys): stages that act for the user refuse what derives from it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
     /// The store's seal over everything above ([`seal`]); written by
     /// [`Store::cache_put`], checked by [`Store::cache_get`].
     #[serde(default)]
@@ -846,6 +850,7 @@ mod tests {
             duration_ms: 1,
             notes: vec![],
             seal: String::new(),
+            unverified: false,
         };
         store.cache_put(&entry).unwrap();
         assert!(store.cache_get(&key).unwrap().is_some());

@@ -122,6 +122,12 @@ impl StageKind for CommitKind {
         with.network.check_files(dir)
     }
 
+    /// It puts a model on the network under the owner's key and stake: never one built
+    /// on a remote entry nobody verified, unless the user trusts `any`.
+    fn needs_verified_inputs(&self, _: &CommitWith) -> bool {
+        true
+    }
+
     fn irreproducible(&self, _: &CommitWith, _: &str) -> Option<&'static str> {
         Some("each commit encrypts with a fresh random key")
     }

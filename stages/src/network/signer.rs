@@ -11,7 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use soma_flow_chain::SecretKey;
+use soma_flow_chain::{PublicKey, SecretKey};
+use soma_flow_engine::remote::{Address, KeyScheme};
 use zeroize::Zeroizing;
 
 use crate::private_file::{self, Existing};
@@ -24,6 +25,13 @@ pub const LOCAL_KEY_FILE: &str = "signer.key";
 
 const FORMATS: &str =
     "64 hex digits (0x optional), a somaprivkey1… string, or a 12- or 24-word BIP-39 mnemonic";
+
+/// The remote store's entries signed with SOMA keys: key files as `soma-flow keygen`
+/// writes them (or any form the SDK accepts), addresses as SOMA derives them.
+pub const REMOTE_KEYS: KeyScheme = KeyScheme {
+    load: |path| Ok(load(path)?.ed25519().clone()),
+    address: |key| Address(PublicKey(key.to_bytes()).address().0),
+};
 
 /// Parses a key read from `origin` (named in errors; the text never is).
 pub fn parse(text: &str, origin: &str) -> Result<SecretKey> {

@@ -85,20 +85,52 @@ pub fn start_moto_with(env: &[(&str, &str)]) -> ServerProcess {
     );
 }
 
-/// moto does not check signatures, so a bare HTTP request is enough to make a bucket.
-pub fn create_bucket(port: u16, bucket: &str) {
+/// What moto needs to take a request as the test account's (it checks no signatures).
+const AUTHORIZATION: &str =
+    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
+                             SignedHeaders=host, Signature=0";
+
+/// One bare HTTP request to moto: the status line and body.
+fn request(port: u16, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} /{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
+         Authorization: {AUTHORIZATION}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, response[split + 4..].to_vec())
+}
+
+pub fn create_bucket(port: u16, bucket: &str) {
+    let (status, body) = request(port, "PUT", bucket, b"");
     assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "create bucket: {response}"
+        status.starts_with("HTTP/1.1 200"),
+        "create bucket: {status} {}",
+        String::from_utf8_lossy(&body)
     );
+}
+
+/// Writes an object, as anyone with access to the bucket might.
+pub fn put_object(port: u16, bucket: &str, key: &str, bytes: &[u8]) {
+    let (status, _) = request(port, "PUT", &format!("{bucket}/{key}"), bytes);
+    assert!(status.starts_with("HTTP/1.1 200"), "put {key}: {status}");
+}
+
+/// An object's bytes, or `None` when there is none.
+pub fn get_object(port: u16, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let (status, body) = request(port, "GET", &format!("{bucket}/{key}"), b"");
+    status.starts_with("HTTP/1.1 200").then_some(body)
 }
 
 /// The process's one moto server, with its endpoint and test credentials in the
