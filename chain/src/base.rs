@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// One SOMA in shannons, the chain's unit of account.
+pub const SHANNONS_PER_SOMA: u64 = 1_000_000_000;
+
 /// Blake2b-256 over the concatenation of `parts`: the one hash of the protocol.
 pub fn blake2b256(parts: &[&[u8]]) -> [u8; 32] {
     let mut hasher = Blake2b256::new();

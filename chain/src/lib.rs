@@ -24,6 +24,7 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod identity;
+pub mod knn;
 pub mod manifest;
 pub mod object;
 pub mod proto;
@@ -34,7 +35,7 @@ pub mod transaction;
 
 pub use base::{
     blake2b256, Checksum, Digest, ModelId, ObjectDigest, ObjectID, ObjectRef, SomaAddress,
-    TargetId, TransactionDigest,
+    TargetId, TransactionDigest, SHANNONS_PER_SOMA,
 };
 pub use crypto::{
     apply_stream, embedding_commitment, weights_commitment, DecryptionKey, StreamDigests,

@@ -11,7 +11,7 @@ use soma_flow_chain::{
 
 use crate::checkpoint::EpochRecord;
 use crate::effects::{Effects, ExecutionStatus, TransactionFee};
-use crate::knn::DimensionMismatch;
+use soma_flow_chain::knn::DimensionMismatch;
 use crate::ledger::{Ledger, SYSTEM_ADDRESS};
 use crate::params::BPS;
 use crate::state::{ModelState, SystemState};

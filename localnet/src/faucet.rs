@@ -13,7 +13,7 @@ use crate::LedgerError;
 
 /// What the localnet faucet sends per request by default: one coin of 2 SOMA
 /// (§1.5).
-pub const FAUCET_DEFAULT_AMOUNT: u64 = 2 * crate::params::SHANNONS_PER_SOMA;
+pub const FAUCET_DEFAULT_AMOUNT: u64 = 2 * soma_flow_chain::SHANNONS_PER_SOMA;
 
 /// What `faucet` sent.
 #[derive(Clone, Debug, PartialEq, Eq)]

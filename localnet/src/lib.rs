@@ -28,7 +28,6 @@ mod execute;
 mod f32_bits;
 mod faucet;
 mod inputs;
-pub mod knn;
 pub mod ledger;
 mod models;
 pub mod params;
@@ -46,7 +45,7 @@ pub use effects::{
 };
 pub use faucet::{FaucetReceipt, FAUCET_DEFAULT_AMOUNT};
 pub use ledger::{EpochInfo, Ledger, TransactionRecord, SYSTEM_ADDRESS};
-pub use params::{GenesisConfig, SystemParameters, PROTOCOL_VERSION, SHANNONS_PER_SOMA};
+pub use params::{GenesisConfig, SystemParameters, PROTOCOL_VERSION};
 pub use persist::{FORMAT_VERSION, LEDGER_FILE};
 pub use state::{Model, ModelCommit, ModelState, StakingPool, SystemState, TargetState};
 pub use targets::{StatusFilter, TargetCursor, TargetEntry, TargetPage, TargetQuery};

@@ -13,8 +13,7 @@ use crate::f32_bits;
 
 /// The protocol version this ledger implements.
 pub const PROTOCOL_VERSION: u64 = 5;
-/// One SOMA in shannons.
-pub const SHANNONS_PER_SOMA: u64 = 1_000_000_000;
+use soma_flow_chain::SHANNONS_PER_SOMA;
 /// The basis-point denominator.
 pub const BPS: u64 = 10_000;
 

@@ -8,7 +8,7 @@ use soma_flow_chain::{
     arrgen, ObjectID, ObjectType, SomaAddress, SomaTensor, TargetStatus, TargetV1,
 };
 
-use crate::knn::{self, Candidate, DimensionMismatch};
+use soma_flow_chain::knn::{self, Candidate, DimensionMismatch};
 use crate::ledger::Ledger;
 use crate::state::{ModelState, SystemState};
 use crate::store::Obj;

@@ -5,7 +5,8 @@ use soma_flow_chain::{
     embedding_commitment, sign_transaction, DecryptionKey, Digest, Manifest, ObjectID, ObjectRef,
     SecretKey, SomaAddress, SomaTensor, TransactionData, TransactionKind,
 };
-use soma_flow_localnet::{Effects, ErrorKind, GenesisConfig, Ledger, Rejection, SHANNONS_PER_SOMA};
+use soma_flow_chain::SHANNONS_PER_SOMA;
+use soma_flow_localnet::{Effects, ErrorKind, GenesisConfig, Ledger, Rejection};
 
 pub const SOMA: u64 = SHANNONS_PER_SOMA;
 pub const DIM: u64 = 4;

@@ -100,7 +100,7 @@ impl std::str::FromStr for Soma {
         };
         let fraction: u64 = format!("{fraction:0<9}").parse().map_err(|_| bad())?;
         whole
-            .checked_mul(soma_flow_localnet::SHANNONS_PER_SOMA)
+            .checked_mul(soma_flow_chain::SHANNONS_PER_SOMA)
             .and_then(|w| w.checked_add(fraction))
             .map(Soma)
             .ok_or_else(bad)

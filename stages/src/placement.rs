@@ -1,5 +1,5 @@
 //! Embedding placement: the chain's routing (weighted KNN over the Active models,
-//! k per target, sqrt-stake voting power; `soma_flow_localnet::knn`, bit for bit)
+//! k per target, sqrt-stake voting power; `soma_flow_chain::knn`, bit for bit)
 //! run over many target embeddings drawn as the chain draws them
 //! (`arrgen::target_embedding` of consecutive seeds), for my embedding and for
 //! candidates in its place: the share of targets routed to me, and whom I meet there.
@@ -13,7 +13,7 @@ use anyhow::{anyhow, ensure, Result};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use soma_flow_chain::{arrgen, ObjectID};
-use soma_flow_localnet::knn::{self, Candidate};
+use soma_flow_chain::knn::{self, Candidate};
 
 use crate::training::curve::{register_font, FAMILY};
 

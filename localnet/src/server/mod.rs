@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 
 pub use blobs::store_blob;
 
-use crate::params::{GenesisConfig, SHANNONS_PER_SOMA};
+use crate::params::GenesisConfig;
+use soma_flow_chain::SHANNONS_PER_SOMA;
 use crate::{Ledger, LedgerError, LEDGER_FILE};
 
 /// Where and how a local network serves.

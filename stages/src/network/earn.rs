@@ -505,7 +505,7 @@ impl Earnings {
             .map(|(e, v)| {
                 (
                     e as f64,
-                    v as f64 / soma_flow_localnet::SHANNONS_PER_SOMA as f64,
+                    v as f64 / soma_flow_chain::SHANNONS_PER_SOMA as f64,
                 )
             })
             .collect()

@@ -54,7 +54,7 @@ pub const ARCH: &str = "v1-tiny";
 pub const HEADS: usize = 4;
 
 /// What each genesis owner is funded with: its stake and fees.
-pub const OWNER_FUNDS: u64 = 10 * soma_flow_localnet::SHANNONS_PER_SOMA;
+pub const OWNER_FUNDS: u64 = 10 * soma_flow_chain::SHANNONS_PER_SOMA;
 
 impl GenesisModel {
     pub fn embedding(&self) -> Vec<f32> {

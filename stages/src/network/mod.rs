@@ -247,7 +247,7 @@ pub fn storage_default(net: &Network, store: &Path) -> Result<String> {
 pub fn soma(shannons: u64) -> String {
     format!(
         "{} SOMA",
-        shannons as f64 / soma_flow_localnet::SHANNONS_PER_SOMA as f64
+        shannons as f64 / soma_flow_chain::SHANNONS_PER_SOMA as f64
     )
 }
 

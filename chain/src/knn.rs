@@ -7,8 +7,9 @@
 //! burn-ndarray 0.19.1 does): its eight-way unrolled accumulation gives other
 //! bits than a naive loop.
 
-use ndarray::{Array1, Array2, Axis};
-use soma_flow_chain::ObjectID;
+use ndarray_016::{Array1, Array2, Axis};
+
+use crate::ObjectID;
 
 /// One candidate: its id, embedding and stake (`staking_pool.soma_balance`).
 pub struct Candidate<'a> {
