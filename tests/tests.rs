@@ -1,6 +1,7 @@
 //! soma-flow's integration tests (the product binary), in one test binary: a change
 //! relinks once, not once per file.
 
+mod backend_cli;
 mod cluster;
 mod common;
 mod earn_cli;

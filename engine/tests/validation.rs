@@ -186,10 +186,7 @@ fn a_remote_with_trust_loads_and_a_bad_address_is_named_at_its_line() {
     let plan = p.load("p.yaml", &[]).unwrap_or_else(|e| panic!("{e}"));
     let remote = plan.remote.as_ref().unwrap();
     assert_eq!(remote.url, "s3://b/x");
-    assert_eq!(
-        remote.trust.as_ref().unwrap(),
-        &address.parse().unwrap()
-    );
+    assert_eq!(remote.trust.as_ref().unwrap(), &address.parse().unwrap());
     let err = reject(
         "name: x\nremote:\n  url: s3://b/x\n  trust: [0x12]\nstages:\n  s:\n    kind: step\n",
     );

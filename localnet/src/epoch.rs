@@ -11,13 +11,13 @@ use soma_flow_chain::{
 
 use crate::checkpoint::EpochRecord;
 use crate::effects::{Effects, ExecutionStatus, TransactionFee};
-use soma_flow_chain::knn::DimensionMismatch;
 use crate::ledger::{Ledger, SYSTEM_ADDRESS};
 use crate::params::BPS;
 use crate::state::{ModelState, SystemState};
 use crate::store::TxStore;
 use crate::targets;
 use crate::LedgerError;
+use soma_flow_chain::knn::DimensionMismatch;
 
 /// §6.2: the new `value_fee_bps` after an epoch that collected `fees`.
 pub fn adjusted_value_fee_bps(params: &crate::params::SystemParameters, fees: u64) -> u64 {

@@ -8,11 +8,11 @@ use soma_flow_chain::{
     arrgen, ObjectID, ObjectType, SomaAddress, SomaTensor, TargetStatus, TargetV1,
 };
 
-use soma_flow_chain::knn::{self, Candidate, DimensionMismatch};
 use crate::ledger::Ledger;
 use crate::state::{ModelState, SystemState};
 use crate::store::Obj;
 use crate::LedgerError;
+use soma_flow_chain::knn::{self, Candidate, DimensionMismatch};
 
 /// A new Open target from `seed`, routed against the registry as it is now.
 pub(crate) fn new_target(

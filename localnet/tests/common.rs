@@ -1,11 +1,11 @@
 //! Shared helpers: a small network with two funded accounts, signing and
 //! executing as a client, and the model lifecycle steps.
 
+use soma_flow_chain::SHANNONS_PER_SOMA;
 use soma_flow_chain::{
     embedding_commitment, sign_transaction, DecryptionKey, Digest, Manifest, ObjectID, ObjectRef,
     SecretKey, SomaAddress, SomaTensor, TransactionData, TransactionKind,
 };
-use soma_flow_chain::SHANNONS_PER_SOMA;
 use soma_flow_localnet::{Effects, ErrorKind, GenesisConfig, Ledger, Rejection};
 
 pub const SOMA: u64 = SHANNONS_PER_SOMA;

@@ -1,10 +1,11 @@
 //! Training throughput (tokens/s) of the `train` and `distill` stage kinds on the
-//! CPU backend: batch 2 x 1024, no accumulation, for v1-tiny and v1-small. `distill`
+//! CPU backend (or `BACKEND=wgpu`, …): batch 2 x 1024, no accumulation, for v1-tiny
+//! and v1-small. `distill`
 //! learns from two teachers, as the main job's does (the model `train` just wrote,
 //! twice). The kinds run as the engine runs them, so the loops are the ones compiled
 //! into the stages library.
 //!
-//! cargo bench -p soma-flow-stages --bench train_tokens [-- PRESET...]
+//! [BACKEND=wgpu] cargo bench -p soma-flow-stages --bench train_tokens [-- PRESET...]
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -51,6 +52,11 @@ fn main() {
     }
 }
 
+/// The backend to train on: `BACKEND`, else the CPU's.
+fn backend() -> String {
+    std::env::var("BACKEND").unwrap_or_else(|_| "ndarray".into())
+}
+
 /// Runs `kind` in `<preset dir>/<kind>`, prints its tokens/s, and returns its model.
 fn run<K: StageKind, const N: usize>(
     kind: K,
@@ -81,7 +87,7 @@ fn run<K: StageKind, const N: usize>(
         scratch: &at("scratch"),
         store: &at("store"),
         pipeline_dir: dir,
-        backend: "ndarray",
+        backend: &backend(),
         log: &at("log"),
         progress: &|_| {},
         notes: &notes,
@@ -97,9 +103,10 @@ fn run<K: StageKind, const N: usize>(
     let mean = rates.iter().sum::<f64>() / rates.len() as f64;
     let best = rates.iter().cloned().fold(0.0, f64::max);
     println!(
-        "{} {}: step (Adam, batch 2x1024), ndarray CPU: mean {mean:.0} tokens/s, best {best:.0} tokens/s over {} steps",
+        "{} {}: step (Adam, batch 2x1024), {}: mean {mean:.0} tokens/s, best {best:.0} tokens/s over {} steps",
         with["arch"].as_str().unwrap_or_default(),
         K::NAME,
+        backend(),
         rates.len()
     );
     outputs.join("model")

@@ -1,8 +1,9 @@
 //! Choosing a Burn backend at run time among those compiled in.
 //!
-//! Each backend sits behind a cargo feature of this crate (`ndarray`, `cuda`,
+//! Each backend sits behind a cargo feature of this crate (`ndarray`, `wgpu`, `cuda`,
 //! `tch`), so generic code is handed to [`run_on`] as a [`BackendTask`] and is
-//! monomorphised once per compiled-in backend.
+//! monomorphised once per compiled-in backend. `wgpu` and `cuda` run the same CubeCL
+//! kernels and differ only in their device type.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +18,9 @@ use soma_flow_engine::pipeline::BackendSetting;
 pub enum BackendChoice {
     /// Pure-Rust CPU backend.
     NdArray,
+    /// CubeCL through wgpu: any GPU with Vulkan, Metal or DX12, or lavapipe (Mesa's
+    /// Vulkan device on the CPU).
+    Wgpu,
     /// CubeCL CUDA backend (needs an NVIDIA driver at run time).
     Cuda,
     /// LibTorch on the CPU.
@@ -26,8 +30,9 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
-    pub const ALL: [BackendChoice; 4] = [
+    pub const ALL: [BackendChoice; 5] = [
         BackendChoice::NdArray,
+        BackendChoice::Wgpu,
         BackendChoice::Cuda,
         BackendChoice::TchCpu,
         BackendChoice::TchCuda,
@@ -36,6 +41,7 @@ impl BackendChoice {
     pub fn name(self) -> &'static str {
         match self {
             BackendChoice::NdArray => "ndarray",
+            BackendChoice::Wgpu => "wgpu",
             BackendChoice::Cuda => "cuda",
             BackendChoice::TchCpu => "tch-cpu",
             BackendChoice::TchCuda => "tch",
@@ -46,6 +52,7 @@ impl BackendChoice {
     pub fn cargo_feature(self) -> &'static str {
         match self {
             BackendChoice::NdArray => "ndarray",
+            BackendChoice::Wgpu => "wgpu",
             BackendChoice::Cuda => "cuda",
             BackendChoice::TchCpu | BackendChoice::TchCuda => "tch",
         }
@@ -54,6 +61,7 @@ impl BackendChoice {
     pub fn is_compiled(self) -> bool {
         match self {
             BackendChoice::NdArray => cfg!(feature = "ndarray"),
+            BackendChoice::Wgpu => cfg!(feature = "wgpu"),
             BackendChoice::Cuda => cfg!(feature = "cuda"),
             BackendChoice::TchCpu | BackendChoice::TchCuda => cfg!(feature = "tch"),
         }
@@ -62,18 +70,6 @@ impl BackendChoice {
     /// The backends this build can run.
     pub fn compiled() -> Vec<BackendChoice> {
         Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
-    }
-
-    /// The first compiled-in backend, preferring GPUs.
-    pub fn preferred() -> Option<BackendChoice> {
-        [
-            BackendChoice::Cuda,
-            BackendChoice::TchCuda,
-            BackendChoice::NdArray,
-            BackendChoice::TchCpu,
-        ]
-        .into_iter()
-        .find(|b| b.is_compiled())
     }
 
     pub fn ensure_compiled(self) -> Result<()> {
@@ -142,6 +138,8 @@ pub trait BackendTask {
 
 #[cfg(feature = "ndarray")]
 pub type NdArrayBackend = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Autodiff<burn::backend::Wgpu<f32, i32>>;
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda<f32, i32>>;
 #[cfg(feature = "tch")]
@@ -154,6 +152,8 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
     let output = match choice {
         #[cfg(feature = "ndarray")]
         BackendChoice::NdArray => task.run::<NdArrayBackend>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendChoice::Wgpu => task.run::<WgpuBackend>(wgpu_device()?),
         #[cfg(feature = "cuda")]
         BackendChoice::Cuda => task.run::<CudaBackend>(Default::default()),
         #[cfg(feature = "tch")]
@@ -167,6 +167,50 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
         _ => unreachable!("ensure_compiled rejected {choice}"),
     };
     Ok(output)
+}
+
+/// The most elements one intermediate tensor of a pass on a device (not the host's
+/// CPU) holds: 64 MiB of `f32`. Devices bind at most so much per buffer (lavapipe, and
+/// some GPUs, 128 MiB), and the chain's scoring batch (16 × 1024) would otherwise make
+/// attention scores and SIGReg products of 256–285 MiB. Passes cut larger work into
+/// independent parts (batch rows, positions); on the host nothing is cut, so the CPU
+/// backend's values stay bit for bit as they were.
+pub const DEVICE_ELEMENTS: usize = 1 << 24;
+
+/// How many of `total` independent parts, each making intermediates of `per_part`
+/// elements, one pass on `device` takes: all of them on the host, else as many as
+/// [`DEVICE_ELEMENTS`] holds (at least one).
+pub fn parts_per_pass<B: burn::tensor::backend::Backend>(
+    device: &B::Device,
+    total: usize,
+    per_part: usize,
+) -> usize {
+    if on_host::<B>(device) {
+        return total.max(1);
+    }
+    (DEVICE_ELEMENTS / per_part.max(1)).clamp(1, total.max(1))
+}
+
+/// The wgpu device Burn will use: the best adapter of the platform's graphics API
+/// (Vulkan on Linux), or an error naming what to install when there is none (Burn
+/// itself would panic).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device() -> Result<burn::backend::wgpu::WgpuDevice> {
+    use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
+    let api = AutoGraphicsApi::backend();
+    let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor {
+        backends: api.into(),
+        ..Default::default()
+    });
+    if instance.enumerate_adapters(api.into()).is_empty() {
+        bail!(
+            "backend `wgpu` found no {api:?} device on this machine: install your GPU's \
+             {api:?} driver, or, to run on the CPU through {api:?} (slowly, as CI does), Mesa's \
+             lavapipe (Debian and Ubuntu: `apt install mesa-vulkan-drivers`); or pick \
+             another backend (`--backend ndarray`)"
+        );
+    }
+    Ok(burn::backend::wgpu::WgpuDevice::DefaultDevice)
 }
 
 /// How the costly parts of a model's step (SIGReg, attention, linear layers, GELU)

@@ -12,8 +12,8 @@ use std::path::Path;
 use anyhow::{anyhow, ensure, Result};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
-use soma_flow_chain::{arrgen, ObjectID};
 use soma_flow_chain::knn::{self, Candidate};
+use soma_flow_chain::{arrgen, ObjectID};
 
 use crate::training::curve::{register_font, FAMILY};
 

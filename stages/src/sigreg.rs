@@ -5,7 +5,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::backend::Pass;
+use crate::backend::{parts_per_pass, Pass};
 use crate::noise::normal_array;
 
 /// Number of random projections.
@@ -78,9 +78,30 @@ pub fn sigreg<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1
 
 /// [`sigreg`] with Burn tensor operations, as the chain's runtime runs them: the
 /// `[batch·len, 256, 17]` products, their cos and sin, means and sums as tensors.
+/// On a device, positions go through in parts whose products fit
+/// [`crate::backend::DEVICE_ELEMENTS`], their sums added (positions are independent).
 pub fn unfused<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 1> {
     let device = rep.device();
     let x = project(rep, noise);
+    let [positions, slices] = x.dims();
+    let rows = parts_per_pass::<B>(&device, positions, slices * POINTS);
+    if rows >= positions {
+        return integrated(x).mean();
+    }
+    let sums: Vec<Tensor<B, 1>> = (0..positions)
+        .step_by(rows)
+        .map(|start| {
+            let part = start..(start + rows).min(positions);
+            integrated(x.clone().slice([part, 0..slices])).sum()
+        })
+        .collect();
+    Tensor::cat(sums, 0).sum().div_scalar(positions as f64)
+}
+
+/// SIGReg's integral at each position of `x [positions, SLICES]` (shape `[positions,
+/// 1, 1]`), as the chain computes it.
+fn integrated<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 3> {
+    let device = x.device();
     let (t, phi, weights) = quadrature();
     let point_row = |v: Vec<f64>| {
         let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
@@ -91,10 +112,9 @@ pub fn unfused<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 
     let sin_mean = x_t.sin().mean_dim(1);
     let cos_gap = cos_mean - point_row(phi);
     let err = cos_gap.clone() * cos_gap + sin_mean.clone() * sin_mean;
-    let integrated = (err * point_row(weights))
+    (err * point_row(weights))
         .sum_dim(2)
-        .mul_scalar(SLICES as f64);
-    integrated.mean()
+        .mul_scalar(SLICES as f64)
 }
 
 /// [`unfused`] on the CPU inference backend, bit for bit, in one parallel pass over

@@ -5,6 +5,7 @@ use crate::common;
 
 use std::path::Path;
 
+use burn::tensor::backend::Backend;
 use common::*;
 use soma_flow_stages::model::{ArchConfig, Preset, SomaModel};
 use soma_flow_stages::noise::normal_array;
@@ -25,14 +26,19 @@ fn weights_saved_by_soma_models_infer_as_v1_tiny() {
     assert_eq!(config, Preset::V1Tiny.config());
 }
 
-/// Rust's score of the weights at `path` on each case's blob equals soma-models'.
-fn assert_scores_match(path: &Path, cases: &[Case], seed: u64) {
-    let device = Default::default();
-    let model = SomaModel::<B>::load_inferred(path, TINY_HEADS, 0.0, &device).unwrap();
+/// Rust's score of the weights at `path` on each case's blob, on backend `Back`,
+/// equals soma-models'.
+pub fn assert_scores_match<Back: Backend>(
+    path: &Path,
+    cases: &[Case],
+    seed: u64,
+    device: &Back::Device,
+) {
+    let model = SomaModel::<Back>::load_inferred(path, TINY_HEADS, 0.0, device).unwrap();
     for case in cases {
         let what = format!("{} on {}", path.display(), case.blob);
         let data = std::fs::read(fixtures().join(&case.blob)).unwrap();
-        let (loss, embedding) = score_model(&model, &data, seed, &device).unwrap();
+        let (loss, embedding) = score_model(&model, &data, seed, device).unwrap();
         assert_close(&format!("{what}: loss"), loss, case.loss, case.loss.abs());
         assert_eq!(embedding.len(), case.embedding.len());
         let scale = rms(&case.embedding);
@@ -50,7 +56,13 @@ fn assert_scores_match(path: &Path, cases: &[Case], seed: u64) {
 #[test]
 fn scores_match_soma_models_on_every_blob() {
     let expected = expected();
-    assert_scores_match(&fixture_weights(), &expected.cases, expected.seed);
+    let weights = fixture_weights();
+    assert_scores_match::<B>(
+        &weights,
+        &expected.cases,
+        expected.seed,
+        &Default::default(),
+    );
 }
 
 /// Weights trained by soma-flow (the local network's genesis models, from the `train`
@@ -63,7 +75,8 @@ fn trained_weights_score_the_same_in_soma_models() {
     let genesis = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/genesis");
     for model in &expected.models {
         assert!(model.resaved_identically, "{}", model.weights);
-        assert_scores_match(&genesis.join(&model.weights), &model.cases, expected.seed);
+        let weights = genesis.join(&model.weights);
+        assert_scores_match::<B>(&weights, &model.cases, expected.seed, &Default::default());
     }
 }
 

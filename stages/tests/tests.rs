@@ -19,3 +19,4 @@ mod signer;
 mod storage_s3;
 mod training;
 mod weights;
+mod wgpu;

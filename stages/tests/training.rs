@@ -52,7 +52,7 @@ fn outputs(dir: &Path) -> Outputs {
     }
 }
 
-fn quick_settings(steps: usize) -> Settings {
+pub fn quick_settings(steps: usize) -> Settings {
     Settings {
         arch: Some(tiny()),
         steps,
@@ -66,7 +66,28 @@ fn quick_settings(steps: usize) -> Settings {
     }
 }
 
-fn train<S: ObjectiveSpec>(
+pub fn train<S: ObjectiveSpec>(
+    settings: &Settings,
+    spec: &S,
+    holdout: Option<&Path>,
+    scratch: &Path,
+    out: &Path,
+    halt_after: Option<usize>,
+) -> Report {
+    train_on(
+        BackendChoice::NdArray,
+        settings,
+        spec,
+        holdout,
+        scratch,
+        out,
+        halt_after,
+    )
+}
+
+/// [`train`] on `backend`.
+pub fn train_on<S: ObjectiveSpec>(
+    backend: BackendChoice,
     settings: &Settings,
     spec: &S,
     holdout: Option<&Path>,
@@ -89,7 +110,7 @@ fn train<S: ObjectiveSpec>(
         title: "test",
         outputs: &outputs,
     };
-    run_on(BackendChoice::NdArray, job).unwrap().unwrap()
+    run_on(backend, job).unwrap().unwrap()
 }
 
 /// `arch` and `init` disagreeing is refused, naming both architectures.
@@ -122,7 +143,7 @@ fn an_arch_that_contradicts_init_names_both() {
     );
 }
 
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+pub fn metrics(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
         .lines()

@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 pub use blobs::store_blob;
 
 use crate::params::GenesisConfig;
-use soma_flow_chain::SHANNONS_PER_SOMA;
 use crate::{Ledger, LedgerError, LEDGER_FILE};
+use soma_flow_chain::SHANNONS_PER_SOMA;
 
 /// Where and how a local network serves.
 #[derive(Clone, Debug)]

@@ -17,7 +17,7 @@ use super::config::ArchConfig;
 use super::gelu::gelu;
 use super::layout::{canonical_layout, layer_prefix, ParamInit, ParamSpec};
 use super::linear::linear;
-use crate::backend::Pass;
+use crate::backend::{parts_per_pass, Pass};
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -177,7 +177,37 @@ impl<B: Backend> SomaModel<B> {
 
     /// [`Self::encode`] with the attention, linear layers and GELU computed as `pass`
     /// says.
+    /// On a device, batch rows go through in parts whose attention scores and
+    /// feed-forward activations fit [`crate::backend::DEVICE_ELEMENTS`] (rows are
+    /// independent: the same values).
     pub fn encode_by(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        pass: Pass,
+    ) -> Tensor<B, 3> {
+        let [batch, len] = tokens.dims();
+        let c = self.config();
+        let per_row = len * (c.num_heads * len).max(c.pwff_hidden_dim);
+        let rows = parts_per_pass::<B>(&tokens.device(), batch, per_row);
+        if rows >= batch {
+            return self.encode_rows(tokens, positions, pass);
+        }
+        let parts = (0..batch)
+            .step_by(rows)
+            .map(|start| {
+                let part = start..(start + rows).min(batch);
+                self.encode_rows(
+                    tokens.clone().slice([part.clone(), 0..len]),
+                    positions.clone().slice([part, 0..len]),
+                    pass,
+                )
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+
+    fn encode_rows(
         &self,
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,

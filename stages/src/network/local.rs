@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use soma_flow_chain::client::SomaClient;
-use soma_flow_localnet::server::{serve, ServerConfig, ServerHandle};
 use soma_flow_chain::SHANNONS_PER_SOMA;
+use soma_flow_localnet::server::{serve, ServerConfig, ServerHandle};
 use soma_flow_localnet::{now_ms, GenesisConfig, Ledger, LEDGER_FILE};
 
 use super::{genesis, runtime};
