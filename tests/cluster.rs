@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, Project};
+use soma_flow_test_support::files_under;
 
 /// The cluster has the cores of this machine: one test's jobs at a time, so that a test
 /// that fills it does not hold up another's.
@@ -634,10 +635,10 @@ stages:
     assert_eq!(shout["remote"], true, "its outputs came through the remote");
     // The job built in its node's store, from inputs it downloaded.
     let node_store = node.join(job);
-    let objects = walk(&node_store.join("objects"));
+    let objects = files_under(&node_store.join("objects"));
     assert!(objects.len() >= 2, "input and output: {objects:?}");
     assert!(
-        walk(&remote.join("jobs")).is_empty(),
+        files_under(&remote.join("jobs")).is_empty(),
         "the job's result was taken"
     );
     let secret = stage(&rec, "secret")["message"].as_str().unwrap();
@@ -661,19 +662,4 @@ stages:
     let out = run(&p, &["run", "nodes.yaml", "--target", "back"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(out.stdout().contains("0 ran, 3 cached"), "{}", out.all());
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{signal, statuses, still_running, Project};
+use soma_flow_test_support::files_under;
 
 /// Two stages: `make` writes a file and a directory, `use` reads both.
 const PIPE: &str = r#"
@@ -286,7 +287,7 @@ stages:
     assert!(env.contains("SOMA_FLOW_STAGE=leak"), "{env}");
     let mut everything = out.all() + &env;
     for dir in ["logs", "runs", "cache"] {
-        for e in walk(&p.store().join(dir)) {
+        for e in files_under(&p.store().join(dir)) {
             everything += &String::from_utf8_lossy(&std::fs::read(e).unwrap());
         }
     }
@@ -298,19 +299,6 @@ stages:
         allowed, "token=hf-token-5678\n",
         "pass_env lets one through"
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Runs `soma-flow` and fails the test (instead of hanging it) past `limit`.

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Project;
+use common::{publish_stages, Project, FIXTURE};
 
 pub(crate) const MISSING: &str = "the official SDK wheel is needed: run the project's test script \
                        (scripts/test.sh, which makes .venv with it), or put .venv/bin first on PATH";
@@ -195,41 +195,24 @@ fn pipelines_and_the_sdk_share_a_served_local_network() {
     let p = Project::new();
     let served = serve(&p, &["--dir", p.path().join("net").to_str().unwrap()]);
     let (rpc, faucet, admin) = (&served.urls[0], &served.urls[1], &served.urls[2]);
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/reference/fixtures/tiny_soma_models.safetensors"
-    );
     let bucket = p.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
-    p.write(
-        "publish.yaml",
+    let network = format!(r#"network: {{ rpc: "{rpc}", key_file: me.key }}"#);
+    let stages = publish_stages(
+        "0.5",
         &format!(
-            r#"
-name: publish
-stages:
-  weights:
-    kind: command
-    with: {{ run: "cp {fixture} outputs/model", outs: [model] }}
-  embed:
-    kind: command
-    with: {{ run: "python3 -c 'print([0.5, -0.25] * 64)' > outputs/embedding", outs: [embedding] }}
-  commit:
-    kind: commit
-    inputs: {{ model: weights.model, embedding: embed.embedding }}
-    with:
-      network: {{ rpc: "{rpc}", faucet: "{faucet}", key_file: me.key }}
-      storage: "file://{}"
-  reveal:
-    kind: reveal
-    inputs: {{ commit: commit.record }}
-    with: {{ network: {{ rpc: "{rpc}", key_file: me.key }} }}
-  fetch:
-    kind: fetch-competitors
-    needs: [reveal]
-    with: {{ network: {{ rpc: "{rpc}", key_file: me.key }}, own: true, heads: 4, strict: true }}
-"#,
+            r#"network: {{ rpc: "{rpc}", faucet: "{faucet}", key_file: me.key }}, storage: "file://{}""#,
             bucket.display()
         ),
+        Some(&network),
+    );
+    let fetch = format!(
+        "  fetch:\n    kind: fetch-competitors\n    needs: [reveal]\n    \
+         with: {{ {network}, own: true, heads: 4, strict: true }}\n"
+    );
+    p.write(
+        "publish.yaml",
+        &format!("name: publish\nstages:\n{stages}{fetch}"),
     );
     assert_eq!(p.run(&["keygen", "--out", "me.key"]).code(), 0);
     let net = ["--network", rpc.as_str(), "--faucet", faucet.as_str()];
@@ -253,7 +236,7 @@ stages:
     let dir = p.output_path("publish.yaml", "fetch.models");
     let fetched = std::fs::read(format!("{dir}/{model_id}.safetensors")).unwrap();
     assert!(
-        fetched == std::fs::read(fixture).unwrap(),
+        fetched == std::fs::read(FIXTURE).unwrap(),
         "fetched back and decrypted"
     );
 
@@ -299,10 +282,7 @@ stages:
         })
         .expect("the SDK lists our model as active")
         .clone();
-    assert_eq!(
-        mine["embedding"],
-        serde_json::json!([0.5, -0.25].repeat(64))
-    );
+    assert_eq!(mine["embedding"], serde_json::json!([0.5, -0.5].repeat(64)));
     let listed = p.run(&[
         "localnet",
         "targets",

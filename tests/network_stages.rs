@@ -3,39 +3,16 @@
 
 use crate::common;
 
-use common::{statuses, Project};
-
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/reference/fixtures/tiny_soma_models.safetensors"
-);
-
-/// Prints a v1-tiny embedding (128 values): the argument, then its negation, repeated.
-const EMBED: &str = "python3 -c 'import sys; e = float(sys.argv[1]); print([e, -e] * 64)'";
+use common::{publish_stages, statuses, Project, EMBED, FIXTURE};
+use soma_flow_test_support::files_under;
 
 fn publish_pipeline(p: &Project) {
-    p.write(
-        "publish.yaml",
-        &format!(
-            r#"
-name: publish
-stages:
-  weights:
-    kind: command
-    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
-  embed:
-    kind: command
-    with: {{ run: "{EMBED} 0.25 > outputs/embedding", outs: [embedding] }}
-  commit:
-    kind: commit
-    inputs: {{ model: weights.model, embedding: embed.embedding }}
-    with: {{ commission: 1000, network: {{ genesis: false }} }}
-  reveal:
-    kind: reveal
-    inputs: {{ commit: commit.record }}
-"#
-        ),
+    let stages = publish_stages(
+        "0.25",
+        "commission: 1000, network: { genesis: false }",
+        Some(""),
     );
+    p.write("publish.yaml", &format!("name: publish\nstages:\n{stages}"));
 }
 
 #[test]
@@ -97,7 +74,7 @@ fn commit_then_reveal_across_an_epoch_on_the_local_network() {
     // Before its reveal the key appears in no output, log, record or cache entry.
     let mut seen = first.all();
     for dir in ["runs", "logs", "cache", "objects"] {
-        for e in walk(&p.store().join(dir)) {
+        for e in files_under(&p.store().join(dir)) {
             seen.push_str(&String::from_utf8_lossy(&std::fs::read(e).unwrap()));
         }
     }
@@ -539,47 +516,18 @@ fn bad_commission_is_a_validation_error() {
     );
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// Two other owners publish; the second one's ciphertext is then corrupted in
 /// storage. Returns their model ids.
 fn two_competitors(p: &Project) -> (String, String) {
+    let stages = publish_stages(
+        "${params.e}",
+        r#"network: { key_file: "${params.key}", genesis: false }"#,
+        Some(r#"network: { key_file: "${params.key}" }"#),
+    );
+    let params = "params: { key: a.key, e: 0.5 }";
     p.write(
         "owner.yaml",
-        &format!(
-            r#"
-name: owner
-params: {{ key: a.key, e: 0.5 }}
-stages:
-  weights:
-    kind: command
-    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
-  embed:
-    kind: command
-    with: {{ run: "{EMBED} ${{params.e}} > outputs/embedding", outs: [embedding] }}
-  commit:
-    kind: commit
-    inputs: {{ model: weights.model, embedding: embed.embedding }}
-    with: {{ network: {{ key_file: "${{params.key}}", genesis: false }} }}
-  reveal:
-    kind: reveal
-    inputs: {{ commit: commit.record }}
-    with: {{ network: {{ key_file: "${{params.key}}" }} }}
-"#
-        ),
+        &format!("name: owner\n{params}\nstages:\n{stages}"),
     );
     assert_eq!(p.run(&["keygen", "--out", "a.key"]).code(), 0);
     assert_eq!(p.run(&["keygen", "--out", "b.key"]).code(), 0);
@@ -1092,24 +1040,11 @@ stages:
 fn each_pipeline_commits_to_the_model_it_names() {
     let p = Project::new();
     let pipeline = |name: &str, embedding: &str| {
+        let commit = format!("network: {{ genesis: false, model: {name} }}");
+        let stages = publish_stages(embedding, &commit, None);
         p.write(
             &format!("{name}.yaml"),
-            &format!(
-                r#"
-name: {name}
-stages:
-  weights:
-    kind: command
-    with: {{ run: "cp {FIXTURE} outputs/model", outs: [model] }}
-  embed:
-    kind: command
-    with: {{ run: "{EMBED} {embedding} > outputs/embedding", outs: [embedding] }}
-  commit:
-    kind: commit
-    inputs: {{ model: weights.model, embedding: embed.embedding }}
-    with: {{ network: {{ genesis: false, model: {name} }} }}
-"#
-            ),
+            &format!("name: {name}\nstages:\n{stages}"),
         )
     };
     pipeline("main", "0.25");

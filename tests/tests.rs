@@ -9,8 +9,7 @@ mod engine_run;
 mod engine_validate;
 mod hostile_store;
 mod localnet_cli;
-#[path = "../stages/tests/moto/mod.rs"]
-mod moto;
+use soma_flow_test_support::moto;
 mod network_stages;
 mod pipelines;
 mod python_env;

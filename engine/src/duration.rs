@@ -79,6 +79,18 @@ pub fn from_env(name: &str, default: Duration) -> Result<Duration, String> {
     }
 }
 
+/// A duration as progress lines and reports show it: `850ms`, `4.2s`, `3m07s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

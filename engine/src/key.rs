@@ -33,16 +33,7 @@ pub fn walk<'p>(
         let keyed = match refs().find(|r| !known.contains_key(r.stage.as_str())) {
             Some(up) => Keyed::After(&up.stage),
             None => {
-                let inputs = stage
-                    .inputs
-                    .iter()
-                    .map(|(port, refs)| {
-                        let arts = refs
-                            .iter()
-                            .map(|r| known[r.stage.as_str()][&r.output].clone());
-                        (port.clone(), arts.collect())
-                    })
-                    .collect();
+                let inputs = stage.input_artifacts(|up| &known[up]);
                 Keyed::Key(Box::new(CacheKey::compute(stage, plan, &inputs)?))
             }
         };

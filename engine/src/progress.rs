@@ -120,7 +120,7 @@ impl Progress {
             "[{n}/{}] {stage}: {} in {}{note}",
             self.total,
             status.label(),
-            fmt_duration(elapsed)
+            crate::duration::fmt_duration(elapsed)
         ));
     }
 
@@ -131,15 +131,4 @@ impl Progress {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    }
 }

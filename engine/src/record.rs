@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::pipeline::Plan;
 use crate::store::{write_atomic, Artifact, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +110,35 @@ impl StageRecord {
         if self.status == StageStatus::Skipped {
             "-".to_string()
         } else {
-            crate::progress::fmt_duration(std::time::Duration::from_millis(self.duration_ms))
+            crate::duration::fmt_duration(std::time::Duration::from_millis(self.duration_ms))
+        }
+    }
+}
+
+/// What a run was, beside its plan and its stages: for [`RunRecord::assemble`].
+pub struct RunInfo {
+    pub id: String,
+    /// RFC 3339, to the millisecond.
+    pub started: String,
+    pub duration_ms: u64,
+    pub overrides: Vec<String>,
+    pub no_cache: bool,
+    pub interrupted: bool,
+}
+
+impl RunStatus {
+    /// A run's status from its stages': interrupted, else failed if a stage failed, else
+    /// deferred if one deferred or was skipped, else ok.
+    pub fn of(interrupted: bool, stages: &IndexMap<String, StageRecord>) -> RunStatus {
+        let any = |f: fn(StageStatus) -> bool| stages.values().any(|s| f(s.status));
+        if interrupted {
+            RunStatus::Interrupted
+        } else if any(|s| s == StageStatus::Failed) {
+            RunStatus::Failed
+        } else if any(|s| matches!(s, StageStatus::Deferred | StageStatus::Skipped)) {
+            RunStatus::Deferred
+        } else {
+            RunStatus::Ok
         }
     }
 }
@@ -117,6 +146,28 @@ impl StageRecord {
 impl RunRecord {
     pub fn count(&self, status: StageStatus) -> usize {
         self.stages.values().filter(|s| s.status == status).count()
+    }
+
+    /// The record of a run of `plan` whose stages ended as `stages`.
+    pub fn assemble(plan: &Plan, run: RunInfo, stages: IndexMap<String, StageRecord>) -> RunRecord {
+        RunRecord {
+            id: run.id,
+            started: run.started,
+            duration_ms: run.duration_ms,
+            pipeline: std::path::absolute(&plan.source.path)
+                .unwrap_or_else(|_| plan.source.path.clone()),
+            name: plan.name.clone(),
+            pipeline_hash: plan.pipeline_hash(),
+            pipeline_source: plan.source.text.clone(),
+            overrides: run.overrides,
+            params: plan.params.clone(),
+            backend: plan.backend.clone(),
+            no_cache: run.no_cache,
+            soma_flow_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: git_commit(&plan.dir),
+            status: RunStatus::of(run.interrupted, &stages),
+            stages,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 
 use crate::dag::Edge;
-use crate::progress::fmt_duration;
+use crate::duration::fmt_duration;
 use crate::record::{RunRecord, StageStatus};
 use crate::store::Store;
 use html::{esc, fmt_bytes};

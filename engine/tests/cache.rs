@@ -10,6 +10,7 @@ use soma_flow_engine::record::StageStatus;
 use soma_flow_engine::store::Locking;
 
 use crate::harness::{options, output, statuses, Project};
+use soma_flow_test_support::files_under;
 
 const CHAIN: &str = "
 name: chain
@@ -134,7 +135,7 @@ fn with_lease_files_for_locks_a_key_is_still_built_once_and_gc_waits_for_runs() 
     got.sort_by_key(|s| s.label());
     assert_eq!(got, [StageStatus::Hit, StageStatus::Ran]);
     let locks = p.path().join("store/locks");
-    let leases: Vec<_> = walkdir(&locks)
+    let leases: Vec<_> = files_under(&locks)
         .into_iter()
         .filter(|f| f.extension().is_some_and(|e| e == "lease"))
         .collect();
@@ -162,18 +163,6 @@ fn with_lease_files_for_locks_a_key_is_still_built_once_and_gc_waits_for_runs() 
         drop(gc_lock);
         next_run.join().unwrap();
     });
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().is_dir() {
-            out.extend(walkdir(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
 }
 
 #[test]

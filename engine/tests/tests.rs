@@ -3,8 +3,7 @@
 //! is tested by relinking this one binary.
 
 mod harness;
-#[path = "../../stages/tests/moto/mod.rs"]
-mod moto;
+use soma_flow_test_support::moto;
 
 mod cache;
 mod compare;

@@ -3,7 +3,7 @@
 
 mod common;
 mod data_common;
-mod moto;
+use soma_flow_test_support::moto;
 mod network_fixtures;
 
 mod competitors_url;

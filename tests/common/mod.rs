@@ -4,6 +4,37 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The tiny SOMA V1 model the tests publish (soma-models' fixture).
+pub const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/reference/fixtures/tiny_soma_models.safetensors"
+);
+
+/// Prints a v1-tiny embedding (128 values): the argument, then its negation, repeated.
+pub const EMBED: &str = "python3 -c 'import sys; e = float(sys.argv[1]); print([e, -e] * 64)'";
+
+/// The stages (under a pipeline's `stages:`) that publish [`FIXTURE`] with the embedding
+/// of `e` ([`EMBED`]): `weights`, `embed`, `commit` with the settings `commit` (a YAML
+/// map's contents) and, given its settings (`""`: none), `reveal`.
+pub fn publish_stages(e: &str, commit: &str, reveal: Option<&str>) -> String {
+    let mut yaml = format!(
+        "  weights:\n    kind: command\n    with: {{ run: \"cp {FIXTURE} outputs/model\", outs: [model] }}\n  \
+         embed:\n    kind: command\n    with: {{ run: \"{EMBED} {e} > outputs/embedding\", outs: [embedding] }}\n  \
+         commit:\n    kind: commit\n    inputs: {{ model: weights.model, embedding: embed.embedding }}\n    \
+         with: {{ {commit} }}\n"
+    );
+    match reveal {
+        None => {}
+        Some("") => yaml += "  reveal:\n    kind: reveal\n    inputs: { commit: commit.record }\n",
+        Some(with) => {
+            yaml += &format!(
+                "  reveal:\n    kind: reveal\n    inputs: {{ commit: commit.record }}\n    with: {{ {with} }}\n"
+            )
+        }
+    }
+    yaml
+}
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }

@@ -140,7 +140,7 @@ pub fn compare(env: &Env, store: &Store, records: &[RunRecord], with_curves: boo
         name: "wall time".into(),
         values: each(&|r| {
             let d = std::time::Duration::from_millis(r.duration_ms);
-            Json::String(crate::progress::fmt_duration(d))
+            Json::String(crate::duration::fmt_duration(d))
         }),
     });
     let params = params

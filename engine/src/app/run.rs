@@ -5,10 +5,10 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::{load_as_given, Env, ExecArgs, ExitStatus, PipelineArgs, StoreArgs};
+use crate::duration::fmt_duration;
 use crate::exec::{self, ExecOptions};
 use crate::params;
 use crate::pipeline::Plan;
-use crate::progress::fmt_duration;
 use crate::record::{RunRecord, StageStatus};
 use crate::store::Store;
 

@@ -8,7 +8,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::stores::{concise, is_not_found};
-use super::trust::{Address, Refused};
+use super::trust::Refused;
+use super::Address;
 use super::{artifact_rel, Remote};
 use crate::store::ArtifactKind;
 use crate::store::CacheEntry;

@@ -26,18 +26,22 @@
 //! directions: memory stays bounded whatever the size of the file. A download resumes
 //! where a killed one stopped; an upload skips what the remote already holds.
 
+mod download;
 mod entries;
 mod leases;
+mod setting;
 mod stores;
 mod transfer;
 pub mod trust;
+mod upload;
 
 pub use entries::{Lookup, RemoteEntry};
 pub use leases::{Claim, Lease, LeaseWatch};
+pub use setting::{Address, KeyScheme, RemoteSetting, TrustSetting};
 pub use stores::{check_url, is_store_setting, open_url};
 use stores::{concise, is_not_found, is_taken, open_stores};
 pub use transfer::{condemned, Condemned, Gone, Meter, PARTS_IN_FLIGHT, PART_SIZE};
-pub use trust::{Address, KeyScheme, RemoteSetting, Trust, TrustSetting};
+pub use trust::Trust;
 
 use std::future::Future;
 use std::sync::Arc;

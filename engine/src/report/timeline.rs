@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::html::esc;
 use super::{colours, CHAR_W, SVG_FONT};
-use crate::progress::fmt_duration;
+use crate::duration::fmt_duration;
 use crate::record::{RunRecord, StageStatus};
 
 const PLOT_W: f64 = 640.0;

@@ -30,7 +30,7 @@ impl SealKey {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)
             .map_err(|e| anyhow::anyhow!("no randomness for the store key: {e}"))?;
-        let tmp = root.join(super::temp_name(FILE));
+        let tmp = root.join(super::files::temp_name(FILE));
         let mut f =
             private_create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(&bytes)?;

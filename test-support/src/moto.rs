@@ -1,7 +1,6 @@
 //! A local S3-compatible server (`moto_server`) for the object-store tests. It is
 //! required (scripts/test.sh puts it in the project's `.venv`): a missing server fails
 //! the test, it never skips.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

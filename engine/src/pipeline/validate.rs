@@ -1,387 +1,22 @@
-//! The pipeline file: its Rust types (the JSON Schema is generated from them), and
-//! loading it into a validated [`Plan`] with every problem located at file:line:column.
+//! The validator's passes: each stage on its own (kind, `with`), the references
+//! between stages, the backend, the order; every problem located at file:line:column.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::*;
 use crate::dag;
-use crate::diag::{closest, one_of, Diagnostic, Diagnostics, Source};
+use crate::diag::{closest, one_of, Diagnostic, Source};
 use crate::duration::HumanDuration;
-pub use crate::exec::slurm::SlurmSettings;
-use crate::kind::{unknown_field, DynKind, Inputs, Prepared, Registry, Requirements};
-use crate::params;
-use crate::remote::RemoteSetting;
+use crate::kind::{unknown_field, DynKind, Inputs, Prepared, Registry};
 use crate::yaml::{self, Node, PathSeg, Span};
 
-/// A soma-flow pipeline: stages of a DAG, connected by the artifacts they exchange.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineFile {
-    /// Shown in run records and reports.
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The backend of the stages that compute on one (soma-flow: `ndarray`, `cuda`,
-    /// `tch`); `--backend` overrides.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend: Option<String>,
-    /// Default parameter values, used as `${params.NAME}` in `with`; `--set NAME=VALUE` overrides.
-    #[serde(default)]
-    pub params: IndexMap<String, Json>,
-    /// How many stages of each resource class may run at once (default 1 per class).
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub resources: IndexMap<String, usize>,
-    /// A cache shared with other machines: `s3://bucket/prefix`, `gs://…`, `az://…` or
-    /// `file://…`, credentials from the environment; `--remote` and
-    /// `SOMA_FLOW_REMOTE` override it. `{ url, trust }` also says whose entries to take
-    /// (`SOMA_FLOW_REMOTE_TRUST` overrides `trust`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<RemoteSetting>,
-    /// Where stages execute unless they name their own `executor`: `local` (default)
-    /// or `slurm`; `--executor` overrides.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executor: Option<Executor>,
-    /// The Slurm settings of every stage that runs on Slurm; a stage's own `slurm`
-    /// overrides them key by key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm: Option<SlurmSettings>,
-    /// The stages, by name (letters, digits, `_` and `-`).
-    pub stages: IndexMap<String, StageDecl>,
-}
-
-/// One stage of the pipeline.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StageDecl {
-    /// The stage kind, e.g. `command`, `train`, `score`.
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Named inputs, each `<stage>.<output>` or a list of them.
-    #[serde(default)]
-    pub inputs: IndexMap<String, InputRef>,
-    /// Stages that must finish first, without passing data.
-    #[serde(default)]
-    pub needs: Vec<String>,
-    /// The kind's parameters.
-    #[serde(default)]
-    pub with: Json,
-    /// Resource class (e.g. `gpu`); stages of one class never exceed its capacity.
-    /// Each stage of class `gpu` gets a device of its own (`CUDA_VISIBLE_DEVICES`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// Where this stage executes (`local` or `slurm`), over the pipeline's `executor`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executor: Option<Executor>,
-    /// This stage's Slurm settings, over the pipeline's `slurm`, key by key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm: Option<SlurmSettings>,
-    /// How long the stage may run (e.g. `2h`); then it is stopped (its process group
-    /// killed, or its Slurm job cancelled) and fails, or is retried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<HumanDuration>,
-    /// Try a failed (or timed-out) stage again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Retry>,
-}
-
-/// Where a stage executes.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Executor {
-    /// On this machine: in the soma-flow process, or in a process of its own when it
-    /// has a `timeout` or a `gpu` device.
-    #[default]
-    Local,
-    /// As a Slurm job (`sbatch`) that runs soma-flow for exactly this stage, reading and
-    /// writing the store on a filesystem the cluster's nodes share, or (with
-    /// `slurm.store`) a store on its node and the remote store.
-    Slurm,
-}
-
-/// How often a failed stage is tried.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Retry {
-    /// Tries in all, the first included (at least 1).
-    pub attempts: u32,
-    /// The wait before the second try, doubled before each further one.
-    #[serde(default = "Retry::default_backoff")]
-    pub backoff: HumanDuration,
-}
-
-impl Retry {
-    fn default_backoff() -> HumanDuration {
-        "10s".parse().expect("a duration")
-    }
-}
-
-/// How the engine executes a stage: the settings outside `with`, which never enter its
-/// cache key (a result is the same wherever it was built).
-#[derive(Debug, Clone, Default)]
-pub struct Execution {
-    /// The stage's own executor; the plan's ([`Plan::executor`]) otherwise.
-    pub executor: Option<Executor>,
-    /// The pipeline's Slurm settings with the stage's over them.
-    pub slurm: SlurmSettings,
-    pub timeout: Option<std::time::Duration>,
-    /// Tries in all (1: no retry), and the first wait between them.
-    pub attempts: u32,
-    pub backoff: std::time::Duration,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum InputRef {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// A reference to another stage's output.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OutputRef {
-    pub stage: String,
-    pub output: String,
-}
-
-impl fmt::Display for OutputRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.stage, self.output)
-    }
-}
-
-pub struct PlannedStage {
-    pub name: String,
-    pub kind: Arc<dyn DynKind>,
-    pub prepared: Box<dyn Prepared>,
-    /// `with` after interpolation, with defaults filled in: what enters the cache key.
-    pub with: Json,
-    /// Params interpolated into `with`, for explaining why a stage reruns.
-    pub params_used: BTreeSet<String>,
-    pub inputs: BTreeMap<String, Vec<OutputRef>>,
-    /// Every stage this one waits for (inputs and `needs`).
-    pub deps: BTreeSet<String>,
-    pub outputs: Vec<String>,
-    /// The kind's, with the stage's own `resource` if it gives one.
-    pub requirements: Requirements,
-    pub execution: Execution,
-}
-
-impl PlannedStage {
-    /// The first output that must not leave this machine, and why
-    /// ([`crate::StageKind::private`]).
-    pub fn private_output(&self) -> Option<(&str, &'static str)> {
-        self.outputs
-            .iter()
-            .find_map(|o| self.prepared.private(o).map(|why| (o.as_str(), why)))
-    }
-}
-
-/// A validated pipeline, ready to schedule.
-pub struct Plan {
-    pub source: Source,
-    /// Paths in the pipeline are relative to this directory.
-    pub dir: PathBuf,
-    pub name: String,
-    pub backend: String,
-    pub params: IndexMap<String, Json>,
-    pub resources: IndexMap<String, usize>,
-    /// The pipeline's `remote` store, if it names one.
-    pub remote: Option<RemoteSetting>,
-    /// Where stages without an `executor` of their own execute (`--executor` sets it).
-    pub executor: Executor,
-    /// In topological order.
-    pub stages: IndexMap<String, PlannedStage>,
-}
-
-impl Plan {
-    /// The plan of `targets` and every stage they need, in the same order (all of it
-    /// when `targets` is empty). An unknown name is an error naming the stages there are.
-    pub fn only(mut self, targets: &[String]) -> Result<Plan, String> {
-        if targets.is_empty() {
-            return Ok(self);
-        }
-        let names = || self.stages.keys().map(String::as_str);
-        let mut todo = Vec::new();
-        for target in targets {
-            if !self.stages.contains_key(target) {
-                let hint = closest(target, names())
-                    .map(|c| format!("did you mean `{c}`? "))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "{}: no stage `{target}`; {hint}stages: {}",
-                    self.source.path.display(),
-                    one_of(names())
-                ));
-            }
-            todo.push(target.clone());
-        }
-        let mut keep = BTreeSet::new();
-        while let Some(name) = todo.pop() {
-            if let Some(stage) = self.stages.get(&name) {
-                todo.extend(stage.deps.iter().filter(|d| !keep.contains(*d)).cloned());
-                keep.insert(name);
-            }
-        }
-        self.stages.retain(|name, _| keep.contains(name));
-        Ok(self)
-    }
-
-    /// Where stage `stage` executes.
-    pub fn executor_of(&self, stage: &PlannedStage) -> Executor {
-        stage.execution.executor.unwrap_or(self.executor)
-    }
-
-    pub fn pipeline_hash(&self) -> String {
-        blake3::hash(self.source.text.as_bytes())
-            .to_hex()
-            .to_string()
-    }
-}
-
-#[derive(Debug)]
-pub enum LoadError {
-    Io(PathBuf, std::io::Error),
-    Usage(String),
-    Invalid(Diagnostics),
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Io(p, e) => write!(f, "cannot read pipeline {}: {e}", p.display()),
-            LoadError::Usage(m) => f.write_str(m),
-            LoadError::Invalid(d) => d.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-
-/// The backend setting as the binary offers it. The engine carries the chosen name into
-/// the keys of the stages that require a backend ([`Requirements::backend`]) and into
-/// run records; what the names mean is the binary's business.
-#[derive(Clone, Copy)]
-pub struct BackendSetting {
-    /// Used when neither `--backend` nor the pipeline's `backend` names one.
-    pub default: &'static str,
-    /// Accepts a name, or says why not, naming it (e.g. the cargo feature that would
-    /// add it).
-    pub check: fn(&str) -> Result<(), String>,
-}
-
-impl BackendSetting {
-    /// The same setting, accepting any name: for reading a recorded run, where
-    /// nothing runs.
-    pub fn unchecked(self) -> BackendSetting {
-        BackendSetting {
-            check: |_| Ok(()),
-            ..self
-        }
-    }
-}
-
-/// How a pipeline is loaded: the kinds, and the command line's overrides.
-pub struct LoadOptions<'a> {
-    pub registry: &'a Registry,
-    /// `--set NAME=VALUE`, in order.
-    pub overrides: &'a [String],
-    /// `--backend`, which overrides the pipeline's `backend`.
-    pub backend: Option<&'a str>,
-    pub backends: BackendSetting,
-}
-
-/// Reads a pipeline file, for [`load`].
-pub fn read(path: &Path) -> Result<Source, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-    Ok(Source::new(path, text))
-}
-
-/// Validates a pipeline in passes: the YAML and its shape; params and overrides; each
-/// stage on its own (kind, `with`); the references between stages; the backend; the
-/// order. Every pass after the shape reports all it finds, so that one run of
-/// `validate` lists every problem.
-pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
-    let root = yaml::parse(&source.text).map_err(|e| {
-        LoadError::Invalid(Diagnostics(vec![Diagnostic::new(
-            &source,
-            e.span,
-            format!("invalid YAML: {}", e.message),
-        )]))
-    })?;
-    let file: PipelineFile = serde_path_to_error::deserialize(root.to_json())
-        .map_err(|e| LoadError::Invalid(Diagnostics(vec![serde_diag(&source, &root, &[], &e)])))?;
-    let params = params::apply_overrides(&file.params, opts.overrides).map_err(LoadError::Usage)?;
-
-    let mut v = Validator {
-        source: &source,
-        diags: Vec::new(),
-    };
-    let stages_node = root.get("stages").cloned().unwrap_or(Node {
-        span: root.span,
-        value: yaml::Value::Null,
-    });
-    if file.stages.is_empty() {
-        v.error(
-            stages_node.span,
-            "a pipeline needs at least one stage",
-            None,
-        );
-    }
-    let backend = v.backend(&root, &params, opts);
-    if let (Some(RemoteSetting { url, .. }), Some(node)) = (&file.remote, root.get("remote")) {
-        if let Err(why) = crate::remote::check_url(url) {
-            v.error(
-                node.span,
-                format!("`remote`: {url:?} is not a usable store URL: {why}"),
-                Some("e.g. s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path".into()),
-            );
-        }
-    }
-    if let (Some(slurm), Some(node)) = (&file.slurm, root.get("slurm")) {
-        v.slurm(slurm, node, "");
-    }
-    let prepared = v.prepare_stages(&file, &stages_node, &params, opts.registry);
-    let stages = v.connect_stages(&file, &stages_node, prepared);
-    if stages.values().any(|s| s.requirements.backend) {
-        if let Err(why) = (opts.backends.check)(&backend) {
-            // A backend given on the command line (or recorded with a run) is not the
-            // file's fault: no place in it to point at.
-            if opts.backend.is_some() {
-                return Err(LoadError::Usage(why));
-            }
-            let span = root.get("backend").map_or(root.span, |n| n.span);
-            v.error(span, why, None);
-        }
-    }
-    let stages = v.order(stages, &stages_node);
-    if !v.diags.is_empty() {
-        return Err(LoadError::Invalid(Diagnostics(v.diags)));
-    }
-    Ok(Plan {
-        dir: pipeline_dir(&source),
-        name: file.name,
-        backend,
-        params,
-        resources: file.resources,
-        remote: file.remote,
-        executor: file.executor.unwrap_or_default(),
-        stages,
-        source,
-    })
-}
-
 /// A stage whose kind and `with` passed: what the second pass connects.
-struct PreparedDecl {
+pub(super) struct PreparedDecl {
     kind: Arc<dyn DynKind>,
     prepared: Box<dyn Prepared>,
     with: Json,
@@ -396,7 +31,7 @@ fn valid_stage_name(name: &str) -> bool {
 }
 
 /// The folder a pipeline's relative paths are taken from.
-fn pipeline_dir(source: &Source) -> PathBuf {
+pub(super) fn pipeline_dir(source: &Source) -> PathBuf {
     source
         .path
         .parent()
@@ -419,7 +54,7 @@ fn error_span(node: &Node, path: &[PathSeg], message: &str) -> Span {
     }
 }
 
-fn serde_diag(
+pub(super) fn serde_diag(
     source: &Source,
     root: &Node,
     base: &[PathSeg],
@@ -442,13 +77,13 @@ fn serde_diag(
     Diagnostic::new(source, span, text)
 }
 
-struct Validator<'a> {
-    source: &'a Source,
-    diags: Vec<Diagnostic>,
+pub(super) struct Validator<'a> {
+    pub(super) source: &'a Source,
+    pub(super) diags: Vec<Diagnostic>,
 }
 
 impl Validator<'_> {
-    fn error(&mut self, span: Span, message: impl Into<String>, help: Option<String>) {
+    pub(super) fn error(&mut self, span: Span, message: impl Into<String>, help: Option<String>) {
         let mut d = Diagnostic::new(self.source, span, message);
         d.help = help;
         self.diags.push(d);
@@ -456,7 +91,7 @@ impl Validator<'_> {
 
     /// The run's backend: `--backend`, else the pipeline's (params allowed), else the
     /// setting's default.
-    fn backend(
+    pub(super) fn backend(
         &mut self,
         root: &Node,
         params: &IndexMap<String, Json>,
@@ -480,7 +115,7 @@ impl Validator<'_> {
     }
 
     /// First pass: each stage on its own (name, kind, `with`).
-    fn prepare_stages(
+    pub(super) fn prepare_stages(
         &mut self,
         file: &PipelineFile,
         stages_node: &Node,
@@ -556,7 +191,7 @@ impl Validator<'_> {
 
     /// Second pass: inputs and `needs`, checked against the kinds' ports and outputs.
     /// A stage whose kind or `with` was rejected still has its references checked.
-    fn connect_stages(
+    pub(super) fn connect_stages(
         &mut self,
         file: &PipelineFile,
         stages_node: &Node,
@@ -619,7 +254,7 @@ impl Validator<'_> {
     }
 
     /// A `slurm:` map's first setting `sbatch` would reject, as an error at its key.
-    fn slurm(&mut self, settings: &SlurmSettings, node: &Node, whose: &str) {
+    pub(super) fn slurm(&mut self, settings: &SlurmSettings, node: &Node, whose: &str) {
         if let Err((key, why)) = settings.check() {
             let span = node.locate(&[PathSeg::Key(key.into())]).span;
             self.error(span, format!("{whose}slurm.{key}: {why}"), None);
@@ -780,7 +415,7 @@ impl Validator<'_> {
 
     /// Last pass: the stages in an order that runs every dependency first, or the cycle
     /// that prevents one (checked only once everything else holds).
-    fn order(
+    pub(super) fn order(
         &mut self,
         mut stages: IndexMap<String, PlannedStage>,
         stages_node: &Node,
