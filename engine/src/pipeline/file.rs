@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::SlurmSettings;
 use crate::duration::HumanDuration;
-pub use crate::exec::slurm::SlurmSettings;
 use crate::remote::RemoteSetting;
 
 /// A soma-flow pipeline: stages of a DAG, connected by the artifacts they exchange.

@@ -14,10 +14,12 @@ use crate::yaml::{self, Node};
 
 mod file;
 mod plan;
+mod slurm;
 mod validate;
 
-pub use file::{Executor, InputRef, PipelineFile, Retry, SlurmSettings, StageDecl};
+pub use file::{Executor, InputRef, PipelineFile, Retry, StageDecl};
 pub use plan::{Execution, OutputRef, Plan, PlannedStage};
+pub use slurm::SlurmSettings;
 use validate::{pipeline_dir, serde_diag, Validator};
 
 #[derive(Debug)]
