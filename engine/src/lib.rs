@@ -14,6 +14,7 @@ pub mod key;
 pub mod kind;
 pub mod lease;
 pub mod params;
+pub mod parsed;
 pub mod pipeline;
 pub mod process;
 pub mod progress;
@@ -30,3 +31,4 @@ pub use kind::{
     CachedOutputs, Curve, InputPort, Inputs, KeyContext, Outcome, Registry, Requirements,
     RunContext, StageKind, WithError,
 };
+pub use parsed::Parsed;

@@ -256,3 +256,31 @@ fn bad_urls_are_rejected_before_running() {
     assert_eq!(path[..2], at(0, None)[..]);
     assert!(message.contains("unknown field `sha`"), "{message}");
 }
+
+/// Ids, SHA-256s and the network's architecture are parsed once, on load: a bad one is
+/// named at its key, and what enters the cache key is the text as written.
+#[test]
+fn ids_and_the_network_arch_are_parsed_on_load_and_named_at_their_key() {
+    let id = format!("0x{}", "ab".repeat(32));
+    let (path, message) = with_error(json!({"ids": [id, "0xzz"]}));
+    assert_eq!(path, [PathSeg::Key("ids".into()), PathSeg::Index(1)]);
+    assert!(message.contains("`0xzz` is not a model id"), "{message}");
+    let (path, message) = with_error(json!({"network": {"arch": "v9"}}));
+    assert_eq!(
+        path,
+        [PathSeg::Key("network".into()), PathSeg::Key("arch".into())]
+    );
+    assert!(message.contains("unknown model preset `v9`"), "{message}");
+
+    let mut registry = Registry::new();
+    soma_flow_stages::kinds::register(&mut registry);
+    let with =
+        json!({"ids": [id.to_uppercase().replace("0X", "0x")], "network": {"arch": "v1-small"}});
+    let (_, resolved) = registry
+        .get("fetch-competitors")
+        .unwrap()
+        .prepare(with.clone())
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(resolved["ids"], with["ids"]);
+    assert_eq!(resolved["network"]["arch"], "v1-small");
+}

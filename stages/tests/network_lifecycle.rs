@@ -387,7 +387,7 @@ fn a_stage_notes_a_local_network_made_for_another_arch() {
             notes: &notes,
         };
         let with = NetworkWith {
-            arch: arch.into(),
+            arch: arch.parse().unwrap(),
             ..NetworkWith::default()
         };
         drop(with.open_for(&ctx).unwrap());

@@ -186,6 +186,21 @@ where
 /// Hex SHA-256 of the file at `path`, checked against `expected` when given (either
 /// case). A mismatching file is removed, so that it cannot pass a later run's
 /// "already downloaded" check; the error names `name`.
+/// A SHA-256 as `sha256sum` prints it (64 hex digits), for [`Parsed`](soma_flow_engine::Parsed):
+/// the text is the value.
+#[derive(Debug, Clone, Copy)]
+pub struct Sha256Hex;
+
+impl std::str::FromStr for Sha256Hex {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => Ok(Sha256Hex),
+            false => Err(format!("`{text}` is not a SHA-256: expected 64 hex digits")),
+        }
+    }
+}
+
 pub fn check_sha256(path: &Path, name: &str, expected: Option<&str>) -> Result<String, DataError> {
     let actual = sha256_file(path)?;
     match expected {

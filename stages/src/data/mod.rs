@@ -17,7 +17,7 @@ mod source;
 pub use dataset::{
     Dataset, DatasetWriter, Manifest, SourceRecord, DOCS_FILE, FORMAT, INDEX_FILE, MANIFEST_FILE,
 };
-pub use download::check_sha256;
+pub use download::{check_sha256, Sha256Hex};
 pub use error::{io_at, DataError};
 pub use format::{detect, read_documents, Compression, Flow, Format, Selection, DEFAULT_FIELDS};
 pub use ingest::{fetch_dataset, ingest, FetchReport};

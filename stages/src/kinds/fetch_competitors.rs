@@ -10,12 +10,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use soma_flow_engine::yaml::PathSeg;
 use soma_flow_engine::{
-    CachedOutputs, InputPort, Inputs, KeyContext, Outcome, RunContext, StageKind, WithError,
+    CachedOutputs, InputPort, Inputs, KeyContext, Outcome, Parsed, RunContext, StageKind, WithError,
 };
 
 use soma_flow_chain::{ObjectID, SomaAddress};
 
-use crate::data::{check_sha256, check_url, download_object, io_at, DataError, ProgressFn};
+use crate::data::{
+    check_sha256, check_url, download_object, io_at, DataError, ProgressFn, Sha256Hex,
+};
 use crate::formats::competitors::{self, Competitor};
 use crate::formats::embedding;
 use crate::model::weights::inspect;
@@ -32,7 +34,7 @@ pub struct FetchCompetitorsWith {
     pub network: NetworkWith,
     /// Only these model ids (`0x` + 64 hex digits); default: every Active model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ids: Option<Vec<String>>,
+    pub ids: Option<Vec<Parsed<ModelId>>>,
     /// Keep the K models whose embeddings are nearest (cosine) to the `embedding` input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<usize>,
@@ -108,6 +110,22 @@ impl Snapshot {
     }
 }
 
+/// A model id in `ids`: 0x and 64 hex digits.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelId(pub ObjectID);
+
+impl std::str::FromStr for ModelId {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.parse().map(ModelId).map_err(|_| {
+            format!(
+                "`{text}` is not a model id: a model id is 0x and 64 hex digits, as \
+                 `soma-flow localnet models` shows it"
+            )
+        })
+    }
+}
+
 /// A remote weights file and what it must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -116,7 +134,7 @@ pub struct WeightsUrl {
     pub url: String,
     /// Hex SHA-256 of the file, as `sha256sum` prints it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Parsed<Sha256Hex>>,
     /// Size in bytes, checked before downloading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -175,13 +193,6 @@ impl StageKind for FetchCompetitorsKind {
 
     fn check(&self, with: &FetchCompetitorsWith) -> Result<(), WithError> {
         with.network.check()?;
-        for (i, id) in with.ids.iter().flatten().enumerate() {
-            id.parse::<ObjectID>().map_err(|_| {
-                list_error("ids", i, None, format!("`{id}` is not a model id")).help(
-                    "a model id is 0x and 64 hex digits, as `soma-flow localnet models` shows it",
-                )
-            })?;
-        }
         if with.top == Some(0) {
             return Err(WithError::at(&["top"], "`top: 0` selects nothing")
                 .help("give K ≥ 1, or leave it out for all"));
@@ -209,12 +220,6 @@ impl StageKind for FetchCompetitorsKind {
             check_url(&w.url).map_err(|e| at(None, e.to_string()))?;
             let id = url_id(&w.url).ok_or_else(|| at(None, format!("{} names no file", w.url)))?;
             claim("urls", i, id, w.url.clone())?;
-            if let Some(sha) = w.sha256.as_deref().filter(|s| !is_sha256(s)) {
-                return Err(at(
-                    Some("sha256"),
-                    format!("`{sha}` is not a SHA-256: expected 64 hex digits"),
-                ));
-            }
         }
         Ok(())
     }
@@ -426,9 +431,7 @@ fn select(
     let ids: Option<Vec<ObjectID>> = with
         .ids
         .as_ref()
-        .map(|ids| ids.iter().map(|id| id.parse()).collect())
-        .transpose()
-        .context("ids: checked when the pipeline was validated")?;
+        .map(|ids| ids.iter().map(|id| id.0).collect());
     let mut chosen: Vec<Revealed> = models
         .iter()
         .filter_map(Revealed::of)
@@ -491,10 +494,6 @@ fn url_id(url: &str) -> Option<String> {
     Some(stem)
 }
 
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// Downloads one `urls` entry through `staged` (in the scratch directory, so that a
 /// killed run resumes the transfer) to `dest`, checking its size and SHA-256 when
 /// given, and returns the SHA-256 of the bytes.
@@ -505,7 +504,7 @@ fn download(
     progress: ProgressFn<'_>,
 ) -> Result<String, DataError> {
     download_object(&w.url, w.size, staged, progress)?;
-    let sha256 = check_sha256(staged, &w.url, w.sha256.as_deref())?;
+    let sha256 = check_sha256(staged, &w.url, w.sha256.as_ref().map(Parsed::text))?;
     std::fs::rename(staged, dest).map_err(io_at(dest))?;
     Ok(sha256)
 }

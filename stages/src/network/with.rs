@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_inline_default::serde_inline_default;
 use soma_flow_chain::SecretKey;
-use soma_flow_engine::{RunContext, WithError};
+use soma_flow_engine::{Parsed, RunContext, WithError};
 
 use super::local::Settings;
 use super::signer::{self, Source};
@@ -52,7 +52,7 @@ pub struct NetworkWith {
     /// Local network only, when this stage creates it: the architecture it demands
     /// (`v1-tiny`, `v1-small`, `v1`); its embedding dimension follows.
     #[serde_inline_default(tiny())]
-    pub arch: String,
+    pub arch: Parsed<crate::ArchConfig>,
     /// Local network only, when this stage creates it: start with the genesis
     /// competitors revealed (`v1-tiny` networks).
     #[serde_inline_default(true)]
@@ -63,8 +63,8 @@ pub struct NetworkWith {
 fn local() -> String {
     "local".into()
 }
-fn tiny() -> String {
-    super::genesis::ARCH.into()
+fn tiny() -> Parsed<crate::ArchConfig> {
+    super::genesis::ARCH.parse().expect("a preset")
 }
 
 impl Default for NetworkWith {
@@ -117,7 +117,7 @@ impl<'de> Deserialize<'de> for NetworkMap {
 /// The `network` key's schema: a name or the map.
 #[derive(JsonSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)] // only its schema is used
 pub enum NetworkSchema {
     Name(String),
     Map(NetworkWith),
@@ -142,9 +142,6 @@ impl NetworkWith {
         let endpoint = self.endpoint().map_err(|e| {
             WithError::at(&["network", "name"], format!("{e:#}"))
                 .help("`local`, `testnet`, or http(s)://host:port of a fullnode")
-        })?;
-        self.arch.parse::<crate::ArchConfig>().map_err(|e| {
-            WithError::at(&["network", "arch"], format!("{e:#}")).help("v1-tiny, v1-small or v1")
         })?;
         if let (Endpoint::Testnet, Some(_)) = (&endpoint, &self.admin) {
             return Err(WithError::at(
@@ -186,7 +183,7 @@ impl NetworkWith {
     /// How a local network is created when this stage creates it.
     pub fn settings(&self) -> Settings {
         Settings {
-            arch: self.arch.clone(),
+            arch: self.arch.text().to_owned(),
             epoch_duration_ms: self
                 .epoch_duration
                 .as_ref()
@@ -206,7 +203,7 @@ impl NetworkWith {
     pub fn open_for(&self, ctx: &RunContext<'_>) -> Result<Network> {
         let net = self.open(ctx.store)?;
         let made = net.local_dir().map(Settings::read).transpose()?.flatten();
-        if let Some(made) = made.filter(|made| made.arch != self.arch) {
+        if let Some(made) = made.filter(|made| made.arch != self.arch.text()) {
             ctx.note(format!(
                 "the local network in this store demands {} models (its `arch` when it was \
                  made); `network.arch: {}` applies to a new network only: give this run a \
@@ -226,7 +223,7 @@ impl NetworkWith {
         if net.is_local() {
             return Ok(());
         }
-        let arch: crate::ArchConfig = self.arch.parse()?;
+        let arch = &*self.arch;
         let demanded = net.parameters()?.target_embedding_dim;
         if arch.embedding_dim as u64 == demanded {
             return Ok(());
