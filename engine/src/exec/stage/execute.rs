@@ -44,10 +44,8 @@ pub(in crate::exec) fn execute(
     let lease = match &shared.remote {
         Some(remote) if !shared.no_cache => match claim_or_wait(shared, stage, remote, key) {
             Ok(Claimed::Built(found)) => {
-                let origin = Origin::Remote {
-                    unverified: found.unverified,
-                };
-                return Ok(Executed::Found(found.entry, origin));
+                let (entry, origin) = Origin::remote(found);
+                return Ok(Executed::Found(entry, origin));
             }
             Ok(Claimed::Lease(lease)) => Some(lease),
             Err(e) => {

@@ -32,6 +32,14 @@ impl Origin {
         };
         unverified.then(|| stage.to_string())
     }
+
+    /// A result found in the remote store, with where it came from.
+    pub(in crate::exec) fn remote(found: RemoteEntry) -> (CacheEntry, Origin) {
+        let origin = Origin::Remote {
+            unverified: found.unverified,
+        };
+        (found.entry, origin)
+    }
 }
 
 /// Stage `i`'s key, and its result if the cache holds one (here first, then in the
@@ -48,14 +56,7 @@ pub(in crate::exec) fn key_and_lookup(
     }
     let hit = local(shared, stage, &key.hash)
         .map(|entry| (entry, Origin::Local))
-        .or_else(|| {
-            remote(shared, stage, &key.hash, false).map(|found| {
-                let origin = Origin::Remote {
-                    unverified: found.unverified,
-                };
-                (found.entry, origin)
-            })
-        });
+        .or_else(|| remote(shared, stage, &key.hash, false).map(Origin::remote));
     Ok((key, hit))
 }
 
