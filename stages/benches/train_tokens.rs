@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 use serde_json::json;
 use soma_flow_engine::{RunContext, StageKind};
-use soma_flow_stages::kinds::distill::DistillKind;
-use soma_flow_stages::kinds::train::TrainKind;
+use soma_flow_stages::kinds::distill::DISTILL;
+use soma_flow_stages::kinds::train::TRAIN;
 
 /// As `soma-flow` allocates (see its `main.rs`).
 #[global_allocator]
@@ -46,9 +46,9 @@ fn main() {
             "checkpoint_every": 0,
         });
         let data = ("data", vec![sources.clone()]);
-        let trained = run(TrainKind, &with, &dir, [data.clone()]);
+        let trained = run(TRAIN, &with, &dir, [data.clone()]);
         let teachers = ("teachers", vec![trained.clone(), trained]);
-        run(DistillKind, &with, &dir, [data, teachers]);
+        run(DISTILL, &with, &dir, [data, teachers]);
     }
 }
 

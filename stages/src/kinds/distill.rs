@@ -1,7 +1,6 @@
 //! `distill`: trains a student towards frozen teachers' embeddings (and
 //! optionally their softened logits) on top of the on-chain objective.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Result};
@@ -9,21 +8,19 @@ use burn::tensor::backend::AutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
-use soma_flow_engine::{
-    CachedOutputs, Curve, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind,
-    WithError,
-};
+use soma_flow_engine::{InputPort, Outcome, RunContext, WithError};
 
 use crate::formats::competitors;
 use crate::model::{ArchConfig, SomaModel};
 use crate::training::job::ObjectiveSpec;
 use crate::training::objective::Distillation;
-use crate::training::settings::{reject_unknown, Settings};
-use crate::training::stage::{run_training, training_inputs, training_outputs};
+use crate::training::settings::Settings;
+use crate::training::stage::{run_training, Training, TrainingKind, TrainingWith};
 
 /// The settings only distillation has.
 #[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Distill")]
 pub struct DistillSettings {
     /// Weight of the task loss; `1 − alpha` weighs the embedding MSE.
     #[serde_inline_default(0.5)]
@@ -38,17 +35,7 @@ pub struct DistillSettings {
     pub temperature: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct DistillWith {
-    #[serde(flatten)]
-    pub settings: Settings,
-    #[serde(flatten)]
-    pub distill: DistillSettings,
-    /// Keys no part claimed; `check` rejects them.
-    #[serde(flatten, skip_serializing)]
-    #[schemars(skip)]
-    pub unknown: BTreeMap<String, serde_json::Value>,
-}
+pub type DistillWith = TrainingWith<DistillSettings>;
 
 impl DistillSettings {
     pub fn check(&self) -> Result<(), WithError> {
@@ -153,58 +140,38 @@ fn load_teacher<B: burn::tensor::backend::Backend>(
     Ok(teacher)
 }
 
-pub struct DistillKind;
+pub struct Distill;
 
-impl StageKind for DistillKind {
-    type With = DistillWith;
+/// The `distill` kind.
+pub const DISTILL: TrainingKind<Distill> = TrainingKind(Distill);
+
+impl Training for Distill {
     const NAME: &'static str = "distill";
     // 2: the curve names the distillation objective and shows the held-out score.
     const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "Distils frozen teachers into a student: alpha task loss + (1 - alpha) embedding MSE";
+    type Extra = DistillSettings;
 
-    fn inputs(&self, _: &DistillWith) -> Inputs {
-        let mut ports = training_inputs();
-        ports.push(InputPort::many("teachers"));
-        Inputs::Fixed(ports)
+    fn extra_inputs(&self) -> Vec<InputPort> {
+        vec![InputPort::many("teachers")]
     }
 
-    fn outputs(&self, _: &DistillWith) -> Vec<String> {
-        training_outputs()
+    fn check(&self, extra: &DistillSettings) -> Result<(), WithError> {
+        extra.check()
     }
 
-    fn check(&self, with: &DistillWith) -> Result<(), WithError> {
-        reject_unknown(&with.unknown)?;
-        with.settings.check()?;
-        with.distill.check()
-    }
-
-    fn irreproducible(&self, _: &DistillWith, output: &str) -> Option<&'static str> {
-        crate::training::stage::training_irreproducible(output)
-    }
-
-    fn headline(
+    fn run(
         &self,
-        _: &DistillWith,
-        outputs: &CachedOutputs<'_>,
-    ) -> Result<Vec<(String, serde_json::Value)>> {
-        crate::training::stage::training_headline(outputs)
-    }
-
-    fn curves(&self, _: &DistillWith, outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
-        crate::training::stage::training_curves(outputs)
-    }
-
-    fn requirements(&self, _: &DistillWith) -> Requirements {
-        Requirements::backend_in(super::MODEL_RESOURCE)
-    }
-
-    fn run(&self, with: &DistillWith, ctx: &RunContext<'_>) -> Result<Outcome> {
+        settings: &Settings,
+        extra: &DistillSettings,
+        ctx: &RunContext<'_>,
+    ) -> Result<Outcome> {
         let spec = DistillSpec {
             teachers: teacher_files(ctx.input_list("teachers"))?,
-            settings: &with.distill,
-            heads: with.settings.heads,
+            settings: extra,
+            heads: settings.heads,
         };
-        run_training(&with.settings, &spec, "distill: loss per step", ctx)
+        run_training(settings, &spec, "distill: loss per step", ctx)
     }
 }

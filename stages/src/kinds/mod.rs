@@ -23,8 +23,8 @@ pub const MODEL_RESOURCE: &str = "model";
 pub fn register(registry: &mut Registry) {
     registry.register(fetch_dataset::FetchDatasetKind);
     registry.register(fetch_competitors::FetchCompetitorsKind);
-    registry.register(train::TrainKind);
-    registry.register(distill::DistillKind);
+    registry.register(train::TRAIN);
+    registry.register(distill::DISTILL);
     registry.register(average::AverageKind);
     registry.register(embed::EmbedKind);
     registry.register(score::ScoreKind);

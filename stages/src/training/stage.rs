@@ -1,17 +1,110 @@
-//! What the training kinds (`train`, `distill`) share as stages: their inputs and
-//! outputs, and running a [`Job`] from a stage's context.
+//! One implementation of the training kinds (`train`, `distill`): [`TrainingKind`] is
+//! the stage kind, and a [`Training`] says only what sets one apart (its name, its
+//! settings beyond the shared [`Settings`], extra inputs, its objective).
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 
 use anyhow::{Context, Result};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use soma_flow_engine::{CachedOutputs, Curve, InputPort, Outcome, RunContext};
+use soma_flow_engine::{
+    CachedOutputs, Curve, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind,
+    WithError,
+};
 
 use super::job::{Job, ObjectiveSpec, Outputs};
-use super::settings::Settings;
+use super::settings::{reject_unknown, Settings};
+
+/// What sets a training kind apart.
+pub trait Training: Send + Sync + 'static {
+    const NAME: &'static str;
+    const VERSION: u32;
+    const ABOUT: &'static str;
+    /// Its settings beside the shared ones (flattened into `with`).
+    type Extra: DeserializeOwned + Serialize + JsonSchema + Clone + Debug + Send + Sync + 'static;
+    /// Inputs beside `data`, `init` and `holdout`.
+    fn extra_inputs(&self) -> Vec<InputPort> {
+        Vec::new()
+    }
+    fn check(&self, _extra: &Self::Extra) -> Result<(), WithError> {
+        Ok(())
+    }
+    /// Trains, with [`run_training`] and its objective.
+    fn run(
+        &self,
+        settings: &Settings,
+        extra: &Self::Extra,
+        ctx: &RunContext<'_>,
+    ) -> Result<Outcome>;
+}
+
+// A training kind's `with`: the shared settings, its own, and (rejected by `check`)
+// keys neither claimed. (No doc comment: the schema describes it by `Settings`'.)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "{E}With")]
+pub struct TrainingWith<E> {
+    #[serde(flatten)]
+    pub settings: Settings,
+    #[serde(flatten)]
+    pub extra: E,
+    /// Keys no part claimed; `check` rejects them.
+    #[serde(flatten, skip_serializing)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Json>,
+}
+
+/// The stage kind of a [`Training`].
+pub struct TrainingKind<T>(pub T);
+
+impl<T: Training> StageKind for TrainingKind<T> {
+    type With = TrainingWith<T::Extra>;
+    const NAME: &'static str = T::NAME;
+    const VERSION: u32 = T::VERSION;
+    const ABOUT: &'static str = T::ABOUT;
+
+    fn inputs(&self, _: &Self::With) -> Inputs {
+        Inputs::Fixed([training_inputs(), self.0.extra_inputs()].concat())
+    }
+
+    fn outputs(&self, _: &Self::With) -> Vec<String> {
+        vec!["model".into(), "metrics".into(), "curve".into()]
+    }
+
+    fn check(&self, with: &Self::With) -> Result<(), WithError> {
+        reject_unknown(&with.unknown)?;
+        with.settings.check()?;
+        self.0.check(&with.extra)
+    }
+
+    /// The metrics hold wall-clock speed (tokens/s); the model and curve do not.
+    fn irreproducible(&self, _: &Self::With, output: &str) -> Option<&'static str> {
+        (output == "metrics").then_some("holds wall-clock timings (tokens/s)")
+    }
+
+    fn headline(&self, _: &Self::With, outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Json)>> {
+        training_headline(outputs)
+    }
+
+    fn curves(&self, _: &Self::With, outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
+        training_curves(outputs)
+    }
+
+    fn requirements(&self, _: &Self::With) -> Requirements {
+        Requirements::backend_in(crate::kinds::MODEL_RESOURCE)
+    }
+
+    fn run(&self, with: &Self::With, ctx: &RunContext<'_>) -> Result<Outcome> {
+        self.0.run(&with.settings, &with.extra, ctx)
+    }
+}
 use crate::backend::run_on;
 use crate::formats::competitors::single_model;
 
-/// The inputs `train` and `distill` share.
-pub fn training_inputs() -> Vec<InputPort> {
+/// The inputs every training kind takes.
+fn training_inputs() -> Vec<InputPort> {
     vec![
         InputPort::required("data"),
         InputPort::optional("init"),
@@ -19,19 +112,9 @@ pub fn training_inputs() -> Vec<InputPort> {
     ]
 }
 
-/// The outputs `train` and `distill` share.
-pub fn training_outputs() -> Vec<String> {
-    vec!["model".into(), "metrics".into(), "curve".into()]
-}
-
-/// The metrics hold wall-clock speed (tokens/s); the model and curve do not.
-pub fn training_irreproducible(output: &str) -> Option<&'static str> {
-    (output == "metrics").then_some("holds wall-clock timings (tokens/s)")
-}
-
 /// What `compare` shows of a training: the last step's loss, the holdout score before
 /// and after, and the mean tokens/s, from the `metrics` output.
-pub fn training_headline(outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Json)>> {
+fn training_headline(outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Json)>> {
     let lines = metric_lines(outputs)?;
     let values = |key: &str| -> Vec<f64> { lines.iter().filter_map(|l| l[key].as_f64()).collect() };
     let (losses, holdout, speeds) = (
@@ -56,7 +139,7 @@ pub fn training_headline(outputs: &CachedOutputs<'_>) -> Result<Vec<(String, Jso
 
 /// What `report --compare` draws of a training: the loss (the objective) and the
 /// holdout score per step.
-pub fn training_curves(outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
+fn training_curves(outputs: &CachedOutputs<'_>) -> Result<Vec<Curve>> {
     let lines = metric_lines(outputs)?;
     let series = |key: &str| -> Vec<(f64, f64)> {
         lines
