@@ -177,40 +177,52 @@ pub fn run_on<T: BackendTask>(choice: BackendChoice, task: T) -> Result<T::Outpu
 /// backend's values stay bit for bit as they were.
 pub const DEVICE_ELEMENTS: usize = 1 << 24;
 
-/// How many of `total` independent parts, each making intermediates of `per_part`
-/// elements, one pass on `device` takes: all of them on the host, else as many as
-/// [`DEVICE_ELEMENTS`] holds (at least one).
-pub fn parts_per_pass<B: burn::tensor::backend::Backend>(
+/// The passes over `total` independent parts, each making intermediates of `per_part`
+/// elements, that work on `device` is cut into: one over all of them on the host, else
+/// as many parts per pass as [`DEVICE_ELEMENTS`] holds (at least one).
+pub fn passes<B: burn::tensor::backend::Backend>(
     device: &B::Device,
     total: usize,
     per_part: usize,
-) -> usize {
-    if on_host::<B>(device) {
-        return total.max(1);
+) -> Vec<std::ops::Range<usize>> {
+    let per_pass = match on_host::<B>(device) {
+        true => total,
+        false => DEVICE_ELEMENTS / per_part.max(1),
     }
-    (DEVICE_ELEMENTS / per_part.max(1)).clamp(1, total.max(1))
+    .clamp(1, total.max(1));
+    (0..total)
+        .step_by(per_pass)
+        .map(|start| start..(start + per_pass).min(total))
+        .collect()
 }
 
 /// The wgpu device Burn will use: the best adapter of the platform's graphics API
 /// (Vulkan on Linux), or an error naming what to install when there is none (Burn
-/// itself would panic).
+/// itself would panic). The adapters are looked for once per process.
 #[cfg(feature = "wgpu")]
 pub fn wgpu_device() -> Result<burn::backend::wgpu::WgpuDevice> {
     use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
-    let api = AutoGraphicsApi::backend();
-    let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor {
-        backends: api.into(),
-        ..Default::default()
+    static FOUND: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let api = AutoGraphicsApi::backend();
+        let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor {
+            backends: api.into(),
+            ..Default::default()
+        });
+        match instance.enumerate_adapters(api.into()).is_empty() {
+            false => Ok(()),
+            true => Err(format!(
+                "backend `wgpu` found no {api:?} device on this machine: install your GPU's \
+                 {api:?} driver, or, to run on the CPU through {api:?} (slowly, as CI does), \
+                 Mesa's lavapipe (Debian and Ubuntu: `apt install mesa-vulkan-drivers`); or \
+                 pick another backend (`--backend ndarray`)"
+            )),
+        }
     });
-    if instance.enumerate_adapters(api.into()).is_empty() {
-        bail!(
-            "backend `wgpu` found no {api:?} device on this machine: install your GPU's \
-             {api:?} driver, or, to run on the CPU through {api:?} (slowly, as CI does), Mesa's \
-             lavapipe (Debian and Ubuntu: `apt install mesa-vulkan-drivers`); or pick \
-             another backend (`--backend ndarray`)"
-        );
+    match found {
+        Ok(()) => Ok(burn::backend::wgpu::WgpuDevice::DefaultDevice),
+        Err(why) => bail!("{why}"),
     }
-    Ok(burn::backend::wgpu::WgpuDevice::DefaultDevice)
 }
 
 /// How the costly parts of a model's step (SIGReg, attention, linear layers, GELU)

@@ -5,7 +5,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::backend::{parts_per_pass, Pass};
+use crate::backend::{passes, Pass};
 use crate::noise::normal_array;
 
 /// Number of random projections.
@@ -84,16 +84,13 @@ pub fn unfused<B: Backend>(rep: Tensor<B, 3>, noise: Tensor<B, 2>) -> Tensor<B, 
     let device = rep.device();
     let x = project(rep, noise);
     let [positions, slices] = x.dims();
-    let rows = parts_per_pass::<B>(&device, positions, slices * POINTS);
-    if rows >= positions {
+    let passes = passes::<B>(&device, positions, slices * POINTS);
+    if passes.len() <= 1 {
         return integrated(x).mean();
     }
-    let sums: Vec<Tensor<B, 1>> = (0..positions)
-        .step_by(rows)
-        .map(|start| {
-            let part = start..(start + rows).min(positions);
-            integrated(x.clone().slice([part, 0..slices])).sum()
-        })
+    let sums: Vec<Tensor<B, 1>> = passes
+        .into_iter()
+        .map(|part| integrated(x.clone().slice([part, 0..slices])).sum())
         .collect();
     Tensor::cat(sums, 0).sum().div_scalar(positions as f64)
 }

@@ -17,7 +17,7 @@ use super::config::ArchConfig;
 use super::gelu::gelu;
 use super::layout::{canonical_layout, layer_prefix, ParamInit, ParamSpec};
 use super::linear::linear;
-use crate::backend::{parts_per_pass, Pass};
+use crate::backend::{passes, Pass};
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -189,14 +189,13 @@ impl<B: Backend> SomaModel<B> {
         let [batch, len] = tokens.dims();
         let c = self.config();
         let per_row = len * (c.num_heads * len).max(c.pwff_hidden_dim);
-        let rows = parts_per_pass::<B>(&tokens.device(), batch, per_row);
-        if rows >= batch {
+        let passes = passes::<B>(&tokens.device(), batch, per_row);
+        if passes.len() <= 1 {
             return self.encode_rows(tokens, positions, pass);
         }
-        let parts = (0..batch)
-            .step_by(rows)
-            .map(|start| {
-                let part = start..(start + rows).min(batch);
+        let parts = passes
+            .into_iter()
+            .map(|part| {
                 self.encode_rows(
                     tokens.clone().slice([part.clone(), 0..len]),
                     positions.clone().slice([part, 0..len]),

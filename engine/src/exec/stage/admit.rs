@@ -34,17 +34,9 @@ pub(super) fn refusal(
 /// What a stage holds while it executes; dropping it lets the next stage in.
 pub(super) struct Admission {
     _job: Option<OwnedSemaphorePermit>,
-    class: Option<(String, Slot)>,
-}
-
-impl Admission {
+    _slot: Option<Slot>,
     /// The GPU the stage was given, if its class is `gpu`.
-    pub(super) fn device(&self) -> Option<usize> {
-        match &self.class {
-            Some((class, slot)) if class == GPU => Some(slot.index),
-            _ => None,
-        }
-    }
+    pub device: Option<usize>,
 }
 
 /// Waits until `stage` may execute.
@@ -53,22 +45,25 @@ pub(super) async fn admit(shared: &Shared, stage: &PlannedStage) -> Admission {
     if shared.plan.executor_of(stage) == Executor::Slurm {
         return Admission {
             _job: None,
-            class: None,
+            _slot: None,
+            device: None,
         };
     }
     let job = std::sync::Arc::clone(&shared.jobs)
         .acquire_owned()
         .await
         .expect("semaphore never closes");
-    let class = match stage.requirements.resource.as_ref() {
-        Some(c) => match shared.resources.get(c) {
-            Some(slots) => Some((c.clone(), slots.acquire().await)),
-            None => None,
-        },
+    let class = stage.requirements.resource.as_deref();
+    let slot = match class.and_then(|c| shared.resources.get(c)) {
+        Some(slots) => Some(slots.acquire().await),
         None => None,
     };
     Admission {
         _job: Some(job),
-        class,
+        device: slot
+            .as_ref()
+            .filter(|_| class == Some(GPU))
+            .map(|s| s.index),
+        _slot: slot,
     }
 }

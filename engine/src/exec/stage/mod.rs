@@ -61,7 +61,7 @@ pub(super) async fn run(
     }
     let admission = admit::admit(&shared, stage).await;
     f.executing(&shared, stage);
-    let (device, sign) = (admission.device(), tainted.is_none());
+    let (device, sign) = (admission.device, tainted.is_none());
     let tried = retry::tries(
         stage.execution.attempts,
         stage.execution.backoff,
