@@ -56,7 +56,6 @@ pub(super) async fn walk<V: Visitor>(
     let mut running = Running {
         set: JoinSet::new(),
         tasks: HashMap::new(),
-        started: vec![false; n],
     };
     for i in (0..n).filter(|&i| waiting[i] == 0) {
         running.start(i, visitor.start(i, &done));
@@ -97,7 +96,8 @@ pub(super) async fn walk<V: Visitor>(
     Walked {
         done,
         interrupted,
-        started: running.started,
+        // A stage is handed out exactly when its last dependency succeeds.
+        started: waiting.iter().map(|&w| w == 0).collect(),
     }
 }
 
@@ -105,12 +105,10 @@ pub(super) async fn walk<V: Visitor>(
 struct Running<T> {
     set: JoinSet<(usize, T)>,
     tasks: HashMap<tokio::task::Id, usize>,
-    started: Vec<bool>,
 }
 
 impl<T: Send + 'static> Running<T> {
     fn start(&mut self, i: usize, stage: impl Future<Output = T> + Send + 'static) {
-        self.started[i] = true;
         let task = self.set.spawn(async move { (i, stage.await) });
         self.tasks.insert(task.id(), i);
     }
