@@ -137,3 +137,41 @@ fn missing_key_files_and_data_paths_are_said_on_load() {
     let out = p.run(&["validate", "k.yaml"]);
     assert_eq!(out.code(), 0, "{}", out.all());
 }
+
+/// A training stage written with the last release's flat keys still validates (exit 0)
+/// and says, at each old key, where it moved; the new spelling loads without a word.
+#[test]
+fn the_last_releases_flat_training_keys_load_with_a_warning_each() {
+    let p = Project::new();
+    let pipeline = |with: &str| {
+        format!("name: x\nstages:\n  data:\n    kind: fetch-dataset\n    with: {{source: local, paths: [d.md], holdout: 0}}\n  t:\n    kind: train\n    inputs: {{data: data.dataset}}\n    with: {with}\n")
+    };
+    p.write("d.md", "some text\n");
+    p.write(
+        "old.yaml",
+        &pipeline("{steps: 2, lr: 0.01, schedule: cosine, accum: 1}"),
+    );
+    p.write(
+        "new.yaml",
+        &pipeline("{steps: 2, optimizer: {lr: 0.01}, schedule: {decay: cosine}, data: {accum: 1}}"),
+    );
+    let out = p.run(&["validate", "old.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    for (key, new) in [
+        ("lr", "optimizer.lr"),
+        ("schedule", "schedule.decay"),
+        ("accum", "data.accum"),
+    ] {
+        assert!(
+            out.stderr().contains("warning: old.yaml:9:")
+                && out
+                    .stderr()
+                    .contains(&format!("with.{key}: moved to `{new}`")),
+            "{}",
+            out.all()
+        );
+    }
+    let out = p.run(&["validate", "new.yaml"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(!out.stderr().contains("warning"), "{}", out.all());
+}

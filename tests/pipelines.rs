@@ -284,6 +284,7 @@ fn every_pipeline_takes_the_users_data_from_the_command_line() {
         let file = repo(&format!("pipelines/{pipeline}.yaml"));
         let out = p.run(&["run", &file, "--target", stage, "--set", &data]);
         assert_eq!(out.code(), 0, "{pipeline}: {}", out.all());
+        assert!(!out.stderr().contains("old spelling"), "{}", out.all());
         assert!(
             out.stdout().contains("3 documents") && out.stdout().contains("1 held out"),
             "{pipeline}: {}",

@@ -7,6 +7,8 @@ use crate::yaml::Span;
 
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
+    /// A warning does not stop the pipeline from loading (an old spelling, say).
+    pub warning: bool,
     pub file: PathBuf,
     pub span: Span,
     pub message: String,
@@ -19,11 +21,20 @@ pub struct Diagnostic {
 impl Diagnostic {
     pub fn new(source: &Source, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
+            warning: false,
             file: source.path.clone(),
             span,
             message: message.into(),
             snippet: source.line(span.line).map(str::to_owned),
             help: None,
+        }
+    }
+
+    /// A diagnostic that does not stop the pipeline from loading.
+    pub fn warning(source: &Source, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            warning: true,
+            ..Diagnostic::new(source, span, message)
         }
     }
 
@@ -37,7 +48,8 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "error: {}:{}: {}",
+            "{}: {}:{}: {}",
+            if self.warning { "warning" } else { "error" },
             self.file.display(),
             self.span,
             self.message
@@ -70,7 +82,7 @@ impl fmt::Display for Diagnostics {
         for d in &self.0 {
             write!(f, "{d}")?;
         }
-        let n = self.0.len();
+        let n = self.0.iter().filter(|d| !d.warning).count();
         write!(
             f,
             "{n} error{} in {}",

@@ -28,7 +28,7 @@ pub mod verify;
 pub mod yaml;
 
 pub use kind::{
-    CachedOutputs, Curve, InputPort, Inputs, KeyContext, Outcome, Registry, Requirements,
+    CachedOutputs, Curve, InputPort, Inputs, KeyContext, Move, Outcome, Registry, Requirements,
     RunContext, StageKind, WithError,
 };
 pub use parsed::Parsed;

@@ -126,43 +126,48 @@ impl StageKind for Step {
     }
 }
 
-/// `flat`: does nothing; its `with` is made of flattened parts, as `train`'s is, whose
-/// errors serde reports without their path.
+/// `shaped`: does nothing; its `with` groups `width` and `height` under `shape`, and
+/// still reads them at the top level (their old spelling) with a warning.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct FlatWith {
-    #[serde(flatten)]
-    pub part: FlatPart,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct FlatPart {
+#[serde(deny_unknown_fields)]
+pub struct ShapedWith {
     #[serde(default)]
     pub count: usize,
     #[serde(default)]
-    pub shape: FlatShape,
+    pub shape: Shape,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-pub struct FlatShape {
+#[serde(deny_unknown_fields)]
+pub struct Shape {
+    pub kind: Option<String>,
     pub width: Option<usize>,
     pub height: Option<usize>,
 }
 
-pub struct Flat;
+pub struct Shaped;
 
-impl StageKind for Flat {
-    type With = FlatWith;
-    const NAME: &'static str = "flat";
+impl StageKind for Shaped {
+    type With = ShapedWith;
+    const NAME: &'static str = "shaped";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "A test stage with flattened settings";
+    const ABOUT: &'static str = "A test stage with grouped settings and old spellings";
 
-    fn inputs(&self, _: &FlatWith) -> Inputs {
+    fn inputs(&self, _: &ShapedWith) -> Inputs {
         Inputs::Any
     }
-    fn outputs(&self, _: &FlatWith) -> Vec<String> {
+    fn moved(&self) -> Vec<soma_flow_engine::Move> {
+        // `shape: square` (a string) was the old spelling of `shape.kind`.
+        vec![
+            ("width", &["shape", "width"]),
+            ("height", &["shape", "height"]),
+            ("shape", &["shape", "kind"]),
+        ]
+    }
+    fn outputs(&self, _: &ShapedWith) -> Vec<String> {
         vec!["out".into()]
     }
-    fn run(&self, _: &FlatWith, ctx: &RunContext<'_>) -> anyhow::Result<Outcome> {
+    fn run(&self, _: &ShapedWith, ctx: &RunContext<'_>) -> anyhow::Result<Outcome> {
         std::fs::write(ctx.output("out"), "")?;
         Ok(Outcome::Done)
     }
@@ -194,7 +199,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(CommandKind);
     r.register(Step);
-    r.register(Flat);
+    r.register(Shaped);
     r
 }
 

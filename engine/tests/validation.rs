@@ -82,20 +82,54 @@ fn a_single_value_is_a_list_of_one() {
     assert_eq!(stage.with["outs"], serde_json::json!(["result"]));
 }
 
-/// serde's `flatten` loses the path of an error; the diagnostic still points at the
-/// key at fault, inside maps too, and names it.
+/// A key a kind moved into a group still loads under its old spelling, as the same
+/// `with` (the same cache key), with a warning at the old key that shows the new
+/// spelling as written (`${params…}` and all); a bad value under the old spelling is
+/// an error at the old key; both spellings at once is an error.
 #[test]
-fn errors_in_flattened_settings_point_at_their_key() {
-    let err = reject("name: x\nstages:\n  a:\n    kind: flat\n    with:\n      count: 1\n      shape: {width: 2, height: tall}\n");
-    assert_at(
-        &err,
-        "7:33",
-        "with.shape.height: invalid type: string \"tall\"",
+fn old_spellings_load_with_a_located_warning_and_the_same_with() {
+    let p = Project::new();
+    let pipeline = |with: &str| {
+        format!("name: x\nparams: {{w: 2}}\nstages:\n  a:\n    kind: shaped\n    with:\n{with}")
+    };
+    p.write(
+        "new.yaml",
+        &pipeline("      count: 1\n      shape: {width: '${params.w}', height: 3, kind: square}\n"),
     );
-    let err = reject(
-        "name: x\nstages:\n  a:\n    kind: flat\n    with:\n      shape: {}\n      count: -1\n",
+    p.write(
+        "old.yaml",
+        &pipeline(
+            "      count: 1\n      width: '${params.w}'\n      height: 3\n      shape: square\n",
+        ),
     );
-    assert_at(&err, "7:14", "with.count: invalid value: integer `-1`");
+    let new = p.load("new.yaml", &[]).expect("the new spelling loads");
+    let old = p.load("old.yaml", &[]).expect("the old spelling loads");
+    assert!(new.warnings.is_empty());
+    assert_eq!(old.stages["a"].with, new.stages["a"].with);
+    assert_eq!(old.stages["a"].with["shape"]["width"], 2);
+    let warnings: Vec<String> = old.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings[0].starts_with("warning: "), "{}", warnings[0]);
+    let at = |w: &str, place: &str, needle: &str| {
+        assert!(
+            w.contains(&format!("old.yaml:{place}: ")) && w.contains(needle),
+            "{w}"
+        )
+    };
+    // In the file's order (the old key that the group took the name of moves first).
+    at(&warnings[0], "8:7", "with.width: moved to `shape.width`");
+    assert!(
+        warnings[0].contains("write `shape: { width: \"${params.w}\" }`"),
+        "{}",
+        warnings[0]
+    );
+    at(&warnings[1], "9:7", "with.height: moved to `shape.height`");
+    at(&warnings[2], "10:7", "with.shape: moved to `shape.kind`");
+
+    let err = reject(&pipeline("      width: wide\n"));
+    assert_at(&err, "7:14", "with.width: invalid type: string \"wide\"");
+    let err = reject(&pipeline("      width: 1\n      shape: {width: 2}\n"));
+    assert_at(&err, "7:7", "unknown field `width`");
 }
 
 #[test]

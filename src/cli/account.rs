@@ -26,8 +26,8 @@ pub struct NetworkArgs {
 
 impl NetworkArgs {
     pub fn connect(&self, store: &StoreArgs) -> Result<Network> {
-        let endpoint =
-            Endpoint::parse_with(&self.network, self.faucet.as_deref(), self.admin.as_deref())?;
+        let endpoint = Endpoint::parse(&self.network)?
+            .with_services(self.faucet.as_deref(), self.admin.as_deref());
         let root = match endpoint {
             Endpoint::Local => store.open()?.root().to_owned(),
             _ => PathBuf::new(),

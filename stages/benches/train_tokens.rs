@@ -41,8 +41,7 @@ fn main() {
         let with = json!({
             "arch": preset,
             "steps": STEPS,
-            "batch": 2,
-            "accum": 1,
+            "data": {"batch": 2, "accum": 1},
             "checkpoint_every": 0,
         });
         let data = ("data", vec![sources.clone()]);

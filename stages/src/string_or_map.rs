@@ -6,13 +6,14 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-/// `T` from a string (`from_str`) or from a map (read as `M`, then `from_map`), told
-/// apart by the value's type. An error inside the map is reported as itself, with its
-/// path (serde's `untagged` would say only that no form matched).
+/// `T` from a string (`from_str`, which may refuse it: the message is the error) or
+/// from a map (read as `M`, then `from_map`), told apart by the value's type. An error
+/// inside the map is reported as itself, with its path (serde's `untagged` would say
+/// only that no form matched).
 pub(crate) fn string_or_map<'de, D, T, M>(
     deserializer: D,
     expecting: &'static str,
-    from_str: fn(&str) -> T,
+    from_str: fn(&str) -> Result<T, String>,
     from_map: fn(M) -> T,
 ) -> Result<T, D::Error>
 where
@@ -21,7 +22,7 @@ where
 {
     struct Forms<T, M> {
         expecting: &'static str,
-        from_str: fn(&str) -> T,
+        from_str: fn(&str) -> Result<T, String>,
         from_map: fn(M) -> T,
     }
     impl<'de, T, M: Deserialize<'de>> Visitor<'de> for Forms<T, M> {
@@ -30,7 +31,7 @@ where
             f.write_str(self.expecting)
         }
         fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
-            Ok((self.from_str)(text))
+            (self.from_str)(text).map_err(E::custom)
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
             M::deserialize(de::value::MapAccessDeserializer::new(map)).map(self.from_map)

@@ -257,10 +257,11 @@ fn bad_urls_are_rejected_before_running() {
     assert!(message.contains("unknown field `sha`"), "{message}");
 }
 
-/// Ids, SHA-256s and the network's architecture are parsed once, on load: a bad one is
-/// named at its key, and what enters the cache key is the text as written.
+/// Ids, SHA-256s and the network (its name or fullnode URL, its architecture) are
+/// parsed once, on load: a bad one is named at its key, and what enters the cache key
+/// is the text as written.
 #[test]
-fn ids_and_the_network_arch_are_parsed_on_load_and_named_at_their_key() {
+fn ids_and_the_network_are_parsed_on_load_and_named_at_their_key() {
     let id = format!("0x{}", "ab".repeat(32));
     let (path, message) = with_error(json!({"ids": [id, "0xzz"]}));
     assert_eq!(path, [PathSeg::Key("ids".into()), PathSeg::Index(1)]);
@@ -271,16 +272,29 @@ fn ids_and_the_network_arch_are_parsed_on_load_and_named_at_their_key() {
         [PathSeg::Key("network".into()), PathSeg::Key("arch".into())]
     );
     assert!(message.contains("unknown model preset `v9`"), "{message}");
+    for (network, key) in [
+        (json!({"name": "moon"}), Some("name")),
+        (json!({"rpc": "fullnode:9000"}), Some("rpc")),
+        (json!("moon"), None),
+    ] {
+        let (path, message) = with_error(json!({ "network": network }));
+        let mut expected = vec![PathSeg::Key("network".into())];
+        expected.extend(key.map(|k| PathSeg::Key(k.into())));
+        assert_eq!(path, expected, "{message}");
+        assert!(message.contains("is not a network"), "{message}");
+    }
 
     let mut registry = Registry::new();
     soma_flow_stages::kinds::register(&mut registry);
-    let with =
-        json!({"ids": [id.to_uppercase().replace("0X", "0x")], "network": {"arch": "v1-small"}});
-    let (_, resolved) = registry
+    let with = json!({"ids": [id.to_uppercase().replace("0X", "0x")],
+                      "network": {"arch": "v1-small", "rpc": "http://127.0.0.1:9000"}});
+    let resolved = registry
         .get("fetch-competitors")
         .unwrap()
         .prepare(with.clone())
-        .unwrap_or_else(|e| panic!("{}", e.message));
+        .unwrap_or_else(|e| panic!("{}", e.message))
+        .with;
     assert_eq!(resolved["ids"], with["ids"]);
     assert_eq!(resolved["network"]["arch"], "v1-small");
+    assert_eq!(resolved["network"]["rpc"], "http://127.0.0.1:9000");
 }

@@ -53,17 +53,16 @@ fn outputs(dir: &Path) -> Outputs {
 }
 
 pub fn quick_settings(steps: usize) -> Settings {
-    Settings {
+    let mut s = Settings {
         arch: Some(tiny()),
         steps,
         seed: 7,
-        lr: 3e-3,
-        batch: 4,
-        accum: 2,
-        seq_len: 128,
         checkpoint_every: 0,
         ..Settings::default()
-    }
+    };
+    s.optimizer.lr = 3e-3;
+    (s.data.batch, s.data.accum, s.data.seq_len) = (4, 2, 128);
+    s
 }
 
 pub fn train<S: ObjectiveSpec>(
@@ -418,10 +417,37 @@ fn with_error(kind: &str, with: serde_json::Value) -> Vec<PathSeg> {
 #[test]
 fn bad_with_values_are_rejected_naming_the_key() {
     let key = |k: &str| vec![PathSeg::Key(k.into())];
+    let path = |keys: &[&str]| -> Vec<PathSeg> {
+        keys.iter().map(|k| PathSeg::Key(k.to_string())).collect()
+    };
     assert_eq!(with_error("train", json!({"steps": 0})), key("steps"));
-    assert_eq!(with_error("train", json!({"lr": 0})), key("lr"));
-    assert_eq!(with_error("train", json!({"lr": -1e-3})), key("lr"));
+    assert_eq!(
+        with_error("train", json!({"optimizer": {"lr": 0}})),
+        path(&["optimizer", "lr"])
+    );
+    assert_eq!(
+        with_error("train", json!({"data": {"accum": 0}})),
+        path(&["data", "accum"])
+    );
+    assert_eq!(
+        with_error("train", json!({"schedule": {"decay": "linear"}})),
+        path(&["schedule", "decay"])
+    );
     assert_eq!(with_error("train", json!({"stepz": 3})), key("stepz"));
+    assert_eq!(
+        with_error("train", json!({"optimizer": {"lrr": 3}})),
+        path(&["optimizer", "lrr"])
+    );
+    assert_eq!(
+        with_error("distill", json!({"objective": {"alpha": 1.5}})),
+        path(&["objective", "alpha"])
+    );
+    assert_eq!(
+        with_error("train", json!({"objective": {"alpha": 0.5}})),
+        path(&["objective", "alpha"])
+    );
+    // The last release's flat keys: an error is at the key as written.
+    assert_eq!(with_error("train", json!({"lr": -1e-3})), key("lr"));
     assert_eq!(with_error("distill", json!({"alpha": 1.5})), key("alpha"));
     assert_eq!(
         with_error("distill", json!({"temperature": 0})),
@@ -463,9 +489,13 @@ fn bad_with_values_are_rejected_naming_the_key() {
         with_error("embed", json!({"sequences": 0})),
         key("sequences")
     );
-    // Type errors inside the flattened training settings, and inside `arch`'s map.
+    // Type errors in the training settings, and inside `arch`'s map.
     assert_eq!(with_error("train", json!({"steps": "ten"})), key("steps"));
     assert_eq!(with_error("distill", json!({"lr": [1]})), key("lr"));
+    assert_eq!(
+        with_error("distill", json!({"data": {"seq_len": "long"}})),
+        path(&["data", "seq_len"])
+    );
     assert_eq!(
         with_error(
             "distill",
@@ -482,17 +512,44 @@ fn bad_with_values_are_rejected_naming_the_key() {
         assert_eq!(with_error(kind, with), key(&key_at_fault));
     }
 
+    // Defaults fill every group; the last release's flat keys give the same `with`
+    // (hence the same cache key), and say where they moved.
     let mut registry = Registry::new();
     soma_flow_stages::kinds::register(&mut registry);
-    let (_, resolved) = registry
-        .get("train")
-        .unwrap()
-        .prepare(json!({"arch": "v1-tiny", "steps": 3}))
-        .map_err(|e| e.message)
-        .unwrap();
+    let prepare = |kind: &str, with: serde_json::Value| {
+        registry
+            .get(kind)
+            .unwrap()
+            .prepare(with)
+            .map_err(|e| e.message)
+            .unwrap()
+    };
+    let resolved = prepare("train", json!({"arch": "v1-tiny", "steps": 3})).with;
     assert_eq!(resolved["steps"], 3);
-    assert_eq!(resolved["accum"], 64);
-    assert!(resolved.get("unknown").is_none());
+    assert_eq!(resolved["data"]["accum"], 64);
+    assert_eq!(resolved["optimizer"]["lr"], 1e-4);
+    assert!(resolved.get("objective").is_none());
+    let new = prepare(
+        "distill",
+        json!({"steps": 3, "optimizer": {"lr": 0.01}, "schedule": {"decay": "cosine"},
+               "data": {"accum": 2}, "objective": {"alpha": 0.25}}),
+    );
+    let old = prepare(
+        "distill",
+        json!({"steps": 3, "lr": 0.01, "schedule": "cosine", "accum": 2, "alpha": 0.25}),
+    );
+    assert!(new.moved.is_empty());
+    assert_eq!(old.with, new.with);
+    let moved: Vec<String> = old.moved.iter().map(|m| m.to.join(".")).collect();
+    assert_eq!(
+        moved,
+        [
+            "schedule.decay",
+            "optimizer.lr",
+            "data.accum",
+            "objective.alpha"
+        ]
+    );
 }
 
 /// `average` with `betas`: every candidate is scored on the holdout with the chain's
@@ -505,7 +562,7 @@ fn average_keeps_the_beta_with_the_lowest_held_out_loss() {
     let held_out = holdout();
     let stage = |seed: u64| {
         format!(
-            "kind: train\n    inputs: {{data: data.dataset}}\n    with: {{arch: v1-tiny, heads: 4, steps: 2, seed: {seed}, lr: 0.003, batch: 2, accum: 1, seq_len: 64, checkpoint_every: 0}}"
+            "kind: train\n    inputs: {{data: data.dataset}}\n    with: {{arch: v1-tiny, heads: 4, steps: 2, seed: {seed}, checkpoint_every: 0, optimizer: {{lr: 0.003}}, data: {{batch: 2, accum: 1, seq_len: 64}}}}"
         )
     };
     let yaml = format!(

@@ -430,9 +430,13 @@ fn load_as_given(env: &Env, args: &PipelineArgs) -> Result<Plan, ExitStatus> {
         backend: args.backend.as_deref(),
         backends: env.backend,
     };
-    pipeline::read(&args.file)
+    let plan = pipeline::read(&args.file)
         .and_then(|source| pipeline::load(source, &opts))
-        .map_err(|e| load_failed(&e))
+        .map_err(|e| load_failed(&e))?;
+    for warning in &plan.warnings {
+        eprint!("{warning}");
+    }
+    Ok(plan)
 }
 
 /// Prints why a pipeline does not load as a command reports it (diagnostics carry

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::with_error::{explain, locate, value_at};
+use super::moved::{self, Moved};
+use super::with_error::{explain, value_at};
 use super::{
     CachedOutputs, Curve, Inputs, KeyContext, Outcome, Requirements, RunContext, StageKind,
     WithError,
@@ -82,11 +83,8 @@ pub trait DynKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn version(&self) -> u32;
     fn about(&self) -> &'static str;
-    /// Deserialises and checks `with`; on success also returns it with defaults filled in.
-    fn prepare(
-        &self,
-        with: serde_json::Value,
-    ) -> Result<(Box<dyn Prepared>, serde_json::Value), WithError>;
+    /// Moves old spellings, deserialises and checks `with`.
+    fn prepare(&self, with: serde_json::Value) -> Result<PreparedWith, WithError>;
     fn with_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
@@ -100,50 +98,66 @@ impl<K: StageKind> DynKind for Arc<K> {
     fn about(&self) -> &'static str {
         K::ABOUT
     }
-    fn prepare(
-        &self,
-        with: serde_json::Value,
-    ) -> Result<(Box<dyn Prepared>, serde_json::Value), WithError> {
+    fn prepare(&self, with: serde_json::Value) -> Result<PreparedWith, WithError> {
         let mut with = with;
-        let typed: K::With = loop {
-            let e = match serde_path_to_error::deserialize(&with) {
-                Ok(typed) => break typed,
-                Err(e) => e,
-            };
-            let message = e.inner().to_string();
-            let mut path = crate::yaml::path_from_serde(e.path());
-            if path.is_empty() {
-                path = locate::<K::With>(&with, &message);
-            }
-            // One value where a list is taken is that value's list (`status: filled`
-            // for `status: [filled]`); each retry turns one more value into a list.
-            if message.contains("expected a sequence") {
-                if let Some(value) = value_at(&mut with, &path).filter(|v| !v.is_array()) {
-                    *value = serde_json::Value::Array(vec![value.take()]);
-                    continue;
+        let moved = moved::apply(&mut with, &self.moved());
+        let typed = deserialize::<K>(with)
+            .and_then(|typed| self.check(&typed).map(|()| typed))
+            .map_err(|mut e| {
+                for m in &moved {
+                    m.old_path(&mut e.path);
                 }
-            }
-            return Err(explain::<K::With>(WithError {
-                path,
-                message,
-                help: None,
-            }));
-        };
-        self.check(&typed).map_err(explain::<K::With>)?;
+                explain::<K::With>(e)
+            })?;
         let resolved = serde_json::to_value(&typed).map_err(|e| WithError {
             path: vec![],
             message: e.to_string(),
             help: None,
         })?;
-        Ok((
-            Box::new(PreparedStage {
+        Ok(PreparedWith {
+            stage: Box::new(PreparedStage {
                 kind: Arc::clone(self),
                 with: typed,
             }),
-            resolved,
-        ))
+            with: resolved,
+            moved,
+        })
     }
     fn with_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<K::With>()
+    }
+}
+
+/// A kind's `with`, deserialised and checked.
+pub struct PreparedWith {
+    pub stage: Box<dyn Prepared>,
+    /// The `with` as the kind read it, defaults filled in (what the cache key hashes).
+    pub with: serde_json::Value,
+    /// Keys read under an old spelling.
+    pub moved: Vec<Moved>,
+}
+
+/// Deserialises a `with`, with serde's path of an error.
+fn deserialize<K: StageKind>(mut with: serde_json::Value) -> Result<K::With, WithError> {
+    loop {
+        let e = match serde_path_to_error::deserialize(&with) {
+            Ok(typed) => return Ok(typed),
+            Err(e) => e,
+        };
+        let message = e.inner().to_string();
+        let path = crate::yaml::path_from_serde(e.path());
+        // One value where a list is taken is that value's list (`status: filled`
+        // for `status: [filled]`); each retry turns one more value into a list.
+        if message.contains("expected a sequence") {
+            if let Some(value) = value_at(&mut with, &path).filter(|v| !v.is_array()) {
+                *value = serde_json::Value::Array(vec![value.take()]);
+                continue;
+            }
+        }
+        return Err(WithError {
+            path,
+            message,
+            help: None,
+        });
     }
 }

@@ -17,9 +17,11 @@ use serde::Serialize;
 use crate::yaml::PathSeg;
 
 mod erased;
+mod moved;
 mod with_error;
 
-pub use erased::{DynKind, Prepared};
+pub use erased::{DynKind, Prepared, PreparedWith};
+pub use moved::{Move, Moved};
 pub(crate) use with_error::unknown_field;
 
 /// One named input a kind accepts.
@@ -268,6 +270,14 @@ pub trait StageKind: Send + Sync + 'static {
 
     fn inputs(&self, with: &Self::With) -> Inputs;
     fn outputs(&self, with: &Self::With) -> Vec<String>;
+
+    /// `with` keys still read under an old spelling, for one release: each old
+    /// top-level key and the path it moved to (`("lr", &["optimizer", "lr"])`). The
+    /// loader moves them before deserialising (so both spellings give one cache key)
+    /// and warns at the old key with the new spelling.
+    fn moved(&self) -> Vec<Move> {
+        Vec::new()
+    }
 
     /// Checks beyond what deserialisation enforces.
     fn check(&self, _with: &Self::With) -> Result<(), WithError> {

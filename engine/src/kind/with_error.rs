@@ -1,15 +1,13 @@
-//! `with` errors as a user reads them: located (even where serde loses the path) and
-//! explained from the kind's JSON Schema.
+//! `with` errors as a user reads them: explained from the kind's JSON Schema.
 
 use schemars::JsonSchema;
-use serde::de::DeserializeOwned;
 
 use super::WithError;
 use crate::yaml::PathSeg;
 
 /// A `with` error as a user reads it, from the JSON Schema of `T`: a map is "a map"
 /// with the keys it takes, never a Rust type (`expected struct FetchOptions`); an
-/// unknown key (serde's, or a kind's own "unknown setting") gets the closest known one.
+/// unknown key gets the closest known one.
 pub(super) fn explain<T: JsonSchema>(mut e: WithError) -> WithError {
     let schema = || serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
     if let Some(field) = unknown_field(&e.message) {
@@ -39,14 +37,9 @@ pub(super) fn explain<T: JsonSchema>(mut e: WithError) -> WithError {
     e
 }
 
-/// The key an "unknown field" (serde) or "unknown setting" (a kind's own check)
-/// message names.
+/// The key serde's "unknown field" message names.
 pub(crate) fn unknown_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("unknown setting `"))?
-        .split('`')
-        .next()
+    message.strip_prefix("unknown field `")?.split('`').next()
 }
 
 /// The keys of the map the JSON Schema `root` describes at `path` (`$ref`s followed,
@@ -123,33 +116,4 @@ pub(super) fn value_at<'v>(
         PathSeg::Key(key) => node.as_object_mut()?.get_mut(key),
         PathSeg::Index(i) => node.as_array_mut()?.get_mut(*i),
     })
-}
-
-/// Where in `with` deserialising `T` fails with `message`, for a `T` that loses the
-/// path (serde's `flatten` buffers the keys it passes on, as `train`'s settings are):
-/// the first key whose value alone fails the same way, narrowed into maps likewise.
-/// Empty when no single key does, or an empty map already fails so (a missing field).
-pub(super) fn locate<T: DeserializeOwned>(with: &serde_json::Value, message: &str) -> Vec<PathSeg> {
-    let fails_alone = |path: &[String], value: &serde_json::Value| {
-        let probe = path.iter().rev().fold(value.clone(), |inner, key| {
-            serde_json::Value::Object([(key.clone(), inner)].into_iter().collect())
-        });
-        matches!(serde_json::from_value::<T>(probe), Err(e) if e.to_string() == message)
-    };
-    let mut path: Vec<String> = Vec::new();
-    let mut node = with;
-    while let Some(map) = node.as_object() {
-        if fails_alone(&path, &serde_json::Value::Object(Default::default())) {
-            break;
-        }
-        let found = map.iter().find(|(key, value)| {
-            let mut probe = path.clone();
-            probe.push((*key).clone());
-            fails_alone(&probe, value)
-        });
-        let Some((key, value)) = found else { break };
-        path.push(key.clone());
-        node = value;
-    }
-    path.into_iter().map(PathSeg::Key).collect()
 }

@@ -1,7 +1,7 @@
 //! The pipeline file: its Rust types (the JSON Schema is generated from them), and
 //! loading it into a validated [`Plan`] with every problem located at file:line:column.
-//! `file` holds the types as written, `plan` the validated result, `validate` the
-//! passes between them.
+//! `file` holds the types as written, `plan` the validated result, `prepare` and
+//! `validate` the passes between them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use crate::yaml::{self, Node};
 
 mod file;
 mod plan;
+mod prepare;
 mod slurm;
 mod validate;
 
@@ -138,10 +139,11 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
         }
     }
     let stages = v.order(stages, &stages_node);
-    if !v.diags.is_empty() {
+    if v.diags.iter().any(|d| !d.warning) {
         return Err(LoadError::Invalid(Diagnostics(v.diags)));
     }
     Ok(Plan {
+        warnings: v.diags,
         dir: pipeline_dir(&source),
         name: file.name,
         backend,

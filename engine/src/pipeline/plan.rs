@@ -98,6 +98,8 @@ pub struct Plan {
     pub executor: Executor,
     /// In topological order.
     pub stages: IndexMap<String, PlannedStage>,
+    /// What loaded but should change (an old spelling), located in the file.
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 impl Plan {

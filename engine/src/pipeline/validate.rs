@@ -1,5 +1,6 @@
-//! The validator's passes: each stage on its own (kind, `with`), the references
-//! between stages, the backend, the order; every problem located at file:line:column.
+//! The validator: its diagnostics, and the passes after the first (each stage on its
+//! own, in `prepare`): the references between stages, the backend, the order; every
+//! problem located at file:line:column.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,22 +13,15 @@ use super::*;
 use crate::dag;
 use crate::diag::{closest, one_of, Diagnostic, Source};
 use crate::duration::HumanDuration;
-use crate::kind::{unknown_field, DynKind, Inputs, Prepared, Registry};
+use crate::kind::{unknown_field, DynKind, Inputs, Prepared};
 use crate::yaml::{self, Node, PathSeg, Span};
 
 /// A stage whose kind and `with` passed: what the second pass connects.
 pub(super) struct PreparedDecl {
-    kind: Arc<dyn DynKind>,
-    prepared: Box<dyn Prepared>,
-    with: Json,
-    params_used: BTreeSet<String>,
-}
-
-fn valid_stage_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    pub(super) kind: Arc<dyn DynKind>,
+    pub(super) prepared: Box<dyn Prepared>,
+    pub(super) with: Json,
+    pub(super) params_used: BTreeSet<String>,
 }
 
 /// The folder a pipeline's relative paths are taken from.
@@ -41,7 +35,7 @@ pub(super) fn pipeline_dir(source: &Source) -> PathBuf {
 }
 
 /// Span of what an error at `path` is about: for an unknown field, the key itself.
-fn error_span(node: &Node, path: &[PathSeg], message: &str) -> Span {
+pub(super) fn error_span(node: &Node, path: &[PathSeg], message: &str) -> Span {
     match unknown_field(message) {
         Some(field) => {
             let parent = match path.last() {
@@ -112,81 +106,6 @@ impl Validator<'_> {
             }
             (None, None) => opts.backends.default.to_string(),
         }
-    }
-
-    /// First pass: each stage on its own (name, kind, `with`).
-    pub(super) fn prepare_stages(
-        &mut self,
-        file: &PipelineFile,
-        stages_node: &Node,
-        params: &IndexMap<String, Json>,
-        registry: &Registry,
-    ) -> IndexMap<String, PreparedDecl> {
-        let mut prepared = IndexMap::new();
-        // What the kinds' file checks take relative paths from.
-        let dir = pipeline_dir(self.source);
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
-        for (name, decl) in &file.stages {
-            let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
-            if !valid_stage_name(name) {
-                self.error(
-                    key_node.span,
-                    format!("invalid stage name `{name}`"),
-                    Some("use letters, digits, `_` and `-` (a `.` separates stage and output in references)".into()),
-                );
-            }
-            let Some(kind) = registry.get(&decl.kind) else {
-                let help = match closest(&decl.kind, registry.names()) {
-                    Some(c) => format!(
-                        "did you mean `{c}`? known kinds: {}",
-                        one_of(registry.names())
-                    ),
-                    None => format!("known kinds: {}", one_of(registry.names())),
-                };
-                let kind_node = stage_node.get("kind").unwrap_or(stage_node);
-                self.error(
-                    kind_node.span,
-                    format!("unknown stage kind `{}`", decl.kind),
-                    Some(help),
-                );
-                continue;
-            };
-            let with_node = stage_node.get("with");
-            let mut params_used = BTreeSet::new();
-            let with = with_node.map_or(Json::Object(Default::default()), |n| match n.value {
-                yaml::Value::Null => Json::Object(Default::default()),
-                _ => params::interpolate(n, params, &mut params_used, &mut |s, m, h| {
-                    self.error(s, m, h)
-                }),
-            });
-            match kind
-                .prepare(with)
-                .and_then(|(p, resolved)| p.check_files(&dir).map(|()| (p, resolved)))
-            {
-                Ok((p, resolved)) => {
-                    prepared.insert(
-                        name.clone(),
-                        PreparedDecl {
-                            kind: Arc::clone(kind),
-                            prepared: p,
-                            with: resolved,
-                            params_used,
-                        },
-                    );
-                }
-                Err(e) => {
-                    let span =
-                        with_node.map_or(key_node.span, |w| error_span(w, &e.path, &e.message));
-                    let place: String = e.path.iter().map(ToString::to_string).collect();
-                    self.error(
-                        span,
-                        format!("stage `{name}` ({}): with{place}: {}", decl.kind, e.message),
-                        e.help.clone(),
-                    );
-                }
-            }
-        }
-        prepared
     }
 
     /// Second pass: inputs and `needs`, checked against the kinds' ports and outputs.

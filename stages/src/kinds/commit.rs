@@ -98,7 +98,7 @@ impl StageKind for CommitKind {
                 crate::storage::check_setting(key, url)?;
             }
         }
-        let endpoint = with.network.endpoint().unwrap_or(Endpoint::Local);
+        let endpoint = with.network.endpoint();
         let public = with.public_url.as_deref().or(with.storage.as_deref());
         match public {
             None if endpoint != Endpoint::Local => Err(WithError::at(

@@ -8,18 +8,19 @@ use burn::tensor::backend::AutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
-use soma_flow_engine::{InputPort, Outcome, RunContext, WithError};
+use soma_flow_engine::{InputPort, Move, Outcome, RunContext, WithError};
 
 use crate::formats::competitors;
 use crate::model::{ArchConfig, SomaModel};
 use crate::training::job::ObjectiveSpec;
 use crate::training::objective::Distillation;
 use crate::training::settings::Settings;
-use crate::training::stage::{run_training, Training, TrainingKind, TrainingWith};
+use crate::training::stage::{run_training, Training, TrainingKind};
 
-/// The settings only distillation has.
+/// `objective:` how distillation weighs the teachers.
 #[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[schemars(rename = "Distill")]
 pub struct DistillSettings {
     /// Weight of the task loss; `1 − alpha` weighs the embedding MSE.
@@ -35,7 +36,13 @@ pub struct DistillSettings {
     pub temperature: f64,
 }
 
-pub type DistillWith = TrainingWith<DistillSettings>;
+pub type DistillWith = Settings<DistillSettings>;
+
+impl Default for DistillSettings {
+    fn default() -> Self {
+        crate::training::settings::defaults()
+    }
+}
 
 impl DistillSettings {
     pub fn check(&self) -> Result<(), WithError> {
@@ -151,25 +158,26 @@ impl Training for Distill {
     const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "Distils frozen teachers into a student: alpha task loss + (1 - alpha) embedding MSE";
-    type Extra = DistillSettings;
+    type Objective = DistillSettings;
+    const MOVED: &'static [Move] = &[
+        ("alpha", &["objective", "alpha"]),
+        ("teacher_weights", &["objective", "teacher_weights"]),
+        ("kl_weight", &["objective", "kl_weight"]),
+        ("temperature", &["objective", "temperature"]),
+    ];
 
     fn extra_inputs(&self) -> Vec<InputPort> {
         vec![InputPort::many("teachers")]
     }
 
-    fn check(&self, extra: &DistillSettings) -> Result<(), WithError> {
-        extra.check()
+    fn check(&self, objective: &DistillSettings) -> Result<(), WithError> {
+        objective.check()
     }
 
-    fn run(
-        &self,
-        settings: &Settings,
-        extra: &DistillSettings,
-        ctx: &RunContext<'_>,
-    ) -> Result<Outcome> {
+    fn run(&self, settings: &DistillWith, ctx: &RunContext<'_>) -> Result<Outcome> {
         let spec = DistillSpec {
             teachers: teacher_files(ctx.input_list("teachers"))?,
-            settings: extra,
+            settings: &settings.objective,
             heads: settings.heads,
         };
         run_training(settings, &spec, "distill: loss per step", ctx)

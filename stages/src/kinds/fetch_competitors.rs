@@ -155,7 +155,7 @@ impl<'de> Deserialize<'de> for UrlEntry {
         crate::string_or_map::string_or_map(
             deserializer,
             "a URL, or a map {url, sha256, size}",
-            |url| UrlEntry::Bare(url.to_owned()),
+            |url| Ok(UrlEntry::Bare(url.to_owned())),
             UrlEntry::Checked,
         )
     }

@@ -2,20 +2,13 @@
 //! on-chain objective, resuming from its last checkpoint after a kill.
 
 use anyhow::Result;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use soma_flow_engine::{Outcome, RunContext};
 
 use crate::training::objective::TaskLoss;
-use crate::training::settings::Settings;
-use crate::training::stage::{run_training, Training, TrainingKind, TrainingWith};
+use crate::training::settings::{NoObjective, Settings};
+use crate::training::stage::{run_training, Training, TrainingKind};
 
-/// `train` has no settings beyond the shared ones.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[schemars(rename = "Train")]
-pub struct NoExtra {}
-
-pub type TrainWith = TrainingWith<NoExtra>;
+pub type TrainWith = Settings<NoObjective>;
 
 pub struct Train;
 
@@ -28,9 +21,9 @@ impl Training for Train {
     const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "Trains a model on a dataset with CE + 0.02 SIGReg (Adam, accumulation, checkpoints)";
-    type Extra = NoExtra;
+    type Objective = NoObjective;
 
-    fn run(&self, settings: &Settings, _: &NoExtra, ctx: &RunContext<'_>) -> Result<Outcome> {
+    fn run(&self, settings: &TrainWith, ctx: &RunContext<'_>) -> Result<Outcome> {
         run_training(settings, &TaskLoss, "train: loss per step", ctx)
     }
 }

@@ -129,7 +129,7 @@ impl<'de> Deserialize<'de> for ArchSpec {
         crate::string_or_map::string_or_map(
             deserializer,
             "a model preset (v1, v1-small, v1-tiny) or a map such as `{preset: v1-tiny, layers: 3}`",
-            |name| ArchSpec::Name(name.to_owned()),
+            |name| Ok(ArchSpec::Name(name.to_owned())),
             ArchSpec::Overrides,
         )
     }

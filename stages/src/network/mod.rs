@@ -66,19 +66,26 @@ impl Endpoint {
         }
     }
 
-    /// [`Endpoint::parse`], with the faucet and admin services of a fullnode URL.
-    pub fn parse_with(text: &str, faucet: Option<&str>, admin: Option<&str>) -> Result<Self> {
-        let mut endpoint = Self::parse(text)?;
+    /// The same endpoint with the faucet and admin services of a fullnode URL (the
+    /// named networks know their own).
+    pub fn with_services(mut self, faucet: Option<&str>, admin: Option<&str>) -> Self {
         if let Self::Remote {
             faucet: f,
             admin: a,
             ..
-        } = &mut endpoint
+        } = &mut self
         {
             *f = faucet.map(str::to_owned);
             *a = admin.map(str::to_owned);
         }
-        Ok(endpoint)
+        self
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = anyhow::Error;
+    fn from_str(text: &str) -> Result<Self> {
+        Self::parse(text)
     }
 }
 

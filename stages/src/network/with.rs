@@ -24,10 +24,10 @@ pub struct NetworkWith {
     /// `local` (the default: a local SOMA network in the store, served by soma-flow
     /// itself), `testnet`, or the URL of a fullnode.
     #[serde_inline_default(local())]
-    pub name: String,
+    pub name: Parsed<Endpoint>,
     /// A fullnode URL (the same as giving it as `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rpc: Option<String>,
+    pub rpc: Option<Parsed<Endpoint>>,
     /// The faucet of that network (`soma-flow faucet`; testnet's is known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faucet: Option<String>,
@@ -60,8 +60,8 @@ pub struct NetworkWith {
 }
 
 /// Defaults shared by serde and `Default` (a bare name is the map with only `name`).
-fn local() -> String {
-    "local".into()
+fn local() -> Parsed<Endpoint> {
+    "local".parse().expect("a network")
 }
 fn tiny() -> Parsed<crate::ArchConfig> {
     super::genesis::ARCH.parse().expect("a preset")
@@ -96,9 +96,11 @@ impl<'de> Deserialize<'de> for NetworkWith {
         crate::string_or_map::string_or_map(
             deserializer,
             "`local`, `testnet`, a fullnode URL, or a map {name, rpc, faucet, key_file, …}",
-            |name| NetworkWith {
-                name: name.to_owned(),
-                ..NetworkWith::default()
+            |name| {
+                Ok(NetworkWith {
+                    name: name.parse()?,
+                    ..NetworkWith::default()
+                })
             },
             |NetworkMap(network)| network,
         )
@@ -124,26 +126,22 @@ pub enum NetworkSchema {
 }
 
 impl NetworkWith {
-    pub fn endpoint(&self) -> Result<Endpoint> {
-        Endpoint::parse_with(
-            self.rpc.as_deref().unwrap_or(&self.name),
-            self.faucet.as_deref(),
-            self.admin.as_deref(),
-        )
+    /// The network, with the services given beside it.
+    pub fn endpoint(&self) -> Endpoint {
+        let named = self.rpc.as_ref().unwrap_or(&self.name);
+        (**named)
+            .clone()
+            .with_services(self.faucet.as_deref(), self.admin.as_deref())
     }
 
     pub fn check(&self) -> Result<(), WithError> {
-        if self.rpc.is_some() && self.name != "local" {
+        if self.rpc.is_some() && *self.name != Endpoint::Local {
             return Err(WithError::at(
                 &["network", "rpc"],
                 "give the network by `name` or by `rpc`, not both",
             ));
         }
-        let endpoint = self.endpoint().map_err(|e| {
-            WithError::at(&["network", "name"], format!("{e:#}"))
-                .help("`local`, `testnet`, or http(s)://host:port of a fullnode")
-        })?;
-        if let (Endpoint::Testnet, Some(_)) = (&endpoint, &self.admin) {
+        if let (Endpoint::Testnet, Some(_)) = (self.endpoint(), &self.admin) {
             return Err(WithError::at(
                 &["network", "admin"],
                 "testnet has no admin service",
@@ -194,7 +192,7 @@ impl NetworkWith {
 
     /// Connects; the local network lives in `store`.
     pub fn open(&self, store: &Path) -> Result<Network> {
-        Network::connect(&self.endpoint()?, store, &self.settings())
+        Network::connect(&self.endpoint(), store, &self.settings())
     }
 
     /// Connects for a running stage, noting when the store's local network was made

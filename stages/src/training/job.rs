@@ -16,7 +16,7 @@ use super::curve::plot_loss;
 use super::documents::open_documents;
 use super::objective::{Objective, TaskLoss};
 use super::sampler::SequenceIndex;
-use super::settings::Settings;
+use super::settings::{NoObjective, Settings};
 use super::trainer;
 use crate::backend::BackendTask;
 use crate::model::{ArchConfig, SomaModel};
@@ -52,8 +52,8 @@ pub struct Outputs {
 }
 
 /// A training run, handed to [`crate::backend::run_on`].
-pub struct Job<'a, S> {
-    pub settings: &'a Settings,
+pub struct Job<'a, S, O = NoObjective> {
+    pub settings: &'a Settings<O>,
     /// The step objective (`TaskLoss`, or distillation's).
     pub spec: &'a S,
     pub data: &'a Path,
@@ -86,7 +86,7 @@ impl Report {
     }
 }
 
-impl<S> Job<'_, S> {
+impl<S, O> Job<'_, S, O> {
     /// The architecture to train: `init`'s (read from its weights) or `arch`
     /// (default `v1`), with the training dropout.
     pub fn arch(&self) -> Result<ArchConfig> {
@@ -124,7 +124,7 @@ impl<S> Job<'_, S> {
     }
 }
 
-impl<S: ObjectiveSpec> BackendTask for Job<'_, S> {
+impl<S: ObjectiveSpec, O: Sync> BackendTask for Job<'_, S, O> {
     type Output = Result<Report>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Report> {
@@ -143,12 +143,12 @@ impl<S: ObjectiveSpec> BackendTask for Job<'_, S> {
         };
         let arch = self.arch()?;
         ensure!(
-            s.seq_len <= arch.max_seq_len,
+            s.data.seq_len <= arch.max_seq_len,
             "seq_len {} exceeds the model's max_seq_len {}",
-            s.seq_len,
+            s.data.seq_len,
             arch.max_seq_len
         );
-        let index = SequenceIndex::new(docs.as_ref(), s.seq_len, false)?;
+        let index = SequenceIndex::new(docs.as_ref(), s.data.seq_len, false)?;
         let model = match self.init {
             Some(init) => SomaModel::<B>::load(init, &arch, &device)?,
             None => SomaModel::<B>::init(&arch, s.seed, &device),
@@ -158,7 +158,7 @@ impl<S: ObjectiveSpec> BackendTask for Job<'_, S> {
             s,
             self.scratch,
             model.clone(),
-            trainer::optimizer(s),
+            trainer::optimizer(&s.optimizer),
             self.progress,
             &device,
         )?;
@@ -171,7 +171,7 @@ impl<S: ObjectiveSpec> BackendTask for Job<'_, S> {
                     seed: s.seed,
                     metrics,
                 };
-                (model, trainer::optimizer(s), state)
+                (model, trainer::optimizer(&s.optimizer), state)
             }
         };
         let started = Instant::now();

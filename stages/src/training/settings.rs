@@ -1,12 +1,10 @@
-//! The `with` settings that `train` and `distill` share, their checks, and the
-//! learning-rate schedule.
-
-use std::collections::BTreeMap;
+//! The `with` settings of the training kinds (`train`, `distill`), their checks, the
+//! learning-rate schedule, and where the last release's flat keys moved.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
-use soma_flow_engine::WithError;
+use soma_flow_engine::{Move, WithError};
 
 use crate::contract::SEQ_LEN;
 use crate::model::ArchConfig;
@@ -24,7 +22,7 @@ pub enum Positions {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Schedule {
+pub enum Decay {
     /// `lr` after warmup (the reference quickstart).
     #[default]
     Constant,
@@ -32,31 +30,63 @@ pub enum Schedule {
     Cosine,
 }
 
-/// Training settings (flattened into the kinds' `with`).
+/// The settings of a training kind's `with`, grouped as Burn groups a training
+/// config: the run itself at the top level, then `optimizer`, `schedule`, `data`, and
+/// `objective` (what sets the kind apart; `train` has nothing there).
 #[serde_inline_default]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Settings {
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "{O}With", bound = "O: JsonSchema + Default + Serialize")]
+pub struct Settings<O = NoObjective> {
     /// Architecture: a preset name or `{preset, dim, layers, heads, hidden, ...}`.
     /// Default `v1`, or inferred from `init`'s weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub arch: Option<ArchConfig>,
+    /// Attention heads of `init`/teacher weights (default: V1's 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
     /// Optimizer steps.
     #[serde_inline_default(1000)]
     pub steps: usize,
     /// Seeds initialisation, sequence sampling, dropout and SIGReg noise.
     #[serde(default)]
     pub seed: u64,
-    #[serde_inline_default(1e-4)]
-    pub lr: f64,
-    /// Final learning rate of the cosine schedule.
+    /// Dropout on the residual branches while training.
+    #[serde_inline_default(0.1)]
+    pub dropout: f64,
+    /// Steps between checkpoints (0: none).
+    #[serde_inline_default(100)]
+    pub checkpoint_every: usize,
     #[serde(default)]
-    pub min_lr: f64,
+    pub optimizer: Adam,
     #[serde(default)]
     pub schedule: Schedule,
-    /// Steps of linear warmup to `lr`.
     #[serde(default)]
-    pub warmup: usize,
+    pub data: Batches,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub objective: O,
+}
+
+/// `train`'s objective (CE + 0.02 SIGReg, as the chain scores) takes no settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Train")]
+pub struct NoObjective {}
+
+/// Whether `value` serialises to an empty map (an objective without settings).
+fn is_empty<O: Serialize>(value: &O) -> bool {
+    serde_json::to_value(value).is_ok_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
+}
+
+/// `optimizer:` Adam's settings.
+#[serde_inline_default]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Adam {
+    /// Learning rate (peak, after warmup).
+    #[serde_inline_default(1e-4)]
+    pub lr: f64,
     #[serde_inline_default(0.9)]
     pub beta1: f64,
     #[serde_inline_default(0.999)]
@@ -66,100 +96,158 @@ pub struct Settings {
     /// L2 penalty added to the gradients (Adam's coupled weight decay).
     #[serde(default)]
     pub weight_decay: f64,
+}
+
+/// `schedule:` how the learning rate moves over the steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Steps of linear warmup to `optimizer.lr`.
+    #[serde(default)]
+    pub warmup: usize,
+    #[serde(default)]
+    pub decay: Decay,
+    /// Final learning rate of the cosine decay.
+    #[serde(default)]
+    pub min_lr: f64,
+}
+
+/// `data:` what one optimizer step reads.
+#[serde_inline_default]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batches {
     /// Sequences per micro-batch.
     #[serde_inline_default(2)]
     pub batch: usize,
     /// Micro-batches accumulated per optimizer step.
     #[serde_inline_default(64)]
     pub accum: usize,
-    /// Dropout on the residual branches while training.
-    #[serde_inline_default(0.1)]
-    pub dropout: f64,
-    #[serde(default)]
-    pub positions: Positions,
     /// Sequence length (the chain's is 1024; shorter for quick CPU runs).
     #[serde_inline_default(SEQ_LEN)]
     pub seq_len: usize,
-    /// Steps between checkpoints (0: none).
-    #[serde_inline_default(100)]
-    pub checkpoint_every: usize,
-    /// Attention heads of `init`/teacher weights (default: V1's 8).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heads: Option<usize>,
+    #[serde(default)]
+    pub positions: Positions,
 }
 
-impl Default for Settings {
+/// Where each flat key of the last release moved (read for one more release).
+pub const MOVED: &[Move] = &[
+    ("lr", &["optimizer", "lr"]),
+    ("beta1", &["optimizer", "beta1"]),
+    ("beta2", &["optimizer", "beta2"]),
+    ("eps", &["optimizer", "eps"]),
+    ("weight_decay", &["optimizer", "weight_decay"]),
+    ("warmup", &["schedule", "warmup"]),
+    ("schedule", &["schedule", "decay"]),
+    ("min_lr", &["schedule", "min_lr"]),
+    ("batch", &["data", "batch"]),
+    ("accum", &["data", "accum"]),
+    ("seq_len", &["data", "seq_len"]),
+    ("positions", &["data", "positions"]),
+];
+
+/// Defaults, as an empty `with` gives them.
+pub(crate) fn defaults<T: serde::de::DeserializeOwned>() -> T {
+    serde_json::from_value(serde_json::json!({})).expect("all settings have defaults")
+}
+
+impl<O: Default + serde::de::DeserializeOwned> Default for Settings<O> {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("all settings have defaults")
+        defaults()
     }
 }
 
-fn positive(key: &str, ok: bool, what: &str) -> Result<(), WithError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(WithError::at(&[key], format!("`{key}` must be {what}")))
+impl Default for Adam {
+    fn default() -> Self {
+        defaults()
     }
 }
 
-/// Rejects keys that no flattened part of a `with` claimed.
-pub fn reject_unknown(unknown: &BTreeMap<String, serde_json::Value>) -> Result<(), WithError> {
-    match unknown.keys().next() {
-        Some(key) => Err(WithError::at(&[key], format!("unknown setting `{key}`"))),
-        None => Ok(()),
+impl Default for Batches {
+    fn default() -> Self {
+        defaults()
     }
 }
 
-impl Settings {
+/// `Ok` when `ok`, else an error at `path` saying what its value must be.
+fn require(path: &[&str], ok: bool, what: &str) -> Result<(), WithError> {
+    match ok {
+        true => Ok(()),
+        false => Err(WithError::at(
+            path,
+            format!("`{}` must be {what}", path.join(".")),
+        )),
+    }
+}
+
+impl<O> Settings<O> {
+    /// Checks the shared settings (the objective's are its kind's).
     pub fn check(&self) -> Result<(), WithError> {
-        positive("steps", self.steps > 0, "at least 1")?;
-        positive(
-            "lr",
-            self.lr > 0.0 && self.lr.is_finite(),
-            "a positive number",
+        let (o, d) = (&self.optimizer, &self.data);
+        require(&["steps"], self.steps > 0, "at least 1")?;
+        let positive = o.lr > 0.0 && o.lr.is_finite();
+        require(&["optimizer", "lr"], positive, "a positive number")?;
+        let below_lr = (0.0..=o.lr).contains(&self.schedule.min_lr);
+        require(
+            &["schedule", "min_lr"],
+            below_lr,
+            "between 0 and `optimizer.lr`",
         )?;
-        positive(
-            "min_lr",
-            (0.0..=self.lr).contains(&self.min_lr),
-            "between 0 and `lr`",
+        require(
+            &["optimizer", "beta1"],
+            (0.0..1.0).contains(&o.beta1),
+            "in [0, 1)",
         )?;
-        positive("beta1", (0.0..1.0).contains(&self.beta1), "in [0, 1)")?;
-        positive("beta2", (0.0..1.0).contains(&self.beta2), "in [0, 1)")?;
-        positive("eps", self.eps > 0.0, "a positive number")?;
-        positive("weight_decay", self.weight_decay >= 0.0, "0 or more")?;
-        positive("batch", self.batch > 0, "at least 1")?;
-        positive("accum", self.accum > 0, "at least 1")?;
-        positive("dropout", (0.0..1.0).contains(&self.dropout), "in [0, 1)")?;
-        positive("seq_len", self.seq_len > 0, "at least 1")?;
+        require(
+            &["optimizer", "beta2"],
+            (0.0..1.0).contains(&o.beta2),
+            "in [0, 1)",
+        )?;
+        require(&["optimizer", "eps"], o.eps > 0.0, "a positive number")?;
+        require(
+            &["optimizer", "weight_decay"],
+            o.weight_decay >= 0.0,
+            "0 or more",
+        )?;
+        require(&["data", "batch"], d.batch > 0, "at least 1")?;
+        require(&["data", "accum"], d.accum > 0, "at least 1")?;
+        require(&["data", "seq_len"], d.seq_len > 0, "at least 1")?;
+        require(
+            &["dropout"],
+            (0.0..1.0).contains(&self.dropout),
+            "in [0, 1)",
+        )?;
         if let Some(arch) = &self.arch {
-            positive(
-                "seq_len",
-                self.seq_len <= arch.max_seq_len,
+            let fits = d.seq_len <= arch.max_seq_len;
+            require(
+                &["data", "seq_len"],
+                fits,
                 "at most the architecture's max_seq_len",
             )?;
         }
-        positive("heads", self.heads != Some(0), "at least 1")
+        require(&["heads"], self.heads != Some(0), "at least 1")
     }
 
     /// Learning rate of optimizer step `step` (0-based).
     pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup {
-            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        let (lr, s) = (self.optimizer.lr, &self.schedule);
+        if step < s.warmup {
+            return lr * (step + 1) as f64 / s.warmup as f64;
         }
-        match self.schedule {
-            Schedule::Constant => self.lr,
-            Schedule::Cosine => {
-                let span = (self.steps - self.warmup).max(1) as f64;
-                let progress = (step - self.warmup) as f64 / span;
+        match s.decay {
+            Decay::Constant => lr,
+            Decay::Cosine => {
+                let span = (self.steps - s.warmup).max(1) as f64;
+                let progress = (step - s.warmup) as f64 / span;
                 let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-                self.min_lr + (self.lr - self.min_lr) * cosine
+                s.min_lr + (lr - s.min_lr) * cosine
             }
         }
     }
 
     /// Tokens one optimizer step consumes.
     pub fn tokens_per_step(&self) -> usize {
-        self.batch * self.accum * self.seq_len
+        self.data.batch * self.data.accum * self.data.seq_len
     }
 }
 
@@ -169,12 +257,17 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_reaches_min_lr() {
-        let s = Settings {
+        let s: Settings = Settings {
             steps: 10,
-            lr: 1.0,
-            min_lr: 0.1,
-            warmup: 2,
-            schedule: Schedule::Cosine,
+            optimizer: Adam {
+                lr: 1.0,
+                ..Adam::default()
+            },
+            schedule: Schedule {
+                warmup: 2,
+                decay: Decay::Cosine,
+                min_lr: 0.1,
+            },
             ..Settings::default()
         };
         assert_eq!(s.lr_at(0), 0.5);
@@ -186,29 +279,21 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let bad = |s: Settings| s.check().unwrap_err().path;
-        let key = |k: &str| vec![soma_flow_engine::yaml::PathSeg::Key(k.into())];
-        assert_eq!(
-            bad(Settings {
-                steps: 0,
-                ..Default::default()
-            }),
-            key("steps")
-        );
-        assert_eq!(
-            bad(Settings {
-                lr: 0.0,
-                ..Default::default()
-            }),
-            key("lr")
-        );
-        assert_eq!(
-            bad(Settings {
-                accum: 0,
-                ..Default::default()
-            }),
-            key("accum")
-        );
-        assert!(Settings::default().check().is_ok());
+        let bad = |s: Settings| s.check().unwrap_err();
+        let keys = |e: WithError| e.path.iter().map(ToString::to_string).collect::<String>();
+        let s = Settings {
+            steps: 0,
+            ..Default::default()
+        };
+        assert_eq!(keys(bad(s)), ".steps");
+        let mut s = Settings::default();
+        s.optimizer.lr = 0.0;
+        let e = bad(s);
+        assert_eq!(e.message, "`optimizer.lr` must be a positive number");
+        assert_eq!(keys(e), ".optimizer.lr");
+        let mut s = Settings::default();
+        s.data.accum = 0;
+        assert_eq!(keys(bad(s)), ".data.accum");
+        assert!(Settings::<NoObjective>::default().check().is_ok());
     }
 }

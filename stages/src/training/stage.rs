@@ -1,66 +1,55 @@
 //! One implementation of the training kinds (`train`, `distill`): [`TrainingKind`] is
 //! the stage kind, and a [`Training`] says only what sets one apart (its name, its
-//! settings beyond the shared [`Settings`], extra inputs, its objective).
+//! objective's settings, extra inputs, its objective).
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use anyhow::{Context, Result};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value as Json};
 use soma_flow_engine::{
-    CachedOutputs, Curve, InputPort, Inputs, Outcome, Requirements, RunContext, StageKind,
+    CachedOutputs, Curve, InputPort, Inputs, Move, Outcome, Requirements, RunContext, StageKind,
     WithError,
 };
 
 use super::job::{Job, ObjectiveSpec, Outputs};
-use super::settings::{reject_unknown, Settings};
+use super::settings::{self, Settings};
 
 /// What sets a training kind apart.
 pub trait Training: Send + Sync + 'static {
     const NAME: &'static str;
     const VERSION: u32;
     const ABOUT: &'static str;
-    /// Its settings beside the shared ones (flattened into `with`).
-    type Extra: DeserializeOwned + Serialize + JsonSchema + Clone + Debug + Send + Sync + 'static;
+    /// Its `objective:` settings.
+    type Objective: DeserializeOwned
+        + Serialize
+        + JsonSchema
+        + Default
+        + Clone
+        + Debug
+        + Send
+        + Sync
+        + 'static;
+    /// Where its own flat keys of the last release moved (beside the shared ones).
+    const MOVED: &'static [Move] = &[];
     /// Inputs beside `data`, `init` and `holdout`.
     fn extra_inputs(&self) -> Vec<InputPort> {
         Vec::new()
     }
-    fn check(&self, _extra: &Self::Extra) -> Result<(), WithError> {
+    fn check(&self, _objective: &Self::Objective) -> Result<(), WithError> {
         Ok(())
     }
     /// Trains, with [`run_training`] and its objective.
-    fn run(
-        &self,
-        settings: &Settings,
-        extra: &Self::Extra,
-        ctx: &RunContext<'_>,
-    ) -> Result<Outcome>;
-}
-
-// A training kind's `with`: the shared settings, its own, and (rejected by `check`)
-// keys neither claimed. (No doc comment: the schema describes it by `Settings`'.)
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[schemars(rename = "{E}With")]
-pub struct TrainingWith<E> {
-    #[serde(flatten)]
-    pub settings: Settings,
-    #[serde(flatten)]
-    pub extra: E,
-    /// Keys no part claimed; `check` rejects them.
-    #[serde(flatten, skip_serializing)]
-    #[schemars(skip)]
-    pub unknown: BTreeMap<String, Json>,
+    fn run(&self, settings: &Settings<Self::Objective>, ctx: &RunContext<'_>) -> Result<Outcome>;
 }
 
 /// The stage kind of a [`Training`].
 pub struct TrainingKind<T>(pub T);
 
 impl<T: Training> StageKind for TrainingKind<T> {
-    type With = TrainingWith<T::Extra>;
+    type With = Settings<T::Objective>;
     const NAME: &'static str = T::NAME;
     const VERSION: u32 = T::VERSION;
     const ABOUT: &'static str = T::ABOUT;
@@ -73,10 +62,15 @@ impl<T: Training> StageKind for TrainingKind<T> {
         vec!["model".into(), "metrics".into(), "curve".into()]
     }
 
+    fn moved(&self) -> Vec<Move> {
+        [settings::MOVED, T::MOVED].concat()
+    }
+
     fn check(&self, with: &Self::With) -> Result<(), WithError> {
-        reject_unknown(&with.unknown)?;
-        with.settings.check()?;
-        self.0.check(&with.extra)
+        with.check()?;
+        self.0
+            .check(&with.objective)
+            .map_err(|e| e.within("objective"))
     }
 
     /// The metrics hold wall-clock speed (tokens/s); the model and curve do not.
@@ -97,7 +91,7 @@ impl<T: Training> StageKind for TrainingKind<T> {
     }
 
     fn run(&self, with: &Self::With, ctx: &RunContext<'_>) -> Result<Outcome> {
-        self.0.run(&with.settings, &with.extra, ctx)
+        self.0.run(with, ctx)
     }
 }
 use crate::backend::run_on;
@@ -166,8 +160,8 @@ fn metric_lines(outputs: &CachedOutputs<'_>) -> Result<Vec<Json>> {
 }
 
 /// Runs a training job for a stage and leaves its notes.
-pub fn run_training<S: ObjectiveSpec>(
-    settings: &Settings,
+pub fn run_training<S: ObjectiveSpec, O: Sync>(
+    settings: &Settings<O>,
     spec: &S,
     title: &str,
     ctx: &RunContext<'_>,

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::checkpoint::{self, State};
 use super::objective::Objective;
 use super::sampler::{derive_seed, SequenceIndex, Stream};
-use super::settings::Settings;
+use super::settings::{Adam, Settings};
 use crate::loss::BatchTensors;
 use crate::model::SomaModel;
 use crate::noise::normal_array;
@@ -36,7 +36,7 @@ pub fn seeded<B: Backend, R>(device: &B::Device, seed: u64, f: impl FnOnce() -> 
 }
 
 /// Adam with the settings' betas, epsilon and weight decay.
-pub fn optimizer<B: AutodiffBackend>(s: &Settings) -> impl Optimizer<SomaModel<B>, B> {
+pub fn optimizer<B: AutodiffBackend>(s: &Adam) -> impl Optimizer<SomaModel<B>, B> {
     AdamConfig::new()
         .with_beta_1(s.beta1 as f32)
         .with_beta_2(s.beta2 as f32)
@@ -51,8 +51,8 @@ pub fn optimizer<B: AutodiffBackend>(s: &Settings) -> impl Optimizer<SomaModel<B
 /// checkpoint that does not load (torn by a crash of an older version, or a damaged
 /// disk) is discarded rather than failing every later run; one made with another
 /// seed is an error.
-pub fn resume<B, O>(
-    s: &Settings,
+pub fn resume<B, O, Obj>(
+    s: &Settings<Obj>,
     scratch: &Path,
     model: SomaModel<B>,
     optim: O,
@@ -96,8 +96,8 @@ fn scalar<B: AutodiffBackend>(t: Tensor<B, 1>) -> f64 {
 /// drawn, noised and dropped out from seeds derived from `(seed, step, micro)`, so a
 /// resumed run takes the same steps. Returns the model and the step's metrics line
 /// (`step` is the number of steps done after it).
-pub fn step<B, O, Ob>(
-    s: &Settings,
+pub fn step<B, O, Ob, Obj>(
+    s: &Settings<Obj>,
     index: &SequenceIndex<'_>,
     objective: &Ob,
     model: SomaModel<B>,
@@ -115,11 +115,11 @@ where
     let mut accumulator = GradientsAccumulator::<SomaModel<B>>::new();
     let mut loss = 0.0;
     let mut parts: Vec<(&'static str, f64)> = Vec::new();
-    let share = 1.0 / s.accum as f64;
-    for micro in 0..s.accum as u64 {
+    let share = 1.0 / s.data.accum as f64;
+    for micro in 0..s.data.accum as u64 {
         let seed = |stream| derive_seed(s.seed, stream, step as u64, micro);
-        let picks = index.draw(seed(Stream::Sampling), s.batch);
-        let batch = BatchTensors::new(&index.batch(&picks, s.positions), device);
+        let picks = index.draw(seed(Stream::Sampling), s.data.batch);
+        let batch = BatchTensors::new(&index.batch(&picks, s.data.positions), device);
         let noise = normal_array(seed(Stream::Noise), dim, SLICES);
         let noise = Tensor::from_data(TensorData::new(noise, [dim, SLICES]), device);
         let terms = seeded::<B, _>(device, seed(Stream::Dropout), || {
