@@ -111,6 +111,7 @@ impl Progress {
         if let Some(bar) = inner.bars.remove(stage) {
             bar.finish_and_clear();
         }
+        inner.last_line.remove(stage);
         let n = inner.finished;
         drop(inner);
         let note = note

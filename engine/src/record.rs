@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::pipeline::Plan;
-use crate::store::{write_atomic, Artifact, Store};
+use crate::store::{write_json_atomic, Artifact, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -181,7 +181,7 @@ pub fn new_run_id() -> String {
 
 pub fn save(store: &Store, record: &RunRecord) -> Result<()> {
     let path = store.runs_dir().join(format!("{}.json", record.id));
-    write_atomic(&path, &serde_json::to_vec_pretty(record)?)
+    write_json_atomic(&path, record)
 }
 
 /// All records, oldest first. Unreadable records are skipped with a warning.
@@ -244,14 +244,110 @@ pub fn latest_for(store: &Store, path: &Path) -> Result<Option<RunRecord>> {
     Ok(list(store)?.into_iter().rev().find(|r| r.pipeline == path))
 }
 
+/// The commit checked out in the git repository holding `dir`, read from `.git` (HEAD,
+/// loose refs, packed refs; worktrees too) without running `git`, which would cost a
+/// process per run.
 pub fn git_commit(dir: &Path) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(dir)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let dir = std::path::absolute(dir).ok()?;
+    let dot_git = dir
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
+    // A worktree's `.git` is a file naming its git directory, whose `commondir` names
+    // the repository's (where shared refs live).
+    let git_dir = match std::fs::read_to_string(&dot_git) {
+        Ok(text) => {
+            let named = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
+            dot_git.parent()?.join(named)
+        }
+        Err(_) => dot_git,
+    };
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir.clone(),
+    };
+    let mut head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    for _ in 0..8 {
+        let Some(name) = head.trim().strip_prefix("ref:").map(str::trim) else {
+            let id = head.trim();
+            let is_id = id.len() >= 40 && id.bytes().all(|b| b.is_ascii_hexdigit());
+            return is_id.then(|| id.to_owned());
+        };
+        let loose = [&git_dir, &common].into_iter().map(|d| d.join(name));
+        head = match loose.filter_map(|p| std::fs::read_to_string(p).ok()).next() {
+            Some(text) => text,
+            None => packed_ref(&common, name)?,
+        };
+    }
+    None
+}
+
+/// `name`'s commit in the repository's `packed-refs`.
+fn packed_ref(common: &Path, name: &str) -> Option<String> {
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|line| {
+        let (id, refname) = line.split_once(' ')?;
+        (refname == name).then(|| id.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::git_commit;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// What `.git` says is what `git rev-parse HEAD` says: a loose branch, packed refs,
+    /// a detached HEAD, a worktree, and from a folder inside; outside a repository, none.
+    #[test]
+    fn the_commit_read_from_dot_git_is_what_git_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(repo.join("pipelines")).unwrap();
+        assert_eq!(git_commit(&repo), None);
+        git(&repo, &["init", "-q"]);
+        git(&repo, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        let check =
+            |dir: &Path| assert_eq!(git_commit(dir), Some(git(dir, &["rev-parse", "HEAD"])));
+        check(&repo);
+        check(&repo.join("pipelines"));
+        git(&repo, &["pack-refs", "--all"]);
+        git(&repo, &["commit", "-q", "--allow-empty", "-m", "two"]);
+        check(&repo);
+        git(&repo, &["pack-refs", "--all"]);
+        check(&repo);
+        git(&repo, &["checkout", "-q", "--detach", "HEAD~1"]);
+        check(&repo);
+        git(
+            &repo,
+            &["worktree", "add", "-q", "-b", "side", "../side", "main"],
+        );
+        let side = tmp.path().join("side");
+        check(&side);
+        git(&side, &["commit", "-q", "--allow-empty", "-m", "three"]);
+        check(&side);
+        assert_ne!(git_commit(&side), git_commit(&repo));
+    }
 }

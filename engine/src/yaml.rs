@@ -62,9 +62,26 @@ impl Node {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
-                .find(|(k, _)| k.as_key() == key)
+                .find(|(k, _)| k.is_key(key))
                 .map(|(k, v)| (k, v)),
             _ => None,
+        }
+    }
+
+    /// The entries of a mapping by key, for looking up many (`entry` scans the map).
+    pub fn entries_by_key(&self) -> std::collections::HashMap<String, (&Node, &Node)> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().map(|(k, v)| (k.as_key(), (k, v))).collect(),
+            _ => Default::default(),
+        }
+    }
+
+    /// Whether this scalar, used as a mapping key, is `key` (without allocating for the
+    /// usual string key: large pipelines look up thousands).
+    fn is_key(&self, key: &str) -> bool {
+        match &self.value {
+            Value::Str(s) => s == key,
+            _ => self.as_key() == key,
         }
     }
 

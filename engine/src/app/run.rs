@@ -127,14 +127,25 @@ pub fn execute(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<RunRe
     record
 }
 
+/// The run's table and notes on stdout, written at once (a large graph's table is
+/// thousands of lines).
 pub fn print_summary(r: &RunRecord) {
-    println!();
-    println!(
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // A closed stdout (`| head`) is not the run's failure.
+    let _ = write_summary(&mut out, r).and_then(|()| out.flush());
+}
+
+fn write_summary(out: &mut impl std::io::Write, r: &RunRecord) -> std::io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
         "{:<24} {:<18} {:<9} {:>8}",
         "stage", "kind", "status", "time"
-    );
+    )?;
     for (name, s) in &r.stages {
-        println!(
+        writeln!(
+            out,
             "{name:<24} {:<18} {:<9} {:>8}",
             s.kind,
             if s.remote && s.status == StageStatus::Hit {
@@ -143,18 +154,18 @@ pub fn print_summary(r: &RunRecord) {
                 s.status.label()
             },
             s.time_label()
-        );
+        )?;
         if let (Some(msg), StageStatus::Failed | StageStatus::Deferred) = (&s.message, s.status) {
             for line in msg.lines() {
-                println!("    {line}");
+                writeln!(out, "    {line}")?;
             }
         }
     }
     for (name, s) in r.stages.iter().filter(|(_, s)| !s.notes.is_empty()) {
-        println!("\n{name}:");
+        writeln!(out, "\n{name}:")?;
         for note in &s.notes {
             for line in note.lines() {
-                println!("  {line}");
+                writeln!(out, "  {line}")?;
             }
         }
     }
@@ -162,7 +173,8 @@ pub fn print_summary(r: &RunRecord) {
         0 => String::new(),
         n => format!(", {n} interrupted"),
     };
-    println!(
+    writeln!(
+        out,
         "\nrun {} ({}): {} ran, {} cached, {} deferred, {} failed, {} skipped{interrupted} in {}",
         r.id,
         r.name,
@@ -172,5 +184,6 @@ pub fn print_summary(r: &RunRecord) {
         r.count(StageStatus::Failed),
         r.count(StageStatus::Skipped),
         fmt_duration(std::time::Duration::from_millis(r.duration_ms)),
-    );
+    )?;
+    Ok(())
 }

@@ -13,7 +13,7 @@ mod stage;
 mod walk;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -60,7 +60,15 @@ pub async fn run(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<Run
         .map(|s| s.deps.iter().map(|d| stage_index(&plan, d)).collect())
         .collect();
     let mut interrupts = Interrupts::new(opts.stop_on)?;
-    let walked = walk::walk(&deps, &Stages(Arc::clone(&shared)), interrupts.recv()).await;
+    let cached = {
+        let shared = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || stage::lookup::cached_here(&shared)).await?
+    };
+    let stages = Stages {
+        shared: Arc::clone(&shared),
+        cached: cached.into_iter().map(Mutex::new).collect(),
+    };
+    let walked = walk::walk(&deps, &stages, interrupts.recv()).await;
     let interrupted = walked.interrupted;
     let done = match interrupted {
         Some(signal) => stop(&shared, &interrupts, signal, walked).await?,
@@ -92,8 +100,12 @@ fn stage_index(plan: &Plan, name: &str) -> usize {
     plan.stages.get_index_of(name).expect("validated reference")
 }
 
-/// The run's stages, as the walk hands them out.
-struct Stages(Arc<Shared>);
+/// The run's stages, as the walk hands them out, with those found in this store before
+/// the walk.
+struct Stages {
+    shared: Arc<Shared>,
+    cached: Vec<Mutex<Option<stage::lookup::Cached>>>,
+}
 
 impl Visitor for Stages {
     type Done = Finished;
@@ -103,7 +115,7 @@ impl Visitor for Stages {
         i: usize,
         done: &[Option<Finished>],
     ) -> impl Future<Output = Finished> + Send + 'static {
-        let plan = &self.0.plan;
+        let plan = &self.shared.plan;
         let stage = &plan.stages[i];
         let upstream = |name: &str| {
             done[stage_index(plan, name)]
@@ -116,7 +128,8 @@ impl Visitor for Stages {
             .deps
             .iter()
             .find_map(|d| upstream(d).unverified.clone());
-        stage::run(Arc::clone(&self.0), i, inputs, tainted)
+        let cached = self.cached[i].lock().expect("not poisoned").take();
+        stage::run(Arc::clone(&self.shared), i, inputs, tainted, cached)
     }
 
     fn succeeded(&self, done: &Finished) -> bool {
@@ -124,7 +137,7 @@ impl Visitor for Stages {
     }
 
     fn skipped(&self, i: usize, cause: usize, caused: &Finished) -> Finished {
-        let shared = &self.0;
+        let shared = &self.shared;
         let why = format!(
             "`{}` {}",
             shared.plan.stages[cause].name,
@@ -139,11 +152,11 @@ impl Visitor for Stages {
 
     fn panicked(&self, i: usize, why: String) -> Finished {
         let message = format!("stage task failed: {why}");
-        let name = &self.0.plan.stages[i].name;
-        self.0
+        let name = &self.shared.plan.stages[i].name;
+        self.shared
             .progress
             .finished(name, StageStatus::Failed, Duration::ZERO, Some(&message));
-        Finished::without_outputs(StageStatus::Failed, message, &self.0)
+        Finished::without_outputs(StageStatus::Failed, message, &self.shared)
     }
 }
 

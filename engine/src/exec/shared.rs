@@ -21,6 +21,10 @@ pub(super) struct Shared {
     pub(super) store: Store,
     pub(super) progress: Arc<Progress>,
     pub(super) jobs: Arc<Semaphore>,
+    /// Keys and lookups at a time: one per core. They need no job slot (a cached
+    /// pipeline never waits), but each holds a blocking thread, and a large graph
+    /// would otherwise start a thread (and its allocator heap) per ready stage.
+    pub(super) lookups: Semaphore,
     pub(super) resources: HashMap<String, Arc<Slots>>,
     pub(super) no_cache: bool,
     pub(super) remote: Option<Arc<Remote>>,
@@ -53,6 +57,7 @@ impl Shared {
         Ok(Shared {
             progress: Arc::new(Progress::new(plan.stages.len())),
             jobs: Arc::new(Semaphore::new(jobs.max(1))),
+            lookups: Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
             resources,
             no_cache,
             remote,

@@ -101,10 +101,11 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
         source: &source,
         diags: Vec::new(),
     };
-    let stages_node = root.get("stages").cloned().unwrap_or(Node {
+    let no_stages = Node {
         span: root.span,
         value: yaml::Value::Null,
-    });
+    };
+    let stages_node = root.get("stages").unwrap_or(&no_stages);
     if file.stages.is_empty() {
         v.error(
             stages_node.span,
@@ -125,8 +126,8 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     if let (Some(slurm), Some(node)) = (&file.slurm, root.get("slurm")) {
         v.slurm(slurm, node, "");
     }
-    let prepared = v.prepare_stages(&file, &stages_node, &params, opts.registry);
-    let stages = v.connect_stages(&file, &stages_node, prepared);
+    let prepared = v.prepare_stages(&file, stages_node, &params, opts.registry);
+    let stages = v.connect_stages(&file, stages_node, prepared);
     if stages.values().any(|s| s.requirements.backend) {
         if let Err(why) = (opts.backends.check)(&backend) {
             // A backend given on the command line (or recorded with a run) is not the
@@ -138,7 +139,7 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
             v.error(span, why, None);
         }
     }
-    let stages = v.order(stages, &stages_node);
+    let stages = v.order(stages, stages_node);
     if v.diags.iter().any(|d| !d.warning) {
         return Err(LoadError::Invalid(Diagnostics(v.diags)));
     }

@@ -34,8 +34,9 @@ impl Validator<'_> {
         // What the kinds' file checks take relative paths from.
         let dir = pipeline_dir(self.source);
         let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let nodes = stages_node.entries_by_key();
         for (name, decl) in &file.stages {
-            let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
+            let (key_node, stage_node) = nodes[name.as_str()];
             if !valid_stage_name(name) {
                 self.error(
                     key_node.span,

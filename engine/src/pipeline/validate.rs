@@ -121,9 +121,10 @@ impl Validator<'_> {
             .map(|(name, p)| (name.clone(), p.prepared.outputs()))
             .collect();
         let mut stages = IndexMap::new();
+        let nodes = stages_node.entries_by_key();
         for (name, decl) in &file.stages {
-            let prep = prepared.shift_remove(name);
-            let (key_node, stage_node) = stages_node.entry(name).expect("stage came from this map");
+            let prep = prepared.swap_remove(name);
+            let (key_node, stage_node) = nodes[name.as_str()];
             let ports = prep.as_ref().map_or(Inputs::Any, |p| p.prepared.inputs());
             let inputs = self.inputs(name, decl, key_node, stage_node, &ports, file, &outputs_of);
             let mut deps: BTreeSet<String> =
@@ -347,7 +348,7 @@ impl Validator<'_> {
                 .into_iter()
                 .map(|name| {
                     let s = stages
-                        .shift_remove(&name)
+                        .swap_remove(&name)
                         .expect("ordered names come from the map");
                     (name, s)
                 })

@@ -10,19 +10,34 @@ use anyhow::{Context, Result};
 /// Writes `bytes` to `path` so that readers see either the old or the whole new
 /// content, durably (file and directory entry synced).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace_file(path, bytes, true)
+    replace_file(path, true, |f| f.write_all(bytes))
 }
 
-/// [`write_atomic`], with `durable` choosing whether to wait for the disk: stamps
-/// need not survive a power loss (a lost or torn stamp only costs a re-hash).
-pub(super) fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+/// [`write_atomic`] of `value` as JSON, streamed to the file (a large run record is
+/// never held as text too).
+pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    replace_file(path, true, |f| {
+        let mut out = io::BufWriter::new(f);
+        serde_json::to_writer(&mut out, value)?;
+        out.flush()
+    })
+}
+
+/// Replaces `path` with what `write` writes, with `durable` choosing whether to wait
+/// for the disk: stamps need not survive a power loss (a lost or torn stamp only costs
+/// a re-hash).
+pub(super) fn replace_file(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .expect("atomic writes target files in directories");
     fs::create_dir_all(dir)?;
     let tmp = dir.join(temp_name(&path.file_name().unwrap().to_string_lossy()));
     let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
+    write(&mut f)?;
     if durable {
         f.sync_all()?;
     }

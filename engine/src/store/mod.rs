@@ -34,7 +34,7 @@ mod stamp;
 
 pub use entries::CacheEntry;
 use files::unique;
-pub use files::{discard, private_dir, remove_any, write_atomic};
+pub use files::{discard, private_dir, remove_any, write_atomic, write_json_atomic};
 pub use hash_name::ContentHash;
 pub use locking::{Lock, Locking};
 use seal::SealKey;

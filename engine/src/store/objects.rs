@@ -3,7 +3,7 @@
 //! is re-hashed), corrupt ones removed.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -166,7 +166,7 @@ impl Store {
     fn write_stamp(&self, a: &Artifact, path: &Path) {
         if let Ok(print) = stamp::fingerprint(path) {
             let mac = self.seal.seal(SEAL_STAMP, &stamp_bytes(a, &print));
-            let _ = replace_file(&self.stamp_path(a), mac.as_bytes(), false);
+            let _ = replace_file(&self.stamp_path(a), false, |f| f.write_all(mac.as_bytes()));
         }
     }
 }

@@ -60,6 +60,39 @@ pub(in crate::exec) fn key_and_lookup(
     Ok((key, hit))
 }
 
+/// A stage's key and its result in this store, found before the walk.
+pub(in crate::exec) type Cached = (CacheKey, CacheEntry);
+
+/// The stages whose results this store already holds, found in one pass in the plan's
+/// order on this thread (a stage is looked up once every stage it reads is found): a
+/// rerun with nothing to do hands no stage to a blocking thread and back. What is not
+/// found here is looked up again when the walk reaches it (and in the remote store).
+pub(in crate::exec) fn cached_here(shared: &Shared) -> Vec<Option<Cached>> {
+    let plan = &shared.plan;
+    let mut found: Vec<Option<Cached>> = Vec::with_capacity(plan.stages.len());
+    for stage in plan.stages.values() {
+        let upstream_found = stage.deps.iter().all(|d| {
+            let i = plan
+                .stages
+                .get_index_of(d.as_str())
+                .expect("validated reference");
+            found[i].is_some()
+        });
+        let hit = (upstream_found && !shared.no_cache)
+            .then(|| {
+                let inputs = stage.input_artifacts(|up| {
+                    let i = plan.stages.get_index_of(up).expect("validated reference");
+                    &found[i].as_ref().expect("found above").1.outputs
+                });
+                let key = CacheKey::compute(stage, plan, &inputs).ok()?;
+                local(shared, stage, &key.hash).map(|entry| (key, entry))
+            })
+            .flatten();
+        found.push(hit);
+    }
+    found
+}
+
 /// The stored outputs for a key, if the entry is this store's, names exactly the
 /// stage's outputs, every one of them is present and intact, and the stage still
 /// vouches for them. Anything else is a miss (with a warning), and an untrustworthy

@@ -33,19 +33,25 @@ pub(super) use finished::Finished;
 pub(super) type Inputs = BTreeMap<String, Vec<Artifact>>;
 
 /// Runs stage `i` on `inputs`; `tainted` names the stage upstream whose remote entry
-/// nobody verified, if the inputs derive from one.
+/// nobody verified, if the inputs derive from one; `cached` is its result in this
+/// store when [`lookup::cached_here`] found it.
 pub(super) async fn run(
     shared: Arc<Shared>,
     i: usize,
     inputs: Inputs,
     tainted: Option<String>,
+    cached: Option<lookup::Cached>,
 ) -> Finished {
     let stage = &shared.plan.stages[i];
     let mut f = Finished::starting(&inputs, &shared);
     // Key and cache lookup need no job slot: a fully cached pipeline never waits.
-    let keyed = {
-        let (s, inputs) = (Arc::clone(&shared), inputs.clone());
-        blocking(move || lookup::key_and_lookup(&s, i, &inputs)).await
+    let keyed = match cached {
+        Some((key, entry)) => Ok((key, Some((entry, lookup::Origin::Local)))),
+        None => {
+            let _permit = shared.lookups.acquire().await.expect("never closed");
+            let (s, inputs) = (Arc::clone(&shared), inputs.clone());
+            blocking(move || lookup::key_and_lookup(&s, i, &inputs)).await
+        }
     };
     let (key, hit) = match keyed {
         Ok(keyed) => keyed,
