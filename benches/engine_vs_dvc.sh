@@ -5,6 +5,8 @@
 #     run (`--jobs 4`, `echo` stages), then a no-op rerun with its peak memory.
 #
 #   benches/engine_vs_dvc.sh        # RUNS=9; BIN=target/debug/soma-flow (dev profile)
+#   TMPDIR=/dev/shm benches/engine_vs_dvc.sh   # on tmpfs: without the disk's inode
+#                                              # allocation and fsyncs
 #
 # Installs DVC 3.67.1 into target/bench-venv on first use (needs PyPI once).
 set -euo pipefail

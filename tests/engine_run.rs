@@ -243,11 +243,13 @@ stages:
 fn killed_run_leaves_nothing_trusted_and_reruns_cleanly() {
     let p = Project::new();
     let mark = p.path().join("started");
+    let pid_file = p.path().join("pid");
     p.write(
         "kill.yaml",
         &format!(
-            "name: kill\nstages:\n  s:\n    kind: command\n    with:\n      run: 'echo partial > outputs/o; if [ ! -f {m} ]; then touch {m}; sleep 30; fi; echo complete >> outputs/o'\n      outs: [o]\n",
-            m = mark.display()
+            "name: kill\nstages:\n  s:\n    kind: command\n    with:\n      run: 'echo $$ > {pid}; echo partial > outputs/o; if [ ! -f {m} ]; then touch {m}; sleep 30; fi; echo complete >> outputs/o'\n      outs: [o]\n",
+            m = mark.display(),
+            pid = pid_file.display()
         ),
     );
     let mut child = p
@@ -264,6 +266,24 @@ fn killed_run_leaves_nothing_trusted_and_reruns_cleanly() {
     // SIGKILL: no handler runs.
     child.kill().unwrap();
     child.wait().unwrap();
+    // The guardian kills the stage's group: its shell does not live on.
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+    };
+    let t = Instant::now();
+    while alive() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the stage outlived a killed soma-flow"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let status = p.run(&["status", "kill.yaml"]);
     assert!(

@@ -6,10 +6,12 @@
 //!   killed (before the main process is reaped, so the group id cannot have been
 //!   reused).
 //! - On SIGINT, SIGTERM or SIGHUP the scheduler calls [`terminate_all`].
-//! - A SIGKILL of soma-flow cannot be caught, so each group has a guardian: a tiny
-//!   `sh` in its own group that blocks reading a pipe whose only writer is soma-flow.
-//!   When soma-flow dies the kernel closes the pipe, the read returns, and the guardian
-//!   kills the group.
+//! - A SIGKILL of soma-flow cannot be caught, so the groups have a guardian: one tiny
+//!   `sh` per soma-flow process, in its own group, reading from a pipe whose only
+//!   writer is soma-flow the groups that start (`+G`) and end (`-G`). When soma-flow
+//!   dies the kernel closes the pipe, the read ends, and the guardian kills the groups
+//!   still listed. A group is taken off the list before its leader is reaped, so the
+//!   guardian never acts on a reused id.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -27,56 +29,85 @@ fn live() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
 pub struct StageProcess {
     pub child: Child,
     pgid: i32,
-    guardian: Option<(Child, io::PipeWriter)>,
+    /// Until the group is released: listed with the guardian and in [`LIVE`].
+    guarded: bool,
 }
 
 /// Starts `cmd` as the leader of a new process group, guarded (see the module docs).
 pub fn spawn(cmd: &mut Command) -> io::Result<StageProcess> {
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(cmd, 0);
-    let guardian = spawn_guardian()?;
     let child = cmd.spawn()?;
     let pgid = child.id() as i32;
     live().get_or_insert_with(HashSet::new).insert(pgid);
-    let guardian = guardian.and_then(|(g, mut pipe)| {
-        writeln!(pipe, "{pgid}").ok()?;
-        Some((g, pipe))
-    });
-    Ok(StageProcess {
+    let mut process = StageProcess {
         child,
         pgid,
-        guardian,
-    })
+        guarded: true,
+    };
+    if let Err(e) = guard(&format!("+{pgid}")) {
+        drop(process.child.kill());
+        process.release();
+        let _ = process.child.wait();
+        return Err(e);
+    }
+    Ok(process)
 }
 
-/// The guardian waits for the group id, then for the pipe to close (soma-flow gone,
-/// or the stage finished and the guardian is no longer needed), then kills the group
-/// if it still exists.
-fn spawn_guardian() -> io::Result<Option<(Child, io::PipeWriter)>> {
+/// The process's guardian: its `sh`, and the pipe that tells it the groups.
+static GUARDIAN: Mutex<Option<(Child, io::PipeWriter)>> = Mutex::new(None);
+
+/// Tells the guardian `line` (`+G`: guard group G; `-G`: no longer), starting one
+/// first if there is none or the last is gone.
+fn guard(line: &str) -> io::Result<()> {
     if !cfg!(unix) {
-        return Ok(None);
+        return Ok(());
     }
+    let mut guardian = GUARDIAN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, pipe)) = guardian.as_mut() {
+        if writeln!(pipe, "{line}").is_ok() {
+            return Ok(());
+        }
+    }
+    let (child, mut pipe) = spawn_guardian()?;
+    writeln!(pipe, "{line}")?;
+    *guardian = Some((child, pipe));
+    Ok(())
+}
+
+/// The guardian keeps the groups it is told in a list; when the pipe closes (soma-flow
+/// is gone) it kills those still listed.
+fn spawn_guardian() -> io::Result<(Child, io::PipeWriter)> {
     let (reader, writer) = io::pipe()?;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(r#"read g || exit 0; read _; [ "$g" -gt 1 ] && kill -KILL "-$g" 2>/dev/null; exit 0"#)
+        .arg(GUARDIAN_SCRIPT)
         .stdin(reader)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let guardian = cmd.spawn()?;
-    Ok(Some((guardian, writer)))
+    Ok((cmd.spawn()?, writer))
 }
+
+const GUARDIAN_SCRIPT: &str = r#"set -f; live=" "
+while read -r line; do
+  g=${line#?}
+  case $line in
+    +*) live="$live$g " ;;
+    -*) case $live in *" $g "*) live="${live%%" $g "*} ${live#*" $g "}" ;; esac ;;
+  esac
+done
+for g in $live; do [ "$g" -gt 1 ] && kill -KILL "-$g" 2>/dev/null; done
+exit 0"#;
 
 impl StageProcess {
     /// Waits for the main process; then kills what is left of its group, and reaps.
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         wait_exited(self.child.id())?;
         signal_group(self.pgid, Signal::Kill);
-        let status = self.child.wait();
         self.release();
-        status
+        self.child.wait()
     }
 
     /// [`StageProcess::wait`], until `deadline`: then the group is asked to stop
@@ -100,26 +131,24 @@ impl StageProcess {
         Ok(None)
     }
 
-    /// Retires the guardian (killed first so it cannot act on a reused id) and
-    /// forgets the group.
+    /// Takes the group off the guardian's list and forgets it: before the leader is
+    /// reaped, so that the guardian cannot act on a reused id.
     fn release(&mut self) {
-        if let Some((mut g, pipe)) = self.guardian.take() {
-            let _ = g.kill();
-            drop(pipe);
-            let _ = g.wait();
-        }
-        if let Some(set) = live().as_mut() {
-            set.remove(&self.pgid);
+        if std::mem::take(&mut self.guarded) {
+            let _ = guard(&format!("-{}", self.pgid));
+            if let Some(set) = live().as_mut() {
+                set.remove(&self.pgid);
+            }
         }
     }
 }
 
 impl Drop for StageProcess {
     fn drop(&mut self) {
-        if self.guardian.is_some() {
+        if self.guarded {
             signal_group(self.pgid, Signal::Kill);
-            let _ = self.child.wait();
             self.release();
+            let _ = self.child.wait();
         }
     }
 }
@@ -250,5 +279,42 @@ mod tests {
             .parse()
             .unwrap();
         assert!(!running(pid), "the background sleep outlived its stage");
+    }
+
+    /// A group in its own process group, as a stage runs.
+    fn sleeper() -> Child {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.spawn().unwrap()
+    }
+
+    /// When its pipe closes (soma-flow killed), the guardian kills the groups still
+    /// listed, and only those.
+    #[test]
+    fn the_guardian_kills_the_groups_still_listed_when_its_pipe_closes() {
+        let (mut guardian, mut pipe) = spawn_guardian().unwrap();
+        let (mut kept, mut ended, mut other) = (sleeper(), sleeper(), sleeper());
+        for line in [
+            format!("+{}", kept.id()),
+            format!("+{}", ended.id()),
+            "-12345678".to_string(),
+            format!("+{}", other.id()),
+            format!("-{}", ended.id()),
+        ] {
+            writeln!(pipe, "{line}").unwrap();
+        }
+        drop(pipe);
+        guardian.wait().unwrap();
+        assert!(kept.try_wait().unwrap().is_some() || !running(kept.id() as i32));
+        assert!(other.try_wait().unwrap().is_some() || !running(other.id() as i32));
+        assert!(
+            ended.try_wait().unwrap().is_none(),
+            "a released group was killed"
+        );
+        for mut c in [kept, ended, other] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
