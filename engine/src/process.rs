@@ -46,7 +46,7 @@ pub fn spawn(cmd: &mut Command) -> io::Result<StageProcess> {
         guarded: true,
     };
     if let Err(e) = guard(&format!("+{pgid}")) {
-        drop(process.child.kill());
+        let _ = process.child.kill();
         process.release();
         let _ = process.child.wait();
         return Err(e);
