@@ -115,9 +115,11 @@ pub(super) fn run_plan(
     Ok(record.status.into())
 }
 
-/// Runs a plan, saving its record in `store`.
+/// Runs a plan, saving its record in `store`. The walk and the stages' steps are
+/// futures on this thread; whatever blocks (lookups, builds, transfers) runs on
+/// tokio's blocking threads, so no worker threads are needed (nor the hops to them).
 pub fn execute(plan: Arc<Plan>, store: Store, opts: ExecOptions) -> Result<RunRecord> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let record = rt.block_on(exec::run(plan, store, opts));
