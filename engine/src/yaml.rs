@@ -39,6 +39,9 @@ pub enum Value {
     Map(Vec<(Node, Node)>),
 }
 
+/// A mapping's key and value nodes by key ([`Node::entries_by_key`]).
+pub type Entries<'n> = std::collections::HashMap<String, (&'n Node, &'n Node)>;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
     pub span: Span,
@@ -69,7 +72,7 @@ impl Node {
     }
 
     /// The entries of a mapping by key, for looking up many (`entry` scans the map).
-    pub fn entries_by_key(&self) -> std::collections::HashMap<String, (&Node, &Node)> {
+    pub fn entries_by_key(&self) -> Entries<'_> {
         match &self.value {
             Value::Map(entries) => entries.iter().map(|(k, v)| (k.as_key(), (k, v))).collect(),
             _ => Default::default(),

@@ -126,8 +126,9 @@ pub fn load(source: Source, opts: &LoadOptions<'_>) -> Result<Plan, LoadError> {
     if let (Some(slurm), Some(node)) = (&file.slurm, root.get("slurm")) {
         v.slurm(slurm, node, "");
     }
-    let prepared = v.prepare_stages(&file, stages_node, &params, opts.registry);
-    let stages = v.connect_stages(&file, stages_node, prepared);
+    let nodes = stages_node.entries_by_key();
+    let prepared = v.prepare_stages(&file, &nodes, &params, opts.registry);
+    let stages = v.connect_stages(&file, &nodes, prepared);
     if stages.values().any(|s| s.requirements.backend) {
         if let Err(why) = (opts.backends.check)(&backend) {
             // A backend given on the command line (or recorded with a run) is not the

@@ -26,7 +26,7 @@ impl Validator<'_> {
     pub(super) fn prepare_stages(
         &mut self,
         file: &PipelineFile,
-        stages_node: &Node,
+        nodes: &yaml::Entries<'_>,
         params: &IndexMap<String, Json>,
         registry: &Registry,
     ) -> IndexMap<String, PreparedDecl> {
@@ -34,7 +34,6 @@ impl Validator<'_> {
         // What the kinds' file checks take relative paths from.
         let dir = pipeline_dir(self.source);
         let dir = std::path::absolute(&dir).unwrap_or(dir);
-        let nodes = stages_node.entries_by_key();
         for (name, decl) in &file.stages {
             let (key_node, stage_node) = nodes[name.as_str()];
             if !valid_stage_name(name) {

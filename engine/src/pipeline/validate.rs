@@ -113,7 +113,7 @@ impl Validator<'_> {
     pub(super) fn connect_stages(
         &mut self,
         file: &PipelineFile,
-        stages_node: &Node,
+        nodes: &yaml::Entries<'_>,
         mut prepared: IndexMap<String, PreparedDecl>,
     ) -> IndexMap<String, PlannedStage> {
         let outputs_of: BTreeMap<String, Vec<String>> = prepared
@@ -121,7 +121,6 @@ impl Validator<'_> {
             .map(|(name, p)| (name.clone(), p.prepared.outputs()))
             .collect();
         let mut stages = IndexMap::new();
-        let nodes = stages_node.entries_by_key();
         for (name, decl) in &file.stages {
             let prep = prepared.swap_remove(name);
             let (key_node, stage_node) = nodes[name.as_str()];

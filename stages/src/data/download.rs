@@ -183,9 +183,6 @@ where
     Ok(offset)
 }
 
-/// Hex SHA-256 of the file at `path`, checked against `expected` when given (either
-/// case). A mismatching file is removed, so that it cannot pass a later run's
-/// "already downloaded" check; the error names `name`.
 /// A SHA-256 as `sha256sum` prints it (64 hex digits), for [`Parsed`](soma_flow_engine::Parsed):
 /// the text is the value.
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +198,9 @@ impl std::str::FromStr for Sha256Hex {
     }
 }
 
+/// Hex SHA-256 of the file at `path`, checked against `expected` when given (either
+/// case). A mismatching file is removed, so that it cannot pass a later run's
+/// "already downloaded" check; the error names `name`.
 pub fn check_sha256(path: &Path, name: &str, expected: Option<&str>) -> Result<String, DataError> {
     let actual = sha256_file(path)?;
     match expected {

@@ -64,9 +64,12 @@ pub(in crate::exec) fn key_and_lookup(
 pub(in crate::exec) type Cached = (CacheKey, CacheEntry);
 
 /// The stages whose results this store already holds, found in one pass in the plan's
-/// order on this thread (a stage is looked up once every stage it reads is found): a
-/// rerun with nothing to do hands no stage to a blocking thread and back. What is not
-/// found here is looked up again when the walk reaches it (and in the remote store).
+/// order on this thread: a rerun with nothing to do hands no stage to a blocking thread
+/// and back. A stage is looked up once every stage it depends on is found, its `needs`
+/// too (not [`crate::key::walk`], which follows inputs only): a `needs` stage that runs
+/// may change what the stage's revalidation sees (`reveal` before the fetch of what was
+/// revealed). What is not found here is looked up again when the walk reaches it (and
+/// in the remote store).
 pub(in crate::exec) fn cached_here(shared: &Shared) -> Vec<Option<Cached>> {
     let plan = &shared.plan;
     let mut found: Vec<Option<Cached>> = Vec::with_capacity(plan.stages.len());
