@@ -349,3 +349,57 @@ fn the_epoch_length_can_be_changed_and_submit_checks_it_first() {
     let submit = p.run(&["localnet", "submit", "--data", "blob.txt"]);
     assert!(!submit.stderr().contains("too short"), "{}", submit.all());
 }
+
+/// Durability under load: 24 official-SDK senders transfer at once
+/// (`benches/localnet_senders.py --acks` prints each transfer the SDK reports
+/// final), `localnet serve` is killed with SIGKILL mid-stream, and the ledger,
+/// served again (which replays its log), holds every acknowledged transfer in a
+/// checkpoint.
+#[test]
+fn transfers_acknowledged_before_a_sigkill_survive_it() {
+    let p = Project::new();
+    let dir = p.path().join("net");
+    let dir_arg = dir.to_str().unwrap();
+    let mut served = serve(&p, &["--dir", dir_arg]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/localnet_senders.py");
+    let mut senders = Command::new("python3")
+        .arg(script)
+        .args(&served.urls)
+        .args(["24", "0", "7", "--acks"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(MISSING);
+    let mut lines = BufReader::new(senders.stdout.take().unwrap()).lines();
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 200 {
+        match lines.next() {
+            Some(line) => acknowledged.push(line.unwrap()),
+            None => {
+                let out = senders.wait_with_output().unwrap();
+                panic!(
+                    "{MISSING}\nthe senders stopped: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    // What the SDK acknowledged before it saw the server die.
+    acknowledged.extend(lines.map_while(Result::ok));
+    let _ = senders.kill();
+    let _ = senders.wait();
+
+    let again = serve(&p, &["--dir", dir_arg]);
+    stop(again);
+    let ledger = soma_flow_localnet::Ledger::open(&dir).unwrap();
+    for digest in &acknowledged {
+        let digest: soma_flow_chain::Digest = digest.parse().unwrap();
+        assert!(
+            ledger.transaction_checkpoint(&digest).is_some(),
+            "{digest} was acknowledged final, then lost to SIGKILL ({} acknowledged)",
+            acknowledged.len()
+        );
+    }
+}

@@ -2,7 +2,9 @@
 //! final, and in which checkpoint" and `GetEpoch` for past epochs.
 //!
 //! A local network has no consensus: every executed transaction (failed ones
-//! included, §9) gets a checkpoint of its own at once. The checkpoint digest is
+//! included, §9) goes into the open checkpoint, which a server closes with each
+//! durable write (the transactions that arrived together share it), and an
+//! epoch change gets one of its own. The checkpoint digest is
 //! this crate's own (SOMA's `CheckpointSummary` BCS is not documented):
 //! `Blake2b-256("CheckpointSummary::" ‖ BCS(summary fields))`.
 

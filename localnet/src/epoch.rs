@@ -113,8 +113,14 @@ impl Ledger {
     /// Ends the current epoch now (by the wall clock, never before the epoch's
     /// start), as the admin service and the epoch clock do.
     pub fn advance_epoch_now(&mut self) -> Result<Effects, LedgerError> {
+        self.advance_epoch_at(crate::now_ms())
+    }
+
+    /// Ends the current epoch at the wall time `now_ms`, or at its start if
+    /// the clock is behind it.
+    pub(crate) fn advance_epoch_at(&mut self, now_ms: u64) -> Result<Effects, LedgerError> {
         let start = self.data.system.epoch_start_timestamp_ms;
-        self.advance_epoch(crate::now_ms().max(start))
+        self.advance_epoch(now_ms.max(start))
     }
 
     /// Ends the current epoch at `timestamp_ms` (the new epoch's start), as
@@ -129,6 +135,9 @@ impl Ledger {
                 epoch_start_ms: start,
             });
         }
+        // The epoch's last transactions get their checkpoint; the epoch change
+        // gets one of its own, the epoch's last.
+        self.close_checkpoint()?;
         let new_epoch = old + 1;
         let tx = TransactionData::new(
             TransactionKind::ChangeEpoch {
@@ -175,7 +184,8 @@ impl Ledger {
         )?;
         effects.epoch = old;
         effects.timestamp_ms = timestamp_ms;
-        let effects = self.record(tx, Vec::new(), effects, true)?;
+        let effects = self.record(tx, Vec::new(), effects)?;
+        self.seal(true)?;
         self.data.epoch_fees = 0;
         if let Some(last) = self.data.epochs.last_mut() {
             last.end_timestamp_ms = Some(timestamp_ms);

@@ -67,7 +67,7 @@ impl Ledger {
         let inputs = kind_inputs(&v1.kind)?;
         let lamport = self.check_inputs(tx, &inputs)?;
         let effects = self.run(tx, &inputs, lamport, digest)?;
-        self.record(tx.clone(), signatures, effects, false)
+        self.record(tx.clone(), signatures, effects)
             .map_err(|e| Rejection::Internal(e.to_string()))
     }
 

@@ -50,8 +50,12 @@ pub(crate) struct LedgerData {
     /// checkpoint or the epoch start).
     pub clock_ms: u64,
     /// The validators (address, voting power of 10 000), from the genesis; none by
-    /// default. Last, so that a ledger of format 1 reads as one without validators.
+    /// default. After the fields of format 1, so that a ledger of format 1 reads as
+    /// one without validators.
     pub validators: Vec<(SomaAddress, u64)>,
+    /// Executed transactions not yet in a checkpoint, in execution order (the
+    /// open checkpoint). Last, so that a ledger of format 2 reads as one with none.
+    pub pending: Vec<TransactionDigest>,
 }
 
 /// A deterministic SOMA ledger at protocol version 5.
@@ -137,6 +141,7 @@ impl Ledger {
                 faucet_secret_key: config.faucet_secret_key,
                 clock_ms: config.genesis_timestamp_ms,
                 validators: config.validators.clone(),
+                pending: Vec::new(),
             },
             owner_index: BTreeMap::new(),
         };
@@ -167,7 +172,8 @@ impl Ledger {
             checkpoint: 0,
             timestamp_ms: config.genesis_timestamp_ms,
         };
-        ledger.record(genesis_tx, Vec::new(), effects, false)?;
+        ledger.record(genesis_tx, Vec::new(), effects)?;
+        ledger.close_checkpoint()?;
         ledger.data.epochs.push(EpochRecord {
             epoch: 0,
             start_timestamp_ms: config.genesis_timestamp_ms,
@@ -199,13 +205,21 @@ impl Ledger {
         }
     }
 
-    /// The time the next checkpoint gets: the clock, never before the latest
-    /// checkpoint or the epoch start (checkpoint times never go back).
+    /// The time the next transaction and checkpoint get: the clock, never
+    /// before the latest checkpoint, a transaction waiting for one, or the epoch
+    /// start (times never go back).
     pub(crate) fn now_ms(&self) -> u64 {
         let last = self.data.checkpoints.last().map_or(0, |c| c.timestamp_ms);
+        let waiting = self
+            .data
+            .pending
+            .last()
+            .and_then(|d| self.data.transactions.get(d))
+            .map_or(0, |r| r.effects.timestamp_ms);
         self.data
             .clock_ms
             .max(last)
+            .max(waiting)
             .max(self.data.system.epoch_start_timestamp_ms)
     }
 
@@ -228,27 +242,16 @@ impl Ledger {
         self.data.clock_ms = now_ms;
     }
 
-    /// Stores an executed transaction, with a checkpoint of its own.
+    /// Stores an executed transaction in the open checkpoint (the one that
+    /// [`Ledger::close_checkpoint`] seals next, whose number its effects get).
     pub(crate) fn record(
         &mut self,
         transaction: TransactionData,
         signatures: Vec<UserSignature>,
         mut effects: Effects,
-        end_of_epoch: bool,
     ) -> Result<Effects, LedgerError> {
-        let sequence_number = self.data.checkpoints.len() as u64;
-        effects.checkpoint = sequence_number;
-        let previous_digest = self.data.checkpoints.last().map(|c| c.digest);
-        let checkpoint = Checkpoint::new(
-            sequence_number,
-            effects.epoch,
-            effects.timestamp_ms,
-            vec![effects.transaction_digest],
-            previous_digest,
-            self.data.transactions.len() as u64 + 1,
-            end_of_epoch,
-        )?;
-        self.data.checkpoints.push(checkpoint);
+        effects.checkpoint = self.data.checkpoints.len() as u64;
+        self.data.pending.push(effects.transaction_digest);
         self.data.transactions.insert(
             effects.transaction_digest,
             TransactionRecord {
@@ -258,6 +261,48 @@ impl Ledger {
             },
         );
         Ok(effects)
+    }
+
+    /// Seals the open checkpoint: the transactions executed since the last one,
+    /// stamped with the latest of their times. Returns its sequence number, or
+    /// `None` when no transaction was waiting. A server closes one per durable
+    /// write, so transactions that arrive together share a checkpoint; a
+    /// transaction is final ([`Ledger::transaction_checkpoint`]) once its
+    /// checkpoint is closed.
+    pub fn close_checkpoint(&mut self) -> Result<Option<u64>, LedgerError> {
+        self.seal(false)
+    }
+
+    /// [`Ledger::close_checkpoint`], marking the checkpoint as its epoch's last
+    /// or not.
+    pub(crate) fn seal(&mut self, end_of_epoch: bool) -> Result<Option<u64>, LedgerError> {
+        if self.data.pending.is_empty() {
+            return Ok(None);
+        }
+        let transactions = std::mem::take(&mut self.data.pending);
+        let sequence_number = self.data.checkpoints.len() as u64;
+        let effects = |d: &TransactionDigest| self.data.transactions.get(d).map(|r| &r.effects);
+        let timestamp_ms = transactions
+            .iter()
+            .filter_map(effects)
+            .map(|e| e.timestamp_ms)
+            .max()
+            .unwrap_or_else(|| self.now_ms());
+        let epoch = transactions
+            .first()
+            .and_then(effects)
+            .map_or(self.data.system.epoch, |e| e.epoch);
+        let checkpoint = Checkpoint::new(
+            sequence_number,
+            epoch,
+            timestamp_ms,
+            transactions,
+            self.data.checkpoints.last().map(|c| c.digest),
+            self.data.transactions.len() as u64,
+            end_of_epoch,
+        )?;
+        self.data.checkpoints.push(checkpoint);
+        Ok(Some(sequence_number))
     }
 
     /// Applies a transaction's writes at `lamport` and builds its effects
@@ -495,9 +540,12 @@ impl Ledger {
         self.data.transactions.get(digest)
     }
 
-    /// The checkpoint holding a transaction: `Some` means it is final.
+    /// The checkpoint holding a transaction: `Some` means it is final (its
+    /// checkpoint is closed).
     pub fn transaction_checkpoint(&self, digest: &TransactionDigest) -> Option<u64> {
-        self.transaction(digest).map(|r| r.effects.checkpoint)
+        self.transaction(digest)
+            .map(|r| r.effects.checkpoint)
+            .filter(|&c| c < self.data.checkpoints.len() as u64)
     }
 
     pub fn checkpoint(&self, sequence_number: u64) -> Option<&Checkpoint> {

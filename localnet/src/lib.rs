@@ -9,9 +9,10 @@
 //! - `coins`, `models`, `submission`: the per-transaction rules (§6.3).
 //! - [`epoch`]: the epoch boundary (§6.4) and target difficulty (§7.6).
 //! - [`targets`], [`knn`]: target generation and routing (§7.1–7.3), listing (§2.6).
-//! - [`checkpoint`]: one checkpoint per transaction; epochs.
+//! - [`checkpoint`]: checkpoints (one per durable batch when served); epochs.
 //! - `faucet`: coins from a funded account by real PayCoins.
-//! - `persist`: `Ledger::open` / `Ledger::save`, atomic.
+//! - `persist`: `Ledger::open` / `Ledger::save`: a snapshot, atomic, and the
+//!   [`journal`] (write-ahead log) replayed after it.
 //! - [`server`]: the gRPC/HTTP fullnode, faucet and admin servers over a ledger.
 //!
 //! Signatures, BCS types, ids and digests all come from `soma_flow_chain`.
@@ -28,6 +29,7 @@ mod execute;
 mod f32_bits;
 mod faucet;
 mod inputs;
+pub mod journal;
 pub mod ledger;
 mod models;
 pub mod params;

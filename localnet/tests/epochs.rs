@@ -23,23 +23,52 @@ fn epochs_and_checkpoints_answer_finality() {
         &bob,
         commit_kind(soma_flow_chain::ObjectID([1; 32]), 1, &[0.0]),
     );
-    assert_eq!(ok.checkpoint, 1);
-    assert_eq!(failed.checkpoint, 2);
+    // Both wait in the open checkpoint: not final until it is closed.
+    assert_eq!((ok.checkpoint, failed.checkpoint), (1, 1));
     assert_eq!(
         n.ledger.transaction_checkpoint(&failed.transaction_digest),
-        Some(2)
+        None
     );
-    let cp = n.ledger.checkpoint(2).unwrap();
-    assert_eq!(cp.transactions, vec![failed.transaction_digest]);
+    assert_eq!(n.ledger.latest_checkpoint().sequence_number, 0);
+    assert_eq!(n.ledger.close_checkpoint().unwrap(), Some(1));
+    assert_eq!(
+        n.ledger.close_checkpoint().unwrap(),
+        None,
+        "nothing is open"
+    );
+    assert_eq!(
+        n.ledger.transaction_checkpoint(&failed.transaction_digest),
+        Some(1)
+    );
+    let cp = n.ledger.checkpoint(1).unwrap();
+    assert_eq!(
+        cp.transactions,
+        vec![ok.transaction_digest, failed.transaction_digest]
+    );
+    assert_eq!(cp.total_network_transactions, 3);
     assert_eq!(
         cp.previous_digest,
-        Some(n.ledger.checkpoint(1).unwrap().digest)
+        Some(n.ledger.checkpoint(0).unwrap().digest)
     );
-    assert_eq!(n.ledger.checkpoints_after(0).len(), 2);
 
+    // A transaction left open goes into a checkpoint before the epoch change,
+    // which gets its own, the epoch's last.
+    let pay = TransactionKind::TransferCoin {
+        coin: n.gas(&alice.address()),
+        amount: Some(SOMA),
+        recipient: bob.address(),
+    };
+    let open = n.ok(&alice, pay);
+    assert_eq!(open.checkpoint, 2);
     let change = n.advance();
+    assert_eq!(
+        n.ledger.transaction_checkpoint(&open.transaction_digest),
+        Some(2)
+    );
+    assert_eq!(n.ledger.checkpoints_after(0).len(), 3);
     assert_eq!(change.checkpoint, 3);
     assert!(n.ledger.checkpoint(3).unwrap().end_of_epoch);
+    assert!(!n.ledger.checkpoint(2).unwrap().end_of_epoch);
     let past = n.ledger.epoch_info(Some(0)).unwrap();
     assert_eq!((past.first_checkpoint, past.last_checkpoint), (0, Some(3)));
     assert_eq!(past.end_timestamp_ms, Some(86_400_000));
@@ -158,6 +187,7 @@ fn the_clock_stamps_checkpoints_and_never_goes_back() {
     let kind = pay(&n);
     let effects = n.ok(&alice, kind);
     assert_eq!(effects.timestamp_ms, 5_000);
+    n.ledger.close_checkpoint().unwrap();
     assert_eq!(
         n.ledger
             .checkpoint(effects.checkpoint)

@@ -2,13 +2,15 @@
 //! → commit → epoch → reveal → the model reads back Active with its
 //! commitments → targets are generated, listed, paged and fetched; weights are
 //! served over HTTP with ranges; refusals and failures come back in words; the
-//! ledger survives a restart.
+//! ledger survives a restart; many senders at once commit together.
 
 use soma_flow_chain::client::{is_lock_conflict, locked_object, ClientError, TargetQuery};
 use soma_flow_chain::{
     embedding_commitment, weights_commitment, DecryptionKey, Manifest, ObjectID, SecretKey,
+    TransactionKind,
 };
-use soma_flow_localnet::server::store_blob;
+use soma_flow_localnet::server::{serve, store_blob, ServerConfig};
+use soma_flow_localnet::{GenesisConfig, Ledger};
 
 use crate::served::{self as common, DIM};
 
@@ -388,4 +390,75 @@ async fn an_unknown_protocol_version_is_refused_before_signing() {
     // Nothing executed: the coin is as it was (same version, same balance).
     assert_eq!(client.coins(&key.address()).await.unwrap(), before);
     assert_eq!(client.check_protocol().await.ok(), None);
+}
+
+/// Group commit: 24 senders at once, each its own client; every transfer is
+/// acknowledged final, transactions that arrived together share checkpoints,
+/// snapshots are taken along the way (every 20 changes here), and the ledger
+/// reopened after shutdown holds every transaction in the checkpoint its
+/// sender was told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_senders_commit_together_and_reopen_as_told() {
+    const SENDERS: u8 = 24;
+    const EACH: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        ServerConfig::new(dir.path(), GenesisConfig::new(common::DIM as u64)).ephemeral_ports();
+    config.snapshot_every = 20;
+    let handle = serve(config).await.unwrap();
+    let recipient = SecretKey::from_bytes(&[200; 32]).address();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|i| {
+            let client = common::client(&handle);
+            tokio::spawn(async move {
+                let key = SecretKey::from_bytes(&[100 + i; 32]);
+                client.request_gas(&key.address()).await.unwrap();
+                let mut told = Vec::new();
+                for _ in 0..EACH {
+                    let executed = client
+                        .execute(&key, 10_000, |gas| TransactionKind::TransferCoin {
+                            coin: gas,
+                            amount: Some(1),
+                            recipient,
+                        })
+                        .await
+                        .unwrap();
+                    told.push((executed.digest, executed.checkpoint));
+                }
+                told
+            })
+        })
+        .collect();
+    let mut told = Vec::new();
+    for sender in senders {
+        told.extend(sender.await.unwrap());
+    }
+    handle.shutdown().await;
+
+    let ledger = Ledger::open(dir.path()).unwrap();
+    for (digest, checkpoint) in &told {
+        assert_eq!(ledger.transaction_checkpoint(digest), Some(*checkpoint));
+    }
+    let checkpoints: std::collections::BTreeSet<_> = told.iter().map(|(_, c)| c).collect();
+    assert!(
+        checkpoints.len() < told.len(),
+        "{} transfers from {SENDERS} senders at once, each in a checkpoint of its own",
+        told.len()
+    );
+    let logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".log"))
+        .collect();
+    assert_eq!(
+        logs.len(),
+        1,
+        "older logs are removed after each snapshot: {logs:?}"
+    );
+    let generation: u64 = logs[0]
+        .trim_start_matches("ledger-")
+        .trim_end_matches(".log")
+        .parse()
+        .unwrap();
+    assert!(generation > 2, "snapshots were taken: {logs:?}");
 }

@@ -20,7 +20,8 @@ use tonic::Status;
 use tonic_prost::ProstCodec;
 
 use super::{blobs, render, Node};
-use crate::effects::RejectionCode;
+use crate::effects::{Rejection, RejectionCode};
+use crate::journal::{Applied, Change, ChangeError};
 use crate::targets::{StatusFilter, TargetCursor, TargetQuery};
 
 /// Which of the three servers a connection belongs to.
@@ -35,10 +36,18 @@ pub async fn dispatch(node: Arc<Node>, service: Service, req: Request<Incoming>)
     let path = req.uri().path().to_owned();
     match (service, path.as_str()) {
         (Service::Faucet, paths::REQUEST_GAS) => {
-            bcs_unary(req, move |r: rpc::GasRequest| request_gas(&node, r)).await
+            bcs_unary(req, move |r: rpc::GasRequest| {
+                let node = node.clone();
+                async move { request_gas(&node, r).await }
+            })
+            .await
         }
         (Service::Admin, paths::ADVANCE_EPOCH) => {
-            bcs_unary(req, move |_: rpc::AdvanceEpochRequest| advance_epoch(&node)).await
+            bcs_unary(req, move |_: rpc::AdvanceEpochRequest| {
+                let node = node.clone();
+                async move { advance_epoch(&node).await }
+            })
+            .await
         }
         (Service::Fullnode, _) => {
             let mut response = fullnode(node.clone(), &path, req).await;
@@ -64,7 +73,13 @@ async fn fullnode(node: Arc<Node>, path: &str, req: Request<Incoming>) -> Respon
         paths::GET_BALANCE => unary(req, move |r| get_balance(&n, r)).await,
         paths::LIST_TARGETS => unary(req, move |r| list_targets(&n, r)).await,
         paths::GET_TARGET => unary(req, move |r| get_target(&n, r)).await,
-        paths::EXECUTE_TRANSACTION => unary(req, move |r| execute(&n, r)).await,
+        paths::EXECUTE_TRANSACTION => {
+            unary_with(ProstCodec::default(), req, move |r| {
+                let n = n.clone();
+                async move { execute(&n, r).await }
+            })
+            .await
+        }
         paths::SUBSCRIBE_CHECKPOINTS => {
             let mut grpc = tonic::server::Grpc::new(ProstCodec::<
                 proto::SubscribeCheckpointsResponse,
@@ -95,16 +110,17 @@ fn compressed(path: &str) -> bool {
 }
 
 /// Runs a unary handler under `codec`.
-async fn unary_with<C, F>(codec: C, req: Request<Incoming>, handler: F) -> Response<Body>
+async fn unary_with<C, F, Fut>(codec: C, req: Request<Incoming>, handler: F) -> Response<Body>
 where
     C: Codec,
     C::Decode: Send + 'static,
     C::Encode: Send + 'static,
-    F: Fn(C::Decode) -> Result<C::Encode, Status> + Send + 'static,
+    F: Fn(C::Decode) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<C::Encode, Status>> + Send + 'static,
 {
     let service = tower::service_fn(move |r: tonic::Request<C::Decode>| {
-        let result = handler(r.into_inner()).map(tonic::Response::new);
-        async move { result }
+        let reply = handler(r.into_inner());
+        async move { reply.await.map(tonic::Response::new) }
     });
     let mut grpc = tonic::server::Grpc::new(codec);
     if compressed(req.uri().path()) {
@@ -113,20 +129,23 @@ where
     grpc.unary(service, req).await
 }
 
+/// A unary read: answered from the ledger at once.
 async fn unary<Req, Resp, F>(req: Request<Incoming>, handler: F) -> Response<Body>
 where
     Req: prost::Message + Default + Send + 'static,
     Resp: prost::Message + Send + 'static,
     F: Fn(Req) -> Result<Resp, Status> + Send + 'static,
 {
-    unary_with(ProstCodec::<Resp, Req>::default(), req, handler).await
+    let codec = ProstCodec::<Resp, Req>::default();
+    unary_with(codec, req, move |r| std::future::ready(handler(r))).await
 }
 
-async fn bcs_unary<Req, Resp, F>(req: Request<Incoming>, handler: F) -> Response<Body>
+async fn bcs_unary<Req, Resp, F, Fut>(req: Request<Incoming>, handler: F) -> Response<Body>
 where
     Req: serde::de::DeserializeOwned + Send + 'static,
     Resp: serde::Serialize + Send + 'static,
-    F: Fn(Req) -> Result<Resp, Status> + Send + 'static,
+    F: Fn(Req) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     unary_with(BcsCodec::<Resp, Req>::default(), req, handler).await
 }
@@ -364,7 +383,7 @@ fn get_target(node: &Node, r: proto::GetTargetRequest) -> Result<proto::GetTarge
 
 // ---- TransactionExecutionService ------------------------------------------------
 
-fn execute(
+async fn execute(
     node: &Node,
     r: proto::ExecuteTransactionRequest,
 ) -> Result<proto::ExecuteTransactionResponse, Status> {
@@ -376,23 +395,26 @@ fn execute(
         .map(convert::signature_from_proto)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Status::invalid_argument(format!("Invalid user signature: {e}")))?;
-    let mut ledger = node.ledger();
-    let effects = ledger.execute(&tx, &signatures).map_err(|rejection| {
-        let text = rejection.to_string();
-        match rejection.code() {
-            RejectionCode::InvalidArgument => Status::invalid_argument(text),
-            RejectionCode::FailedPrecondition => Status::failed_precondition(text),
-            RejectionCode::NotFound => Status::not_found(text),
-        }
-    })?;
-    node.committed(&ledger)
-        .map_err(|e| Status::internal(e.to_string()))?;
-    let objects = render::written_ids(&effects)
-        .iter()
-        .filter_map(|id| ledger.object(id))
-        .map(|o| render::object_to_proto(&o))
-        .collect::<Result<_, _>>()
-        .map_err(|e| Status::internal(e.to_string()))?;
+    let change = Change::Execute {
+        transaction: Box::new(tx),
+        signatures,
+    };
+    let (effects, objects) = node
+        .commit(change, |ledger, result| {
+            let effects = match result {
+                Ok(Applied::Executed(effects)) => effects,
+                Err(ChangeError::Rejected(rejection)) => return Err(refused(rejection)),
+                other => return Err(unexpected(other)),
+            };
+            let objects = render::written_ids(&effects)
+                .iter()
+                .filter_map(|id| ledger.object(id))
+                .map(|o| render::object_to_proto(&o))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok((effects, objects))
+        })
+        .await?;
     let mut echoed = sent.clone();
     echoed.digest = Some(effects.transaction_digest.to_base58());
     Ok(proto::ExecuteTransactionResponse {
@@ -405,22 +427,43 @@ fn execute(
     })
 }
 
+/// A transaction refused before execution, with the code of §1.4.
+fn refused(rejection: Rejection) -> Status {
+    let text = rejection.to_string();
+    match rejection.code() {
+        RejectionCode::InvalidArgument => Status::invalid_argument(text),
+        RejectionCode::FailedPrecondition => Status::failed_precondition(text),
+        RejectionCode::NotFound => Status::not_found(text),
+    }
+}
+
+/// A change that failed in the ledger, or answered as another change would.
+fn unexpected(result: Result<Applied, ChangeError>) -> Status {
+    match result {
+        Err(e) => Status::internal(e.to_string()),
+        Ok(applied) => Status::internal(format!("unexpected outcome {applied:?}")),
+    }
+}
+
 // ---- SubscriptionService ------------------------------------------------------
 
-/// Checkpoints from the point of subscription on, in order, without gaps.
+/// Checkpoints from the point of subscription on, in order, without gaps;
+/// each once it is durable.
 fn subscribe(
     node: Arc<Node>,
 ) -> ReceiverStream<Result<proto::SubscribeCheckpointsResponse, Status>> {
-    // Listen before reading the height, so no checkpoint falls in between.
-    let mut notifications = node.checkpoints.subscribe();
-    let mut last = node.ledger().latest_checkpoint().sequence_number;
+    // Watch before reading the height, so no checkpoint falls in between.
+    let mut durable = node.journal.watch();
+    let mut last = durable.borrow_and_update().checkpoint;
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
+            let upto = durable.borrow_and_update().checkpoint;
             let pending: Vec<_> = node
                 .ledger()
                 .checkpoints_after(last)
                 .iter()
+                .take_while(|c| c.sequence_number <= upto)
                 .map(render::checkpoint)
                 .collect();
             for checkpoint in pending {
@@ -433,9 +476,8 @@ fn subscribe(
                     return;
                 }
             }
-            match notifications.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            if durable.changed().await.is_err() {
+                return;
             }
         }
     });
@@ -444,37 +486,41 @@ fn subscribe(
 
 // ---- faucet and admin -----------------------------------------------------------
 
-fn request_gas(node: &Node, r: rpc::GasRequest) -> Result<rpc::GasResponse, Status> {
+async fn request_gas(node: &Node, r: rpc::GasRequest) -> Result<rpc::GasResponse, Status> {
     let recipient: SomaAddress = r
         .recipient
         .parse()
         .map_err(|e| Status::invalid_argument(format!("Invalid address {:?}: {e}", r.recipient)))?;
-    let mut ledger = node.ledger();
-    let receipt = ledger
-        .faucet(recipient, node.faucet_amount)
-        .map_err(|e| Status::internal(e.to_string()))?;
-    node.committed(&ledger)
-        .map_err(|e| Status::internal(e.to_string()))?;
-    Ok(rpc::GasResponse {
-        status: "Success".to_owned(),
-        coins_sent: vec![rpc::GasCoinInfo {
-            amount: receipt.amount,
-            id: receipt.coin.object_id.to_hex(),
-            transfer_tx_digest: receipt.transaction_digest.to_base58(),
-        }],
+    let change = Change::Faucet {
+        recipient,
+        amount: node.faucet_amount,
+    };
+    node.commit(change, |_, result| match result {
+        Ok(Applied::Faucet(receipt)) => Ok(rpc::GasResponse {
+            status: "Success".to_owned(),
+            coins_sent: vec![rpc::GasCoinInfo {
+                amount: receipt.amount,
+                id: receipt.coin.object_id.to_hex(),
+                transfer_tx_digest: receipt.transaction_digest.to_base58(),
+            }],
+        }),
+        other => Err(unexpected(other)),
     })
+    .await
 }
 
-pub(super) fn advance_epoch(node: &Node) -> Result<rpc::AdvanceEpochResponse, Status> {
-    let mut ledger = node.ledger();
-    ledger
-        .advance_epoch_now()
-        .map_err(|e| Status::internal(e.to_string()))?;
-    node.committed(&ledger)
-        .map_err(|e| Status::internal(e.to_string()))?;
-    Ok(rpc::AdvanceEpochResponse {
-        epoch: ledger.epoch(),
+/// Ends the epoch now (by the wall clock, never before the epoch's start).
+pub(super) async fn advance_epoch(node: &Node) -> Result<rpc::AdvanceEpochResponse, Status> {
+    let change = Change::AdvanceEpoch {
+        now_ms: crate::now_ms(),
+    };
+    node.commit(change, |ledger, result| match result {
+        Ok(Applied::Epoch(_)) => Ok(rpc::AdvanceEpochResponse {
+            epoch: ledger.epoch(),
+        }),
+        other => Err(unexpected(other)),
     })
+    .await
 }
 
 #[cfg(test)]

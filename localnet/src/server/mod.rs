@@ -7,10 +7,11 @@
 //! current tokio runtime and returns the bound addresses, so tests and
 //! soma-flow run a network in process. Each connection speaks HTTP/1.1 or
 //! h2c (gRPC), answers client PINGs (the SDK sends one every 5 s) and sends
-//! response headers as soon as a call starts. The ledger is saved with its own
-//! atomic `save` after every transaction and epoch change.
+//! response headers as soon as a call starts. Changes are answered once they
+//! are durable in the ledger's log, written by group commit (`commit`).
 
 mod blobs;
+mod commit;
 mod grpc;
 mod render;
 
@@ -22,11 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use soma_flow_chain::rpc::{DEFAULT_ADMIN_PORT, DEFAULT_FAUCET_PORT, DEFAULT_RPC_PORT};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::Status;
 
 pub use blobs::store_blob;
 
+use crate::journal::{Applied, Change, ChangeError};
 use crate::params::GenesisConfig;
 use crate::{Ledger, LedgerError, LEDGER_FILE};
 use soma_flow_chain::SHANNONS_PER_SOMA;
@@ -50,6 +53,9 @@ pub struct ServerConfig {
     /// served again, as a restarted chain does. Off: epochs move only through the
     /// admin service.
     pub timed_epochs: bool,
+    /// Changes between snapshots of the ledger (its log is replayed from the
+    /// last one when the network is served again).
+    pub snapshot_every: u64,
 }
 
 impl ServerConfig {
@@ -65,6 +71,7 @@ impl ServerConfig {
             admin_port: DEFAULT_ADMIN_PORT,
             faucet_amount: 2 * SHANNONS_PER_SOMA,
             timed_epochs: false,
+            snapshot_every: commit::SNAPSHOT_EVERY,
         }
     }
 
@@ -88,14 +95,26 @@ pub enum ServerError {
     Ledger(#[from] LedgerError),
 }
 
-/// A running network. Dropping it stops the servers.
-#[derive(Debug)]
+/// A running network. Dropping it stops the servers (and waits for the
+/// log's last write).
 pub struct ServerHandle {
     pub rpc_addr: SocketAddr,
     pub faucet_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    node: Arc<Node>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("rpc_addr", &self.rpc_addr)
+            .field("faucet_addr", &self.faucet_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerHandle {
@@ -111,11 +130,20 @@ impl ServerHandle {
         format!("http://{}", self.admin_addr)
     }
 
-    /// Stops accepting connections and waits for the accept loops to end.
+    /// Stops accepting connections, waits for the accept loops to end and
+    /// for the log's last changes to be written.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks.drain(..) {
             let _ = task.await;
+        }
+        self.stop_writer();
+    }
+
+    fn stop_writer(&mut self) {
+        self.node.journal.stop();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }
@@ -126,15 +154,16 @@ impl Drop for ServerHandle {
         for task in &self.tasks {
             task.abort();
         }
+        self.stop_writer();
     }
 }
 
-/// The state the services share: the ledger, where it is saved, and the
-/// checkpoint notifications subscriptions wait on.
+/// The state the services share: the ledger, its log, and the faucet's
+/// amount.
 pub(crate) struct Node {
     ledger: Mutex<Ledger>,
+    journal: commit::Journal,
     data_dir: PathBuf,
-    checkpoints: broadcast::Sender<u64>,
     faucet_amount: u64,
 }
 
@@ -145,13 +174,37 @@ impl Node {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// After a change: persist, then wake the checkpoint subscribers.
-    fn committed(&self, ledger: &Ledger) -> Result<(), LedgerError> {
-        ledger.save(&self.data_dir)?;
-        let _ = self
-            .checkpoints
-            .send(ledger.latest_checkpoint().sequence_number);
-        Ok(())
+    /// Applies `change` and logs it; `answer` reads what the reply needs from
+    /// the ledger as the change left it. The reply comes once the change is
+    /// durable, so nothing acknowledged is lost if the process is killed.
+    async fn commit<T>(
+        &self,
+        change: Change,
+        answer: impl FnOnce(&Ledger, Result<Applied, ChangeError>) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        if let Some(why) = self.journal.failed() {
+            return Err(Status::unavailable(why.to_string()));
+        }
+        let (reply, logged) = {
+            let mut ledger = self.ledger();
+            let result = ledger.apply_change(&change);
+            let logged = match change.must_log(&result) {
+                true => Some(
+                    self.journal
+                        .append(&change)
+                        .map_err(|e| Status::internal(e.to_string()))?,
+                ),
+                false => None,
+            };
+            (answer(&ledger, result), logged)
+        };
+        if let Some(number) = logged {
+            self.journal
+                .durable(number)
+                .await
+                .map_err(|why| Status::unavailable(why.to_string()))?;
+        }
+        reply
     }
 
     fn blobs_dir(&self) -> PathBuf {
@@ -162,12 +215,23 @@ impl Node {
 /// Opens (or creates) the ledger and serves it on the configured ports.
 pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let ledger = open_or_create(&config.data_dir, &config.genesis)?;
+    let (journal, log) = commit::Journal::start(&config.data_dir, &ledger, config.snapshot_every)?;
     let node = Arc::new(Node {
         ledger: Mutex::new(ledger),
+        journal,
         data_dir: config.data_dir.clone(),
-        checkpoints: broadcast::channel(1024).0,
         faucet_amount: config.faucet_amount,
     });
+    let writer = {
+        let node = node.clone();
+        std::thread::Builder::new()
+            .name("localnet-log".to_owned())
+            .spawn(move || node.journal.write(&node.ledger, log))
+            .map_err(|source| LedgerError::Io {
+                path: config.data_dir.clone(),
+                source,
+            })?
+    };
     let (shutdown, stop) = watch::channel(false);
     let rpc = bind(config.host, config.rpc_port).await?;
     let faucet = bind(config.host, config.faucet_port).await?;
@@ -192,6 +256,8 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         admin_addr: addrs.2,
         shutdown,
         tasks,
+        node,
+        writer: Some(writer),
     })
 }
 
@@ -208,9 +274,7 @@ fn open_or_create(dir: &Path, genesis: &GenesisConfig) -> Result<Ledger, LedgerE
     if dir.join(LEDGER_FILE).exists() {
         return Ledger::open(dir);
     }
-    let ledger = Ledger::genesis(genesis.clone())?;
-    ledger.save(dir)?;
-    Ok(ledger)
+    Ledger::genesis(genesis.clone())
 }
 
 /// Ends each epoch when its duration has passed (at once if it already has).
@@ -231,7 +295,7 @@ async fn epoch_clock(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             }
             continue;
         }
-        if let Err(status) = grpc::advance_epoch(&node) {
+        if let Err(status) = grpc::advance_epoch(&node).await {
             eprintln!(
                 "warning: the local network cannot advance its epoch: {}",
                 status.message()
@@ -258,6 +322,9 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        // Small replies go out at once: with Nagle's algorithm a reply waits
+        // for the client's delayed ACK (40 ms on Linux) behind the previous one.
+        let _ = stream.set_nodelay(true);
         let node = node.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |request| {
