@@ -105,11 +105,9 @@ fn main() {
     reveal(&net, &key, &record, &keys).unwrap();
     let info = net.epoch().unwrap();
     let model = Revealed::of(info.system.model(&record.model().unwrap()).unwrap()).unwrap();
-    let scratch = dir.path().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
     let start = Instant::now();
     let cpu_start = process_cpu_seconds();
-    fetch(&net, &model, &scratch, &dir.path().join("fetched"), &quiet).unwrap();
+    fetch(&net, &model, &dir.path().join("fetched"), &quiet).unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
         "fetch + verify + decrypt {mib} MiB: {secs:.2} s wall, {:.2} s CPU, peak RSS {:.1} MiB",

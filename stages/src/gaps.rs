@@ -159,7 +159,7 @@ fn winner_weights(
     if !dest.exists() {
         (how.progress)(&format!("fetching the winning model {winner}"));
         std::fs::create_dir_all(how.scratch)?;
-        lifecycle::fetch(net, model, how.scratch, &dest, how.progress)?;
+        lifecycle::fetch(net, model, &dest, how.progress)?;
     }
     Ok(dest)
 }

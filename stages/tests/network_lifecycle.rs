@@ -58,8 +58,6 @@ fn a_new_local_network_reveals_the_genesis_models_and_fetch_decrypts_them() {
     assert_eq!(info.system.parameters.target_embedding_dim, 128, "v1-tiny");
     let revealed: Vec<Revealed> = info.system.models.iter().filter_map(Revealed::of).collect();
     assert_eq!(revealed.len(), 2);
-    let scratch = store.path().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
     for model in &revealed {
         let shipped = genesis::MODELS
             .iter()
@@ -67,7 +65,7 @@ fn a_new_local_network_reveals_the_genesis_models_and_fetch_decrypts_them() {
             .expect("a genesis owner");
         assert_eq!(model.embedding, shipped.embedding());
         let dest = store.path().join("fetched");
-        lifecycle::fetch(&net, model, &scratch, &dest, &quiet).unwrap();
+        lifecycle::fetch(&net, model, &dest, &quiet).unwrap();
         assert!(
             std::fs::read(&dest).unwrap() == shipped.weights,
             "{}",
@@ -84,8 +82,34 @@ fn a_new_local_network_reveals_the_genesis_models_and_fetch_decrypts_them() {
         )
         .unwrap();
         std::fs::remove_file(&dest).unwrap();
-        lifecycle::fetch(&net, &moved, &scratch, &dest, &quiet).unwrap();
+        lifecycle::fetch(&net, &moved, &dest, &quiet).unwrap();
         assert!(std::fs::read(&dest).unwrap() == shipped.weights);
+
+        // Decrypted as it arrives: an interrupted fetch left the plaintext so far
+        // beside `dest`; the next one continues it (rebuilding the ciphertext's
+        // hash from it) without falling back.
+        let part = store.path().join(format!(
+            ".fetch-{}.part",
+            hex::encode(model.manifest.checksum().0)
+        ));
+        let notes = std::sync::Mutex::new(Vec::new());
+        let note = |line: &str| notes.lock().unwrap().push(line.to_owned());
+        std::fs::remove_file(&dest).unwrap();
+        std::fs::write(&part, &shipped.weights[..shipped.weights.len() / 3]).unwrap();
+        lifecycle::fetch(&net, model, &dest, &note).unwrap();
+        assert!(std::fs::read(&dest).unwrap() == shipped.weights);
+        assert!(!part.exists());
+        let fell_back = |notes: &std::sync::Mutex<Vec<String>>| {
+            notes.lock().unwrap().iter().any(|l| l.contains("trying"))
+        };
+        assert!(!fell_back(&notes), "{:?}", notes.lock().unwrap());
+        // A damaged prefix fails the manifest's checksum at the URL; the fullnode's
+        // copy, fetched afresh, passes.
+        std::fs::remove_file(&dest).unwrap();
+        std::fs::write(&part, vec![7u8; shipped.weights.len() / 3]).unwrap();
+        lifecycle::fetch(&net, model, &dest, &note).unwrap();
+        assert!(std::fs::read(&dest).unwrap() == shipped.weights);
+        assert!(fell_back(&notes), "{:?}", notes.lock().unwrap());
     }
 }
 
@@ -143,10 +167,8 @@ fn commit_and_reveal_follow_the_chain_rules_and_are_idempotent() {
     let model = info.system.model(&record.model().unwrap()).unwrap();
     let revealed = Revealed::of(model).expect("active");
     assert_eq!(revealed.embedding, emb);
-    let scratch = dir.path().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
     let fetched = dir.path().join("fetched");
-    lifecycle::fetch(&net, &revealed, &scratch, &fetched, &quiet).unwrap();
+    lifecycle::fetch(&net, &revealed, &fetched, &quiet).unwrap();
     assert!(std::fs::read(&fetched).unwrap() == plaintext);
     // Revealed weights committed again: nothing new is sent.
     let same = lifecycle::commit(&net, &me, &weights, &emb, &up, &quiet).unwrap();

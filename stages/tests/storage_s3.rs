@@ -98,9 +98,7 @@ fn commit_reveal_and_fetch_through_a_local_s3_server() {
     let info = net.epoch().unwrap();
     let model = Revealed::of(info.system.model(&record.model().unwrap()).unwrap()).unwrap();
     let fetched = dir.path().join("fetched.safetensors");
-    let scratch = dir.path().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    lifecycle::fetch(&net, &model, &scratch, &fetched, &quiet).unwrap();
+    lifecycle::fetch(&net, &model, &fetched, &quiet).unwrap();
     assert!(std::fs::read(&fetched).unwrap() == plaintext);
 
     runtime.block_on(async {

@@ -1,6 +1,8 @@
 //! Resumable downloads shared by the Hub and object-storage sources: bytes go to
 //! `<dest>.part`, a broken transfer continues with a ranged request from where the
-//! file ends, and transient failures are retried with exponential backoff.
+//! file ends, and transient failures are retried with exponential backoff. A
+//! [`Through`] transforms the bytes on their way to the file (a model's
+//! decryption and the hash its manifest checks), so no second pass is needed.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -22,6 +24,19 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The wait before retry number `attempt` (1-based): 0.25 s, 0.5 s, 1 s, ...
 pub fn backoff(attempt: u32) -> Duration {
     FIRST_BACKOFF * 2u32.pow(attempt.saturating_sub(1).min(6))
+}
+
+/// What a download does to the bytes before it appends them. It sees every byte
+/// of the object once, in order; a download that continues bytes already on
+/// disk (a resumed or retried transfer) first rebuilds it from them.
+pub trait Through {
+    /// Bytes processed so far.
+    fn position(&self) -> u64;
+    /// Starts over, then catches up with the first `len` bytes of `part`, which
+    /// this transformation wrote.
+    fn restart(&mut self, part: &Path, len: u64) -> std::io::Result<()>;
+    /// Transforms the next bytes in place.
+    fn process(&mut self, chunk: &mut [u8]);
 }
 
 /// A response body starting at the requested offset, with its announced length
@@ -51,7 +66,27 @@ where
     Fut: Future<Output = Result<Body<S>, Failure>>,
     S: Stream<Item = Result<Bytes, Failure>> + Unpin,
 {
+    download_through(name, size, dest, fetch, None, progress).await
+}
+
+/// [`download`], the bytes passing `through` a transformation on their way.
+pub async fn download_through<F, Fut, S>(
+    name: &str,
+    size: u64,
+    dest: &Path,
+    fetch: F,
+    mut through: Option<&mut dyn Through>,
+    progress: ProgressFn<'_>,
+) -> Result<(), DataError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Body<S>, Failure>>,
+    S: Stream<Item = Result<Bytes, Failure>> + Unpin,
+{
     if std::fs::metadata(dest).is_ok_and(|m| m.len() == size) {
+        if let Some(through) = through {
+            through.restart(dest, size).map_err(io_at(dest))?;
+        }
         return Ok(());
     }
     if let Some(dir) = dest.parent() {
@@ -71,7 +106,15 @@ where
     meter.set(offset);
     let mut failures = 0;
     while offset < size {
-        let (reached, failure) = match transfer(&part, offset, size, &fetch, &mut meter).await {
+        let attempt = transfer(
+            &part,
+            offset,
+            size,
+            &fetch,
+            through.as_deref_mut(),
+            &mut meter,
+        );
+        let (reached, failure) = match attempt.await {
             Ok(reached) if reached == size => (reached, None),
             Ok(reached) => {
                 let error = DataError::Io {
@@ -123,11 +166,12 @@ fn part_path(dest: &Path) -> PathBuf {
 
 /// One request: appends what arrives to `part` and returns the offset reached,
 /// alongside the failure when there was one.
-async fn transfer<F, Fut, S>(
+async fn transfer<'t, F, Fut, S>(
     part: &Path,
     offset: u64,
     size: u64,
     fetch: &F,
+    mut through: Option<&mut (dyn Through + 't)>,
     meter: &mut Meter<'_>,
 ) -> Result<u64, (u64, Failure)>
 where
@@ -153,34 +197,79 @@ where
     if offset > 0 && body.length == Some(size) {
         offset = 0;
     }
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(part)
         .map_err(local(offset))?;
     file.set_len(offset).map_err(local(offset))?;
-    while let Some(chunk) = body.stream.next().await {
-        let chunk = chunk.map_err(|f| (offset, f))?;
-        if offset + chunk.len() as u64 > size {
-            return Err((
-                offset,
-                Failure {
-                    transient: false,
-                    error: DataError::Mismatch {
-                        file: part.display().to_string(),
-                        what: "size",
-                        expected: size.to_string(),
-                        actual: format!("over {}", offset + chunk.len() as u64),
-                    },
-                },
-            ));
-        }
-        file.write_all(&chunk).map_err(local(offset))?;
-        offset += chunk.len() as u64;
-        meter.set(offset);
+    if let Some(through) = through.as_deref_mut().filter(|t| t.position() != offset) {
+        through.restart(part, offset).map_err(local(offset))?;
     }
-    file.sync_all().map_err(local(offset))?;
-    Ok(offset)
+    let (queue, written) = appender(file);
+    let mut received = async {
+        while let Some(chunk) = body.stream.next().await {
+            let chunk = chunk.map_err(|f| (offset, f))?;
+            if offset + chunk.len() as u64 > size {
+                return Err((
+                    offset,
+                    Failure {
+                        transient: false,
+                        error: DataError::Mismatch {
+                            file: part.display().to_string(),
+                            what: "size",
+                            expected: size.to_string(),
+                            actual: format!("over {}", offset + chunk.len() as u64),
+                        },
+                    },
+                ));
+            }
+            let chunk = match through.as_deref_mut() {
+                Some(through) => {
+                    // Without a copy when the piece is the only owner of its bytes.
+                    let mut bytes = Vec::from(chunk);
+                    through.process(&mut bytes);
+                    Bytes::from(bytes)
+                }
+                None => chunk,
+            };
+            let len = chunk.len() as u64;
+            if queue.send(chunk).await.is_err() {
+                break; // The writer failed: its error is reported below.
+            }
+            offset += len;
+            meter.set(offset);
+        }
+        Ok(())
+    }
+    .await;
+    drop(queue);
+    let wrote = written
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    if let Err(e) = wrote {
+        received = Err(local(offset)(e));
+    }
+    received.map(|()| offset)
+}
+
+/// Appends what it is sent to `file` on a blocking thread, so that writing one
+/// piece overlaps receiving (and transforming) the next; the file is synced
+/// once everything sent is written.
+fn appender(
+    mut file: File,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let (queue, mut pieces) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let written = tokio::task::spawn_blocking(move || {
+        while let Some(piece) = pieces.blocking_recv() {
+            file.write_all(&piece)?;
+        }
+        file.sync_all()
+    });
+    (queue, written)
 }
 
 /// A SHA-256 as `sha256sum` prints it (64 hex digits), for [`Parsed`](soma_flow_engine::Parsed):

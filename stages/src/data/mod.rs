@@ -5,7 +5,7 @@
 //! chunks each one on its own.
 
 mod dataset;
-mod download;
+pub(crate) mod download;
 mod error;
 mod format;
 mod ingest;

@@ -369,8 +369,7 @@ impl StageKind for FetchCompetitorsKind {
                 let file = format!("{id}.safetensors");
                 let dest = out.join(&file);
                 let url = model.manifest.url().to_string();
-                let problem = match lifecycle::fetch(&net, model, ctx.scratch, &dest, ctx.progress)
-                {
+                let problem = match lifecycle::fetch(&net, model, &dest, ctx.progress) {
                     Ok(()) => validate(&dest, &url, with.heads).err(),
                     Err(e) => Some(format!("{e:#}")),
                 };
@@ -503,7 +502,7 @@ fn download(
     dest: &Path,
     progress: ProgressFn<'_>,
 ) -> Result<String, DataError> {
-    download_object(&w.url, w.size, staged, progress)?;
+    download_object(&w.url, w.size, staged, None, progress)?;
     let sha256 = check_sha256(staged, &w.url, w.sha256.as_ref().map(Parsed::text))?;
     std::fs::rename(staged, dest).map_err(io_at(dest))?;
     Ok(sha256)

@@ -12,12 +12,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use soma_flow_chain::client::ModelInfo;
 use soma_flow_chain::{
-    apply_stream, embedding_commitment, DecryptionKey, Digest, Manifest, ObjectID, SecretKey,
-    SomaAddress,
+    embedding_commitment, DecryptionKey, Digest, Manifest, ObjectID, SecretKey, SomaAddress,
 };
 
 use super::Network;
-use crate::crypto::{hash_file, CtrStream, Hash256};
+use crate::crypto::{hash_file, CtrStream, Decrypting, Hash256};
+use crate::data::download::Through;
 use crate::data::{download_object, ProgressFn};
 use crate::private_file::{self, Existing};
 use crate::storage;
@@ -692,13 +692,16 @@ impl std::fmt::Display for Blob {
 
 /// Downloads the bytes `manifest` names into `dest` (ranged and resumable): from its
 /// URL, or, failing that, from the fullnode's `/model/{id}` or `/data/{id}` (§8).
-/// The size is checked before a byte comes; `check`, when given, judges each
-/// attempt's bytes, so a corrupt copy at the URL falls back too.
+/// The size is checked before a byte comes. `decrypting`, when given, decrypts the
+/// bytes as they arrive and checks the ciphertext's hash against the manifest;
+/// `check`, when given, judges the file; either way a corrupt copy at the URL falls
+/// back too.
 pub fn download_blob(
     net: &Network,
     manifest: &Manifest,
     blob: Blob,
     dest: &Path,
+    mut decrypting: Option<&mut Decrypting<'_>>,
     check: Option<Check<'_>>,
     progress: ProgressFn<'_>,
 ) -> Result<()> {
@@ -710,72 +713,50 @@ pub fn download_blob(
     };
     let rpc = net.client.rpc_url().trim_end_matches('/').to_owned();
     let fallback = format!("{rpc}/{route}/{}", id.to_hex());
-    let attempt = |url: &str| -> Result<()> {
-        let got = download_object(url, Some(size), dest, progress)
+    let mut failures = Vec::new();
+    for url in [&direct, &fallback] {
+        let through = decrypting.as_deref_mut().map(|d| d as &mut dyn Through);
+        let got = download_object(url, Some(size), dest, through, progress)
             .map_err(anyhow::Error::from)
-            .and_then(|_| check.map_or(Ok(()), |check| check(dest)));
-        if got.is_err() {
-            let _ = std::fs::remove_file(dest);
+            .and_then(|_| match decrypting.as_deref().map(Decrypting::checksum) {
+                Some(got) if got.0 != manifest.checksum().0 => bail!(
+                    "its Blake2b-256 is {got}, but the manifest says {}",
+                    hex::encode(manifest.checksum().0)
+                ),
+                _ => check.map_or(Ok(()), |check| check(dest)),
+            });
+        let Err(e) = got else { return Ok(()) };
+        let _ = std::fs::remove_file(dest);
+        if url == &direct {
+            progress(&format!("{direct}: {e:#}; trying {fallback}"));
         }
-        got
-    };
-    if let Err(first) = attempt(&direct) {
-        progress(&format!("{direct}: {first:#}; trying {fallback}"));
-        attempt(&fallback).map_err(|second| {
-            anyhow!("cannot download {blob}: {direct}: {first:#}; {fallback}: {second:#}")
-        })?;
+        failures.push(format!("{url}: {e:#}"));
     }
-    Ok(())
+    bail!("cannot download {blob}: {}", failures.join("; "))
 }
 
-/// Downloads a revealed model's ciphertext from its manifest URL (ranged and
-/// resumable, through `scratch`), or, failing that, from the fullnode's
-/// `/model/{id}`; checks its size and checksum, decrypts it, and writes `dest` only
-/// when every check passed.
-pub fn fetch(
-    net: &Network,
-    model: &Revealed,
-    scratch: &Path,
-    dest: &Path,
-    progress: ProgressFn<'_>,
-) -> Result<()> {
-    let size = model.manifest.size();
-    let staged = scratch.join(format!("{}.bin", hex::encode(model.manifest.checksum().0)));
+/// Downloads a revealed model's ciphertext from its manifest URL, or, failing that,
+/// from the fullnode's `/model/{id}`, decrypting it as it arrives (ranged and
+/// resumable: the plaintext so far waits beside `dest`), checks its size and
+/// checksum, and writes `dest` only when every check passed.
+pub fn fetch(net: &Network, model: &Revealed, dest: &Path, progress: ProgressFn<'_>) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let staged = dir.join(format!(
+        ".fetch-{}",
+        hex::encode(model.manifest.checksum().0)
+    ));
+    let mut decrypting = Decrypting::new(&model.key);
     download_blob(
         net,
         &model.manifest,
         Blob::Model(model.id),
         &staged,
+        Some(&mut decrypting),
         None,
         progress,
     )?;
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let mut out = tempfile::Builder::new()
-        .prefix(".fetch-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    let mut input = std::fs::File::open(&staged)?;
-    let digests = apply_stream(
-        &model.key,
-        &mut input,
-        &mut std::io::BufWriter::new(out.as_file_mut()),
-    )?;
-    let _ = std::fs::remove_file(&staged);
-    if digests.size != size {
-        bail!(
-            "model {}: {} bytes downloaded, but the manifest says {size}",
-            model.id,
-            digests.size
-        );
-    }
-    if digests.input != model.manifest.checksum() {
-        bail!(
-            "model {}: the download's Blake2b-256 is {}, but the manifest says {}",
-            model.id,
-            hex::encode(digests.input.0),
-            hex::encode(model.manifest.checksum().0)
-        );
-    }
-    out.persist(dest).map_err(|e| e.error)?;
+    std::fs::rename(&staged, dest)
+        .with_context(|| format!("cannot move the fetched model to {}", dest.display()))?;
     Ok(())
 }

@@ -274,13 +274,7 @@ impl Run<'_> {
                 let path = self.work.join(format!("{}.safetensors", id.to_hex()));
                 if !path.exists() {
                     (self.progress)(&format!("fetching model {id}"));
-                    fetch(
-                        self.net,
-                        &self.revealed[id],
-                        self.work,
-                        &path,
-                        self.progress,
-                    )?;
+                    fetch(self.net, &self.revealed[id], &path, self.progress)?;
                 }
                 self.weights.insert(*id, path);
             }

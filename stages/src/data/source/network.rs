@@ -207,6 +207,7 @@ fn fetch(net: &Network, t: &Offered, cache: &Path, progress: ProgressFn<'_>) -> 
         &manifest,
         Blob::Data(target),
         &staged,
+        None,
         Some(&check),
         progress,
     )?;

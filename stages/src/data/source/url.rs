@@ -10,7 +10,7 @@ use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt
 
 use super::{runtime, FileFilter, SourceFile};
 use crate::data::dataset::SourceRecord;
-use crate::data::download::{download, Body, Failure};
+use crate::data::download::{download, download_through, Body, Failure, Through};
 use crate::data::error::DataError;
 use crate::data::options::FetchOptions;
 use crate::data::progress::ProgressFn;
@@ -40,12 +40,14 @@ fn open(url: &str) -> Result<(std::sync::Arc<dyn ObjectStore>, ObjectPath), Data
 }
 
 /// Downloads the one object at `url` into `dest`, resuming and retrying like the
-/// dataset downloads, and returns its size. `expected_size`, when given, is checked
-/// before a byte is transferred.
+/// dataset downloads, the bytes passing `through` a transformation when given,
+/// and returns its size. `expected_size`, when given, is checked before a byte
+/// is transferred.
 pub fn download_object(
     url: &str,
     expected_size: Option<u64>,
     dest: &Path,
+    through: Option<&mut dyn Through>,
     progress: ProgressFn<'_>,
 ) -> Result<u64, DataError> {
     let (store, path) = open(url)?;
@@ -66,7 +68,7 @@ pub fn download_object(
             });
         }
         let range_from = |offset| fetch_range(&*store, &meta, url, offset);
-        download(url, meta.size, dest, range_from, progress).await?;
+        download_through(url, meta.size, dest, range_from, through, progress).await?;
         Ok(meta.size)
     })
 }
@@ -140,30 +142,65 @@ async fn fetch(
     Ok(files)
 }
 
-async fn fetch_range(
+/// Bytes in flight per piece of a download, and pieces in flight.
+const PIECE: u64 = 8 << 20;
+const IN_FLIGHT: usize = 4;
+
+/// The object from `offset` on, as ranged GETs of [`PIECE`] bytes, [`IN_FLIGHT`]
+/// at a time (a slow request does not hold the others back), yielded in order:
+/// what arrives is appended, so a broken transfer resumes from its end. Each
+/// piece arrives whole (`object_store` streams a local file in 8 KiB reads,
+/// each on a blocking thread; one read of a piece is one).
+async fn fetch_range<'a>(
+    store: &'a dyn ObjectStore,
+    meta: &'a ObjectMeta,
+    url: &'a str,
+    offset: u64,
+) -> Result<Body<impl futures::Stream<Item = Result<bytes::Bytes, Failure>> + Unpin + 'a>, Failure>
+{
+    let size = meta.size;
+    let pieces = (offset..size)
+        .step_by(PIECE as usize)
+        .map(move |start| start..(start + PIECE).min(size));
+    let stream = futures::stream::iter(pieces)
+        .map(move |range| fetch_piece(store, meta, url, range))
+        .buffered(IN_FLIGHT);
+    Ok(Body {
+        length: Some(size - offset),
+        stream,
+    })
+}
+
+async fn fetch_piece(
     store: &dyn ObjectStore,
     meta: &ObjectMeta,
     url: &str,
-    offset: u64,
-) -> Result<Body<impl futures::Stream<Item = Result<bytes::Bytes, Failure>> + Unpin>, Failure> {
+    range: std::ops::Range<u64>,
+) -> Result<bytes::Bytes, Failure> {
+    let expected = range.end - range.start;
     let options = GetOptions {
-        range: (offset > 0).then_some(GetRange::Offset(offset)),
-        // A resumed download must continue the same object, not a replacement.
+        range: Some(GetRange::Bounded(range)),
+        // Every piece must come from the same object, not a replacement.
         if_match: meta.e_tag.clone(),
         ..GetOptions::default()
     };
-    let result = store
+    let got = store
         .get_opts(&meta.location, options)
         .await
         .map_err(|e| failure(url, e))?;
-    let length = Some(result.range.end - result.range.start);
-    let url = url.to_owned();
-    Ok(Body {
-        length,
-        stream: result
-            .into_stream()
-            .map(move |chunk| chunk.map_err(|e| failure(&url, e))),
-    })
+    let bytes = got.bytes().await.map_err(|e| failure(url, e))?;
+    if bytes.len() as u64 != expected {
+        return Err(Failure {
+            transient: true,
+            error: DataError::Mismatch {
+                file: url.into(),
+                what: "piece size",
+                expected: expected.to_string(),
+                actual: bytes.len().to_string(),
+            },
+        });
+    }
+    Ok(bytes)
 }
 
 fn failure(url: &str, source: object_store::Error) -> Failure {
