@@ -139,6 +139,10 @@ impl Journal {
                     tail = self.work.wait(tail).unwrap_or_else(|p| p.into_inner());
                 }
                 if tail.frames.is_empty() {
+                    // Stopped with everything written: a change that comes
+                    // later is refused, and never reported durable.
+                    let stopped: Arc<str> = "the local network has stopped".into();
+                    self.durable.send_modify(|d| d.failed = Some(stopped));
                     return;
                 }
             }
