@@ -24,6 +24,7 @@ use soma_flow_chain::{SomaAddress, TransactionData, UserSignature};
 
 use crate::effects::{Effects, Rejection};
 use crate::faucet::FaucetReceipt;
+use crate::persist::io;
 use crate::{Ledger, LedgerError};
 
 /// One change to a ledger, as logged.
@@ -110,10 +111,7 @@ pub fn log_path(dir: &Path, generation: u64) -> PathBuf {
 
 /// The generations of the logs in `dir`, in order.
 pub(crate) fn log_generations(dir: &Path) -> Result<Vec<u64>, LedgerError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| LedgerError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(io(dir))?;
     let mut found: Vec<u64> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -130,44 +128,36 @@ pub(crate) fn log_generations(dir: &Path) -> Result<Vec<u64>, LedgerError> {
 }
 
 /// Replays the logs that follow a snapshot of `generation` onto `ledger`, in
-/// order; returns the number of changes applied. Only the newest log may end in
-/// an unfinished frame.
-pub(crate) fn replay(ledger: &mut Ledger, dir: &Path, generation: u64) -> Result<u64, LedgerError> {
+/// order. Only the newest log may end in an unfinished frame.
+pub(crate) fn replay(ledger: &mut Ledger, dir: &Path, generation: u64) -> Result<(), LedgerError> {
     let logs: Vec<u64> = log_generations(dir)?
         .into_iter()
         .filter(|&g| g >= generation)
         .collect();
-    let mut applied = 0;
-    for (i, &g) in logs.iter().enumerate() {
-        if g != generation + i as u64 {
+    for (expected, &g) in (generation..).zip(&logs) {
+        if g != expected {
             return Err(LedgerError::Corrupt {
                 path: log_path(dir, g),
-                reason: format!("the log of generation {} is missing", generation + i as u64),
+                reason: format!("the log of generation {expected} is missing"),
             });
         }
-        let path = log_path(dir, g);
-        let newest = i + 1 == logs.len();
-        applied += replay_one(ledger, &path, newest)?;
+        replay_one(ledger, &log_path(dir, g), Some(&g) == logs.last())?;
     }
-    Ok(applied)
+    Ok(())
 }
 
-fn replay_one(ledger: &mut Ledger, path: &Path, newest: bool) -> Result<u64, LedgerError> {
-    let io = |source| LedgerError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+fn replay_one(ledger: &mut Ledger, path: &Path, newest: bool) -> Result<(), LedgerError> {
     let corrupt = |reason: String| LedgerError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
-    let mut file = BufReader::new(File::open(path).map_err(io)?);
+    let mut file = BufReader::new(File::open(path).map_err(io(path))?);
     let mut applied = 0;
     loop {
-        let frame = match read_frame(&mut file).map_err(io)? {
+        let frame = match read_frame(&mut file).map_err(io(path))? {
             Frame::Change(payload) => payload,
-            Frame::End => return Ok(applied),
-            Frame::Torn(_) if newest => return Ok(applied),
+            Frame::End => return Ok(()),
+            Frame::Torn(_) if newest => return Ok(()),
             Frame::Torn(why) => {
                 return Err(corrupt(format!("change {}: {why}", applied + 1)));
             }
@@ -189,37 +179,23 @@ enum Frame {
 }
 
 fn read_frame(file: &mut impl Read) -> std::io::Result<Frame> {
-    let mut header = [0u8; 8];
-    let got = read_full(file, &mut header)?;
-    if got == 0 {
-        return Ok(Frame::End);
-    }
-    if got < header.len() {
-        return Ok(Frame::Torn("its header is cut short"));
-    }
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let mut header = Vec::with_capacity(8);
+    file.take(8).read_to_end(&mut header)?;
+    let (len, crc) = match header[..] {
+        [] => return Ok(Frame::End),
+        [l0, l1, l2, l3, c0, c1, c2, c3] => (
+            u32::from_le_bytes([l0, l1, l2, l3]),
+            u32::from_le_bytes([c0, c1, c2, c3]),
+        ),
+        _ => return Ok(Frame::Torn("its header is cut short")),
+    };
     let mut payload = Vec::new();
-    let got = file.take(len as u64).read_to_end(&mut payload)?;
-    if got < len {
+    let got = file.take(len.into()).read_to_end(&mut payload)?;
+    if got < len as usize {
         return Ok(Frame::Torn("it is cut short"));
     }
     if crc32fast::hash(&payload) != crc {
         return Ok(Frame::Torn("its checksum does not match"));
     }
     Ok(Frame::Change(payload))
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

@@ -20,7 +20,8 @@ pub const MAGIC: &[u8; 8] = b"SOMALNET";
 /// The file format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 3;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+/// An I/O error on `path`, as a ledger error.
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
     move |source| LedgerError::Io {
         path: path.to_path_buf(),
         source,
@@ -134,11 +135,7 @@ fn next_generation(dir: &Path) -> Result<u64, LedgerError> {
 }
 
 /// Writes `body` as the snapshot of `generation`, atomically and durably.
-pub(crate) fn write_snapshot(
-    dir: &Path,
-    body: &[u8],
-    generation: u64,
-) -> Result<PathBuf, LedgerError> {
+pub(crate) fn write_snapshot(dir: &Path, body: &[u8], generation: u64) -> Result<(), LedgerError> {
     let path = dir.join(LEDGER_FILE);
     let tmp = dir.join(format!("{LEDGER_FILE}.tmp"));
     {
@@ -152,8 +149,7 @@ pub(crate) fn write_snapshot(
         file.sync_all().map_err(io(&tmp))?;
     }
     fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
-    Ok(path)
+    sync_dir(dir)
 }
 
 /// Makes the directory's entries (a rename, a new file) durable.

@@ -10,10 +10,10 @@
 //! subscribers. While it syncs, the next batch gathers: senders never wait on
 //! each other's disk writes, only on the one in flight.
 //!
-//! Every `snapshot_every` changes ([`SNAPSHOT_EVERY`] by default) the writer also takes a snapshot (the
-//! ledger's BCS, cut under the lock at a batch boundary), starts the next
-//! generation's log, writes the snapshot atomically and removes the old log,
-//! so that reopening replays a bounded log.
+//! Every `snapshot_every` changes ([`SNAPSHOT_EVERY`] by default) the writer
+//! also takes a snapshot (the ledger's BCS, cut under the lock at a batch
+//! boundary), starts the next generation's log, writes the snapshot atomically
+//! and removes the old log, so that reopening replays a bounded log.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -179,21 +179,20 @@ impl Journal {
             )
         };
         file.append(&frames)?;
-        let next = match &snapshot {
-            // Changes after the cut go to the next log, which must exist (and
-            // be found) before any of them is reported durable.
-            Some(_) => Some(LogFile::create(&self.dir, file.generation + 1)?),
+        // Changes after the cut go to the next log, which must exist (and be
+        // found) before any of them is reported durable.
+        let next = match snapshot {
+            Some(body) => Some((body, LogFile::create(&self.dir, file.generation + 1)?)),
             None => None,
         };
         self.durable.send_modify(|d| {
             d.changes = changes;
             d.checkpoint = checkpoint;
         });
-        if let (Some(body), Some(next)) = (snapshot, next) {
-            let generation = next.generation;
+        if let Some((body, next)) = next {
             *file = next;
-            persist::write_snapshot(&self.dir, &body, generation)?;
-            persist::remove_logs_before(&self.dir, generation)?;
+            persist::write_snapshot(&self.dir, &body, file.generation)?;
+            persist::remove_logs_before(&self.dir, file.generation)?;
         }
         Ok(())
     }
@@ -215,10 +214,7 @@ impl LogFile {
             .truncate(true)
             .write(true)
             .open(&path)
-            .map_err(|source| LedgerError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(persist::io(&path))?;
         persist::sync_dir(dir)?;
         Ok(Self {
             file,
@@ -231,9 +227,6 @@ impl LogFile {
         self.file
             .write_all(frames)
             .and_then(|()| self.file.sync_data())
-            .map_err(|source| LedgerError::Io {
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(persist::io(&self.path))
     }
 }
